@@ -1,0 +1,148 @@
+import { Packr } from 'msgpackr';
+import {
+  CLOSE_FIXED_SIZE,
+  ERROR_FIXED_SIZE,
+  FrameType,
+  HEADER_SIZE,
+  ID_SIZE,
+  MAX_MAX_FRAME,
+  MIN_MAX_FRAME,
+} from './frame.js';
+import { encodeFrame } from './encoder.js';
+import { ErrorCode, PosternError } from './errors.js';
+import { isValidRouterId } from './id.js';
+
+/**
+ * Bodies of control frames. REGISTER and REGISTERED carry a MessagePack map with string
+ * keys; ERROR and CLOSE have fixed binary bodies so that a router can answer a SEND without
+ * an encoder. Every decoded body is shape-checked; a bad one is POSTERN_ERR_MALFORMED. [P-4]
+ */
+
+/** REGISTER body (agent → router). Unknown keys are ignored by the router. [P-4.1] */
+export interface RegisterBody {
+  [key: string]: unknown;
+}
+
+/** REGISTERED body (router → agent): everything the agent must honour. [P-4.2] */
+export interface RegisteredBody {
+  /** The assigned agent ID, 16 bytes. */
+  id: Uint8Array;
+  /** The router's ID (the first 4 bytes of `id`). */
+  router: number;
+  /** Largest frame, length field included, the router accepts from now on and may send. */
+  maxFrame: number;
+  /** Keepalive interval in ms: a side that has received nothing for this long sends PING. */
+  keepalive: number;
+  /** Silence in ms after which either side closes the connection (1.5 x keepalive). */
+  timeout: number;
+}
+
+/** A decoded ERROR frame. [P-7.1] */
+export interface ErrorFrame {
+  code: number;
+  seq: number;
+  /** The ID the error concerns (a view into the frame), all zeros when none. */
+  id: Buffer;
+  text: string;
+}
+
+/** A decoded CLOSE frame. [P-9.1] */
+export interface CloseFrame {
+  code: number;
+  reason: string;
+}
+
+/**
+ * Encodes and decodes MessagePack control bodies. One instance per router or agent: no
+ * module-level encoder state. `useRecords: false` so no peer depends on structure state.
+ */
+export class ControlCodec {
+  private readonly packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
+
+  /** The REGISTER frame's chunks. */
+  encodeRegister(body: RegisterBody = {}): Buffer[] {
+    return encodeFrame(FrameType.REGISTER, this.packr.pack(body));
+  }
+
+  /** The REGISTERED frame's chunks. */
+  encodeRegistered(body: RegisteredBody): Buffer[] {
+    // Key order fixed so the bytes match the vectors in PROTOCOL.md.
+    const ordered = {
+      id: Buffer.from(body.id),
+      router: body.router,
+      maxFrame: body.maxFrame,
+      keepalive: body.keepalive,
+      timeout: body.timeout,
+    };
+    return encodeFrame(FrameType.REGISTERED, this.packr.pack(ordered));
+  }
+
+  /** Decodes a REGISTER body from frame bytes `[start, end)`. */
+  decodeRegister(buf: Buffer, start: number, end: number): RegisterBody {
+    return this.map(buf, start, end, 'REGISTER');
+  }
+
+  /** Decodes and shape-checks a REGISTERED body from frame bytes `[start, end)`. */
+  decodeRegistered(buf: Buffer, start: number, end: number): RegisteredBody {
+    const m = this.map(buf, start, end, 'REGISTERED');
+    const id = m['id'];
+    if (!(id instanceof Uint8Array) || id.length !== ID_SIZE) malformed('REGISTERED.id must be 16 bytes');
+    const router = m['router'];
+    if (!isValidRouterId(router)) malformed('REGISTERED.router must be an integer in 1..2^32-1');
+    if (Buffer.from(id.buffer, id.byteOffset, 4).readUInt32BE(0) !== router) {
+      malformed('REGISTERED.id does not embed REGISTERED.router');
+    }
+    const maxFrame = uint(m['maxFrame'], 'maxFrame');
+    if (maxFrame < MIN_MAX_FRAME || maxFrame > MAX_MAX_FRAME) {
+      malformed(`REGISTERED.maxFrame must be in ${MIN_MAX_FRAME}..${MAX_MAX_FRAME}`);
+    }
+    const keepalive = uint(m['keepalive'], 'keepalive');
+    const timeout = uint(m['timeout'], 'timeout');
+    if (keepalive < 1 || timeout < keepalive) malformed('REGISTERED.keepalive must be >= 1 and timeout >= keepalive');
+    return { id: Buffer.from(id), router, maxFrame, keepalive, timeout };
+  }
+
+  private map(buf: Buffer, start: number, end: number, what: string): Record<string, unknown> {
+    let v: unknown;
+    try {
+      v = this.packr.unpack(buf.subarray(start + HEADER_SIZE, end));
+    } catch (err) {
+      throw new PosternError(ErrorCode.MALFORMED, `${what} body is not valid MessagePack`, { cause: err });
+    }
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) {
+      malformed(`${what} body must be a MessagePack map`);
+    }
+    return v as Record<string, unknown>;
+  }
+}
+
+/** Reads an ERROR frame at `[start, end)`. The frame's size was checked by the decoder. */
+export function readError(buf: Buffer, start: number, end: number): ErrorFrame {
+  return {
+    code: buf.readUInt16BE(start + HEADER_SIZE),
+    seq: buf.readUInt32BE(start + HEADER_SIZE + 2),
+    id: buf.subarray(start + HEADER_SIZE + 6, start + ERROR_FIXED_SIZE),
+    text: utf8(buf, start + ERROR_FIXED_SIZE, end),
+  };
+}
+
+/** Reads a CLOSE frame at `[start, end)`. */
+export function readClose(buf: Buffer, start: number, end: number): CloseFrame {
+  return { code: buf.readUInt16BE(start + HEADER_SIZE), reason: utf8(buf, start + CLOSE_FIXED_SIZE, end) };
+}
+
+// Text from the peer is informational; cap it so a log line stays a line.
+function utf8(buf: Buffer, start: number, end: number): string {
+  return buf.toString('utf8', start, Math.min(end, start + 512));
+}
+
+function uint(v: unknown, key: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+    malformed(`REGISTERED.${key} must be an unsigned integer`);
+  }
+  return v;
+}
+
+function malformed(message: string): never {
+  throw new PosternError(ErrorCode.MALFORMED, message);
+}
