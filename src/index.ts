@@ -1,1 +1,16 @@
-export {};
+/**
+ * postern: peer-to-peer messaging through firewalls over raw TCP.
+ *
+ * The public surface: the router, the agent, IDs, errors and the clock/logger seams.
+ * Codec internals for tests and benchmarks live in `postern/internal`.
+ *
+ * @module
+ */
+export { Router, type RouterEvents } from './router/router.js';
+export { ROUTER_DEFAULTS, type RouterOptions } from './router/options.js';
+export type { RouterStats } from './router/stats.js';
+export { ErrorCode, PosternError, type PosternErrorDetails } from './protocol/errors.js';
+export { DEFAULT_PORT, PROTOCOL_VERSION, WireCode } from './protocol/frame.js';
+export { formatId, parseId, routerIdOf, ID_TEXT_LENGTH } from './protocol/id.js';
+export { systemClock, ManualClock, type Clock, type Timer } from './net/clock.js';
+export { createLogger, silentLogger, type Logger, type LogFields, type LogLevel, type CreateLoggerOptions } from './net/log.js';

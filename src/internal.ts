@@ -1,0 +1,15 @@
+/**
+ * Internals for tests, benchmarks and other implementations' conformance checks. Not a
+ * stable API.
+ *
+ * @module
+ */
+export * from './protocol/frame.js';
+export * from './protocol/encoder.js';
+export * from './protocol/decoder.js';
+export * from './protocol/control.js';
+export * from './protocol/id.js';
+export * from './protocol/errors.js';
+export { RouterConnection, ConnState } from './router/connection.js';
+export { Registry } from './router/registry.js';
+export { resolveRouterOptions } from './router/options.js';

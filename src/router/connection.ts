@@ -1,0 +1,440 @@
+import type { Duplex } from 'node:stream';
+import { Decoder, type FrameSink } from '../protocol/decoder.js';
+import {
+  FrameType,
+  MIN_PROTOCOL_VERSION,
+  PRE_REGISTER_MAX_FRAME,
+  PROTOCOL_VERSION,
+  RELAY_ID_OFFSET,
+  RELAY_SEQ_OFFSET,
+  WIRE_CODE_NAMES,
+  WireCode,
+} from '../protocol/frame.js';
+import { encodeClose, encodeError, encodePing, encodePong, encodePreamble } from '../protocol/encoder.js';
+import { ErrorCode, PosternError } from '../protocol/errors.js';
+import { formatId, NO_ID } from '../protocol/id.js';
+import type { Timer } from '../net/clock.js';
+import type { RouterContext } from './context.js';
+
+/** Connection states. [P-9] */
+export const ConnState = {
+  /** Waiting for the agent's preamble. */
+  PREAMBLE: 0,
+  /** Preamble exchanged, waiting for REGISTER. */
+  HANDSHAKE: 1,
+  /** Registered: relaying. */
+  OPEN: 2,
+  /** CLOSE sent or received; flushing. */
+  CLOSING: 3,
+  /** The stream is gone. */
+  CLOSED: 4,
+} as const;
+export type ConnState = (typeof ConnState)[keyof typeof ConnState];
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * One agent connection on a router: reads frames with a {@link Decoder}, relays SENDs by
+ * rewriting them in place into DELIVERs, and is the one place that writes to its stream.
+ *
+ * Relay path: consecutive SENDs to the same destination that sit back to back in one
+ * chunk are gathered into a run and written as one slice of that chunk; every run is
+ * written before the chunk's `push()` returns, so nothing outlives the read it came from
+ * except in the destination's write queue.
+ */
+export class RouterConnection implements FrameSink {
+  /** The agent's ID; all zeros until registered. */
+  id: Buffer = NO_ID as Buffer;
+  /** Text form of `id` ('' until registered), for logs. */
+  idText = '';
+  state: ConnState = ConnState.PREAMBLE;
+  /** Clock time of the last byte received. */
+  lastRx: number;
+  /** Clock time the connection was accepted. */
+  readonly openedAt: number;
+  /** Remote address for logs, or undefined when addresses are not logged. */
+  readonly remote: string | undefined;
+
+  private readonly ctx: RouterContext;
+  private readonly stream: Duplex;
+  private readonly decoder: Decoder;
+  private pinged = false;
+  private preambleSent = false;
+  private firstByte = -1;
+  private closeTimer: Timer | null = null;
+
+  // The open relay run: frames [runStart, runEnd) of runBuf, all for runDest.
+  private runDest: RouterConnection | null = null;
+  private runBuf: Buffer = EMPTY;
+  private runStart = 0;
+  private runEnd = 0;
+  private runCount = 0;
+  private runSeq = 0;
+
+  // Backpressure. Senders paused because this connection's queue is over the limit,
+  // with the seq of the last SEND of theirs that was queued here.
+  private readonly waiters = new Map<RouterConnection, number>();
+  // Destinations this connection is paused for.
+  private readonly blockedOn = new Set<RouterConnection>();
+  private slowTimer: Timer | null = null;
+
+  constructor(ctx: RouterContext, stream: Duplex, remote: string | undefined) {
+    this.ctx = ctx;
+    this.stream = stream;
+    this.remote = remote;
+    this.openedAt = this.lastRx = ctx.clock.now();
+    this.decoder = new Decoder(this, { maxFrame: PRE_REGISTER_MAX_FRAME, preamble: true }); // [P-4.1]
+    stream.on('data', this.onData);
+    stream.on('end', this.onEnd);
+    stream.on('error', this.onError);
+    stream.on('close', this.onStreamClose);
+    stream.on('drain', this.onDrain);
+  }
+
+  // ---- input ---------------------------------------------------------------------------
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.lastRx = this.ctx.clock.now();
+    this.pinged = false;
+    if (this.firstByte < 0 && chunk.length > 0) this.firstByte = chunk[0]!;
+    this.ctx.stats.bytesIn += chunk.length;
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      this.flushRun();
+      this.fail(err);
+      return;
+    }
+    this.flushRun();
+  };
+
+  /** [P-2.2] [P-2.3] */
+  preamble(version: number): void {
+    if (version < MIN_PROTOCOL_VERSION) {
+      this.close(WireCode.UNSUPPORTED_VERSION, `version ${version} is not supported; this router speaks ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`);
+      return;
+    }
+    this.preambleSent = true;
+    this.write(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
+    this.state = ConnState.HANDSHAKE;
+  }
+
+  /** The relay hot path; everything else goes to {@link control}. */
+  frame(buf: Buffer, start: number, end: number): void {
+    this.ctx.stats.framesIn++;
+    if (buf[start + 4] !== FrameType.SEND || this.state !== ConnState.OPEN) {
+      this.flushRun();
+      this.control(buf, start, end);
+      return;
+    }
+    const seq = buf.readUInt32BE(start + RELAY_SEQ_OFFSET);
+    if (buf[start + 5] !== 0) {
+      // [P-6.4] flags this router does not implement are refused, never ignored
+      this.relayError(WireCode.UNSUPPORTED_FLAGS, seq, buf, start);
+      return;
+    }
+    const dest = this.ctx.registry.lookup(buf, start + RELAY_ID_OFFSET);
+    if (dest === undefined) {
+      this.relayError(WireCode.UNKNOWN_DESTINATION, seq, buf, start);
+      return;
+    }
+    // [P-6.3] SEND -> DELIVER in place: type, sender ID, seq zeroed; payload untouched.
+    buf[start + 4] = FrameType.DELIVER;
+    buf.set(this.id, start + RELAY_ID_OFFSET);
+    buf.writeUInt32BE(0, start + RELAY_SEQ_OFFSET);
+    if (dest === this.runDest && buf === this.runBuf && start === this.runEnd) {
+      this.runEnd = end;
+      this.runCount++;
+      this.runSeq = seq;
+      return;
+    }
+    this.flushRun();
+    this.runDest = dest;
+    this.runBuf = buf;
+    this.runStart = start;
+    this.runEnd = end;
+    this.runCount = 1;
+    this.runSeq = seq;
+  }
+
+  private flushRun(): void {
+    const dest = this.runDest;
+    if (dest === null) return;
+    this.runDest = null;
+    const slice = this.runBuf.subarray(this.runStart, this.runEnd);
+    this.runBuf = EMPTY;
+    this.ctx.stats.relayed += this.runCount;
+    this.ctx.stats.relayedBytes += slice.length;
+    dest.writeRelay(slice, this, this.runSeq);
+  }
+
+  private relayError(code: number, seq: number, buf: Buffer, start: number): void {
+    this.flushRun();
+    this.sendError(code, seq, buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + 16));
+  }
+
+  private control(buf: Buffer, start: number, end: number): void {
+    const type = buf[start + 4];
+    switch (type) {
+      case FrameType.PING:
+        this.write(encodePong(buf.subarray(start + 6, end))); // [P-8.1]
+        return;
+      case FrameType.PONG:
+        return;
+      case FrameType.CLOSE:
+        this.onPeerClose(buf, start, end);
+        return;
+      case FrameType.REGISTER:
+        this.register(buf, start, end);
+        return;
+      case FrameType.SEND:
+        // Only reached before registration. [P-4.3]
+        this.sendError(WireCode.NOT_REGISTERED, buf.readUInt32BE(start + RELAY_SEQ_OFFSET), buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + 16));
+        return;
+      default:
+        // REGISTERED, DELIVER, ERROR are router-to-agent only. [P-3.4]
+        this.close(WireCode.MALFORMED, `an agent may not send frame type 0x${type!.toString(16).padStart(2, '0')}`);
+    }
+  }
+
+  private register(buf: Buffer, start: number, end: number): void {
+    if (this.state === ConnState.OPEN) {
+      this.sendError(WireCode.ALREADY_REGISTERED, 0, null); // [P-4.4]
+      return;
+    }
+    try {
+      this.ctx.codec.decodeRegister(buf, start, end);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    const o = this.ctx.options;
+    this.id = this.ctx.registry.newId(o.routerId);
+    this.idText = formatId(this.id);
+    this.ctx.registry.add(this);
+    this.state = ConnState.OPEN;
+    this.decoder.maxFrame = o.maxFrame;
+    this.ctx.stats.registrations++;
+    const ka = o.keepaliveInterval;
+    // [P-4.2]
+    this.writeChunks(this.ctx.codec.encodeRegistered({ id: this.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5) }));
+    this.ctx.log.info('agent registered', { agent: this.idText, remote: this.remote });
+    this.ctx.onRegistered(this);
+  }
+
+  private onPeerClose(buf: Buffer, start: number, end: number): void {
+    const code = buf.readUInt16BE(start + 6);
+    const reason = buf.toString('utf8', start + 8, Math.min(end, start + 8 + 256));
+    this.ctx.log.info('agent closed', { agent: this.idText || undefined, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+    // [P-9.2] a peer that receives CLOSE sends nothing more and ends.
+    this.shutdown();
+    this.stream.end();
+  }
+
+  private fail(err: unknown): void {
+    if (err instanceof PosternError && err.wireCode !== undefined && err.wireCode !== 0) {
+      if (err.code === ErrorCode.BAD_MAGIC) {
+        this.rejectStranger();
+        return;
+      }
+      this.ctx.log.warn('protocol violation', { agent: this.idText || undefined, remote: this.remote, code: err.code });
+      this.close(err.wireCode, err.message);
+      return;
+    }
+    this.ctx.log.error('internal error', { agent: this.idText || undefined, error: String(err) });
+    this.close(WireCode.INTERNAL, 'internal error');
+  }
+
+  /** [P-2.2] Not a postern peer: say so in a way the other side can read, then close. */
+  private rejectStranger(): void {
+    this.ctx.stats.closes[WireCode.BAD_MAGIC] = (this.ctx.stats.closes[WireCode.BAD_MAGIC] ?? 0) + 1;
+    this.ctx.log.warn('not a postern client', { remote: this.remote, code: ErrorCode.BAD_MAGIC });
+    if (this.firstByte >= 0x41 && this.firstByte <= 0x5a) {
+      const body = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
+      this.write(
+        Buffer.from(
+          `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        ),
+      );
+    } else {
+      this.writeCloseFrame(WireCode.BAD_MAGIC, 'not a postern peer');
+    }
+    this.shutdown();
+    this.stream.end();
+    this.armCloseTimer();
+  }
+
+  private readonly onEnd = (): void => {
+    // The peer stopped writing without CLOSE: nothing more will come, so finish too.
+    if (this.state < ConnState.CLOSING) {
+      this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+      this.shutdown();
+    }
+    this.stream.end();
+  };
+
+  private readonly onError = (err: Error): void => {
+    this.ctx.log.debug('stream error', { agent: this.idText || undefined, error: (err as NodeJS.ErrnoException).code ?? err.message });
+    this.stream.destroy();
+  };
+
+  private readonly onStreamClose = (): void => {
+    if (this.state < ConnState.CLOSING) {
+      this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+    }
+    this.shutdown();
+    this.state = ConnState.CLOSED;
+    this.closeTimer?.cancel();
+    this.closeTimer = null;
+    this.ctx.onClosed(this);
+  };
+
+  // ---- output --------------------------------------------------------------------------
+
+  /** Writes one buffer to this connection (the only writer besides {@link writeRelay}). */
+  write(buf: Buffer): void {
+    if (this.state === ConnState.CLOSED || this.stream.writableEnded) return;
+    this.ctx.stats.bytesOut += buf.length;
+    this.stream.write(buf);
+  }
+
+  private writeChunks(chunks: Buffer[]): void {
+    if (chunks.length === 1) return this.write(chunks[0]!);
+    this.stream.cork();
+    for (const c of chunks) this.write(c);
+    this.stream.uncork();
+  }
+
+  /** Sends an ERROR frame. [P-7.1] */
+  sendError(code: number, seq: number, id: Uint8Array | null, text = ''): void {
+    this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
+    this.write(encodeError(code, seq, id, text));
+  }
+
+  /** Queues a run of DELIVER frames from `from`; pauses `from` when this queue is full. [P-9.3] */
+  writeRelay(slice: Buffer, from: RouterConnection, lastSeq: number): void {
+    if (this.state !== ConnState.OPEN) {
+      from.sendError(WireCode.UNKNOWN_DESTINATION, lastSeq, this.id);
+      return;
+    }
+    this.ctx.stats.bytesOut += slice.length;
+    this.stream.write(slice);
+    if (this.stream.writableLength > this.ctx.options.maxOutbound) this.congested(from, lastSeq);
+  }
+
+  private congested(from: RouterConnection, lastSeq: number): void {
+    if (this.slowTimer === null) {
+      this.slowTimer = this.ctx.clock.setTimeout(this.onSlowConsumer, this.ctx.options.slowConsumerTimeout);
+    }
+    if (from === this) return;
+    this.waiters.set(from, lastSeq);
+    from.blockOn(this);
+  }
+
+  private blockOn(dest: RouterConnection): void {
+    if (this.blockedOn.size === 0) this.stream.pause();
+    this.blockedOn.add(dest);
+  }
+
+  private unblock(dest: RouterConnection): void {
+    if (!this.blockedOn.delete(dest)) return;
+    if (this.blockedOn.size === 0 && this.state === ConnState.OPEN) this.stream.resume();
+  }
+
+  private readonly onDrain = (): void => {
+    if (this.slowTimer !== null) {
+      this.slowTimer.cancel();
+      this.slowTimer = null;
+    }
+    this.releaseWaiters(false);
+  };
+
+  private releaseWaiters(report: boolean): void {
+    if (this.waiters.size === 0) return;
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const [w, seq] of waiters) {
+      // [P-9.3] senders whose messages may have been lost with a slow consumer are told.
+      if (report) w.sendError(WireCode.DESTINATION_SLOW, seq, this.id);
+      w.unblock(this);
+    }
+  }
+
+  private readonly onSlowConsumer = (): void => {
+    this.slowTimer = null;
+    if (this.stream.writableLength <= this.ctx.options.maxOutbound) return;
+    this.ctx.stats.slowConsumers++;
+    this.close(WireCode.SLOW_CONSUMER, `queue stayed above ${this.ctx.options.maxOutbound} bytes for ${this.ctx.options.slowConsumerTimeout} ms`);
+    // Nothing more will be read from it; drop what it still owes so memory goes now.
+    this.stream.destroy();
+  };
+
+  // ---- lifecycle -----------------------------------------------------------------------
+
+  /** Keepalive and handshake deadlines, called by the router's sweep. `slack` is the sweep period. [P-8.2] */
+  tick(now: number, slack: number): void {
+    const o = this.ctx.options;
+    if (this.state === ConnState.PREAMBLE || this.state === ConnState.HANDSHAKE) {
+      if (now - this.openedAt + slack >= o.handshakeTimeout) {
+        this.ctx.stats.handshakeTimeouts++;
+        this.close(WireCode.HANDSHAKE_TIMEOUT, `no registration within ${o.handshakeTimeout} ms`);
+      }
+      return;
+    }
+    if (this.state !== ConnState.OPEN) return;
+    const idle = now - this.lastRx;
+    if (idle + slack >= Math.floor(o.keepaliveInterval * 1.5)) {
+      this.ctx.stats.keepaliveExpiries++;
+      this.close(WireCode.KEEPALIVE_TIMEOUT, `nothing received for ${idle} ms`);
+      // The path is presumed dead: do not wait for a flush that cannot happen.
+      this.stream.destroy();
+    } else if (idle >= o.keepaliveInterval && !this.pinged) {
+      this.pinged = true;
+      this.write(encodePing());
+    }
+  }
+
+  /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1] */
+  close(code: number, reason = ''): void {
+    if (this.state >= ConnState.CLOSING) return;
+    this.flushRun();
+    this.ctx.stats.closes[code] = (this.ctx.stats.closes[code] ?? 0) + 1;
+    if (code !== WireCode.GOING_AWAY) {
+      this.ctx.log.info('closing connection', { agent: this.idText || undefined, remote: this.remote, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+    }
+    this.shutdown(code === WireCode.SLOW_CONSUMER);
+    this.writeCloseFrame(code, reason);
+    this.stream.end();
+    this.armCloseTimer();
+  }
+
+  /** CLOSE, preceded by our preamble when the peer has not had it yet, so it can parse the CLOSE. [P-2.3] */
+  private writeCloseFrame(code: number, reason: string): void {
+    if (!this.preambleSent) {
+      this.preambleSent = true;
+      this.write(encodePreamble(PROTOCOL_VERSION));
+    }
+    this.write(encodeClose(code, reason));
+  }
+
+  private armCloseTimer(): void {
+    if (this.closeTimer === null && this.state !== ConnState.CLOSED) {
+      this.closeTimer = this.ctx.clock.setTimeout(() => this.stream.destroy(), this.ctx.options.closeTimeout);
+    }
+  }
+
+  /** Leaves the relay: unregistered, no more input, waiters released. Idempotent. */
+  private shutdown(reportWaiters = false): void {
+    if (this.state >= ConnState.CLOSING) return;
+    this.state = ConnState.CLOSING;
+    this.decoder.stop();
+    this.ctx.registry.delete(this);
+    if (this.slowTimer !== null) {
+      this.slowTimer.cancel();
+      this.slowTimer = null;
+    }
+    this.releaseWaiters(reportWaiters);
+    for (const d of this.blockedOn) d.waiters.delete(this);
+    this.blockedOn.clear();
+  }
+}

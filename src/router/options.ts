@@ -1,0 +1,92 @@
+import { DEFAULT_PORT, MAX_MAX_FRAME, MIN_MAX_FRAME } from '../protocol/frame.js';
+import { ErrorCode, PosternError } from '../protocol/errors.js';
+import { isValidRouterId } from '../protocol/id.js';
+import { systemClock, type Clock } from '../net/clock.js';
+import { silentLogger, type Logger } from '../net/log.js';
+import { randomInt } from 'node:crypto';
+
+/** Options of a {@link Router}. Every field is optional; defaults are in {@link ROUTER_DEFAULTS}. */
+export interface RouterOptions {
+  /** Address to listen on. Default `0.0.0.0` (every IPv4 interface). */
+  host?: string;
+  /** TCP port; 0 picks a free one. Default 7447. */
+  port?: number;
+  /** This router's ID, embedded in every agent ID it issues: 1..2^32-1. Default: random. */
+  routerId?: number;
+  /** Largest frame (bytes, length field included) accepted after registration and announced. Default 1 MiB. */
+  maxFrame?: number;
+  /** Keepalive interval in ms, announced to agents; the timeout is 1.5x this. Default 30000. */
+  keepaliveInterval?: number;
+  /** Ms a new connection has to send its preamble and REGISTER. Default 10000. */
+  handshakeTimeout?: number;
+  /** Bytes queued towards one connection above which its senders are paused. Default 1 MiB. */
+  maxOutbound?: number;
+  /** Ms a connection may stay above `maxOutbound` before it is closed as a slow consumer. Default 10000. */
+  slowConsumerTimeout?: number;
+  /** Ms a closing connection has to flush before it is destroyed. Default 5000. */
+  closeTimeout?: number;
+  /** Whether log lines may carry remote IP addresses. Default true. */
+  logAddresses?: boolean;
+  /** Time source. Default the system clock. */
+  clock?: Clock;
+  /** Where events are logged. Default: nowhere. */
+  logger?: Logger;
+}
+
+/** Resolved options: every field present. */
+export type ResolvedRouterOptions = Required<Omit<RouterOptions, 'routerId'>> & { routerId: number };
+
+/** Defaults of every router option except `routerId` (random when not given). */
+export const ROUTER_DEFAULTS: Readonly<Required<Omit<RouterOptions, 'routerId'>>> = Object.freeze({
+  host: '0.0.0.0',
+  port: DEFAULT_PORT,
+  maxFrame: 1024 * 1024,
+  keepaliveInterval: 30_000,
+  handshakeTimeout: 10_000,
+  maxOutbound: 1024 * 1024,
+  slowConsumerTimeout: 10_000,
+  closeTimeout: 5_000,
+  logAddresses: true,
+  clock: systemClock,
+  logger: silentLogger,
+});
+
+const KNOWN = new Set<string>([...Object.keys(ROUTER_DEFAULTS), 'routerId']);
+
+/** Merges `options` over the defaults and validates every field; throws POSTERN_ERR_INVALID_OPTION naming the option. */
+export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRouterOptions {
+  for (const k of Object.keys(options)) {
+    if (!KNOWN.has(k)) bad(k, 'is not a router option');
+  }
+  const o = { ...ROUTER_DEFAULTS, ...stripUndefined(options) } as ResolvedRouterOptions;
+  if (options.routerId === undefined) o.routerId = randomInt(1, 0xffffffff);
+  if (!isValidRouterId(o.routerId)) bad('routerId', 'must be an integer in 1..4294967295');
+  if (typeof o.host !== 'string' || o.host.length === 0) bad('host', 'must be a non-empty string');
+  int('port', o.port, 0, 65535);
+  int('maxFrame', o.maxFrame, MIN_MAX_FRAME, MAX_MAX_FRAME);
+  int('keepaliveInterval', o.keepaliveInterval, 10, 3_600_000);
+  int('handshakeTimeout', o.handshakeTimeout, 10, 3_600_000);
+  int('maxOutbound', o.maxOutbound, 1024, 1 << 30);
+  int('slowConsumerTimeout', o.slowConsumerTimeout, 10, 3_600_000);
+  int('closeTimeout', o.closeTimeout, 1, 3_600_000);
+  if (typeof o.logAddresses !== 'boolean') bad('logAddresses', 'must be a boolean');
+  if (typeof o.clock?.now !== 'function' || typeof o.clock.setTimeout !== 'function') bad('clock', 'must be a Clock');
+  for (const m of ['debug', 'info', 'warn', 'error'] as const) {
+    if (typeof o.logger?.[m] !== 'function') bad('logger', `must have a ${m}() method`);
+  }
+  return o;
+}
+
+function int(name: string, v: unknown, min: number, max: number): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    bad(name, `must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
+  }
+}
+
+function bad(name: string, what: string): never {
+  throw new PosternError(ErrorCode.INVALID_OPTION, `option ${name} ${what}`);
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,77 @@
+import { ID_SIZE } from '../protocol/frame.js';
+import { idEquals, newAgentId } from '../protocol/id.js';
+
+/** What the registry stores: anything with a 16-byte ID. */
+export interface Registered {
+  readonly id: Buffer;
+}
+
+/**
+ * Live agents by ID. The key is 30 bits of the ID's random part, so lookups straight from
+ * a frame's bytes allocate nothing (the key is a small integer); the full 16 bytes are then
+ * compared. [P-6.2]
+ */
+export class Registry<T extends Registered> {
+  private readonly map = new Map<number, T | T[]>();
+  private count = 0;
+
+  /** Number of registered entries. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Finds the entry whose ID is the 16 bytes at `buf[off..off+16]`. */
+  lookup(buf: Uint8Array, off: number): T | undefined {
+    const e = this.map.get(keyOf(buf, off));
+    if (e === undefined) return undefined;
+    if (!Array.isArray(e)) return idEquals(e.id, 0, buf, off) ? e : undefined;
+    for (const x of e) if (idEquals(x.id, 0, buf, off)) return x;
+    return undefined;
+  }
+
+  /** A fresh ID for `routerId`, distinct from every live one. [P-5.3] */
+  newId(routerId: number): Buffer {
+    for (;;) {
+      const id = newAgentId(routerId, Buffer.allocUnsafe(ID_SIZE));
+      if (this.lookup(id, 0) === undefined) return id;
+    }
+  }
+
+  /** Adds `entry` under its ID. */
+  add(entry: T): void {
+    const k = keyOf(entry.id, 0);
+    const e = this.map.get(k);
+    if (e === undefined) this.map.set(k, entry);
+    else if (Array.isArray(e)) e.push(entry);
+    else this.map.set(k, [e, entry]);
+    this.count++;
+  }
+
+  /** Removes `entry`; a no-op when it is not there. */
+  delete(entry: T): void {
+    const k = keyOf(entry.id, 0);
+    const e = this.map.get(k);
+    if (e === entry) {
+      this.map.delete(k);
+      this.count--;
+    } else if (Array.isArray(e)) {
+      const i = e.indexOf(entry);
+      if (i < 0) return;
+      e.splice(i, 1);
+      if (e.length === 1) this.map.set(k, e[0]!);
+      this.count--;
+    }
+  }
+
+  /** Every entry. */
+  *values(): IterableIterator<T> {
+    for (const e of this.map.values()) {
+      if (Array.isArray(e)) yield* e;
+      else yield e;
+    }
+  }
+}
+
+function keyOf(b: Uint8Array, off: number): number {
+  return ((b[off + 12]! & 0x3f) << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!;
+}

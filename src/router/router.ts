@@ -1,0 +1,179 @@
+import { EventEmitter } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ControlCodec } from '../protocol/control.js';
+import { WireCode } from '../protocol/frame.js';
+import { ErrorCode, PosternError } from '../protocol/errors.js';
+import type { Clock, Timer } from '../net/clock.js';
+import type { Logger } from '../net/log.js';
+import { ConnState, RouterConnection } from './connection.js';
+import type { RouterContext } from './context.js';
+import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
+import { Registry } from './registry.js';
+import { newStats, type RouterStats } from './stats.js';
+
+/** Events of a {@link Router}. */
+export interface RouterEvents {
+  /** The TCP server is listening. */
+  listening: [address: AddressInfo];
+  /** An agent registered; `id` is its text ID. */
+  register: [id: string];
+  /** A connection ended; `id` is '' when it never registered. */
+  disconnect: [id: string];
+  /** The TCP server failed (e.g. EADDRINUSE after listening). */
+  error: [err: Error];
+}
+
+/**
+ * A postern router: accepts agent connections, registers them, relays their messages.
+ *
+ * ```ts
+ * const router = new Router({ port: 7447 });
+ * const addr = await router.listen();
+ * // ...
+ * await router.close();
+ * ```
+ */
+export class Router extends EventEmitter<RouterEvents> implements RouterContext {
+  /** The resolved options (defaults filled in). */
+  readonly options: ResolvedRouterOptions;
+  /** This router's ID (the first 4 bytes of every ID it issues). */
+  readonly routerId: number;
+  /** Counters since start. */
+  readonly stats: RouterStats = newStats();
+  /** @internal */
+  readonly registry = new Registry<RouterConnection>();
+  /** @internal */
+  readonly codec = new ControlCodec();
+  /** @internal */
+  readonly clock: Clock;
+  /** @internal */
+  readonly log: Logger;
+
+  private readonly conns = new Set<RouterConnection>();
+  private server: net.Server | null = null;
+  private sweepTimer: Timer | null = null;
+  private readonly sweepPeriod: number;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: RouterOptions = {}) {
+    super();
+    this.options = resolveRouterOptions(options);
+    this.routerId = this.options.routerId;
+    this.clock = this.options.clock;
+    this.log = this.options.logger;
+    // The sweep runs 10 times per keepalive interval (and handshake timeout), so a
+    // deadline is noticed at most a tenth of that late; deadlines subtract that slack.
+    this.sweepPeriod = Math.max(1, Math.floor(Math.min(this.options.keepaliveInterval, this.options.handshakeTimeout) / 10));
+  }
+
+  /** Number of open connections (registered or not). */
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  /** Number of registered agents. */
+  get agents(): number {
+    return this.registry.size;
+  }
+
+  /** Starts listening on `options.host`:`options.port`; resolves with the bound address. */
+  listen(): Promise<AddressInfo> {
+    if (this.closing !== null) return Promise.reject(new PosternError(ErrorCode.CLOSED, 'router is closed'));
+    if (this.server !== null) return Promise.reject(new PosternError(ErrorCode.INVALID_ARGUMENT, 'router is already listening'));
+    const server = net.createServer({ noDelay: true }, (socket) => {
+      const remote = this.options.logAddresses ? `${socket.remoteAddress}:${socket.remotePort}` : undefined;
+      this.handle(socket, remote);
+    });
+    this.server = server;
+    return new Promise<AddressInfo>((resolve, reject) => {
+      const onError = (err: Error): void => {
+        this.server = null;
+        reject(err);
+      };
+      server.once('error', onError);
+      server.listen(this.options.port, this.options.host, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.emit('error', err));
+        const addr = server.address() as AddressInfo;
+        this.log.info('listening', { host: addr.address, port: addr.port, router: this.routerId });
+        this.emit('listening', addr);
+        resolve(addr);
+      });
+    });
+  }
+
+  /** The bound address, or null when not listening. */
+  address(): AddressInfo | null {
+    return (this.server?.address() as AddressInfo | null | undefined) ?? null;
+  }
+
+  /**
+   * Serves one connection over any Duplex (a TCP socket, an in-memory pair, a TLS stream).
+   * `remote` is what logs show as the peer's address (nothing when omitted).
+   */
+  handle(stream: Duplex, remote?: string): void {
+    if (this.closing !== null) {
+      stream.destroy();
+      return;
+    }
+    const conn = new RouterConnection(this, stream, remote);
+    this.conns.add(conn);
+    this.stats.accepted++;
+    this.armSweep();
+  }
+
+  /** Stops accepting, sends CLOSE(GOING_AWAY) to every connection and waits for them to end. */
+  close(): Promise<void> {
+    if (this.closing !== null) return this.closing;
+    this.closing = (async () => {
+      this.log.info('shutting down', { connections: this.conns.size });
+      const server = this.server;
+      const serverClosed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+      for (const c of [...this.conns]) c.close(WireCode.GOING_AWAY, 'router shutting down');
+      await Promise.all([serverClosed, this.allClosed()]);
+      this.sweepTimer?.cancel();
+      this.sweepTimer = null;
+      this.log.info('closed');
+    })();
+    return this.closing;
+  }
+
+  private allClosed(): Promise<void> {
+    if (this.conns.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.drained = resolve;
+    });
+  }
+
+  private drained: (() => void) | null = null;
+
+  /** @internal */
+  onRegistered(conn: RouterConnection): void {
+    this.emit('register', conn.idText);
+  }
+
+  /** @internal */
+  onClosed(conn: RouterConnection): void {
+    if (!this.conns.delete(conn)) return;
+    this.emit('disconnect', conn.idText);
+    if (this.conns.size === 0 && this.drained !== null) {
+      const d = this.drained;
+      this.drained = null;
+      d();
+    }
+  }
+
+  private armSweep(): void {
+    if (this.sweepTimer === null) this.sweepTimer = this.clock.setTimeout(this.sweep, this.sweepPeriod);
+  }
+
+  private readonly sweep = (): void => {
+    this.sweepTimer = null;
+    const now = this.clock.now();
+    for (const c of this.conns) {
+      if (c.state < ConnState.CLOSING) c.tick(now, this.sweepPeriod);
+    }
+    if (this.conns.size > 0) this.armSweep();
+  };
+}
