@@ -51,6 +51,25 @@ export const ErrorCode = {
   SEND_BUFFER_FULL: 'POSTERN_ERR_SEND_BUFFER_FULL',
   /** A message stayed unacknowledged by the router when the connection was lost. */
   NOT_SENT: 'POSTERN_ERR_NOT_SENT',
+  // Local only: sealed envelopes and keys (src/crypto, PROTOCOL.md envelope section)
+  /** A sealed box or envelope that does not open with this key pair: altered, truncated, or sealed to another key. */
+  SEAL_OPEN_FAILED: 'POSTERN_ERR_SEAL_OPEN_FAILED',
+  /** An envelope that opened but whose inside is malformed (lengths, non-zero padding). */
+  BAD_ENVELOPE: 'POSTERN_ERR_BAD_ENVELOPE',
+  /** An envelope whose version/type byte this implementation does not know. */
+  UNSUPPORTED_ENVELOPE: 'POSTERN_ERR_UNSUPPORTED_ENVELOPE',
+  /** An envelope naming a sender whose key did not make its inner box (a forged or re-wrapped sender). */
+  SENDER_UNVERIFIED: 'POSTERN_ERR_SENDER_UNVERIFIED',
+  /** An envelope bound to another recipient ID than the one opening it (replayed to another agent). */
+  RECIPIENT_MISMATCH: 'POSTERN_ERR_RECIPIENT_MISMATCH',
+  /** A key file does not exist. */
+  KEY_FILE_NOT_FOUND: 'POSTERN_ERR_KEY_FILE_NOT_FOUND',
+  /** A key file already exists and overwriting was not asked for. */
+  KEY_FILE_EXISTS: 'POSTERN_ERR_KEY_FILE_EXISTS',
+  /** A key file readable or writable by group or others, or not a regular file. */
+  KEY_FILE_INSECURE: 'POSTERN_ERR_KEY_FILE_INSECURE',
+  /** A key file that is not valid postern key JSON, or whose keys do not match. */
+  BAD_KEY_FILE: 'POSTERN_ERR_BAD_KEY_FILE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

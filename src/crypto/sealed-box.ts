@@ -1,0 +1,145 @@
+import nacl from 'tweetnacl';
+import { blake2b } from '@noble/hashes/blake2.js';
+import { ErrorCode, PosternError } from '../protocol/errors.js';
+import { X25519_KEY_SIZE, x25519, x25519Base } from './x25519.js';
+
+/**
+ * The outer layer of an envelope: a sealed box, byte for byte libsodium's
+ * `crypto_box_seal`. [P-E.1]
+ *
+ * ```
+ * sealed = epk (32) || crypto_box(m, nonce, recipientPk, esk)      (16-byte MAC first)
+ * nonce  = BLAKE2b(epk || recipientPk, outlen = 24, unkeyed)
+ * ```
+ *
+ * `(epk, esk)` is a fresh X25519 key pair per message, forgotten after sealing, so the box
+ * says nothing about who made it and the sender cannot open it afterwards.
+ */
+
+/** Bytes a sealed box adds to its message: the ephemeral public key and the MAC. */
+export const SEAL_OVERHEAD = X25519_KEY_SIZE + nacl.box.overheadLength; // 48
+
+/** Length of a crypto_box nonce (XSalsa20). */
+export const NONCE_SIZE = nacl.box.nonceLength; // 24
+
+/** An X25519 key pair: both 32 bytes. The secret key is the raw (unclamped) scalar. */
+export interface KeyPair {
+  /** X25519 public key, 32 bytes. */
+  readonly publicKey: Uint8Array;
+  /** X25519 secret key, 32 bytes. Keep it secret: see keys.ts for storage. */
+  readonly secretKey: Uint8Array;
+}
+
+interface NaclLowLevel {
+  crypto_core_hsalsa20(out: Uint8Array, inp: Uint8Array, k: Uint8Array, c: Uint8Array): number;
+}
+// tweetnacl exports its low-level functions untyped.
+const lowlevel = (nacl as unknown as { lowlevel: NaclLowLevel }).lowlevel;
+const SIGMA = new TextEncoder().encode('expand 32-byte k');
+const ZERO16 = new Uint8Array(16);
+
+/**
+ * crypto_box_beforenm: HSalsa20 of the X25519 secret, the key of XSalsa20-Poly1305 between
+ * the two parties. Undefined when `publicKey` has small order (libsodium fails there too).
+ */
+export function boxBeforeNm(publicKey: Uint8Array, secretKey: Uint8Array, cacheSecret = false): Uint8Array | undefined {
+  const shared = x25519(secretKey, publicKey, cacheSecret);
+  if (shared === undefined) return undefined;
+  const key = new Uint8Array(32);
+  lowlevel.crypto_core_hsalsa20(key, ZERO16, shared, SIGMA);
+  shared.fill(0);
+  return key;
+}
+
+/** The sealed-box nonce: BLAKE2b-192(epk || recipientPk), unkeyed. */
+export function sealNonce(ephemeralPk: Uint8Array, recipientPk: Uint8Array): Uint8Array {
+  return blake2b.create({ dkLen: NONCE_SIZE }).update(ephemeralPk).update(recipientPk).digest();
+}
+
+/** Throws INVALID_ARGUMENT unless `key` is a 32-byte Uint8Array. */
+export function checkKey(key: unknown, what: string): asserts key is Uint8Array {
+  if (!(key instanceof Uint8Array) || key.length !== X25519_KEY_SIZE) {
+    throw new PosternError(ErrorCode.INVALID_ARGUMENT, `${what} must be a ${X25519_KEY_SIZE}-byte Uint8Array`);
+  }
+}
+
+/**
+ * Seals `message` to `recipientPk` with a fresh ephemeral key pair, exactly as libsodium's
+ * `crypto_box_seal`: the result opens with `crypto_box_seal_open` and with {@link openBox}.
+ * Output length: `message.length + 48`.
+ *
+ * @throws PosternError INVALID_ARGUMENT when the key is not 32 bytes or has small order.
+ */
+export function sealBox(message: Uint8Array, recipientPk: Uint8Array): Uint8Array {
+  const esk = nacl.randomBytes(X25519_KEY_SIZE);
+  try {
+    return sealBoxWithEphemeral(message, recipientPk, { publicKey: x25519Base(esk), secretKey: esk });
+  } finally {
+    esk.fill(0);
+  }
+}
+
+/**
+ * {@link sealBox} with a caller-chosen ephemeral key pair. For test vectors only: reusing an
+ * ephemeral key to the same recipient reuses the nonce and key, which breaks the
+ * encryption. Internal (exported through src/internal.ts, not the public index).
+ */
+export function sealBoxWithEphemeral(message: Uint8Array, recipientPk: Uint8Array, ephemeral: KeyPair): Uint8Array {
+  checkKey(recipientPk, 'recipient public key');
+  checkKey(ephemeral.publicKey, 'ephemeral public key');
+  checkKey(ephemeral.secretKey, 'ephemeral secret key');
+  if (!(message instanceof Uint8Array)) {
+    throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'message must be a Uint8Array');
+  }
+  const key = boxBeforeNm(recipientPk, ephemeral.secretKey);
+  if (key === undefined) {
+    throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipient public key has small order: nothing sealed to it is secret');
+  }
+  const boxed = nacl.secretbox(message, sealNonce(ephemeral.publicKey, recipientPk), key);
+  key.fill(0);
+  const out = new Uint8Array(X25519_KEY_SIZE + boxed.length);
+  out.set(ephemeral.publicKey, 0);
+  out.set(boxed, X25519_KEY_SIZE);
+  return out;
+}
+
+/**
+ * Opens a sealed box made by {@link sealBox} or libsodium's `crypto_box_seal`.
+ *
+ * @throws PosternError SEAL_OPEN_FAILED when it does not open with this key pair: shorter
+ *   than 48 bytes, altered, sealed to another key, or carrying an ephemeral key of small
+ *   order (which libsodium also rejects). INVALID_ARGUMENT for keys that are not 32 bytes.
+ */
+export function openBox(sealed: Uint8Array, recipientPk: Uint8Array, recipientSk: Uint8Array): Uint8Array {
+  return openBoxWithEphemeral(sealed, recipientPk, recipientSk).message;
+}
+
+/**
+ * {@link openBox}, also returning the ephemeral public key (a view into `sealed`), which the
+ * envelope binds its inner layer to.
+ */
+export function openBoxWithEphemeral(
+  sealed: Uint8Array,
+  recipientPk: Uint8Array,
+  recipientSk: Uint8Array,
+): { message: Uint8Array; ephemeralPk: Uint8Array } {
+  checkKey(recipientPk, 'recipient public key');
+  checkKey(recipientSk, 'recipient secret key');
+  if (!(sealed instanceof Uint8Array)) {
+    throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'sealed box must be a Uint8Array');
+  }
+  if (sealed.length < SEAL_OVERHEAD) {
+    throw new PosternError(ErrorCode.SEAL_OPEN_FAILED, `sealed box too short: ${sealed.length} < ${SEAL_OVERHEAD} bytes`);
+  }
+  const epk = sealed.subarray(0, X25519_KEY_SIZE);
+  const key = boxBeforeNm(epk, recipientSk, true);
+  if (key === undefined) {
+    throw new PosternError(ErrorCode.SEAL_OPEN_FAILED, 'sealed box has an ephemeral key of small order');
+  }
+  const message = nacl.secretbox.open(sealed.subarray(X25519_KEY_SIZE), sealNonce(epk, recipientPk), key);
+  key.fill(0);
+  if (message === null) {
+    throw new PosternError(ErrorCode.SEAL_OPEN_FAILED, 'sealed box does not open with this key (altered, or sealed to another key)');
+  }
+  return { message, ephemeralPk: epk };
+}
