@@ -361,10 +361,10 @@ export class RouterConnection implements FrameSink {
   }
 
   private readonly onSlowConsumer = (): void => {
+    // Still armed means no 'drain' since the queue went over the limit.
     this.slowTimer = null;
-    if (this.stream.writableLength <= this.ctx.options.maxOutbound) return;
     this.ctx.stats.slowConsumers++;
-    this.close(WireCode.SLOW_CONSUMER, `queue stayed above ${this.ctx.options.maxOutbound} bytes for ${this.ctx.options.slowConsumerTimeout} ms`);
+    this.close(WireCode.SLOW_CONSUMER, `queue went over ${this.ctx.options.maxOutbound} bytes and did not drain for ${this.ctx.options.slowConsumerTimeout} ms`);
     // Nothing more will be read from it; drop what it still owes so memory goes now.
     this.stream.destroy();
   };
