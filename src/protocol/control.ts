@@ -87,7 +87,7 @@ export class ControlCodec {
     const m = this.map(buf, start, end, 'REGISTERED');
     const id = m['id'];
     if (!(id instanceof Uint8Array) || id.length !== ID_SIZE) malformed('REGISTERED.id must be 16 bytes');
-    const router = m['router'];
+    const router = uint(m['router'], 'router');
     if (!isValidRouterId(router)) malformed('REGISTERED.router must be an integer in 1..2^32-1');
     if (Buffer.from(id.buffer, id.byteOffset, 4).readUInt32BE(0) !== router) {
       malformed('REGISTERED.id does not embed REGISTERED.router');
@@ -103,6 +103,12 @@ export class ControlCodec {
   }
 
   private map(buf: Buffer, start: number, end: number, what: string): Record<string, unknown> {
+    // [P-4.1] the body is exactly one map. Checked on the first byte because msgpackr
+    // decodes some non-map values (0xc1, extensions) into plain objects.
+    const first = buf[start + HEADER_SIZE];
+    if (first === undefined || start + HEADER_SIZE >= end || !isMapFormat(first)) {
+      malformed(`${what} body must be a MessagePack map`);
+    }
     let v: unknown;
     try {
       v = this.packr.unpack(buf.subarray(start + HEADER_SIZE, end));
@@ -136,7 +142,14 @@ function utf8(buf: Buffer, start: number, end: number): string {
   return buf.toString('utf8', start, Math.min(end, start + 512));
 }
 
+/** fixmap, map16, map32. */
+function isMapFormat(b: number): boolean {
+  return (b & 0xf0) === 0x80 || b === 0xde || b === 0xdf;
+}
+
+// [P-4.2] any integer width is accepted; msgpackr returns uint64/int64 as bigint.
 function uint(v: unknown, key: string): number {
+  if (typeof v === 'bigint' && v >= 0n && v <= 0xffffffffn) return Number(v);
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
     malformed(`REGISTERED.${key} must be an unsigned integer`);
   }
