@@ -32,6 +32,8 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 const EMPTY = Buffer.alloc(0);
+/** Gathered runs up to this many bytes are copied into one buffer; larger ones are written as they are. */
+const COALESCE_LIMIT = 64 * 1024;
 
 /**
  * One agent connection on a router: reads frames with a {@link Decoder}, relays SENDs by
@@ -71,6 +73,17 @@ export class RouterConnection implements FrameSink {
   private runCount = 0;
   private runSeq = 0;
 
+  // As a destination: DELIVER runs gathered during one read of a sender, as
+  // (buffer, start, end) triples so no view is made per run; written when that read ends.
+  private readonly outBufs: Buffer[] = [];
+  private readonly outStarts: number[] = [];
+  private readonly outEnds: number[] = [];
+  private outBytes = 0;
+  private outSeq = 0;
+  private outFrom: RouterConnection | null = null;
+  // As a sender: destinations with gathered runs from the current read.
+  private readonly touched: RouterConnection[] = [];
+
   // Backpressure. Senders paused because this connection's queue is over the limit,
   // with the seq of the last SEND of theirs that was queued here.
   private readonly waiters = new Map<RouterConnection, number>();
@@ -101,11 +114,11 @@ export class RouterConnection implements FrameSink {
     try {
       this.decoder.push(chunk);
     } catch (err) {
-      this.flushRun();
+      this.flushOut();
       this.fail(err);
       return;
     }
-    this.flushRun();
+    this.flushOut();
   };
 
   /** [P-2.2] [P-2.3] */
@@ -157,15 +170,28 @@ export class RouterConnection implements FrameSink {
     this.runSeq = seq;
   }
 
+  /** Ends the open run: hands it to its destination's outbox. */
   private flushRun(): void {
     const dest = this.runDest;
     if (dest === null) return;
     this.runDest = null;
-    const slice = this.runBuf.subarray(this.runStart, this.runEnd);
-    this.runBuf = EMPTY;
     this.ctx.stats.relayed += this.runCount;
-    this.ctx.stats.relayedBytes += slice.length;
-    dest.writeRelay(slice, this, this.runSeq);
+    if (dest.outBufs.length === 0) this.touched.push(dest);
+    dest.outBufs.push(this.runBuf);
+    dest.outStarts.push(this.runStart);
+    dest.outEnds.push(this.runEnd);
+    dest.outBytes += this.runEnd - this.runStart;
+    dest.outSeq = this.runSeq;
+    dest.outFrom = this;
+    this.runBuf = EMPTY;
+  }
+
+  /** Ends the read: every destination touched gets its runs in one write. */
+  private flushOut(): void {
+    this.flushRun();
+    const t = this.touched;
+    for (let i = 0; i < t.length; i++) t[i]!.writePending();
+    t.length = 0;
   }
 
   private relayError(code: number, seq: number, buf: Buffer, start: number): void {
@@ -291,9 +317,11 @@ export class RouterConnection implements FrameSink {
 
   // ---- output --------------------------------------------------------------------------
 
-  /** Writes one buffer to this connection (the only writer besides {@link writeRelay}). */
+  /** Writes one buffer to this connection (the only writer besides {@link writePending}). */
   write(buf: Buffer): void {
     if (this.state === ConnState.CLOSED || this.stream.writableEnded) return;
+    // Runs gathered for this connection go first, so answers keep wire order. [P-6.5]
+    if (this.outBufs.length > 0) this.writePending();
     this.ctx.stats.bytesOut += buf.length;
     this.stream.write(buf);
   }
@@ -311,15 +339,47 @@ export class RouterConnection implements FrameSink {
     this.write(encodeError(code, seq, id, text));
   }
 
-  /** Queues a run of DELIVER frames from `from`; pauses `from` when this queue is full. [P-9.3] */
-  writeRelay(slice: Buffer, from: RouterConnection, lastSeq: number): void {
+  /**
+   * Writes the DELIVER runs gathered for this connection during a sender's read, as one
+   * buffer: one slice as it is, small runs copied into one buffer (a copy costs less than
+   * a write call per run), large ones corked into one writev. Pauses the sender when this
+   * queue is over the limit. [P-9.3]
+   */
+  private writePending(): void {
+    const n = this.outBufs.length;
+    if (n === 0) return;
+    const from = this.outFrom!;
+    const seq = this.outSeq;
+    const bytes = this.outBytes;
     if (this.state !== ConnState.OPEN) {
-      from.sendError(WireCode.UNKNOWN_DESTINATION, lastSeq, this.id);
+      this.clearPending();
+      from.sendError(WireCode.UNKNOWN_DESTINATION, seq, this.id);
       return;
     }
-    this.ctx.stats.bytesOut += slice.length;
-    this.stream.write(slice);
-    if (this.stream.writableLength > this.ctx.options.maxOutbound) this.congested(from, lastSeq);
+    this.ctx.stats.bytesOut += bytes;
+    this.ctx.stats.relayedBytes += bytes;
+    if (n === 1) {
+      this.stream.write(this.outBufs[0]!.subarray(this.outStarts[0], this.outEnds[0]));
+    } else if (bytes <= COALESCE_LIMIT) {
+      const out = Buffer.allocUnsafe(bytes);
+      let o = 0;
+      for (let i = 0; i < n; i++) o += this.outBufs[i]!.copy(out, o, this.outStarts[i], this.outEnds[i]);
+      this.stream.write(out);
+    } else {
+      this.stream.cork();
+      for (let i = 0; i < n; i++) this.stream.write(this.outBufs[i]!.subarray(this.outStarts[i], this.outEnds[i]));
+      this.stream.uncork();
+    }
+    this.clearPending();
+    if (this.stream.writableLength > this.ctx.options.maxOutbound) this.congested(from, seq);
+  }
+
+  private clearPending(): void {
+    this.outBufs.length = 0;
+    this.outStarts.length = 0;
+    this.outEnds.length = 0;
+    this.outBytes = 0;
+    this.outFrom = null;
   }
 
   private congested(from: RouterConnection, lastSeq: number): void {
