@@ -86,6 +86,10 @@ export async function saveKeyFile(path: string, keyPair: KeyPair, options: SaveK
   if (!(pk instanceof Uint8Array) || pk.length !== 32 || !(sk instanceof Uint8Array) || sk.length !== 32) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'saveKeyFile: keyPair must hold two 32-byte keys');
   }
+  // A file that loadKeyFile would refuse is better refused now, before it replaces a good one.
+  if (!Buffer.from(x25519Base(sk)).equals(pk)) {
+    throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'saveKeyFile: the public key does not belong to the secret key');
+  }
   const text = `${JSON.stringify({
     type: KEY_FILE_TYPE,
     version: KEY_FILE_VERSION,
