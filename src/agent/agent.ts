@@ -1,0 +1,588 @@
+import { EventEmitter } from 'node:events';
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ControlCodec, type RegisteredBody } from '../protocol/control.js';
+import { ErrorCode, PosternError } from '../protocol/errors.js';
+import { FrameType, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET, WireCode } from '../protocol/frame.js';
+import { writeHeader } from '../protocol/encoder.js';
+import { formatId } from '../protocol/id.js';
+import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
+import { BoundedQueue } from './queue.js';
+import { ReconnectLoop } from './reconnect.js';
+import { Session } from './session.js';
+
+/**
+ * The agent: one logical endpoint that stays registered with a router across connections.
+ *
+ * @module
+ */
+
+/**
+ * A received message. `data` is a view of the socket's read buffer, not a copy: postern never
+ * writes to that memory again, so it stays valid for as long as you hold it, but holding it
+ * also keeps the whole chunk it came in (up to 64 KiB for TCP) alive. Copy it
+ * (`Buffer.from(m.data)`) if you keep small messages for long.
+ */
+export interface Message {
+  /** Sender's agent ID, text form (32 lowercase hex digits). */
+  readonly from: string;
+  /** Payload. */
+  readonly data: Buffer;
+}
+
+/** What the router announced in REGISTERED, for the current (or last) connection. */
+export interface RouterInfo {
+  /** The router's ID (also the first 8 hex digits of `agent.id`). */
+  readonly routerId: number;
+  /** Largest frame, length field included, in bytes. */
+  readonly maxFrame: number;
+  /** Largest `send()` payload: `maxFrame - 26`, in bytes. */
+  readonly maxPayload: number;
+  /** Keepalive interval, in ms. */
+  readonly keepalive: number;
+  /** Silence after which the connection is dropped, in ms. */
+  readonly timeout: number;
+}
+
+/**
+ * Connection status. The sequence for a lost connection is `disconnected`, then
+ * `reconnecting` / `connecting` per attempt, then `registered` (or `closed` when the agent
+ * gives up).
+ */
+export type Status =
+  /** A connection attempt starts (attempt 1 is the first connect, or the first retry). */
+  | { readonly type: 'connecting'; readonly attempt: number }
+  /** Registered; `id` is the (new) agent ID. */
+  | { readonly type: 'registered'; readonly id: string; readonly router: RouterInfo }
+  /** The connection was lost; `error` says why (its code is the CLOSE code when the router sent one). */
+  | { readonly type: 'disconnected'; readonly error: PosternError }
+  /** Waiting `delayMs` before reconnect attempt `attempt`; `error` is why the previous connection or attempt failed. */
+  | { readonly type: 'reconnecting'; readonly attempt: number; readonly delayMs: number; readonly error: PosternError }
+  /** The agent is closed for good: `error` is undefined after `close()`, else why it gave up. */
+  | { readonly type: 'closed'; readonly error: PosternError | undefined };
+
+/** A `status()` iterator. */
+export interface StatusIterator extends AsyncIterableIterator<Status, undefined> {
+  /** Events dropped because this consumer lagged more than `maxStatusQueue` events behind. */
+  readonly dropped: number;
+}
+
+/**
+ * Events of an {@link Agent}. The agent never emits `'error'`, so an unhandled event never
+ * throws: errors about one message go to `'undeliverable'`, other non-fatal ones to
+ * `'warning'`, and connection-ending ones to the `'status'` stream and `closed()`.
+ */
+export interface AgentEvents {
+  /** A message; attaching a listener switches delivery from the iterator to events (see {@link Agent.messages}). */
+  message: [Message];
+  /** The router answered a SEND with ERROR: `code`, `seq` (what `send()` returned) and `to`. */
+  undeliverable: [PosternError];
+  /** An ERROR frame that refers to no SEND (seq 0), e.g. POSTERN_ERR_ALREADY_REGISTERED. */
+  warning: [PosternError];
+  /** Every status change, as also yielded by `status()`. */
+  status: [Status];
+  /** The send buffer drained after `writable` went false. */
+  drain: [];
+}
+
+type AgentState = 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed';
+
+interface Deferred {
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+const HEX_ID = /^[0-9a-fA-F]{32}$/;
+const FLUSH_TAG = 0x66; // 'f'
+const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
+
+/** Codes after which reconnecting is pointless: the peer is not a postern router we can speak to. */
+const PERMANENT = new Set<string>([ErrorCode.BAD_MAGIC, ErrorCode.UNSUPPORTED_VERSION]);
+
+/** True when an error ends the agent instead of triggering a reconnect. */
+export function isPermanentError(err: unknown): boolean {
+  return err instanceof PosternError && PERMANENT.has(err.code);
+}
+
+/**
+ * Connects to a router and resolves once registered. Makes one attempt: a failure rejects
+ * with a coded error (POSTERN_ERR_CONNECT_TIMEOUT, POSTERN_ERR_BAD_MAGIC,
+ * POSTERN_ERR_UNSUPPORTED_VERSION, POSTERN_ERR_CONNECTION_LOST with the socket error as
+ * `cause`, ...). Reconnecting applies only to connections lost after this resolved.
+ */
+export async function connect(options: AgentOptions = {}): Promise<Agent> {
+  const agent = new Agent(resolveAgentOptions(options));
+  await agent._start();
+  return agent;
+}
+
+/**
+ * A postern agent. Create with {@link connect}.
+ *
+ * Sequence numbers: `send()` numbers SENDs 1, 2, … per agent (across reconnects), wrapping
+ * from 2^32-1 to 1; 0 is never used because ERROR frames use 0 for "no SEND".
+ */
+export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message> {
+  private readonly opts: ResolvedAgentOptions;
+  private readonly codec = new ControlCodec();
+  private readonly inbox: BoundedQueue<Message>;
+  private readonly statusSubs = new Set<BoundedQueue<Status>>();
+  private readonly flushes = new Map<number, Deferred>();
+  private readonly reconnector: ReconnectLoop;
+  private readonly closedPromise: Promise<PosternError | undefined>;
+  private resolveClosed!: (err: PosternError | undefined) => void;
+  private state: AgentState = 'connecting';
+  private session: Session | null = null;
+  private seq = 0;
+  private flushSeq = 0;
+  private idBuf: Buffer = Buffer.alloc(ID_SIZE);
+  private idText = '';
+  private info: RouterInfo | null = null;
+  private readPaused = false;
+  private wantDrain = false;
+  private readonly onAbort = (): void => {
+    void this.close();
+  };
+
+  /** @internal Use {@link connect}. */
+  constructor(opts: ResolvedAgentOptions) {
+    super();
+    this.opts = opts;
+    this.inbox = new BoundedQueue<Message>({
+      capacity: opts.maxQueue,
+      overflow: 'backpressure',
+      onDrain: () => this.resumeReading(),
+    });
+    this.closedPromise = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    this.reconnector = new ReconnectLoop(
+      {
+        clock: opts.clock,
+        policy: { initialDelay: opts.reconnectDelay, maxDelay: opts.reconnectMaxDelay, jitter: opts.reconnectJitter },
+        maxAttempts: opts.maxReconnectAttempts,
+        random: opts.random,
+      },
+      {
+        attempt: (n) => this.dial(n),
+        isPermanent: isPermanentError,
+        onWait: (n, delayMs) => {
+          this.emitStatus({ type: 'reconnecting', attempt: n, delayMs, error: this.lastError });
+        },
+        onGiveUp: (err) => this.finish(toPosternError(err)),
+      },
+    );
+    (this as EventEmitter).on('newListener', (event: string | symbol) => {
+      // Like a stream's 'data': a 'message' listener takes over delivery, starting with
+      // whatever waits in the queue (after the listener is actually attached).
+      if (event === 'message') queueMicrotask(() => this.drainToListeners());
+    });
+  }
+
+  private lastError: PosternError = new PosternError(ErrorCode.CONNECTION_LOST, 'not connected');
+
+  /** The current agent ID, text form. A reconnect changes it. */
+  get id(): string {
+    return this.idText;
+  }
+
+  /** The current agent ID, 16 bytes (a copy). */
+  get idBytes(): Buffer {
+    return Buffer.from(this.idBuf);
+  }
+
+  /** What the router announced at the last registration. */
+  get routerInfo(): RouterInfo {
+    return this.info!;
+  }
+
+  /** True while registered (send() works). */
+  get connected(): boolean {
+    return this.state === 'open';
+  }
+
+  /** True once closed (by `close()` or for good after an error). */
+  get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /**
+   * False after a `send()` whose bytes the socket could not take at once; wait for `'drain'`
+   * before sending more (sending anyway is allowed up to `maxSendBuffer` bytes).
+   */
+  get writable(): boolean {
+    return this.state === 'open' && !this.wantDrain;
+  }
+
+  /** Messages waiting for the consumer. */
+  get queued(): number {
+    return this.inbox.length;
+  }
+
+  /** True while reading from the router is paused because the message queue is full. */
+  get receivePaused(): boolean {
+    return this.readPaused;
+  }
+
+  /**
+   * Sends `data` to agent `to` (32 hex digits or 16 bytes) and returns the seq it used, which
+   * an `'undeliverable'` event would carry. A string is sent as UTF-8. The payload is written
+   * as given, not copied: do not modify it until `'drain'` (or the next tick, when `writable`
+   * stays true).
+   *
+   * Throws synchronously, in this order: POSTERN_ERR_CLOSED (closed or closing),
+   * POSTERN_ERR_INVALID_ID, POSTERN_ERR_INVALID_ARGUMENT (data neither bytes nor string),
+   * POSTERN_ERR_FRAME_TOO_LARGE (payload over `routerInfo.maxPayload`),
+   * POSTERN_ERR_NOT_CONNECTED (reconnecting: nothing is queued, because the router gives no
+   * receipt and the sender's ID will change), POSTERN_ERR_SEND_BUFFER_FULL (more than
+   * `maxSendBuffer` bytes already wait in the socket).
+   *
+   * A SEND accepted here may still be lost if the connection drops before the router reads
+   * it; `flush()` tells when every earlier SEND was routed or refused.
+   */
+  send(to: string | Uint8Array, data: Uint8Array | string): number {
+    if (this.state === 'closed' || this.state === 'closing') throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
+    const header = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
+    writeDestination(header, to);
+    let payload: Buffer;
+    if (typeof data === 'string') payload = Buffer.from(data, 'utf8');
+    else if (data instanceof Uint8Array) payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    else throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'data must be a Uint8Array or a string');
+    const info = this.info!;
+    if (payload.length > info.maxPayload) {
+      throw new PosternError(ErrorCode.FRAME_TOO_LARGE, `payload of ${payload.length} bytes exceeds the router's limit of ${info.maxPayload}`);
+    }
+    const s = this.session;
+    if (this.state !== 'open' || s === null || s.state !== 'open') {
+      throw new PosternError(ErrorCode.NOT_CONNECTED, 'not connected to a router (reconnecting)');
+    }
+    const buffered = s.writableLength;
+    if (buffered > 0 && buffered + RELAY_HEADER_SIZE + payload.length > this.opts.maxSendBuffer) {
+      throw new PosternError(ErrorCode.SEND_BUFFER_FULL, `${buffered} bytes already wait to be sent`);
+    }
+    this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
+    const seq = this.seq;
+    writeHeader(header, 0, FrameType.SEND, 0, RELAY_HEADER_SIZE - 6 + payload.length);
+    header.writeUInt32BE(seq, RELAY_SEQ_OFFSET);
+    if (!s.writeSend(header, payload)) this.wantDrain = true;
+    return seq;
+  }
+
+  /**
+   * Resolves once every SEND made before it was routed by the router or answered with an
+   * ERROR (whose `'undeliverable'` event has then already been emitted): a PING round trip,
+   * relying on the router answering one connection in order. [P-6.4] Rejects with
+   * POSTERN_ERR_NOT_CONNECTED while reconnecting, POSTERN_ERR_NOT_SENT (cause: the
+   * disconnect error) if the connection drops first, POSTERN_ERR_CLOSED on close.
+   */
+  flush(): Promise<void> {
+    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
+    const s = this.session;
+    if (this.state !== 'open' || s === null || s.state !== 'open') {
+      return Promise.reject(new PosternError(ErrorCode.NOT_CONNECTED, 'not connected to a router (reconnecting)'));
+    }
+    this.flushSeq = (this.flushSeq + 1) >>> 0;
+    const n = this.flushSeq;
+    const payload = Buffer.allocUnsafe(5);
+    payload[0] = FLUSH_TAG;
+    payload.writeUInt32BE(n, 1);
+    return new Promise<void>((resolve, reject) => {
+      this.flushes.set(n, { resolve, reject });
+      s.ping(payload);
+    });
+  }
+
+  /**
+   * Messages as an async iterator over the agent's one bounded queue. Iteration ends after
+   * `close()` once the queued messages are taken. Several iterators share the queue (each
+   * message goes to one). While a `'message'` listener is attached, messages go to it
+   * instead, so use one style. Breaking out of `for await` does not close the agent.
+   */
+  messages(): AsyncIterableIterator<Message, undefined> {
+    const inbox = this.inbox;
+    const token = {};
+    let done = false;
+    const it: AsyncIterableIterator<Message, undefined> = {
+      next: () => (done ? Promise.resolve(DONE) : inbox.next(token)),
+      return: () => {
+        done = true;
+        inbox.release(token);
+        return Promise.resolve(DONE);
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+
+  /** Same as {@link messages}. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<Message, undefined> {
+    return this.messages();
+  }
+
+  /**
+   * Status events from now on, as an async iterator. Each iterator holds at most
+   * `maxStatusQueue` events; when its consumer lags, the oldest is dropped and counted in
+   * `dropped`. Ends after the `closed` event.
+   */
+  status(): StatusIterator {
+    const q = new BoundedQueue<Status>({ capacity: this.opts.maxStatusQueue, overflow: 'drop-oldest' });
+    if (this.state === 'closed') q.end();
+    else this.statusSubs.add(q);
+    const subs = this.statusSubs;
+    const it: StatusIterator = {
+      next: () => q.next(),
+      return: () => {
+        subs.delete(q);
+        return q.return();
+      },
+      get dropped() {
+        return q.dropped;
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+
+  /**
+   * Closes the agent: stops reconnecting, sends CLOSE(NORMAL), ends the connection and waits
+   * for it to close (at most `closeTimeout` ms). Message iterators finish once the queued
+   * messages are taken; pending `flush()`es reject with POSTERN_ERR_CLOSED. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.state === 'closing' || this.state === 'closed') {
+      await this.closedPromise;
+      return;
+    }
+    this.state = 'closing';
+    this.reconnector.stop();
+    const s = this.session;
+    this.session = null;
+    if (s !== null) {
+      const err = new PosternError(ErrorCode.CLOSED, 'the agent was closed');
+      if (s.state === 'open') s.close(WireCode.NORMAL, '', err);
+      else s.abort(err);
+      await s.done;
+    }
+    this.finish(undefined);
+  }
+
+  /**
+   * Settles when the agent is closed for good, with the error that ended it, or undefined
+   * after `close()`. Never rejects.
+   */
+  closed(): Promise<PosternError | undefined> {
+    return this.closedPromise;
+  }
+
+  /** @internal The first connection attempt (see {@link connect}). */
+  async _start(): Promise<void> {
+    const signal = this.opts.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        const err = new PosternError(ErrorCode.CLOSED, 'aborted before connecting', { cause: signal.reason });
+        this.finish(err);
+        throw err;
+      }
+      signal.addEventListener('abort', this.onAbort, { once: true });
+    }
+    try {
+      await this.dial(1);
+    } catch (err) {
+      const e = this.state === 'closing' || this.state === 'closed'
+        ? new PosternError(ErrorCode.CLOSED, 'closed while connecting', { cause: signal?.reason ?? err })
+        : toPosternError(err);
+      this.finish(e);
+      throw e;
+    }
+  }
+
+  /** One connection attempt: resolves when registered, rejects with why it failed. */
+  private dial(attempt: number): Promise<void> {
+    if (this.state === 'closing' || this.state === 'closed') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
+    this.emitStatus({ type: 'connecting', attempt });
+    return new Promise<void>((resolve, reject) => {
+      let socket: Duplex;
+      try {
+        socket = this.opts.createConnection !== undefined ? this.opts.createConnection() : this.openTcp();
+      } catch (err) {
+        reject(new PosternError(ErrorCode.CONNECTION_LOST, 'could not open a connection', { cause: err }));
+        return;
+      }
+      let registered = false;
+      const session: Session = new Session(
+        socket,
+        { clock: this.opts.clock, connectTimeout: this.opts.connectTimeout, closeTimeout: this.opts.closeTimeout, codec: this.codec },
+        {
+          registered: (body) => {
+            registered = true;
+            this.onRegistered(session, body);
+            resolve();
+          },
+          ended: (err) => {
+            if (this.session === session) this.session = null;
+            if (!registered) {
+              this.lastError = err;
+              reject(err);
+            } else {
+              this.onLost(err);
+            }
+          },
+          message: (from, data) => {
+            if (this.session === session) this.onMessage({ from, data });
+          },
+          errorFrame: (err) => {
+            if (this.session !== session) return;
+            if (err.seq !== undefined && err.seq !== 0) this.emit('undeliverable', err);
+            else this.emit('warning', err);
+          },
+          pong: (payload) => this.onPong(payload),
+          drain: () => {
+            if (this.session === session && this.wantDrain) {
+              this.wantDrain = false;
+              this.emit('drain');
+            }
+          },
+        },
+      );
+      this.session = session;
+      if (this.readPaused) session.pause();
+      session.start();
+    });
+  }
+
+  private openTcp(): Duplex {
+    const socket = netConnect({ host: this.opts.host, port: this.opts.port });
+    // Frames are coalesced per tick by cork(); Nagle would only add latency on top.
+    socket.setNoDelay(true);
+    return socket;
+  }
+
+  private onRegistered(session: Session, body: RegisteredBody): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.idBuf = Buffer.from(body.id);
+    this.idText = formatId(this.idBuf);
+    this.info = Object.freeze({
+      routerId: body.router,
+      maxFrame: body.maxFrame,
+      maxPayload: body.maxFrame - RELAY_HEADER_SIZE,
+      keepalive: body.keepalive,
+      timeout: body.timeout,
+    });
+    this.state = 'open';
+    this.session = session;
+    this.emitStatus({ type: 'registered', id: this.idText, router: this.info });
+    if (this.wantDrain) {
+      // The old socket's backlog is gone with it; the new one is empty.
+      this.wantDrain = false;
+      this.emit('drain');
+    }
+  }
+
+  private onLost(err: PosternError): void {
+    if (this.state !== 'open') return;
+    this.lastError = err;
+    this.failFlushes(new PosternError(ErrorCode.NOT_SENT, 'the connection was lost before the router answered', { cause: err }));
+    this.emitStatus({ type: 'disconnected', error: err });
+    if (this.opts.reconnect && this.opts.maxReconnectAttempts > 0 && !isPermanentError(err)) {
+      this.state = 'reconnecting';
+      void this.reconnector.start();
+    } else {
+      this.finish(err);
+    }
+  }
+
+  private onMessage(m: Message): void {
+    if (this.inbox.length === 0 && this.listenerCount('message') > 0) {
+      this.emitMessage(m);
+      return;
+    }
+    if (!this.inbox.push(m)) this.pauseReading();
+  }
+
+  private emitMessage(m: Message): void {
+    try {
+      this.emit('message', m);
+    } catch (err) {
+      // A listener's bug must not corrupt the frame loop: rethrow it outside, as Node does
+      // for a throwing stream 'data' listener.
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+
+  private drainToListeners(): void {
+    while (this.listenerCount('message') > 0) {
+      const m = this.inbox.shift();
+      if (m === undefined) break;
+      this.emitMessage(m);
+    }
+  }
+
+  private pauseReading(): void {
+    if (this.readPaused) return;
+    this.readPaused = true;
+    this.session?.pause();
+  }
+
+  private resumeReading(): void {
+    if (!this.readPaused) return;
+    this.readPaused = false;
+    this.session?.resume();
+  }
+
+  private onPong(payload: Buffer): void {
+    if (payload.length !== 5 || payload[0] !== FLUSH_TAG) return;
+    const n = payload.readUInt32BE(1);
+    const d = this.flushes.get(n);
+    if (d === undefined) return;
+    this.flushes.delete(n);
+    d.resolve();
+  }
+
+  private failFlushes(err: PosternError): void {
+    const ds = [...this.flushes.values()];
+    this.flushes.clear();
+    for (const d of ds) d.reject(err);
+  }
+
+  private emitStatus(s: Status): void {
+    for (const q of this.statusSubs) q.push(s);
+    this.emit('status', s);
+  }
+
+  /** Ends the agent for good (idempotent). */
+  private finish(err: PosternError | undefined): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.reconnector.stop();
+    this.opts.signal?.removeEventListener('abort', this.onAbort);
+    const s = this.session;
+    this.session = null;
+    s?.abort(err ?? new PosternError(ErrorCode.CLOSED, 'the agent was closed'));
+    this.failFlushes(new PosternError(ErrorCode.CLOSED, 'the agent was closed', { cause: err }));
+    this.inbox.end();
+    this.emitStatus({ type: 'closed', error: err });
+    for (const q of this.statusSubs) q.end();
+    this.statusSubs.clear();
+    this.resolveClosed(err);
+  }
+}
+
+/** Writes and checks the destination ID at offset 6 of a SEND header. */
+function writeDestination(header: Buffer, to: string | Uint8Array): void {
+  if (typeof to === 'string') {
+    if (!HEX_ID.test(to)) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits');
+    header.write(to, RELAY_ID_OFFSET, ID_SIZE, 'hex');
+  } else if (to instanceof Uint8Array && to.length === ID_SIZE) {
+    header.set(to, RELAY_ID_OFFSET);
+  } else {
+    throw new PosternError(ErrorCode.INVALID_ID, `an agent ID is 32 hex digits or ${ID_SIZE} bytes`);
+  }
+  // Router ID 0 is issued by no router, so such an ID is a caller's mistake, not a destination.
+  if (header.readUInt32BE(RELAY_ID_OFFSET) === 0) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID never has router ID 0');
+}
+
+function toPosternError(err: unknown): PosternError {
+  return err instanceof PosternError ? err : new PosternError(ErrorCode.INTERNAL, 'unexpected failure', { cause: err });
+}

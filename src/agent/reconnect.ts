@@ -1,0 +1,152 @@
+import type { Clock, Timer } from '../net/clock.js';
+
+/**
+ * Reconnect timing: a pure backoff function and one single-flight retry loop.
+ *
+ * @module
+ */
+
+/** How a backoff delay is randomised. */
+export type JitterMode = 'full' | 'decorrelated';
+
+/** Parameters of {@link backoffDelay}. */
+export interface BackoffPolicy {
+  /** Base delay in ms (the ceiling of the first attempt). */
+  readonly initialDelay: number;
+  /** No delay exceeds this, in ms. */
+  readonly maxDelay: number;
+  /** See {@link JitterMode}. */
+  readonly jitter: JitterMode;
+}
+
+// 2^30 x base overflows nothing a timer accepts once capped; beyond it the cap applies anyway.
+const MAX_EXPONENT = 30;
+
+/**
+ * The delay before reconnect attempt `attempt` (1-based), in whole ms, always within
+ * `0..maxDelay`. Pure: the randomness comes in as `random()` (a value in [0, 1)).
+ *
+ * - `full` ("full jitter"): uniform in `0..min(maxDelay, initialDelay * 2^(attempt-1))`.
+ *   Spreads a crowd of agents that lost the same router over the whole window.
+ * - `decorrelated`: uniform in `initialDelay..3 * previous`, capped at `maxDelay`, where
+ *   `previous` is the delay this function returned for the attempt before (use
+ *   `initialDelay` for the first attempt). Grows like exponential backoff on average
+ *   without the attempt number.
+ */
+export function backoffDelay(policy: BackoffPolicy, attempt: number, previous: number, random: () => number): number {
+  const { initialDelay, maxDelay } = policy;
+  const r = clamp01(random());
+  if (policy.jitter === 'decorrelated') {
+    const prev = Math.max(previous, initialDelay);
+    const hi = Math.min(maxDelay, prev * 3);
+    const lo = Math.min(initialDelay, hi);
+    return Math.min(hi, lo + Math.floor(r * (hi - lo + 1)));
+  }
+  const exp = Math.min(Math.max(attempt, 1) - 1, MAX_EXPONENT);
+  const ceiling = Math.min(maxDelay, initialDelay * 2 ** exp);
+  return Math.min(ceiling, Math.floor(r * (ceiling + 1)));
+}
+
+function clamp01(r: number): number {
+  // A broken random source must not break the bounds.
+  return Number.isFinite(r) ? Math.min(Math.max(r, 0), 0.9999999999) : 0;
+}
+
+/** What a {@link ReconnectLoop} drives. */
+export interface ReconnectHooks {
+  /** One attempt; resolves when connected again, rejects with the reason it failed. */
+  attempt(n: number): Promise<void>;
+  /** True when `err` must not be retried (e.g. the peer is not a postern router). */
+  isPermanent(err: unknown): boolean;
+  /** Called before waiting `delayMs` ahead of attempt `n`. */
+  onWait?(n: number, delayMs: number): void;
+  /** The loop stopped for good after `err` (permanent, or attempts exhausted). */
+  onGiveUp(err: unknown): void;
+}
+
+/** Settings of a {@link ReconnectLoop}. */
+export interface ReconnectLoopOptions {
+  readonly clock: Clock;
+  readonly policy: BackoffPolicy;
+  /** Attempts before giving up; `Infinity` never gives up. */
+  readonly maxAttempts: number;
+  readonly random: () => number;
+}
+
+/**
+ * The one reconnect loop of an agent. `start()` is single-flight: while a loop runs, further
+ * calls do nothing, so a burst of failures never starts two dialers. `stop()` cancels the
+ * pending wait and makes the loop ignore the outcome of an attempt in flight.
+ */
+export class ReconnectLoop {
+  private readonly opts: ReconnectLoopOptions;
+  private readonly hooks: ReconnectHooks;
+  private run: Promise<void> | null = null;
+  private timer: Timer | null = null;
+  private wake: (() => void) | null = null;
+  private generation = 0;
+
+  constructor(opts: ReconnectLoopOptions, hooks: ReconnectHooks) {
+    this.opts = opts;
+    this.hooks = hooks;
+  }
+
+  /** True while a loop is waiting or attempting. */
+  get running(): boolean {
+    return this.run !== null;
+  }
+
+  /** Starts the loop unless one is running; the promise settles when that loop ends. */
+  start(): Promise<void> {
+    if (this.run === null) {
+      const gen = ++this.generation;
+      this.run = this.loop(gen).finally(() => {
+        if (this.generation === gen) this.run = null;
+      });
+    }
+    return this.run;
+  }
+
+  /** Stops the loop; an attempt in flight is left to the caller to abort. */
+  stop(): void {
+    this.generation++;
+    this.run = null;
+    this.timer?.cancel();
+    this.timer = null;
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private async loop(gen: number): Promise<void> {
+    let previous = this.opts.policy.initialDelay;
+    for (let n = 1; ; n++) {
+      const delay = backoffDelay(this.opts.policy, n, previous, this.opts.random);
+      previous = delay;
+      this.hooks.onWait?.(n, delay);
+      await this.sleep(delay);
+      if (gen !== this.generation) return;
+      try {
+        await this.hooks.attempt(n);
+        return;
+      } catch (err) {
+        if (gen !== this.generation) return;
+        if (this.hooks.isPermanent(err) || n >= this.opts.maxAttempts) {
+          this.hooks.onGiveUp(err);
+          return;
+        }
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      this.timer = this.opts.clock.setTimeout(() => {
+        this.timer = null;
+        this.wake = null;
+        resolve();
+      }, ms);
+    });
+  }
+}

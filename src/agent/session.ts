@@ -1,0 +1,347 @@
+import type { Duplex } from 'node:stream';
+import type { Clock, Timer } from '../net/clock.js';
+import { ControlCodec, readClose, readError, type RegisteredBody } from '../protocol/control.js';
+import { Decoder } from '../protocol/decoder.js';
+import { encodeClose, encodePing, encodePong, encodePreamble } from '../protocol/encoder.js';
+import { ErrorCode, PosternError, errorFromWire } from '../protocol/errors.js';
+import {
+  FrameType,
+  HEADER_SIZE,
+  ID_SIZE,
+  MIN_PROTOCOL_VERSION,
+  PRE_REGISTER_MAX_FRAME,
+  PROTOCOL_VERSION,
+  RELAY_HEADER_SIZE,
+  RELAY_ID_OFFSET,
+  WireCode,
+} from '../protocol/frame.js';
+import { formatId } from '../protocol/id.js';
+import { Heartbeat } from './heartbeat.js';
+
+/**
+ * One connection of an agent to a router, from the preamble to the end of the socket:
+ * handshake, frame dispatch, keepalive, writes, close handshake. The {@link Agent} owns the
+ * sessions and the policy (reconnect, queues); a session only reports to its handler.
+ *
+ * States: `handshake` (preamble and REGISTER sent, waiting for REGISTERED) → `open` →
+ * `closing` (a CLOSE was sent or received; nothing more is sent or read) → `closed`
+ * (socket gone). [P-9]
+ *
+ * @module
+ */
+
+/** What a session reports. Every callback runs synchronously inside the socket's event. */
+export interface SessionHandler {
+  /** REGISTERED arrived and was valid; the session is open. */
+  registered(body: RegisteredBody): void;
+  /**
+   * A DELIVER. `data` is a view of the socket's chunk (or of a buffer holding one frame that
+   * straddled chunks); nothing in postern writes to that memory again.
+   */
+  message(from: string, data: Buffer): void;
+  /** An ERROR frame, as a coded error carrying `seq` and `to` (when the frame named one). */
+  errorFrame(err: PosternError): void;
+  /** A PONG; `payload` is a view. */
+  pong(payload: Buffer): void;
+  /** The socket's write buffer drained after a write returned false. */
+  drain(): void;
+  /** The session is over (called once): CLOSE either way, socket loss, timeout, violation. */
+  ended(err: PosternError): void;
+}
+
+/** Settings of a {@link Session}. */
+export interface SessionOptions {
+  readonly clock: Clock;
+  /** ms from `start()` to REGISTERED. */
+  readonly connectTimeout: number;
+  /** ms to wait for the socket to close after a CLOSE before destroying it. */
+  readonly closeTimeout: number;
+  /** MessagePack codec for control bodies (one per agent). */
+  readonly codec: ControlCodec;
+  /** REGISTER body. */
+  readonly register?: Record<string, unknown>;
+}
+
+/** Session state; see the module comment. */
+export type SessionState = 'handshake' | 'open' | 'closing' | 'closed';
+
+const KEEPALIVE_PING = Buffer.from('k');
+
+/** One connection. Create, then `start()`. */
+export class Session {
+  /** Current state. */
+  state: SessionState = 'handshake';
+  /** The announced limits, once open. */
+  registeredBody: RegisteredBody | null = null;
+  /** Settles when the socket has closed (or was destroyed). Never rejects. */
+  readonly done: Promise<void>;
+  private readonly socket: Duplex;
+  private readonly opts: SessionOptions;
+  private readonly handler: SessionHandler;
+  private readonly decoder: Decoder;
+  private heartbeat: Heartbeat | null = null;
+  private connectTimer: Timer | null = null;
+  private closeTimer: Timer | null = null;
+  private isEnded = false;
+  private corked = false;
+  private paused = false;
+  private markDone!: () => void;
+
+  constructor(socket: Duplex, opts: SessionOptions, handler: SessionHandler) {
+    this.socket = socket;
+    this.opts = opts;
+    this.handler = handler;
+    this.done = new Promise((resolve) => {
+      this.markDone = resolve;
+    });
+    // [P-4.1] until REGISTERED the limit for frames from the router is 4096 bytes.
+    this.decoder = new Decoder(
+      {
+        preamble: (v) => this.onPreamble(v),
+        frame: (buf, start, end) => this.onFrame(buf, start, end),
+      },
+      { maxFrame: PRE_REGISTER_MAX_FRAME, preamble: true },
+    );
+  }
+
+  /** Bytes waiting in the socket's write buffer. */
+  get writableLength(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Sends the preamble and REGISTER (pipelined: no need to wait for the router's preamble) and arms the connect timeout. */
+  start(): void {
+    const s = this.socket;
+    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('end', () => this.onEnd());
+    s.on('error', (err: Error) => this.onSocketError(err));
+    s.on('close', () => this.onClose());
+    s.on('drain', () => {
+      if (this.state === 'open') this.handler.drain();
+    });
+    this.connectTimer = this.opts.clock.setTimeout(() => {
+      this.connectTimer = null;
+      if (this.state === 'handshake') {
+        this.abort(new PosternError(ErrorCode.CONNECT_TIMEOUT, `not registered within ${this.opts.connectTimeout} ms`));
+      }
+    }, this.opts.connectTimeout);
+    if (this.paused) s.pause();
+    // [P-2.1] the agent speaks first, with the highest version it speaks.
+    this.write([encodePreamble(PROTOCOL_VERSION), ...this.opts.codec.encodeRegister(this.opts.register ?? {})]);
+  }
+
+  /**
+   * Writes one frame's chunks together: the socket stays corked until the next tick, so the
+   * frames written in one tick leave in one writev. Returns false when the socket asks the
+   * writer to wait for 'drain'.
+   */
+  write(chunks: readonly Buffer[]): boolean {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    let ok = true;
+    for (const c of chunks) ok = this.socket.write(c);
+    return ok;
+  }
+
+  /** SEND: the 26-byte header and the caller's payload, never copied. */
+  writeSend(header: Buffer, payload: Buffer): boolean {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    const ok = this.socket.write(header);
+    return payload.length === 0 ? ok : this.socket.write(payload);
+  }
+
+  /** Sends a PING with `payload` (at most 64 bytes). */
+  ping(payload: Buffer): void {
+    if (this.state === 'open' || this.state === 'handshake') this.write([encodePing(payload)]);
+  }
+
+  /** Stops reading (the consumer lags); see {@link Heartbeat.pause}. */
+  pause(): void {
+    this.paused = true;
+    this.socket.pause();
+    this.heartbeat?.pause();
+  }
+
+  /** Reads again. */
+  resume(): void {
+    this.paused = false;
+    this.heartbeat?.resume();
+    this.socket.resume();
+  }
+
+  /**
+   * Closes on our initiative: CLOSE(`code`, `reason`), then end the stream; nothing is read
+   * or sent afterwards. [P-9.2] Reports `ended(err)`.
+   */
+  close(code: number, reason: string, err: PosternError): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.state = 'closing';
+    this.decoder.stop();
+    this.socket.end(encodeClose(code, reason));
+    this.armCloseTimer();
+    this.end(err);
+  }
+
+  /** Drops the connection at once, without a CLOSE frame. Reports `ended(err)`. */
+  abort(err: PosternError): void {
+    if (this.state !== 'closed') this.state = 'closing';
+    this.decoder.stop();
+    this.socket.destroy();
+    this.end(err);
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  private end(err: PosternError): void {
+    this.heartbeat?.stop();
+    this.connectTimer?.cancel();
+    this.connectTimer = null;
+    if (this.isEnded) return;
+    this.isEnded = true;
+    this.handler.ended(err);
+  }
+
+  private armCloseTimer(): void {
+    if (this.closeTimer !== null) return;
+    this.closeTimer = this.opts.clock.setTimeout(() => {
+      this.closeTimer = null;
+      this.socket.destroy();
+    }, this.opts.closeTimeout);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.heartbeat?.received();
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      this.violation(err);
+    }
+  }
+
+  private violation(err: unknown): void {
+    const e =
+      err instanceof PosternError
+        ? err
+        : new PosternError(ErrorCode.INTERNAL, 'failed to handle a frame from the router', { cause: err });
+    if (e.code === ErrorCode.BAD_MAGIC) {
+      // Not a postern peer: a CLOSE frame would mean nothing to it.
+      this.abort(e);
+      return;
+    }
+    this.close(e.wireCode ?? WireCode.INTERNAL, e.message.slice(0, 200), e);
+  }
+
+  private onPreamble(version: number): void {
+    if (version < MIN_PROTOCOL_VERSION || version > PROTOCOL_VERSION) {
+      // [P-2.3] a version we do not speak: say so and close.
+      throw new PosternError(ErrorCode.UNSUPPORTED_VERSION, `router speaks version ${version}, this agent ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`);
+    }
+  }
+
+  private onFrame(buf: Buffer, start: number, end: number): void {
+    const type = buf[start + 4]!;
+    switch (type) {
+      case FrameType.DELIVER:
+        if (this.state !== 'open') throw malformed('DELIVER before REGISTERED');
+        this.handler.message(formatId(buf, start + RELAY_ID_OFFSET), buf.subarray(start + RELAY_HEADER_SIZE, end));
+        return;
+      case FrameType.PING:
+        // [P-8.1] answer with the same payload.
+        this.write([encodePong(buf.subarray(start + HEADER_SIZE, end))]);
+        return;
+      case FrameType.PONG:
+        this.handler.pong(buf.subarray(start + HEADER_SIZE, end));
+        return;
+      case FrameType.ERROR: {
+        const f = readError(buf, start, end);
+        const to = isZero(f.id) ? undefined : formatId(f.id);
+        this.handler.errorFrame(errorFromWire(f.code, f.text, { seq: f.seq, to }));
+        return;
+      }
+      case FrameType.CLOSE: {
+        const f = readClose(buf, start, end);
+        this.onPeerClose(errorFromWire(f.code, f.reason));
+        return;
+      }
+      case FrameType.REGISTERED: {
+        if (this.state !== 'handshake') throw malformed('a second REGISTERED');
+        const body = this.opts.codec.decodeRegistered(buf, start, end);
+        this.registeredBody = body;
+        this.decoder.maxFrame = body.maxFrame;
+        this.state = 'open';
+        this.connectTimer?.cancel();
+        this.connectTimer = null;
+        this.heartbeat = new Heartbeat(
+          this.opts.clock,
+          { ping: () => this.ping(KEEPALIVE_PING), expire: () => this.onKeepaliveExpired() },
+          body.keepalive,
+          body.timeout,
+        );
+        if (this.paused) this.heartbeat.pause();
+        this.handler.registered(body);
+        return;
+      }
+      default:
+        // REGISTER and SEND only travel from agent to router. [P-3.2]
+        throw malformed(`frame type 0x${type.toString(16)} is not sent by routers`);
+    }
+  }
+
+  private onKeepaliveExpired(): void {
+    const t = this.registeredBody?.timeout ?? 0;
+    this.close(
+      WireCode.KEEPALIVE_TIMEOUT,
+      `nothing received for ${t} ms`,
+      new PosternError(ErrorCode.KEEPALIVE_TIMEOUT, `nothing received from the router for ${t} ms`),
+    );
+  }
+
+  private onPeerClose(err: PosternError): void {
+    // [P-9.3] answer nothing, ignore whatever follows, and close.
+    this.state = 'closing';
+    this.decoder.stop();
+    this.socket.end();
+    this.armCloseTimer();
+    this.end(err);
+  }
+
+  private onEnd(): void {
+    if (!this.isEnded) this.end(new PosternError(ErrorCode.CONNECTION_LOST, 'the router ended the connection without CLOSE'));
+    if (this.state !== 'closed') this.state = 'closing';
+    this.socket.end();
+    this.armCloseTimer();
+  }
+
+  private onSocketError(err: Error): void {
+    this.end(new PosternError(ErrorCode.CONNECTION_LOST, `connection error: ${err.message}`, { cause: err }));
+    this.socket.destroy();
+  }
+
+  private onClose(): void {
+    this.state = 'closed';
+    this.closeTimer?.cancel();
+    this.closeTimer = null;
+    this.end(new PosternError(ErrorCode.CONNECTION_LOST, 'the connection closed'));
+    this.markDone();
+  }
+}
+
+function malformed(message: string): PosternError {
+  return new PosternError(ErrorCode.MALFORMED, message);
+}
+
+function isZero(id: Buffer): boolean {
+  for (let i = 0; i < ID_SIZE; i++) if (id[i] !== 0) return false;
+  return true;
+}
