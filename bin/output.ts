@@ -1,0 +1,120 @@
+/**
+ * What the CLI prints: router log lines, received messages, and errors with their exit
+ * status. Kept apart from the command definitions so the formats are in one place.
+ *
+ * @module
+ */
+import { ErrorCode } from '../src/protocol/errors.js';
+
+/**
+ * Exit statuses of the CLI. Documented in `postern --help` and README.md.
+ */
+export const ExitStatus = {
+  /** Done, or stopped by SIGINT/SIGTERM after a clean shutdown. */
+  OK: 0,
+  /** A bug or an error without a more specific status. */
+  FAILURE: 1,
+  /** Bad command line: unknown option, bad value, invalid agent ID. */
+  USAGE: 2,
+  /** The router refused the message (ERROR frame), e.g. POSTERN_ERR_UNKNOWN_DESTINATION. */
+  REFUSED: 3,
+  /** Could not reach the router, or the connection was closed or lost. */
+  CONNECTION: 4,
+} as const;
+
+const USAGE_CODES: ReadonlySet<string> = new Set([ErrorCode.INVALID_ARGUMENT, ErrorCode.INVALID_OPTION, ErrorCode.INVALID_ID]);
+
+/** Per-message refusals: the router answered with an ERROR frame, or the payload cannot be sent. */
+const REFUSED_CODES: ReadonlySet<string> = new Set([
+  ErrorCode.UNKNOWN_DESTINATION,
+  ErrorCode.NOT_REGISTERED,
+  ErrorCode.UNSUPPORTED_FLAGS,
+  ErrorCode.DESTINATION_SLOW,
+  ErrorCode.RATE_LIMITED,
+  ErrorCode.DRAINING,
+  ErrorCode.UNREACHABLE_ROUTER,
+  ErrorCode.ADMISSION_DENIED,
+  ErrorCode.HOP_LIMIT,
+  ErrorCode.FRAME_TOO_LARGE,
+  ErrorCode.SEND_BUFFER_FULL,
+]);
+
+/** Node system errors that mean "the network said no". */
+const NETWORK_ERRNOS: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EADDRINUSE',
+  'EADDRNOTAVAIL',
+  'EACCES',
+]);
+
+/** The code to print for an error: its `code` when it has a string one, else POSTERN_ERR_INTERNAL. */
+export function codeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code !== '' ? code : ErrorCode.INTERNAL;
+}
+
+/** The exit status for an error, by its code. */
+export function exitStatusFor(err: unknown): number {
+  const code = codeOf(err);
+  if (USAGE_CODES.has(code)) return ExitStatus.USAGE;
+  if (REFUSED_CODES.has(code)) return ExitStatus.REFUSED;
+  if (NETWORK_ERRNOS.has(code)) return ExitStatus.CONNECTION;
+  if (code === ErrorCode.INTERNAL || !code.startsWith('POSTERN_ERR_')) return ExitStatus.FAILURE;
+  // The rest are about the connection: CLOSE codes, CONNECTION_LOST, NOT_CONNECTED, timeouts.
+  return ExitStatus.CONNECTION;
+}
+
+/** `error: CODE: message`, one line, for stderr. */
+export function formatError(err: unknown): string {
+  const code = codeOf(err);
+  let message = err instanceof Error ? err.message : String(err);
+  if (message.startsWith(`${code}: `)) message = message.slice(code.length + 2);
+  // A socket error behind a coded one (ECONNREFUSED behind POSTERN_ERR_CONNECTION_LOST) is
+  // what the user can act on, so name it.
+  const cause = (err as { cause?: { code?: unknown } } | null)?.cause;
+  if (typeof cause?.code === 'string' && !message.includes(cause.code)) message += ` (${cause.code})`;
+  return `error: ${code}: ${message.replace(/\s*\n\s*/g, ' ')}`;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The payload as text when it is valid UTF-8, else undefined. */
+export function utf8OrUndefined(data: Uint8Array): string | undefined {
+  try {
+    return strictUtf8.decode(data);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One JSON line for a received message. `data` is the payload as text when it is valid
+ * UTF-8 (and `base64` is false); otherwise it is base64 and the object carries
+ * `"encoding":"base64"`.
+ */
+export function messageJson(from: string, data: Uint8Array, base64: boolean): string {
+  const text = base64 ? undefined : utf8OrUndefined(data);
+  if (text !== undefined) return JSON.stringify({ type: 'message', from, data: text });
+  return JSON.stringify({ type: 'message', from, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64'), encoding: 'base64' });
+}
+
+/**
+ * One human line for a received message: `<from> <text>`. One trailing newline of the
+ * payload is dropped (so `echo hi | postern send` prints `hi`, not `hi` and a blank line);
+ * a payload that is not UTF-8 prints as `base64:<data>`.
+ */
+export function messagePlain(from: string, data: Uint8Array, base64: boolean): string {
+  let text = base64 ? undefined : utf8OrUndefined(data);
+  if (text === undefined) return `${from} base64:${Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64')}`;
+  if (text.endsWith('\r\n')) text = text.slice(0, -2);
+  else if (text.endsWith('\n')) text = text.slice(0, -1);
+  return `${from} ${text}`;
+}

@@ -1,0 +1,385 @@
+/**
+ * Smoke tests of the `postern` command, run as child processes of the compiled
+ * dist/bin/postern.js against a router child on 127.0.0.1 and a free port. Every child is
+ * tracked and killed in teardown; every wait is bounded.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+
+const BIN = fileURLToPath(new URL('../../bin/postern.js', import.meta.url));
+const WAIT = 10_000;
+
+const children = new Set<ChildProcessWithoutNullStreams>();
+
+/** A child process with its output split into lines as they arrive. */
+class Proc {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly stdout: string[] = [];
+  readonly stderr: string[] = [];
+  readonly exited: Promise<number | null>;
+  private waiters: Array<() => void> = [];
+
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, POSTERN_ROUTER: undefined, ...env },
+      stdio: 'pipe',
+    });
+    children.add(this.child);
+    lines(this.child.stdout, (l) => this.push(this.stdout, l));
+    lines(this.child.stderr, (l) => this.push(this.stderr, l));
+    this.exited = new Promise((resolve) => {
+      this.child.once('close', (code, signal) => {
+        children.delete(this.child);
+        this.notify();
+        resolve(code ?? (signal === null ? null : -1));
+      });
+    });
+  }
+
+  private push(into: string[], line: string): void {
+    into.push(line);
+    this.notify();
+  }
+
+  private notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves with the first stdout line (from index `from`) matching `pred`; rejects after `ms`. */
+  async line(pred: (line: string) => boolean, from = 0, ms = WAIT): Promise<string> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const found = this.stdout.slice(from).find(pred);
+      if (found !== undefined) return found;
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        throw new Error(`process exited before printing the line; stdout:\n${this.stdout.join('\n')}\nstderr:\n${this.stderr.join('\n')}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for a line; stdout:\n${this.stdout.join('\n')}\nstderr:\n${this.stderr.join('\n')}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The exit status, or a rejection after `ms`. */
+  exit(ms = WAIT): Promise<number | null> {
+    return within(this.exited, ms, 'process exit');
+  }
+}
+
+function lines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let rest = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    rest += chunk;
+    let i: number;
+    while ((i = rest.indexOf('\n')) !== -1) {
+      onLine(rest.slice(0, i));
+      rest = rest.slice(i + 1);
+    }
+  });
+  stream.on('end', () => {
+    if (rest !== '') onLine(rest);
+  });
+}
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+/** Runs the CLI to completion: exit status, stdout and stderr. */
+async function run(args: string[], options: { stdin?: Uint8Array; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = new Proc(args, options.env);
+  if (options.stdin !== undefined) p.child.stdin.end(options.stdin);
+  else p.child.stdin.end();
+  const code = await p.exit();
+  return { code, stdout: p.stdout.join('\n'), stderr: p.stderr.join('\n') };
+}
+
+interface RouterProc {
+  proc: Proc;
+  port: number;
+  routerId: number;
+  address: string;
+}
+
+/** Starts `postern router` on 127.0.0.1 and a free port; resolves once it is listening. */
+async function startRouter(extra: string[] = []): Promise<RouterProc> {
+  const proc = new Proc(['router', '--host', '127.0.0.1', '--port', '0', '--log-format', 'json', ...extra]);
+  const line = await proc.line((l) => l.includes('"listening"'));
+  const rec = JSON.parse(line) as { msg: string; port: number; router: number };
+  assert.is(rec.msg, 'listening');
+  assert.ok(rec.port > 0);
+  return { proc, port: rec.port, routerId: rec.router, address: `127.0.0.1:${rec.port}` };
+}
+
+/** Starts `postern listen --json` and resolves with its ID once registered. */
+async function startListener(router: RouterProc, extra: string[] = []): Promise<{ proc: Proc; id: string }> {
+  const proc = new Proc(['listen', '--router', router.address, '--json', ...extra]);
+  const first = await proc.line(() => true);
+  const rec = JSON.parse(first) as { type: string; id: string };
+  assert.is(rec.type, 'registered');
+  assert.match(rec.id, /^[0-9a-f]{32}$/);
+  return { proc, id: rec.id };
+}
+
+async function killAll(): Promise<void> {
+  const all = [...children];
+  for (const c of all) c.kill('SIGTERM');
+  await Promise.all(
+    all.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          const t = setTimeout(() => {
+            c.kill('SIGKILL');
+            resolve();
+          }, 3000);
+          c.once('close', () => {
+            clearTimeout(t);
+            resolve();
+          });
+        }),
+    ),
+  );
+}
+
+/** A TCP port nobody listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+/** Writes `bytes` to the router and collects what it answers until it closes the connection. */
+function rawExchange(port: number, bytes: Uint8Array, ms = WAIT): Promise<Buffer> {
+  return within(
+    new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const s = net.connect(port, '127.0.0.1', () => s.end(bytes));
+      s.on('data', (c: Buffer) => chunks.push(c));
+      // The router may reset instead of reading everything we wrote: that is a close too.
+      s.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' || err.code === 'EPIPE' ? undefined : reject(err)));
+      s.on('close', () => resolve(Buffer.concat(chunks)));
+    }),
+    ms,
+    'router closing a raw connection',
+  );
+}
+
+/** Sends `text` from a fresh `postern send` and waits for `listener` to print it. */
+async function roundTrip(router: RouterProc, listener: { proc: Proc; id: string }, text: string): Promise<void> {
+  const from = listener.proc.stdout.length;
+  const r = await run(['send', '--router', router.address, listener.id, text]);
+  assert.is(r.code, 0, r.stderr);
+  const line = await listener.proc.line((l) => l.includes('"message"'), from);
+  const m = JSON.parse(line) as { type: string; from: string; data: string };
+  assert.equal({ type: m.type, data: m.data }, { type: 'message', data: text });
+}
+
+// ---------------------------------------------------------------------------------------
+
+const help = suite('cli: help and arguments');
+help.after.each(killAll);
+
+help('--help of every command exits 0 and shows examples', async () => {
+  const all = [['--help'], ['router', '--help'], ['listen', '--help'], ['send', '--help'], ['id', '--help'], ['help', 'send']];
+  const results = await Promise.all(all.map((args) => run(args)));
+  for (const [i, args] of all.entries()) {
+    const r = results[i]!;
+    assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stdout, /Usage: postern/, args.join(' '));
+    assert.match(r.stdout, /Examples?:|Quick start:/, args.join(' '));
+  }
+  assert.match(results[2]!.stdout, /"encoding":"base64"/);
+  assert.match(results[0]!.stdout, /Exit status:/);
+});
+
+help('--version prints the package version', async () => {
+  const r = await run(['--version']);
+  assert.is(r.code, 0);
+  assert.match(r.stdout, /^\d+\.\d+\.\d+/);
+});
+
+help('bad arguments exit 2 with a coded error on stderr', async () => {
+  const cases: Array<[string[], string]> = [
+    [['frobnicate'], 'POSTERN_ERR_INVALID_ARGUMENT'],
+    [['router', '--bogus'], 'POSTERN_ERR_INVALID_ARGUMENT'],
+    [['router', '--port', '70000'], 'POSTERN_ERR_INVALID_ARGUMENT'],
+    [['router', '--port', '12ab'], 'POSTERN_ERR_INVALID_ARGUMENT'],
+    [['router', '--router-id', '0'], 'POSTERN_ERR_INVALID_ARGUMENT'],
+    [['router', '--log-format', 'xml'], 'POSTERN_ERR_INVALID_ARGUMENT'],
+    [['router', '--port', '0', '--max-frame', '10'], 'POSTERN_ERR_INVALID_OPTION'],
+    [['listen', '--router', 'no such host:1:2'], 'POSTERN_ERR_INVALID_ARGUMENT'],
+    [['listen', '--router', '127.0.0.1:0'], 'POSTERN_ERR_INVALID_ARGUMENT'],
+    [['send'], 'POSTERN_ERR_INVALID_ARGUMENT'],
+    [['send', 'not-an-id', 'hi'], 'POSTERN_ERR_INVALID_ID'],
+    [['send', '00000000000000000000000000000001', 'hi'], 'POSTERN_ERR_INVALID_ID'],
+    [['send', '00000001000000000000000000000001', 'hi', 'extra'], 'POSTERN_ERR_INVALID_ARGUMENT'],
+    [['id', 'xyz'], 'POSTERN_ERR_INVALID_ID'],
+  ];
+  const results = await Promise.all(cases.map(([args]) => run(args)));
+  cases.forEach(([args, code], i) => {
+    const r = results[i]!;
+    assert.is(r.code, 2, `${args.join(' ')}: exit ${r.code}, stderr ${r.stderr}`);
+    assert.ok(r.stderr.split('\n').some((l) => l.startsWith(`error: ${code}: `)), `${args.join(' ')}: ${r.stderr}`);
+  });
+});
+
+help('POSTERN_ROUTER is used, and validated, when --router is absent', async () => {
+  const r = await run(['listen'], { env: { POSTERN_ROUTER: 'bad host' } });
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^error: POSTERN_ERR_INVALID_ARGUMENT: /m);
+});
+
+help('id shows the canonical form and the router ID', async () => {
+  const r = await run(['id', '00000BEE6C1F9E0A4D2B7C5E81F3A9D2']);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stdout, 'id 00000bee6c1f9e0a4d2b7c5e81f3a9d2\nrouter 3054 (0x00000bee)');
+  const j = await run(['id', '00000bee6c1f9e0a4d2b7c5e81f3a9d2', '--json']);
+  assert.is(j.code, 0, j.stderr);
+  assert.equal(JSON.parse(j.stdout), { id: '00000bee6c1f9e0a4d2b7c5e81f3a9d2', routerId: 3054, routerIdHex: '00000bee' });
+});
+
+help('send and listen exit 4 with a coded error when no router listens', async () => {
+  const port = await closedPort();
+  for (const cmd of [['send', '--router', `127.0.0.1:${port}`, '--timeout', '3000', '00000bee6c1f9e0a4d2b7c5e81f3a9d2', 'hi'], ['listen', '--router', `127.0.0.1:${port}`, '--timeout', '3000']]) {
+    const r = await run(cmd);
+    assert.is(r.code, 4, `${cmd[0]}: exit ${r.code}, stderr ${r.stderr}`);
+    assert.match(r.stderr, /^error: [A-Z_]+: /m);
+  }
+});
+
+help.run();
+
+// ---------------------------------------------------------------------------------------
+
+const e2e = suite('cli: router, listen, send');
+e2e.after.each(killAll);
+
+e2e('listen --json prints registered, then each message sent with send', async () => {
+  const router = await startRouter(['--router-id', '0xbee']);
+  assert.is(router.routerId, 0xbee);
+  const listener = await startListener(router);
+  assert.ok(listener.id.startsWith('00000bee'), listener.id);
+  const registered = await router.proc.line((l) => l.includes('"agent registered"'));
+  assert.is((JSON.parse(registered) as { agent: string }).agent, listener.id);
+  await roundTrip(router, listener, 'hello');
+  await roundTrip(router, listener, 'ünïcødé ✓');
+
+  // From stdin, binary: not UTF-8, so it comes out as base64.
+  const bytes = Uint8Array.of(0xff, 0x00, 0xfe, 0x0a);
+  const from = listener.proc.stdout.length;
+  const r = await run(['send', '--router', router.address, listener.id], { stdin: bytes });
+  assert.is(r.code, 0, r.stderr);
+  const m = JSON.parse(await listener.proc.line((l) => l.includes('"message"'), from)) as Record<string, string>;
+  assert.equal(m, { type: 'message', from: m.from, data: Buffer.from(bytes).toString('base64'), encoding: 'base64' });
+  assert.match(m.from!, /^00000bee[0-9a-f]{24}$/);
+});
+
+e2e('plain listen prints "id <id>" then "<from> <text>"', async () => {
+  const router = await startRouter();
+  const proc = new Proc(['listen', '--router', router.address]);
+  const first = await proc.line(() => true);
+  const m = /^id ([0-9a-f]{32})$/.exec(first);
+  assert.ok(m, first);
+  const r = await run(['send', '--router', router.address, m![1]!], { stdin: Buffer.from('hello\n') });
+  assert.is(r.code, 0, r.stderr);
+  const line = await proc.line((l) => l !== first);
+  assert.match(line, /^[0-9a-f]{32} hello$/);
+});
+
+e2e('send to an unknown ID exits 3 with POSTERN_ERR_UNKNOWN_DESTINATION', async () => {
+  const router = await startRouter();
+  const unknown = router.routerId.toString(16).padStart(8, '0') + '0123456789abcdef01234567';
+  const r = await run(['send', '--router', router.address, unknown, 'hello?']);
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, /^error: POSTERN_ERR_UNKNOWN_DESTINATION: /m);
+});
+
+e2e('an HTTP request gets 400 naming POSTERN_ERR_BAD_MAGIC, and the router keeps serving', async () => {
+  const router = await startRouter();
+  const listener = await startListener(router);
+  const answer = (await rawExchange(router.port, Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'))).toString('latin1');
+  assert.match(answer, /^HTTP\/1\.1 400 /);
+  assert.ok(answer.includes('POSTERN_ERR_BAD_MAGIC'), answer);
+  await roundTrip(router, listener, 'still here');
+});
+
+e2e('1 MB of random bytes is closed with a code, and the router keeps serving', async () => {
+  const router = await startRouter();
+  const listener = await startListener(router);
+  const junk = randomBytes(1024 * 1024);
+  junk[0] = 0x00; // not HTTP, not the magic: the binary rejection path
+  const answer = await rawExchange(router.port, junk);
+  // The router's preamble, then CLOSE: u32 length, type 0x04, flags, u16 code 64 (BAD_MAGIC).
+  assert.ok(answer.length >= 8 + 8, `answer of ${answer.length} bytes`);
+  assert.equal([...answer.subarray(0, 7)], [0x89, 0x50, 0x53, 0x54, 0x4e, 0x0d, 0x0a]);
+  assert.is(answer[8 + 4], 0x04);
+  assert.is(answer.readUInt16BE(8 + 6), 64);
+
+  // With a valid preamble first, the random bytes fail framing instead.
+  const framed = Buffer.concat([Buffer.from([0x89, 0x50, 0x53, 0x54, 0x4e, 0x0d, 0x0a, 0x01]), Buffer.from([0x7f, 0xff, 0xff, 0xff]), randomBytes(1024 * 1024)]);
+  const answer2 = await rawExchange(router.port, framed);
+  assert.ok(answer2.length >= 8 + 8, `answer of ${answer2.length} bytes`);
+  assert.is(answer2[8 + 4], 0x04);
+  assert.is(answer2.readUInt16BE(8 + 6), 67, 'FRAME_TOO_LARGE');
+  await router.proc.line((l) => l.includes('FRAME_TOO_LARGE'));
+
+  await roundTrip(router, listener, 'unaffected');
+});
+
+e2e('the router exits 0 on SIGTERM and SIGINT after closing its agents', async () => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const router = await startRouter();
+    const listener = await startListener(router, ['--timeout', '2000']);
+    router.proc.child.kill(signal);
+    assert.is(await router.proc.exit(), 0, router.proc.stderr.join('\n'));
+    assert.ok(router.proc.stdout.some((l) => l.includes('GOING_AWAY') || l.includes('"closed"')), router.proc.stdout.join('\n'));
+    const gone = await listener.proc.line((l) => l.includes('"disconnected"'));
+    assert.is((JSON.parse(gone) as { code: string }).code, 'POSTERN_ERR_GOING_AWAY');
+    listener.proc.child.kill('SIGINT');
+    assert.is(await listener.proc.exit(), 0);
+  }
+});
+
+e2e('router --quiet still prints the listening line, and nothing per agent', async () => {
+  const router = await startRouter(['--quiet']);
+  const listener = await startListener(router);
+  await roundTrip(router, listener, 'quiet');
+  assert.is(router.proc.stdout.length, 1, router.proc.stdout.join('\n'));
+});
+
+e2e('router plain log: a parsable listening line', async () => {
+  const proc = new Proc(['router', '--host', '127.0.0.1', '--port', '0']);
+  const line = await proc.line((l) => / listening /.test(l));
+  assert.match(line, /\bport=[1-9][0-9]*\b/);
+  assert.match(line, /\brouter=[1-9][0-9]*\b/);
+});
+
+e2e.run();
