@@ -1,0 +1,117 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import sodium from 'libsodium-wrappers';
+import { open } from '../../src/crypto/seal.js';
+import { openBox } from '../../src/crypto/sealed-box.js';
+import type { PosternError } from '../../src/protocol/errors.js';
+import { VECTORS_JSON, buildVectors, type EnvelopeVectors } from './vectors.js';
+import { concat, hex, unhex } from './helpers.js';
+
+await sodium.ready;
+
+const stored = JSON.parse(readFileSync(VECTORS_JSON, 'utf8')) as EnvelopeVectors;
+const keyPair = (name: string): { publicKey: Uint8Array; secretKey: Uint8Array } => ({
+  publicKey: unhex(stored.keys[name]!.publicKey),
+  secretKey: unhex(stored.keys[name]!.secretKey),
+});
+
+test('spec/vectors/envelope.json is exactly what the code produces now', () => {
+  // On failure: if the change is intended, `node dist/spec/crypto/vectors.js --write` and update the docs.
+  assert.equal(buildVectors(), stored);
+});
+
+test('every vector opens (or fails) as stated, read straight from the JSON', () => {
+  assert.ok(stored.vectors.length >= 12);
+  for (const v of stored.vectors) {
+    const kp = keyPair(v.recipient);
+    const env = unhex(v.envelope);
+    if (v.layer === 'sealed-box') {
+      assert.is(hex(openBox(env, kp.publicKey, kp.secretKey)), v.plain, v.name);
+      continue;
+    }
+    const opts = v.open.recipientId === null ? {} : { recipientId: v.open.recipientId };
+    if ('error' in v.expect) {
+      let code: string | undefined;
+      try {
+        open(env, kp, opts);
+      } catch (err) {
+        code = (err as PosternError).code;
+      }
+      assert.is(code, v.expect.error, v.name);
+    } else {
+      const got = open(env, kp, opts);
+      assert.is(hex(got.content), v.expect.content, v.name);
+      assert.is(got.sender ? hex(got.sender.id) : null, v.expect.senderId, v.name);
+      assert.is(got.sender ? hex(got.sender.publicKey) : null, v.expect.senderPublicKey, v.name);
+      assert.is(got.recipientId ? hex(got.recipientId) : null, v.expect.recipientId, v.name);
+      assert.is(got.verified, v.expect.verified, v.name);
+    }
+  }
+});
+
+test('libsodium alone reproduces the outer layer of every vector from its ephemeral key', () => {
+  for (const v of stored.vectors) {
+    if (v.plain === undefined) continue;
+    const rpk = keyPair(v.recipient).publicKey;
+    const epk = unhex(v.ephemeralPublicKey);
+    const esk = unhex(v.ephemeralSecretKey);
+    assert.is(hex(sodium.crypto_scalarmult_base(esk)), v.ephemeralPublicKey, v.name);
+    const nonce = sodium.crypto_generichash(24, concat(epk, rpk), null);
+    const outer = concat(epk, sodium.crypto_box_easy(unhex(v.plain), nonce, rpk, esk));
+    assert.is(hex(outer), v.envelope, v.name);
+  }
+});
+
+test('libsodium alone opens the inner box of every sender vector and finds the documented layout', () => {
+  const label = new TextEncoder().encode('postern/inner/v1');
+  for (const v of stored.vectors) {
+    if (v.seal === undefined || !v.seal.sender) continue;
+    const r = keyPair(v.recipient);
+    const plain = unhex(v.plain!);
+    assert.is(plain[0], 0x02, v.name);
+    const spk = plain.subarray(1, 33);
+    assert.is(hex(spk), stored.keys.sender!.publicKey, v.name);
+    const nonce = sodium.crypto_generichash(24, concat(label, unhex(v.ephemeralPublicKey), r.publicKey), null);
+    const inner = sodium.crypto_box_open_easy(plain.subarray(33), nonce, spk, r.secretKey);
+    // senderId || recipientId-or-zeros || u32 length || content || zeros
+    assert.is(hex(inner.subarray(0, 16)), stored.ids.sender, v.name);
+    assert.is(hex(inner.subarray(16, 32)), v.seal.recipientId ?? '00'.repeat(16), v.name);
+    const len = new DataView(inner.buffer, inner.byteOffset).getUint32(32);
+    assert.is(hex(inner.subarray(36, 36 + len)), v.seal.content, v.name);
+    assert.ok(inner.subarray(36 + len).every((b) => b === 0), v.name);
+    // And the outer length is a size class when padded.
+    if (v.seal.pad) assert.ok([128, 256, 512].includes(v.envelope.length / 2), v.name);
+  }
+});
+
+// The prose copy: spec/crypto/ENVELOPE.md until the lead merges it, then PROTOCOL.md.
+function docWithVectors(): { path: string; text: string } {
+  const protocol = fileURLToPath(new URL('../../../PROTOCOL.md', import.meta.url));
+  if (existsSync(protocol)) {
+    const text = readFileSync(protocol, 'utf8');
+    if (text.includes('#### Vector `sender-bound-padded`')) return { path: protocol, text };
+  }
+  const envelope = fileURLToPath(new URL('../../../spec/crypto/ENVELOPE.md', import.meta.url));
+  return { path: envelope, text: readFileSync(envelope, 'utf8') };
+}
+
+test('the hex in the Markdown copy agrees with the JSON, vector by vector', () => {
+  const { path, text } = docWithVectors();
+  for (const v of stored.vectors) {
+    const at = text.indexOf(`#### Vector \`${v.name}\``);
+    assert.ok(at >= 0, `${path} has no heading for vector ${v.name}`);
+    const next = text.indexOf('#### ', at + 5);
+    const section = text.slice(at, next < 0 ? undefined : next);
+    const blocks = [...section.matchAll(/```text\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    const byLabel = new Map(blocks.map((b) => [b.split('\n', 1)[0]!.split(' ')[0]!, b.split('\n').slice(1).join('').trim()]));
+    assert.is(byLabel.get('envelope'), v.envelope, `${v.name}: envelope hex in ${path}`);
+    if (v.plain !== undefined) assert.is(byLabel.get('plain'), v.plain, `${v.name}: plain hex in ${path}`);
+  }
+  for (const k of Object.values(stored.keys)) {
+    assert.ok(text.includes(k.secretKey) && text.includes(k.publicKey), `${path} lists key ${k.publicKey}`);
+  }
+});
+
+test.run();
