@@ -1,0 +1,80 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { AGENT_DEFAULTS, parseRouterAddress, resolveAgentOptions, type AgentOptions } from '../../src/agent/options.js';
+import { ErrorCode, PosternError } from '../../src/protocol/errors.js';
+import { ManualClock } from '../../src/net/clock.js';
+
+function invalid(o: unknown, option: string): void {
+  try {
+    resolveAgentOptions(o as AgentOptions);
+  } catch (err) {
+    assert.instance(err, PosternError);
+    assert.is((err as PosternError).code, ErrorCode.INVALID_OPTION);
+    // The option's name is part of the contract of INVALID_OPTION (not free text).
+    assert.ok((err as Error).message.includes(option), `${(err as Error).message} names ${option}`);
+    return;
+  }
+  assert.unreachable(`accepted ${JSON.stringify(o)}`);
+}
+
+test('defaults are frozen and resolved as documented', () => {
+  assert.ok(Object.isFrozen(AGENT_DEFAULTS));
+  const r = resolveAgentOptions();
+  assert.is(r.host, '127.0.0.1');
+  assert.is(r.port, 7447);
+  assert.is(r.reconnect, true);
+  assert.is(r.reconnectDelay, 250);
+  assert.is(r.reconnectMaxDelay, 30000);
+  assert.is(r.reconnectJitter, 'full');
+  assert.is(r.maxReconnectAttempts, Infinity);
+  assert.is(r.connectTimeout, 10000);
+  assert.is(r.closeTimeout, 2000);
+  assert.is(r.maxQueue, 1024);
+  assert.is(r.maxStatusQueue, 64);
+  assert.is(r.maxSendBuffer, 8 * 1024 * 1024);
+  assert.ok(Object.isFrozen(r));
+});
+
+test('overrides pass through', () => {
+  const clock = new ManualClock();
+  const r = resolveAgentOptions({ router: { host: 'h', port: 1 }, clock, maxQueue: 1, reconnectJitter: 'decorrelated', maxReconnectAttempts: 0, reconnect: false });
+  assert.is(r.clock, clock);
+  assert.is(r.host, 'h');
+  assert.is(r.maxQueue, 1);
+  assert.is(r.reconnectJitter, 'decorrelated');
+  assert.is(r.maxReconnectAttempts, 0);
+  assert.is(r.reconnect, false);
+});
+
+test('router addresses', () => {
+  assert.equal(parseRouterAddress('example.org:9000'), { host: 'example.org', port: 9000 });
+  assert.equal(parseRouterAddress('example.org'), { host: 'example.org', port: 7447 });
+  assert.equal(parseRouterAddress('[::1]:8000'), { host: '::1', port: 8000 });
+  assert.equal(parseRouterAddress('[::1]'), { host: '::1', port: 7447 });
+  for (const bad of ['', 'h:0', 'h:65536', 'h:x', '::1:80', 'a b:1', 'h:1:2']) invalid({ router: bad }, 'router');
+  invalid({ router: { host: '', port: 1 } }, 'router');
+  invalid({ router: { host: 'h', port: 1.5 } }, 'router');
+  invalid({ router: 7447 }, 'router');
+});
+
+test('each bad value names its option', () => {
+  invalid({ reconnect: 'yes' }, 'reconnect');
+  invalid({ reconnectDelay: -1 }, 'reconnectDelay');
+  invalid({ reconnectDelay: 1.5 }, 'reconnectDelay');
+  invalid({ reconnectDelay: 500, reconnectMaxDelay: 100 }, 'reconnectMaxDelay');
+  invalid({ reconnectJitter: 'none' }, 'reconnectJitter');
+  invalid({ maxReconnectAttempts: -1 }, 'maxReconnectAttempts');
+  invalid({ connectTimeout: 0 }, 'connectTimeout');
+  invalid({ connectTimeout: 2 ** 31 }, 'connectTimeout');
+  invalid({ closeTimeout: NaN }, 'closeTimeout');
+  invalid({ maxQueue: 0 }, 'maxQueue');
+  invalid({ maxStatusQueue: 0 }, 'maxStatusQueue');
+  invalid({ maxSendBuffer: -5 }, 'maxSendBuffer');
+  invalid({ clock: {} }, 'clock');
+  invalid({ createConnection: 5 }, 'createConnection');
+  invalid({ signal: {} }, 'signal');
+  invalid({ random: 1 }, 'random');
+  invalid(null, 'options');
+});
+
+test.run();

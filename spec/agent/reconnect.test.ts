@@ -1,0 +1,135 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { backoffDelay, ReconnectLoop, type BackoffPolicy } from '../../src/agent/reconnect.js';
+import { ManualClock } from '../../src/net/clock.js';
+
+const full: BackoffPolicy = { initialDelay: 100, maxDelay: 1000, jitter: 'full' };
+const deco: BackoffPolicy = { initialDelay: 100, maxDelay: 1000, jitter: 'decorrelated' };
+const lo = (): number => 0;
+const hi = (): number => 0.9999999999;
+
+test('full jitter: ceiling doubles per attempt up to maxDelay; floor is 0', () => {
+  assert.equal([1, 2, 3, 4, 5, 6].map((n) => backoffDelay(full, n, 0, hi)), [100, 200, 400, 800, 1000, 1000]);
+  assert.equal([1, 2, 3, 10].map((n) => backoffDelay(full, n, 0, lo)), [0, 0, 0, 0]);
+  assert.is(backoffDelay(full, 3, 0, () => 0.5), 200);
+});
+
+test('full jitter: huge attempt numbers stay bounded and finite', () => {
+  assert.is(backoffDelay(full, 1e9, 0, hi), 1000);
+  assert.is(backoffDelay({ initialDelay: 0x7fffffff, maxDelay: 0x7fffffff, jitter: 'full' }, 5000, 0, hi), 0x7fffffff);
+});
+
+test('decorrelated jitter: between initialDelay and 3x previous, capped', () => {
+  assert.is(backoffDelay(deco, 1, 100, lo), 100);
+  assert.is(backoffDelay(deco, 1, 100, hi), 300);
+  assert.is(backoffDelay(deco, 2, 300, hi), 900);
+  assert.is(backoffDelay(deco, 3, 900, hi), 1000);
+  assert.is(backoffDelay(deco, 4, 1000, lo), 100);
+});
+
+test('every delay is an integer within 0..maxDelay, whatever random() returns', () => {
+  const weird = [0, 0.3, 0.999, 1, 2, -1, NaN, Infinity];
+  for (const policy of [full, deco]) {
+    let prev = policy.initialDelay;
+    for (let n = 1; n < 200; n++) {
+      const r = weird[n % weird.length]!;
+      const d = backoffDelay(policy, n, prev, () => r);
+      assert.ok(Number.isInteger(d) && d >= 0 && d <= policy.maxDelay, `${policy.jitter} n=${n} r=${r} d=${d}`);
+      prev = d;
+    }
+  }
+});
+
+function loop(clock: ManualClock, attempt: (n: number) => Promise<void>, maxAttempts = Infinity) {
+  const log: string[] = [];
+  const l = new ReconnectLoop(
+    { clock, policy: full, maxAttempts, random: hi },
+    {
+      attempt: (n) => {
+        log.push(`attempt ${n}`);
+        return attempt(n);
+      },
+      isPermanent: (err) => (err as Error).message === 'permanent',
+      onWait: (n, d) => log.push(`wait ${n} ${d}`),
+      onGiveUp: (err) => log.push(`give up ${(err as Error).message}`),
+    },
+  );
+  return { l, log };
+}
+
+const flush = () => new Promise<void>((r) => setImmediate(r));
+
+test('loop: waits the backoff before each attempt and stops on success', async () => {
+  const clock = new ManualClock();
+  const { l, log } = loop(clock, (n) => (n < 3 ? Promise.reject(new Error('no')) : Promise.resolve()));
+  const done = l.start();
+  assert.equal(log, ['wait 1 100']);
+  clock.advance(99);
+  await flush();
+  assert.equal(log, ['wait 1 100']);
+  clock.advance(1);
+  await flush();
+  assert.equal(log, ['wait 1 100', 'attempt 1', 'wait 2 200']);
+  clock.advance(200);
+  await flush();
+  clock.advance(400);
+  await done;
+  assert.equal(log, ['wait 1 100', 'attempt 1', 'wait 2 200', 'attempt 2', 'wait 3 400', 'attempt 3']);
+  assert.not.ok(l.running);
+  assert.is(clock.pending, 0);
+});
+
+test('loop: single flight — start() while running returns the same run', async () => {
+  const clock = new ManualClock();
+  const { l, log } = loop(clock, () => Promise.resolve());
+  const a = l.start();
+  const b = l.start();
+  assert.is(a, b);
+  clock.advance(100);
+  await a;
+  assert.equal(log.filter((x) => x.startsWith('attempt')), ['attempt 1']);
+});
+
+test('loop: a permanent error gives up at once; maxAttempts bounds the rest', async () => {
+  const clock = new ManualClock();
+  const p = loop(clock, () => Promise.reject(new Error('permanent')));
+  const d1 = p.l.start();
+  clock.advance(100);
+  await d1;
+  assert.equal(p.log, ['wait 1 100', 'attempt 1', 'give up permanent']);
+
+  const q = loop(clock, () => Promise.reject(new Error('again')), 2);
+  const d2 = q.l.start();
+  clock.advance(100);
+  await flush();
+  clock.advance(200);
+  await d2;
+  assert.equal(q.log, ['wait 1 100', 'attempt 1', 'wait 2 200', 'attempt 2', 'give up again']);
+});
+
+test('loop: stop() cancels the wait and ignores an attempt in flight', async () => {
+  const clock = new ManualClock();
+  const s1 = loop(clock, () => Promise.resolve());
+  const d1 = s1.l.start();
+  s1.l.stop();
+  await d1;
+  assert.is(clock.pending, 0);
+  assert.equal(s1.log, ['wait 1 100']);
+
+  let fail!: (e: Error) => void;
+  const s2 = loop(clock, () => new Promise<void>((_, rej) => (fail = rej)));
+  const d2 = s2.l.start();
+  clock.advance(100);
+  await flush();
+  s2.l.stop();
+  fail(new Error('late'));
+  await d2;
+  assert.equal(s2.log, ['wait 1 100', 'attempt 1']);
+  assert.is(clock.pending, 0);
+  // and it can start again afterwards
+  void s2.l.start();
+  assert.ok(s2.l.running);
+  s2.l.stop();
+});
+
+test.run();
