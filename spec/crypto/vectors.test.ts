@@ -91,7 +91,7 @@ function docWithVectors(): { path: string; text: string } {
   const protocol = fileURLToPath(new URL('../../../PROTOCOL.md', import.meta.url));
   if (existsSync(protocol)) {
     const text = readFileSync(protocol, 'utf8');
-    if (text.includes('#### Vector `sender-bound-padded`')) return { path: protocol, text };
+    if (text.includes('\n#### Vector `sender-bound-padded`\n')) return { path: protocol, text };
   }
   const envelope = fileURLToPath(new URL('../../../spec/crypto/ENVELOPE.md', import.meta.url));
   return { path: envelope, text: readFileSync(envelope, 'utf8') };
@@ -100,9 +100,9 @@ function docWithVectors(): { path: string; text: string } {
 test('the hex in the Markdown copy agrees with the JSON, vector by vector', () => {
   const { path, text } = docWithVectors();
   for (const v of stored.vectors) {
-    const at = text.indexOf(`#### Vector \`${v.name}\``);
+    const at = text.indexOf(`\n#### Vector \`${v.name}\`\n`);
     assert.ok(at >= 0, `${path} has no heading for vector ${v.name}`);
-    const next = text.indexOf('#### ', at + 5);
+    const next = text.indexOf('\n#### ', at + 5);
     const section = text.slice(at, next < 0 ? undefined : next);
     const blocks = [...section.matchAll(/```text\n([\s\S]*?)```/g)].map((m) => m[1]!);
     const byLabel = new Map(blocks.map((b) => [b.split('\n', 1)[0]!.split(' ')[0]!, b.split('\n').slice(1).join('').trim()]));

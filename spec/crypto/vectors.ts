@@ -22,7 +22,7 @@ export interface EnvelopeVector {
   name: string;
   about: string;
   layer: 'sealed-box' | 'envelope';
-  /** Which key pair of `keys` the envelope is sealed to and opened with. */
+  /** Which key pair of `keys` opens it (for the positive vectors, also the one it is sealed to). */
   recipient: string;
   ephemeralSecretKey: string;
   ephemeralPublicKey: string;
@@ -197,9 +197,9 @@ export function vectorsMarkdown(doc: EnvelopeVectors): string {
   for (const [name, id] of Object.entries(doc.ids)) out.push(`| ${name} | \`${id}\` |`);
   out.push('');
   for (const v of doc.vectors) {
-    out.push(`#### Vector \`${v.name}\``, '', `${v.about}.`, '');
+    out.push(`#### Vector \`${v.name}\``, '', `${v.about.charAt(0).toUpperCase()}${v.about.slice(1)}.`, '');
     const e = v.ephemeralSecretKey === '' ? '' : ` Ephemeral secret key: 32 × \`${v.ephemeralSecretKey.slice(0, 2)}\`.`;
-    out.push(`Sealed to: ${v.recipient}.${e}${v.open.recipientId ? ` Opened with recipient ID: ${v.open.recipientId === doc.ids.other ? 'other' : 'recipient'}.` : ''}`);
+    out.push(`Opened with the ${v.recipient} key pair${v.open.recipientId ? ` and the ${v.open.recipientId === doc.ids.other ? 'other' : 'recipient'} ID` : ''}.${e}`);
     if ('error' in v.expect) {
       out.push(`Expected: fails with \`${v.expect.error}\`.`);
     } else {
