@@ -1,0 +1,564 @@
+/**
+ * `npm run bench` — postern's benchmarks: router throughput next to a plain TCP forwarder
+ * (the ceiling) and nats-server (when installed), one-way latency, scale with idle agents.
+ * `npm run bench -- --quick` is the CI smoke run: small counts, under 30 s, asserts only that
+ * every message arrived in order. See benchmarks/README.md for how to read the numbers.
+ *
+ * Flags: --quick, --duration <ms>, --warmup <ms>, --repeats <n>, --sections <list>
+ * (throughput,latency,scale,sealed), --systems <list> (postern,plain,nats), --sizes <list>,
+ * --ks <list>, --patterns <list>, --scale-n <n>, --profile (router under --cpu-prof, profile
+ * in benchmarks/results/), --out <file>.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem, release } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { runCell, type CellResult, type CellSpec, type Pattern } from './lib/load.js';
+import { natsWire, plainWire, posternWire, type SystemName, type Wire } from './lib/wire.js';
+import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild } from './lib/proc.js';
+import { median } from './lib/stats.js';
+import { runScale, type ScaleResult } from './lib/scale.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    repeats: { type: 'string' },
+    sections: { type: 'string' },
+    systems: { type: 'string' },
+    sizes: { type: 'string' },
+    ks: { type: 'string' },
+    patterns: { type: 'string' },
+    'scale-n': { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    out: { type: 'string' },
+  },
+  allowPositionals: false,
+});
+
+const quick = flags.quick === true;
+const list = (s: string | undefined, dflt: string[]): string[] => (s === undefined ? dflt : s.split(',').map((x) => x.trim()).filter(Boolean));
+const nums = (s: string | undefined, dflt: number[]): number[] => list(s, dflt.map(String)).map(Number);
+
+const cfg = {
+  mode: quick ? 'quick' : 'full',
+  sizes: nums(flags.sizes, quick ? [16, 65536] : [16, 256, 4096, 65536]),
+  ks: nums(flags.ks, quick ? [1, 16] : [1, 16, 256]),
+  patterns: list(flags.patterns, ['pairs', 'spray']) as Pattern[],
+  systems: list(flags.systems, quick ? ['postern', 'plain'] : ['postern', 'plain', 'nats']) as SystemName[],
+  sections: list(flags.sections, ['throughput', 'latency', 'scale', 'sealed']),
+  durationMs: Number(flags.duration ?? (quick ? 300 : 2000)),
+  warmupMs: Number(flags.warmup ?? (quick ? 100 : 500)),
+  repeats: Number(flags.repeats ?? (quick ? 1 : 3)),
+  latencyFractions: [0.1, 0.5],
+  latencyMs: quick ? 300 : 2000,
+  scaleN: Number(flags['scale-n'] ?? (quick ? 500 : 100_000)),
+  scaleKeepaliveMs: quick ? 500 : 2000,
+  scaleIdleMs: quick ? 1200 : 8000,
+  // Hard stop, whatever happens.
+  deadlineMs: quick ? 60_000 : 45 * 60_000,
+};
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const resultsDir = `${repoRoot}benchmarks/results`;
+const tty = process.stderr.isTTY === true;
+const started = new Date();
+const t0 = performance.now();
+
+const killer = setTimeout(() => {
+  process.stderr.write(`\nbench: hard deadline of ${cfg.deadlineMs / 1000} s reached, stopping\n`);
+  process.exit(3);
+}, cfg.deadlineMs);
+killer.unref();
+
+// ------------------------------------------------------------------------------ output
+
+function progress(text: string): void {
+  const line = `[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${text}`;
+  if (tty) process.stderr.write(`\r\x1b[2K${line}`);
+}
+function note(text: string): void {
+  if (tty) process.stderr.write('\r\x1b[2K');
+  process.stderr.write(`${text}\n`);
+}
+
+const fmtRate = (x: number): string =>
+  !Number.isFinite(x) ? '-' : x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)} k` : x.toFixed(0);
+const fmtMB = (x: number): string => (!Number.isFinite(x) ? '-' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const fmtRatio = (x: number): string => (!Number.isFinite(x) ? '-' : `${x.toFixed(2)}x`);
+const fmtBytes = (x: number): string =>
+  !Number.isFinite(x) ? '-' : x >= 1 << 30 ? `${(x / (1 << 30)).toFixed(2)} GiB` : x >= 1 << 20 ? `${(x / (1 << 20)).toFixed(1)} MiB` : x >= 1024 ? `${(x / 1024).toFixed(1)} KiB` : `${x.toFixed(0)} B`;
+const sizeName = (s: number): string => (s >= 1024 ? `${s / 1024} KiB` : `${s} B`);
+
+function table(header: string[], rows: string[][]): string {
+  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]): string => r.map((c, i) => (i < 3 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
+  return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
+}
+
+// ---------------------------------------------------------------------------- machine
+
+function git(args: string[]): string | null {
+  try {
+    return execFileSync('git', args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch {
+    return null;
+  }
+}
+
+const machine = {
+  cpuModel: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  memoryBytes: totalmem(),
+  node: process.version,
+  platform: `${process.platform} ${release()}`,
+  pinned: false,
+  natsServer: null as string | null,
+};
+
+// ---------------------------------------------------------------------------- servers
+
+const ROUTER_CORE = 0;
+const GEN_CORE = 1;
+
+async function startRouter(options: Record<string, unknown>, profileName?: string): Promise<ServerChild> {
+  const nodeArgs: string[] = [];
+  if (profileName !== undefined) {
+    mkdirSync(resultsDir, { recursive: true });
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${resultsDir}`, `--cpu-prof-name=${profileName}`);
+  }
+  return startChild(process.execPath, [...nodeArgs, script('router-process.js'), JSON.stringify(options)], {
+    core: ROUTER_CORE,
+    ready: /READY (\d+)/,
+  });
+}
+
+async function startForwarder(): Promise<ServerChild> {
+  return startChild(process.execPath, [script('forwarder-process.js')], { core: ROUTER_CORE, ready: /READY (\d+)/ });
+}
+
+async function startNats(): Promise<ServerChild> {
+  const port = await freePort();
+  const conf = `${resultsDir}/nats-bench.conf`;
+  mkdirSync(resultsDir, { recursive: true });
+  // Large pending and deadline so a generator that falls briefly behind is not cut off as a
+  // slow consumer; the benchmark wants throughput, not NATS's drop policy.
+  writeFileSync(conf, 'max_payload: 1048576\nmax_pending: 1073741824\nwrite_deadline: "60s"\n');
+  return startChild('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-c', conf], {
+    core: ROUTER_CORE,
+    port,
+    stderr: 'ignore',
+  });
+}
+
+// ------------------------------------------------------------------------ throughput
+
+interface CellSummary {
+  system: SystemName;
+  pattern: Pattern;
+  size: number;
+  k: number;
+  runs: CellResult[];
+  msgsPerSec: number;
+  mbPerSec: number;
+  serverCpu: number;
+  genCpu: number;
+  inOrder: boolean;
+}
+
+const failures: string[] = [];
+const warnings: string[] = [];
+let checked = 0;
+
+function record(system: SystemName, label: string, r: CellResult): void {
+  checked += r.received;
+  if (!r.inOrder || r.errors.length > 0) {
+    const msg = `${label}: ${r.inOrder ? 'in order' : 'NOT in order'} (sent ${r.sent}, received ${r.received}, out of order ${r.outOfOrder}, lost ${r.lost}) ${r.errors.slice(0, 3).join('; ')}`;
+    // NATS drops to slow consumers by design; its misses are reported, not asserted.
+    if (system === 'nats' || r.inOrder) warnings.push(msg);
+    else failures.push(msg);
+    note(`  ! ${msg}`);
+  }
+}
+
+async function throughput(wires: Map<SystemName, { wire: Wire; server: ServerChild }>): Promise<CellSummary[]> {
+  const out: CellSummary[] = [];
+  const cells: Array<{ pattern: Pattern; size: number; k: number }> = [];
+  for (const pattern of cfg.patterns) for (const size of cfg.sizes) for (const k of cfg.ks) cells.push({ pattern, size, k });
+  // JIT warm-up of every server (and of the generator) before anything is measured.
+  for (const [name, { wire, server }] of wires) {
+    progress(`warming up ${name}`);
+    const r = await runCell(wire, { pattern: 'pairs', size: 16, k: 16, warmupMs: 0, durationMs: quick ? 200 : 1000, serverPid: server.pid });
+    record(name, `${name} warm-up`, r);
+  }
+  let idx = 0;
+  for (const c of cells) {
+    idx++;
+    const runs = new Map<SystemName, CellResult[]>();
+    for (let rep = 0; rep < cfg.repeats; rep++) {
+      // Systems alternate within a repeat, so drift in the machine hits them alike.
+      for (const [name, { wire, server }] of wires) {
+        if (c.pattern === 'spray' && !wire.routes) continue;
+        const label = `${name} ${c.pattern} ${sizeName(c.size)} K=${c.k}`;
+        const spec: CellSpec = {
+          ...c,
+          warmupMs: cfg.warmupMs,
+          durationMs: cfg.durationMs,
+          serverPid: server.pid,
+          progress: (rate) => progress(`[${idx}/${cells.length}] ${label} rep ${rep + 1}/${cfg.repeats}: ${fmtRate(rate)} msg/s`),
+        };
+        let r: CellResult;
+        try {
+          r = await runCell(wire, spec);
+        } catch (err) {
+          const msg = `${label}: ${(err as Error).message}`;
+          (name === 'nats' ? warnings : failures).push(msg);
+          note(`  ! ${msg}`);
+          continue;
+        }
+        record(name, label, r);
+        if (!tty) note(`${label} rep ${rep + 1}: ${fmtRate(r.msgsPerSec)} msg/s, ${fmtMB(r.mbPerSec)} MB/s${r.inOrder ? '' : ' NOT IN ORDER'}`);
+        const l = runs.get(name) ?? [];
+        l.push(r);
+        runs.set(name, l);
+      }
+    }
+    for (const [system, rs] of runs) {
+      out.push({
+        system,
+        ...c,
+        runs: rs,
+        msgsPerSec: median(rs.map((r) => r.msgsPerSec)),
+        mbPerSec: median(rs.map((r) => r.mbPerSec)),
+        serverCpu: median(rs.map((r) => r.serverCpu)),
+        genCpu: median(rs.map((r) => r.genCpu)),
+        inOrder: rs.every((r) => r.inOrder),
+      });
+    }
+  }
+  return out;
+}
+
+function find(cells: CellSummary[], system: SystemName, pattern: Pattern, size: number, k: number): CellSummary | undefined {
+  return cells.find((c) => c.system === system && c.pattern === pattern && c.size === size && c.k === k);
+}
+
+// --------------------------------------------------------------------------- latency
+
+/** The latency cell: few connections, so a moderate rate still goes out in batches. */
+const LATENCY_CELL = { pattern: 'pairs' as Pattern, size: 16, k: 4 };
+
+interface LatencyRow {
+  system: SystemName;
+  fraction: number;
+  saturationPerSec: number;
+  offeredPerSec: number;
+  deliveredPerSec: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+  runs: CellResult[];
+}
+
+async function latency(
+  wires: Map<SystemName, { wire: Wire; server: ServerChild }>,
+  cells: CellSummary[],
+): Promise<LatencyRow[]> {
+  const rows: LatencyRow[] = [];
+  const base = LATENCY_CELL;
+  for (const [name, { wire, server }] of wires) {
+    let sat = find(cells, name, base.pattern, base.size, base.k)?.msgsPerSec;
+    if (sat === undefined || !Number.isFinite(sat)) {
+      const sats: number[] = [];
+      for (let rep = 0; rep < cfg.repeats; rep++) {
+        const r = await runCell(wire, {
+          ...base,
+          warmupMs: cfg.warmupMs,
+          durationMs: cfg.durationMs,
+          serverPid: server.pid,
+          progress: (x) => progress(`${name} saturation of the latency cell: ${fmtRate(x)} msg/s`),
+        });
+        record(name, `${name} saturation`, r);
+        sats.push(r.msgsPerSec);
+      }
+      sat = median(sats);
+    }
+    for (const fraction of cfg.latencyFractions) {
+      const rate = Math.max(1000, Math.round(sat * fraction));
+      const label = `${name} latency at ${fraction * 100}% (${fmtRate(rate)} msg/s)`;
+      const runs: CellResult[] = [];
+      for (let rep = 0; rep < Math.min(cfg.repeats, 3); rep++) {
+        const r = await runCell(wire, {
+          ...base,
+          rate,
+          latency: true,
+          warmupMs: cfg.warmupMs,
+          durationMs: cfg.latencyMs,
+          serverPid: server.pid,
+          batchBytes: 16384,
+          progress: (x) => progress(`${label} rep ${rep + 1}: ${fmtRate(x)} msg/s delivered`),
+        });
+        record(name, label, r);
+        runs.push(r);
+      }
+      const row: LatencyRow = {
+        system: name,
+        fraction,
+        saturationPerSec: sat,
+        offeredPerSec: rate,
+        deliveredPerSec: median(runs.map((r) => r.msgsPerSec)),
+        p50: median(runs.map((r) => r.latency?.p50 ?? NaN)),
+        p99: median(runs.map((r) => r.latency?.p99 ?? NaN)),
+        p999: median(runs.map((r) => r.latency?.p999 ?? NaN)),
+        max: Math.max(...runs.map((r) => r.latency?.max ?? 0)),
+        runs,
+      };
+      if (!tty) note(`${label}: p50 ${row.p50} µs, p99 ${row.p99} µs, p99.9 ${row.p999} µs`);
+      rows.push(row);
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------- sealed
+
+async function sealed(): Promise<unknown> {
+  const path = `${here}seal.js`;
+  if (!existsSync(path)) return { status: 'placeholder', note: 'benchmarks/seal.ts does not exist yet' };
+  try {
+    const mod = (await import(new URL('./seal.js', import.meta.url).href)) as Record<string, unknown>;
+    const fn = (mod['runSealBench'] ?? mod['run'] ?? mod['default']) as ((o: { quick: boolean }) => Promise<unknown>) | undefined;
+    if (typeof fn !== 'function') return { status: 'placeholder', note: 'benchmarks/seal.js exports no runSealBench/run/default function' };
+    return { status: 'measured', result: await fn({ quick }) };
+  } catch (err) {
+    warnings.push(`sealed: ${(err as Error).message}`);
+    return { status: 'failed', note: (err as Error).message };
+  }
+}
+
+// ------------------------------------------------------------------------------ main
+
+async function main(): Promise<number> {
+  machine.pinned = pinSelf(GEN_CORE);
+  const commit = git(['rev-parse', 'HEAD']);
+  const dirty = (git(['status', '--porcelain', '--', 'src', 'benchmarks']) ?? '') !== '';
+  note(
+    `postern bench (${cfg.mode}): ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, ` +
+      `commit ${commit?.slice(0, 10) ?? '?'}${dirty ? ' (dirty)' : ''}; ` +
+      (machine.pinned ? `servers on core ${ROUTER_CORE}, generator on core ${GEN_CORE}` : 'not pinned (taskset or a second core missing)'),
+  );
+
+  const wires = new Map<SystemName, { wire: Wire; server: ServerChild }>();
+  const notes: Record<string, string> = {};
+  const wantsLoad = cfg.sections.includes('throughput') || cfg.sections.includes('latency');
+  if (wantsLoad && cfg.systems.includes('postern')) {
+    try {
+      const r = await startRouter({ keepaliveInterval: 60_000 }, flags.profile === true ? `router-${Date.now()}.cpuprofile` : undefined);
+      wires.set('postern', { wire: posternWire('127.0.0.1', r.port), server: r });
+    } catch (err) {
+      failures.push(`router did not start: ${(err as Error).message}`);
+      note(`! router did not start: ${(err as Error).message}`);
+    }
+  }
+  if (wantsLoad && cfg.systems.includes('plain')) {
+    const f = await startForwarder();
+    wires.set('plain', { wire: plainWire('127.0.0.1', f.port), server: f });
+  }
+  if (wantsLoad && cfg.systems.includes('nats')) {
+    if (which('nats-server') === null) {
+      notes['nats'] = 'nats-server not on PATH: comparison skipped (Debian/Ubuntu: apt-get install nats-server)';
+      note(notes['nats']);
+    } else {
+      try {
+        machine.natsServer = execFileSync('nats-server', ['--version']).toString().trim();
+        const n = await startNats();
+        wires.set('nats', { wire: natsWire('127.0.0.1', n.port), server: n });
+      } catch (err) {
+        notes['nats'] = `nats-server did not start: ${(err as Error).message}`;
+        warnings.push(notes['nats']);
+      }
+    }
+  }
+
+  let cells: CellSummary[] = [];
+  if (cfg.sections.includes('throughput')) cells = await throughput(wires);
+  let lat: LatencyRow[] = [];
+  if (cfg.sections.includes('latency')) lat = await latency(wires, cells);
+  for (const { server } of wires.values()) await server.stop();
+
+  let scale: ScaleResult | null = null;
+  if (cfg.sections.includes('scale') && cfg.systems.includes('postern')) {
+    try {
+      const r = await startRouter({ keepaliveInterval: cfg.scaleKeepaliveMs, handshakeTimeout: 60_000 });
+      try {
+        scale = await runScale(r, {
+          n: cfg.scaleN,
+          keepaliveMs: cfg.scaleKeepaliveMs,
+          idleMs: cfg.scaleIdleMs,
+          localAddresses: Array.from({ length: 8 }, (_, i) => `127.0.1.${i + 1}`),
+          concurrency: quick ? 64 : 256,
+          progress,
+        });
+      } finally {
+        await r.stop();
+      }
+      if (scale.expired > 0 || scale.lost > 0) failures.push(`scale: ${scale.expired} agents expired by keepalive, ${scale.lost} connections lost`);
+      if (scale.errors.length > 0) warnings.push(`scale: ${scale.errors.join('; ')}`);
+      if (!tty) note(`scale: ${scale.agents} agents, ${fmtBytes(scale.rssPerAgent)}/agent, ${fmtRate(scale.registrationsPerSec)} reg/s`);
+    } catch (err) {
+      failures.push(`scale: ${(err as Error).message}`);
+    }
+  }
+
+  const seal = cfg.sections.includes('sealed') ? await sealed() : null;
+  const mesh = { status: 'placeholder', note: 'the router mesh does not exist yet: two-router throughput will be measured here' };
+
+  // ----------------------------------------------------------------------- ratios and targets
+  const ratios = cells
+    .filter((c) => c.system === 'postern')
+    .map((c) => {
+      const plain = find(cells, 'plain', 'pairs', c.size, c.k);
+      const nats = find(cells, 'nats', c.pattern, c.size, c.k);
+      return {
+        pattern: c.pattern,
+        size: c.size,
+        k: c.k,
+        // The forwarder has no spray: a spray row is compared with its pairs ceiling.
+        vsPlainMsgs: plain === undefined ? NaN : c.msgsPerSec / plain.msgsPerSec,
+        vsPlainBytes: plain === undefined ? NaN : c.mbPerSec / plain.mbPerSec,
+        vsNats: nats === undefined ? NaN : c.msgsPerSec / nats.msgsPerSec,
+      };
+    });
+  const ratio = (p: Pattern, size: number, k: number): (typeof ratios)[number] | undefined =>
+    ratios.find((r) => r.pattern === p && r.size === size && r.k === k);
+  const pairs16 = ratio('pairs', 16, 16);
+  const spray16 = ratio('spray', 16, 16);
+  const big = ratios.filter((r) => r.pattern === 'pairs' && r.size === 65536);
+  const lat50 = lat.find((l) => l.system === 'postern' && l.fraction === 0.5);
+  const t = (name: string, want: string, value: number | undefined, ok: (v: number) => boolean, fmt: (v: number) => string) => ({
+    name,
+    target: want,
+    value: value === undefined || !Number.isFinite(value) ? null : value,
+    shown: value === undefined || !Number.isFinite(value) ? 'not measured' : fmt(value),
+    met: value === undefined || !Number.isFinite(value) ? null : ok(value),
+  });
+  const targets = [
+    t('pairs 16 B K=16 vs nats-server', '>= 5x', pairs16?.vsNats, (v) => v >= 5, fmtRatio),
+    t('pairs 16 B K=16 vs plain forwarder', '>= 0.5x', pairs16?.vsPlainMsgs, (v) => v >= 0.5, fmtRatio),
+    t('spray 16 B K=16 vs nats-server', '>= 1.5x', spray16?.vsNats, (v) => v >= 1.5, fmtRatio),
+    t('pairs 64 KiB vs plain forwarder bytes/s (worst K)', '>= 0.9x', big.length === 0 ? undefined : Math.min(...big.map((r) => r.vsPlainBytes)), (v) => v >= 0.9, fmtRatio),
+    t('p99 one-way latency at 50% of saturation', '<= 1000 µs', lat50?.p99, (v) => v <= 1000, (v) => `${v} µs`),
+    t('router RSS for 100,000 idle agents', '<= 2 GiB', scale?.rssAt100k, (v) => v <= 2 * 2 ** 30, (v) => `${fmtBytes(v)}${scale !== null && scale.agents < 100_000 ? ` (extrapolated from ${scale.agents})` : ''}`),
+    t('keepalive expiries of live agents', '0', scale === null ? undefined : scale.expired + scale.lost, (v) => v === 0, String),
+    { name: 'sealed throughput vs plain', target: 'same', value: null, shown: 'placeholder (see sealed)', met: null },
+  ];
+
+  // ----------------------------------------------------------------------------- report
+  if (tty) process.stderr.write('\r\x1b[2K');
+  const lines: string[] = [];
+  lines.push('');
+  lines.push(`postern bench, ${cfg.mode} mode: ${machine.cpuModel} (${machine.cores} cores), Node ${machine.node}, commit ${commit?.slice(0, 10) ?? '?'}${dirty ? ' + local changes' : ''}`);
+  lines.push(`medians of ${cfg.repeats} run(s) of ${cfg.durationMs} ms after ${cfg.warmupMs} ms warmup; servers pinned: ${machine.pinned ? 'yes' : 'no'}`);
+  if (cells.length > 0) {
+    const rows: string[][] = [];
+    for (const p of cfg.patterns) {
+      for (const size of cfg.sizes) {
+        for (const k of cfg.ks) {
+          const pc = find(cells, 'postern', p, size, k);
+          const pl = find(cells, 'plain', 'pairs', size, k);
+          const na = find(cells, 'nats', p, size, k);
+          const r = ratio(p, size, k);
+          rows.push([
+            p,
+            sizeName(size),
+            `K=${k}`,
+            fmtRate(pc?.msgsPerSec ?? NaN),
+            fmtMB(pc?.mbPerSec ?? NaN),
+            pc === undefined ? '-' : `${pc.serverCpu.toFixed(0)}/${pc.genCpu.toFixed(0)}`,
+            p === 'pairs' ? fmtRate(pl?.msgsPerSec ?? NaN) : '(pairs)',
+            fmtRatio(r?.vsPlainMsgs ?? NaN),
+            fmtRate(na?.msgsPerSec ?? NaN),
+            fmtRatio(r?.vsNats ?? NaN),
+            pc === undefined ? '-' : pc.inOrder ? 'yes' : 'NO',
+          ]);
+        }
+      }
+    }
+    lines.push('');
+    lines.push('throughput (msg/s delivered; MB/s = payload 10^6 B/s; cpu = router/generator % of a core)');
+    lines.push(table(['pattern', 'size', 'K', 'postern', 'MB/s', 'cpu%', 'plain', 'vs plain', 'nats', 'vs nats', 'ordered'], rows));
+  }
+  if (lat.length > 0) {
+    lines.push('');
+    lines.push(`one-way latency, pairs ${LATENCY_CELL.size} B K=${LATENCY_CELL.k}, at a fraction of each system's own saturation of that cell (µs)`);
+    lines.push(
+      table(
+        ['system', 'load', 'offered', 'delivered', 'p50', 'p99', 'p99.9', 'max'],
+        lat.map((l) => [l.system, `${l.fraction * 100}%`, fmtRate(l.offeredPerSec), fmtRate(l.deliveredPerSec), String(l.p50), String(l.p99), String(l.p999), String(l.max)]),
+      ),
+    );
+  }
+  if (scale !== null) {
+    lines.push('');
+    lines.push(`scale: ${scale.agents} idle agents${scale.capNote !== null ? ` (${scale.capNote})` : ''}`);
+    lines.push(`  registration ${fmtRate(scale.registrationsPerSec)}/s (${scale.registrationSecs.toFixed(2)} s); router RSS ${fmtBytes(scale.rssBase)} -> ${fmtBytes(scale.rssAfterIdle)}, ${fmtBytes(scale.rssPerAgent)} per agent, ~${fmtBytes(scale.rssAt100k)} at 100k`);
+    lines.push(`  keepalive ${scale.keepaliveMs} ms over ${(scale.idleMs / 1000).toFixed(1)} s idle: router CPU ${scale.routerCpuPct.toFixed(1)}% of a core, ${scale.pingsAnswered} PINGs answered, ${scale.cpuUsPerPing.toFixed(1)} µs router CPU per PING; expired ${scale.expired}, lost ${scale.lost}`);
+  }
+  lines.push('');
+  lines.push(`mesh: ${mesh.note}`);
+  lines.push(`sealed: ${JSON.stringify(seal)}`);
+  for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
+  lines.push('');
+  lines.push('targets (issue 3)');
+  lines.push(table(['target', 'want', 'measured', 'met'], targets.map((x) => [x.name, x.target, x.shown, x.met === null ? '-' : x.met ? 'yes' : 'NO'])));
+  for (const w of warnings) lines.push(`warning: ${w}`);
+  for (const f of failures) lines.push(`FAILED: ${f}`);
+  lines.push('');
+  const ok = failures.length === 0;
+  lines.push(ok ? `RESULT: all in order (${checked} messages sequence-checked)` : `RESULT: NOT all in order: ${failures.length} failure(s)`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+
+  const result = {
+    schema: 1,
+    startedAt: started.toISOString(),
+    elapsedSecs: (performance.now() - t0) / 1000,
+    mode: cfg.mode,
+    config: cfg,
+    machine,
+    commit,
+    dirty,
+    allInOrder: ok,
+    messagesChecked: checked,
+    throughput: cells,
+    ratios,
+    latency: lat,
+    scale,
+    mesh,
+    sealed: seal,
+    targets,
+    notes,
+    warnings,
+    failures,
+  };
+  mkdirSync(resultsDir, { recursive: true });
+  const out = flags.out ?? `${resultsDir}/${started.toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`;
+  writeFileSync(out, `${JSON.stringify(result, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
+  note(`results: ${out} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  return ok ? 0 : 1;
+}
+
+main().then(
+  async (code) => {
+    await sleep(10);
+    process.exit(code);
+  },
+  (err: unknown) => {
+    note(`bench failed: ${(err as Error).stack ?? String(err)}`);
+    process.exit(2);
+  },
+);
