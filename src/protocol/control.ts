@@ -102,6 +102,16 @@ export class ControlCodec {
     return { id: Buffer.from(id), router, maxFrame, keepalive, timeout };
   }
 
+  /** A control frame of `type` whose body is the MessagePack map `body` (keys in insertion order). */
+  encodeMap(type: number, body: Record<string, unknown>): Buffer[] {
+    return encodeFrame(type, this.packr.pack(body));
+  }
+
+  /** Decodes the MessagePack map body of the frame at `[start, end)`; `what` names it in errors. */
+  decodeMap(buf: Buffer, start: number, end: number, what: string): Record<string, unknown> {
+    return this.map(buf, start, end, what);
+  }
+
   private map(buf: Buffer, start: number, end: number, what: string): Record<string, unknown> {
     // [P-4.1] the body is exactly one map. Checked on the first byte because msgpackr
     // decodes some non-map values (0xc1, extensions) into plain objects.
@@ -129,6 +139,23 @@ export function readError(buf: Buffer, start: number, end: number): ErrorFrame {
     seq: buf.readUInt32BE(start + HEADER_SIZE + 2),
     id: buf.subarray(start + HEADER_SIZE + 6, start + ERROR_FIXED_SIZE),
     text: utf8(buf, start + ERROR_FIXED_SIZE, end),
+  };
+}
+
+/** A decoded ROUTE_ERROR frame (router links). [P-10.5] */
+export interface RouteErrorFrame extends ErrorFrame {
+  /** The sender the error is for (a view into the frame). */
+  src: Buffer;
+}
+
+/** Reads a ROUTE_ERROR frame at `[start, end)`. */
+export function readRouteError(buf: Buffer, start: number, end: number): RouteErrorFrame {
+  return {
+    code: buf.readUInt16BE(start + HEADER_SIZE),
+    seq: buf.readUInt32BE(start + HEADER_SIZE + 2),
+    id: buf.subarray(start + HEADER_SIZE + 6, start + HEADER_SIZE + 6 + ID_SIZE),
+    src: buf.subarray(start + HEADER_SIZE + 6 + ID_SIZE, start + HEADER_SIZE + 6 + 2 * ID_SIZE),
+    text: utf8(buf, start + HEADER_SIZE + 6 + 2 * ID_SIZE, end),
   };
 }
 

@@ -11,6 +11,8 @@ import {
   RELAY_HEADER_SIZE,
   RELAY_ID_OFFSET,
   RELAY_SEQ_OFFSET,
+  ROUTE_ERROR_FIXED_SIZE,
+  SOURCE_SIZE,
 } from './frame.js';
 import { ErrorCode, PosternError } from './errors.js';
 
@@ -124,4 +126,37 @@ const EMPTY = new Uint8Array(0);
 
 function toBuffer(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.length);
+}
+
+/**
+ * Writes a SOURCE frame (router links) into `out` at `offset`: the sender of the SEND
+ * frames that follow, and how many links they have crossed including this one. [P-10.4]
+ */
+export function writeSource(out: Buffer, offset: number, src: Uint8Array, hops: number): void {
+  writeHeader(out, offset, FrameType.SOURCE, 0, SOURCE_SIZE - HEADER_SIZE);
+  out.set(src.subarray(0, ID_SIZE), offset + HEADER_SIZE);
+  out[offset + HEADER_SIZE + ID_SIZE] = hops;
+  out[offset + HEADER_SIZE + ID_SIZE + 1] = 0;
+  out[offset + HEADER_SIZE + ID_SIZE + 2] = 0;
+  out[offset + HEADER_SIZE + ID_SIZE + 3] = 0;
+}
+
+/** SOURCE frame as a fresh buffer. [P-10.4] */
+export function encodeSource(src: Uint8Array, hops: number): Buffer {
+  const b = Buffer.allocUnsafe(SOURCE_SIZE);
+  writeSource(b, 0, src, hops);
+  return b;
+}
+
+/** ROUTE_ERROR: wire code, seq, destination, the sender it is for, UTF-8 text. [P-10.5] */
+export function encodeRouteError(code: number, seq: number, dest: Uint8Array, src: Uint8Array, text = ''): Buffer {
+  const textLen = Buffer.byteLength(text);
+  const b = Buffer.alloc(ROUTE_ERROR_FIXED_SIZE + textLen);
+  writeHeader(b, 0, FrameType.ROUTE_ERROR, 0, ROUTE_ERROR_FIXED_SIZE - HEADER_SIZE + textLen);
+  b.writeUInt16BE(code, HEADER_SIZE);
+  b.writeUInt32BE(seq >>> 0, HEADER_SIZE + 2);
+  b.set(dest.subarray(0, ID_SIZE), HEADER_SIZE + 6);
+  b.set(src.subarray(0, ID_SIZE), HEADER_SIZE + 6 + ID_SIZE);
+  b.write(text, ROUTE_ERROR_FIXED_SIZE);
+  return b;
 }

@@ -42,6 +42,10 @@ export const RELAY_HEADER_SIZE = 26;
 export const ERROR_FIXED_SIZE = HEADER_SIZE + 2 + 4 + ID_SIZE;
 /** CLOSE body: u16 code, then UTF-8 reason. [P-9.1] */
 export const CLOSE_FIXED_SIZE = HEADER_SIZE + 2;
+/** SOURCE frame: header, 16-byte sender ID, u8 hops, 3 zero bytes. Fixed size. */
+export const SOURCE_SIZE = HEADER_SIZE + ID_SIZE + 4;
+/** ROUTE_ERROR body: u16 code, u32 seq, 16-byte destination, 16-byte sender, then UTF-8 text. */
+export const ROUTE_ERROR_FIXED_SIZE = HEADER_SIZE + 2 + 4 + ID_SIZE + ID_SIZE;
 /** Longest PING/PONG payload. [P-8.1] */
 export const MAX_PING_PAYLOAD = 64;
 
@@ -65,6 +69,18 @@ export const FrameType = {
   PONG: 0x06,
   SEND: 0x10,
   DELIVER: 0x11,
+  /** Router links (§10): dialer's hello, MessagePack {router, nonce, maxFrame}. */
+  LINK_HELLO: 0x20,
+  /** Router links: acceptor's challenge and proof, MessagePack {router, nonce, proof, maxFrame}. */
+  LINK_CHALLENGE: 0x21,
+  /** Router links: dialer's proof, MessagePack {proof}. */
+  LINK_AUTH: 0x22,
+  /** Router links: acceptor's confirmation, MessagePack {}. */
+  LINK_READY: 0x23,
+  /** Router links: names the sender of the SEND frames that follow on the link. */
+  SOURCE: 0x24,
+  /** Router links: an error for a forwarded SEND, addressed to its sender. */
+  ROUTE_ERROR: 0x25,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -81,6 +97,12 @@ export const FRAME_TYPE_NAMES: Readonly<Record<number, string>> = Object.freeze(
   [FrameType.PONG]: 'PONG',
   [FrameType.SEND]: 'SEND',
   [FrameType.DELIVER]: 'DELIVER',
+  [FrameType.LINK_HELLO]: 'LINK_HELLO',
+  [FrameType.LINK_CHALLENGE]: 'LINK_CHALLENGE',
+  [FrameType.LINK_AUTH]: 'LINK_AUTH',
+  [FrameType.LINK_READY]: 'LINK_READY',
+  [FrameType.SOURCE]: 'SOURCE',
+  [FrameType.ROUTE_ERROR]: 'ROUTE_ERROR',
 });
 
 /**
@@ -96,12 +118,23 @@ export const MIN_FRAME_SIZE: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.PONG]: HEADER_SIZE,
   [FrameType.SEND]: RELAY_HEADER_SIZE,
   [FrameType.DELIVER]: RELAY_HEADER_SIZE,
+  [FrameType.LINK_HELLO]: HEADER_SIZE + 1,
+  [FrameType.LINK_CHALLENGE]: HEADER_SIZE + 1,
+  [FrameType.LINK_AUTH]: HEADER_SIZE + 1,
+  [FrameType.LINK_READY]: HEADER_SIZE + 1,
+  [FrameType.SOURCE]: SOURCE_SIZE,
+  [FrameType.ROUTE_ERROR]: ROUTE_ERROR_FIXED_SIZE,
 });
 
 /** Largest total size of types whose size is bounded regardless of maxFrame. [P-8.1] */
 export const MAX_FRAME_SIZE_BY_TYPE: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.PING]: HEADER_SIZE + MAX_PING_PAYLOAD,
   [FrameType.PONG]: HEADER_SIZE + MAX_PING_PAYLOAD,
+  [FrameType.SOURCE]: SOURCE_SIZE,
+  [FrameType.LINK_HELLO]: PRE_REGISTER_MAX_FRAME,
+  [FrameType.LINK_CHALLENGE]: PRE_REGISTER_MAX_FRAME,
+  [FrameType.LINK_AUTH]: PRE_REGISTER_MAX_FRAME,
+  [FrameType.LINK_READY]: PRE_REGISTER_MAX_FRAME,
 });
 
 /**
@@ -117,15 +150,17 @@ export const WireCode = {
   ALREADY_REGISTERED: 3,
   UNSUPPORTED_FLAGS: 4,
   DESTINATION_SLOW: 5,
+  /** The message is larger than the destination's router accepts (mesh). */
+  MESSAGE_TOO_LARGE: 6,
   /** Reserved for rate limiting (a later version). */
   RATE_LIMITED: 16,
   /** Reserved for router drain (a later version). */
   DRAINING: 17,
-  /** Reserved for the router mesh (a later version). */
+  /** No link to the router that issued the destination ID (unknown or down). */
   UNREACHABLE_ROUTER: 18,
   /** Reserved for admission control (a later version). */
   ADMISSION_DENIED: 19,
-  /** Reserved for the router mesh (a later version). */
+  /** A forwarded message would cross more router links than allowed. */
   HOP_LIMIT: 20,
   BAD_MAGIC: 64,
   UNSUPPORTED_VERSION: 65,
@@ -139,6 +174,10 @@ export const WireCode = {
   INTERNAL: 73,
   /** Reserved for connection limits (a later version). */
   TOO_MANY_CONNECTIONS: 74,
+  /** A router link's challenge-response failed (no or wrong mesh secret). */
+  LINK_AUTH_FAILED: 75,
+  /** A router link to a router with this router's own ID. */
+  DUPLICATE_ROUTER_ID: 76,
 } as const;
 export type WireCode = (typeof WireCode)[keyof typeof WireCode];
 

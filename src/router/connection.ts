@@ -5,12 +5,28 @@ import {
   MIN_PROTOCOL_VERSION,
   PRE_REGISTER_MAX_FRAME,
   PROTOCOL_VERSION,
+  ID_SIZE,
+  MAX_MAX_FRAME,
   RELAY_ID_OFFSET,
+  SOURCE_SIZE,
   RELAY_SEQ_OFFSET,
   WIRE_CODE_NAMES,
   WireCode,
 } from '../protocol/frame.js';
-import { encodeClose, encodeError, encodePing, encodePong, encodePreamble } from '../protocol/encoder.js';
+import { encodeClose, encodeError, encodePing, encodePong, encodePreamble, encodeRouteError, writeSource } from '../protocol/encoder.js';
+import { readRouteError } from '../protocol/control.js';
+import {
+  acceptProof,
+  dialProof,
+  encodeLinkAuth,
+  encodeLinkChallenge,
+  encodeLinkHello,
+  encodeLinkReady,
+  linkNonce,
+  proofMatches,
+  readLinkHello,
+  type LinkHello,
+} from './mesh/handshake.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { formatId, NO_ID } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
@@ -32,6 +48,18 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 const EMPTY = Buffer.alloc(0);
+
+/** A PING from an agent waiting for PONGs from the links its earlier SENDs took. [P-10.6] */
+interface Barrier {
+  readonly owner: RouterConnection;
+  readonly payload: Buffer;
+  left: number;
+}
+
+function barrierDone(b: Barrier): void {
+  b.left--;
+  b.owner.pumpBarriers();
+}
 /** Gathered runs up to this many bytes are copied into one buffer; larger ones are written as they are. */
 const COALESCE_LIMIT = 64 * 1024;
 
@@ -56,6 +84,19 @@ export class RouterConnection implements FrameSink {
   readonly openedAt: number;
   /** Remote address for logs, or undefined when addresses are not logged. */
   readonly remote: string | undefined;
+  /** What the peer is: '' until registered or linked, then an agent or a router link. */
+  kind: '' | 'agent' | 'link' = '';
+  /** For links: the peer router's ID and its announced maxFrame. */
+  peerRouterId = 0;
+  peerMaxFrame = 0;
+  /** For links: true when this router dialled it. */
+  readonly dialled: boolean;
+  /** The wire code this connection was closed with (by either side), once known. */
+  closeCode: number | undefined;
+  /** Frames read and bytes written, for per-link reporting. */
+  framesIn = 0;
+  bytesIn = 0;
+  bytesOut = 0;
 
   private readonly ctx: RouterContext;
   private readonly stream: Duplex;
@@ -84,19 +125,40 @@ export class RouterConnection implements FrameSink {
   // As a sender: destinations with gathered runs from the current read.
   private readonly touched: RouterConnection[] = [];
 
+  // Links: the sender named by the last SOURCE frame and the links it has crossed.
+  private readonly source = Buffer.alloc(ID_SIZE);
+  private sourceHops = 0;
+  private hasSource = false;
+  private hs: { nonce: Buffer; peer: LinkHello | null } | null = null;
+  // Agents: links their SENDs took since the last PING, and PINGs waiting on them.
+  private linksUsed: Set<RouterConnection> | null = null;
+  private barriers: Barrier[] | null = null;
+  // Links: barrier tokens sent as PING payloads, awaiting PONG.
+  private tokens: Map<number, Barrier[]> | null = null;
+  private nextToken = 0;
+
   // Backpressure. Senders paused because this connection's queue is over the limit,
   // with the seq of the last SEND of theirs that was queued here.
-  private readonly waiters = new Map<RouterConnection, number>();
+  private readonly waiters = new Map<RouterConnection, { seq: number; src: Buffer | null }>();
   // Destinations this connection is paused for.
   private readonly blockedOn = new Set<RouterConnection>();
   private slowTimer: Timer | null = null;
 
-  constructor(ctx: RouterContext, stream: Duplex, remote: string | undefined) {
+  /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
+  constructor(ctx: RouterContext, stream: Duplex, remote: string | undefined, dial = false) {
     this.ctx = ctx;
     this.stream = stream;
     this.remote = remote;
+    this.dialled = dial;
     this.openedAt = this.lastRx = ctx.clock.now();
     this.decoder = new Decoder(this, { maxFrame: PRE_REGISTER_MAX_FRAME, preamble: true }); // [P-4.1]
+    if (dial) {
+      // [P-10.2] the dialler speaks first: preamble and LINK_HELLO together
+      this.preambleSent = true;
+      this.hs = { nonce: linkNonce(), peer: null };
+      this.write(encodePreamble(PROTOCOL_VERSION));
+      this.writeChunks(encodeLinkHello(ctx.codec, ctx.options.routerId, this.hs.nonce, ctx.options.maxFrame));
+    }
     stream.on('data', this.onData);
     stream.on('end', this.onEnd);
     stream.on('error', this.onError);
@@ -111,6 +173,7 @@ export class RouterConnection implements FrameSink {
     this.pinged = false;
     if (this.firstByte < 0 && chunk.length > 0) this.firstByte = chunk[0]!;
     this.ctx.stats.bytesIn += chunk.length;
+    this.bytesIn += chunk.length;
     try {
       this.decoder.push(chunk);
     } catch (err) {
@@ -123,6 +186,15 @@ export class RouterConnection implements FrameSink {
 
   /** [P-2.2] [P-2.3] */
   preamble(version: number): void {
+    if (this.dialled) {
+      // The acceptor answered our preamble with the version it chose.
+      if (version < MIN_PROTOCOL_VERSION || version > PROTOCOL_VERSION) {
+        this.close(WireCode.UNSUPPORTED_VERSION, `peer router chose version ${version}`);
+        return;
+      }
+      this.state = ConnState.HANDSHAKE;
+      return;
+    }
     if (version < MIN_PROTOCOL_VERSION) {
       this.close(WireCode.UNSUPPORTED_VERSION, `version ${version} is not supported; this router speaks ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`);
       return;
@@ -135,6 +207,7 @@ export class RouterConnection implements FrameSink {
   /** The relay hot path; everything else goes to {@link control}. */
   frame(buf: Buffer, start: number, end: number): void {
     this.ctx.stats.framesIn++;
+    this.framesIn++;
     if (buf[start + 4] !== FrameType.SEND || this.state !== ConnState.OPEN) {
       this.flushRun();
       this.control(buf, start, end);
@@ -146,15 +219,35 @@ export class RouterConnection implements FrameSink {
       this.relayError(WireCode.UNSUPPORTED_FLAGS, seq, buf, start);
       return;
     }
-    const dest = this.ctx.registry.lookup(buf, start + RELAY_ID_OFFSET);
-    if (dest === undefined) {
-      this.relayError(WireCode.UNKNOWN_DESTINATION, seq, buf, start);
-      return;
+    let dest: RouterConnection | undefined;
+    if (buf.readUInt32BE(start + RELAY_ID_OFFSET) === this.ctx.options.routerId) {
+      dest = this.ctx.registry.lookup(buf, start + RELAY_ID_OFFSET);
+      if (dest === undefined) {
+        this.relayError(WireCode.UNKNOWN_DESTINATION, seq, buf, start);
+        return;
+      }
+      if (this.kind === 'link') {
+        if (end - start > this.ctx.options.maxFrame) {
+          this.relayError(WireCode.MESSAGE_TOO_LARGE, seq, buf, start); // [P-10.4]
+          return;
+        }
+        buf.set(this.source, start + RELAY_ID_OFFSET);
+      } else {
+        buf.set(this.id, start + RELAY_ID_OFFSET);
+      }
+      // [P-6.3] SEND -> DELIVER in place: type, sender ID, seq zeroed; payload untouched.
+      buf[start + 4] = FrameType.DELIVER;
+      buf.writeUInt32BE(0, start + RELAY_SEQ_OFFSET);
+    } else {
+      // [P-10.4] another router's agent: forward the SEND untouched over the link to it;
+      // a SOURCE frame written ahead of the run names the sender.
+      const code = this.forwardCheck(buf, start, end);
+      if (code !== 0) {
+        this.relayError(code, seq, buf, start);
+        return;
+      }
+      dest = this.ctx.mesh.linkFor(buf.readUInt32BE(start + RELAY_ID_OFFSET))!;
     }
-    // [P-6.3] SEND -> DELIVER in place: type, sender ID, seq zeroed; payload untouched.
-    buf[start + 4] = FrameType.DELIVER;
-    buf.set(this.id, start + RELAY_ID_OFFSET);
-    buf.writeUInt32BE(0, start + RELAY_SEQ_OFFSET);
     if (dest === this.runDest && buf === this.runBuf && start === this.runEnd) {
       this.runEnd = end;
       this.runCount++;
@@ -170,12 +263,22 @@ export class RouterConnection implements FrameSink {
     this.runSeq = seq;
   }
 
+  /** 0 when a SEND for another router may be forwarded, else the wire code refusing it. */
+  private forwardCheck(buf: Buffer, start: number, end: number): number {
+    const link = this.ctx.mesh.linkFor(buf.readUInt32BE(start + RELAY_ID_OFFSET));
+    if (link === undefined) return WireCode.UNREACHABLE_ROUTER;
+    if (this.kind === 'link' && this.sourceHops >= this.ctx.options.meshHopLimit) return WireCode.HOP_LIMIT; // [P-10.4]
+    if (end - start > link.peerMaxFrame) return WireCode.MESSAGE_TOO_LARGE;
+    return 0;
+  }
+
   /** Ends the open run: hands it to its destination's outbox. */
   private flushRun(): void {
     const dest = this.runDest;
     if (dest === null) return;
     this.runDest = null;
     this.ctx.stats.relayed += this.runCount;
+    if (dest.kind === 'link' && this.kind === 'agent') (this.linksUsed ??= new Set()).add(dest);
     if (dest.outBufs.length === 0) this.touched.push(dest);
     dest.outBufs.push(this.runBuf);
     dest.outStarts.push(this.runStart);
@@ -196,31 +299,186 @@ export class RouterConnection implements FrameSink {
 
   private relayError(code: number, seq: number, buf: Buffer, start: number): void {
     this.flushRun();
-    this.sendError(code, seq, buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + 16));
+    this.refuse(code, seq, buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + ID_SIZE), null);
+  }
+
+  /**
+   * Tells the sender of a SEND that it was not delivered: an ERROR to an agent, or a
+   * ROUTE_ERROR back over a link to the router of the sender named by `src` (default: the
+   * current SOURCE). [P-7.1] [P-10.5]
+   */
+  refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void {
+    if (this.kind === 'link') {
+      this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
+      this.write(encodeRouteError(code, seq, dest, src ?? this.source));
+    } else {
+      this.sendError(code, seq, dest);
+    }
   }
 
   private control(buf: Buffer, start: number, end: number): void {
     const type = buf[start + 4];
     switch (type) {
       case FrameType.PING:
-        this.write(encodePong(buf.subarray(start + 6, end))); // [P-8.1]
+        if (this.linksUsed !== null && this.linksUsed.size > 0) this.barrier(buf.subarray(start + 6, end));
+        else if (this.barriers !== null && this.barriers.length > 0) this.queueBarrier(Buffer.from(buf.subarray(start + 6, end)), 0);
+        else this.write(encodePong(buf.subarray(start + 6, end))); // [P-8.1]
         return;
       case FrameType.PONG:
+        if (this.tokens !== null && end - start === 10) this.onBarrierPong(buf.readUInt32BE(start + 6));
+        return;
+      case FrameType.SOURCE:
+        if (this.kind !== 'link') break;
+        // Runs gathered so far belong to the previous source: write them first.
+        this.flushOut();
+        buf.copy(this.source, 0, start + 6, start + 6 + ID_SIZE);
+        this.sourceHops = buf[start + 6 + ID_SIZE]!;
+        this.hasSource = true;
+        return;
+      case FrameType.ROUTE_ERROR:
+        if (this.kind !== 'link') break;
+        this.ctx.mesh.routeError(readRouteError(buf, start, end), buf.subarray(start, end));
+        return;
+      case FrameType.LINK_HELLO:
+        if (this.kind !== '' || this.dialled || this.hs !== null || this.state !== ConnState.HANDSHAKE) break;
+        this.onLinkHello(buf, start, end);
+        return;
+      case FrameType.LINK_CHALLENGE:
+        if (!this.dialled || this.kind !== '' || this.hs === null || this.hs.peer !== null) break;
+        this.onLinkChallenge(buf, start, end);
+        return;
+      case FrameType.LINK_AUTH:
+        if (this.dialled || this.kind !== '' || this.hs === null || this.hs.peer === null) break;
+        this.onLinkAuth(buf, start, end);
+        return;
+      case FrameType.LINK_READY:
+        if (!this.dialled || this.kind !== '' || this.hs === null || this.hs.peer === null) break;
+        this.linkUp();
         return;
       case FrameType.CLOSE:
         this.onPeerClose(buf, start, end);
         return;
       case FrameType.REGISTER:
+        if (this.kind === 'link' || this.hs !== null) break;
         this.register(buf, start, end);
         return;
       case FrameType.SEND:
+        if (this.kind === 'link' || this.hs !== null) break;
         // Only reached before registration. [P-4.3]
         this.sendError(WireCode.NOT_REGISTERED, buf.readUInt32BE(start + RELAY_SEQ_OFFSET), buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + 16));
         return;
-      default:
-        // REGISTERED, DELIVER, ERROR are router-to-agent only. [P-3.4]
-        this.close(WireCode.MALFORMED, `an agent may not send frame type 0x${type!.toString(16).padStart(2, '0')}`);
     }
+    // REGISTERED, DELIVER, ERROR are router-to-agent only; link frames belong on links. [P-3.4]
+    this.close(WireCode.MALFORMED, `frame type 0x${type!.toString(16).padStart(2, '0')} is not allowed here`);
+  }
+
+  // ---- router links --------------------------------------------------------------------
+
+  /** Acceptor: LINK_HELLO -> LINK_CHALLENGE. [P-10.2] */
+  private onLinkHello(buf: Buffer, start: number, end: number): void {
+    const o = this.ctx.options;
+    const hello = readLinkHello(this.ctx.codec, buf, start, end, false);
+    if (o.meshSecret === undefined) {
+      this.close(WireCode.LINK_AUTH_FAILED, 'this router accepts no router links (no mesh secret)');
+      return;
+    }
+    if (hello.router === o.routerId) {
+      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${o.routerId}`); // [P-10.3]
+      return;
+    }
+    this.hs = { nonce: linkNonce(), peer: hello };
+    const proof = acceptProof(this.ctx.meshSecret, hello.nonce, this.hs.nonce, hello.router, o.routerId);
+    this.writeChunks(encodeLinkChallenge(this.ctx.codec, o.routerId, this.hs.nonce, proof, o.maxFrame));
+  }
+
+  /** Dialler: LINK_CHALLENGE -> LINK_AUTH, after checking the acceptor's proof. [P-10.2] */
+  private onLinkChallenge(buf: Buffer, start: number, end: number): void {
+    const o = this.ctx.options;
+    const ch = readLinkHello(this.ctx.codec, buf, start, end, true);
+    const hs = this.hs!;
+    if (ch.router === o.routerId) {
+      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${o.routerId}`);
+      return;
+    }
+    if (!proofMatches(ch.proof, acceptProof(this.ctx.meshSecret, hs.nonce, ch.nonce, o.routerId, ch.router))) {
+      this.close(WireCode.LINK_AUTH_FAILED, 'peer router does not know the mesh secret');
+      return;
+    }
+    hs.peer = ch;
+    this.writeChunks(encodeLinkAuth(this.ctx.codec, dialProof(this.ctx.meshSecret, ch.nonce, hs.nonce, ch.router, o.routerId)));
+  }
+
+  /** Acceptor: LINK_AUTH -> LINK_READY, after checking the dialler's proof. [P-10.2] */
+  private onLinkAuth(buf: Buffer, start: number, end: number): void {
+    const o = this.ctx.options;
+    const hs = this.hs!;
+    const peer = hs.peer!;
+    const m = this.ctx.codec.decodeMap(buf, start, end, 'LINK_AUTH');
+    if (!proofMatches(m['proof'], dialProof(this.ctx.meshSecret, hs.nonce, peer.nonce, o.routerId, peer.router))) {
+      this.close(WireCode.LINK_AUTH_FAILED, 'wrong mesh secret');
+      return;
+    }
+    this.writeChunks(encodeLinkReady(this.ctx.codec));
+    this.linkUp();
+  }
+
+  private linkUp(): void {
+    const peer = this.hs!.peer!;
+    this.hs = null;
+    this.kind = 'link';
+    this.peerRouterId = peer.router;
+    this.peerMaxFrame = peer.maxFrame;
+    this.state = ConnState.OPEN;
+    // A peer forwards SENDs up to its own maxFrame; refuse to deliver more than ours later.
+    this.decoder.maxFrame = Math.min(MAX_MAX_FRAME, Math.max(peer.maxFrame, this.ctx.options.maxFrame));
+    this.tokens = new Map();
+    this.ctx.mesh.onLinkUp(this);
+  }
+
+  // ---- flush barriers across links [P-10.6] -------------------------------------------
+
+  /** A PING from an agent whose SENDs went over links: PONG only after each link answers. */
+  private barrier(payload: Buffer): void {
+    const links = this.linksUsed!;
+    this.linksUsed = null;
+    const b = this.queueBarrier(Buffer.from(payload), links.size);
+    for (const l of links) l.sendBarrier(b);
+  }
+
+  private queueBarrier(payload: Buffer, left: number): Barrier {
+    const b: Barrier = { owner: this, payload, left };
+    (this.barriers ??= []).push(b);
+    this.pumpBarriers();
+    return b;
+  }
+
+  /** PONGs go out in PING order, each once its links have answered. */
+  pumpBarriers(): void {
+    const q = this.barriers;
+    if (q === null) return;
+    while (q.length > 0 && q[0]!.left <= 0) this.write(encodePong(q.shift()!.payload));
+  }
+
+  /** On a link: a PING whose PONG means every earlier frame on this link was handled. */
+  private sendBarrier(b: Barrier): void {
+    if (this.state !== ConnState.OPEN || this.tokens === null) {
+      barrierDone(b);
+      return;
+    }
+    const token = (this.nextToken = (this.nextToken + 1) >>> 0);
+    const list = this.tokens.get(token);
+    if (list === undefined) this.tokens.set(token, [b]);
+    else list.push(b);
+    const p = Buffer.allocUnsafe(4);
+    p.writeUInt32BE(token, 0);
+    this.write(encodePing(p));
+  }
+
+  private onBarrierPong(token: number): void {
+    const list = this.tokens!.get(token);
+    if (list === undefined) return;
+    this.tokens!.delete(token);
+    for (const b of list) barrierDone(b);
   }
 
   private register(buf: Buffer, start: number, end: number): void {
@@ -238,6 +496,7 @@ export class RouterConnection implements FrameSink {
     this.id = this.ctx.registry.newId(o.routerId);
     this.idText = formatId(this.id);
     this.ctx.registry.add(this);
+    this.kind = 'agent';
     this.state = ConnState.OPEN;
     this.decoder.maxFrame = o.maxFrame;
     this.ctx.stats.registrations++;
@@ -251,6 +510,7 @@ export class RouterConnection implements FrameSink {
   private onPeerClose(buf: Buffer, start: number, end: number): void {
     const code = buf.readUInt16BE(start + 6);
     const reason = buf.toString('utf8', start + 8, Math.min(end, start + 8 + 256));
+    this.closeCode = code;
     this.ctx.log.info('agent closed', { agent: this.idText || undefined, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     // [P-9.2] a peer that receives CLOSE sends nothing more and ends.
     this.shutdown();
@@ -323,6 +583,7 @@ export class RouterConnection implements FrameSink {
     // Runs gathered for this connection go first, so answers keep wire order. [P-6.5]
     if (this.outBufs.length > 0) this.writePending();
     this.ctx.stats.bytesOut += buf.length;
+    this.bytesOut += buf.length;
     this.stream.write(buf);
   }
 
@@ -352,26 +613,42 @@ export class RouterConnection implements FrameSink {
     const seq = this.outSeq;
     const bytes = this.outBytes;
     if (this.state !== ConnState.OPEN) {
+      const dest = this.kind === 'link' ? this.outBufs[n - 1]!.subarray(this.outStarts[n - 1]! + RELAY_ID_OFFSET, this.outStarts[n - 1]! + RELAY_ID_OFFSET + ID_SIZE) : this.id;
       this.clearPending();
-      from.sendError(WireCode.UNKNOWN_DESTINATION, seq, this.id);
+      from.refuse(this.kind === 'link' ? WireCode.UNREACHABLE_ROUTER : WireCode.UNKNOWN_DESTINATION, seq, dest, null);
       return;
     }
-    this.ctx.stats.bytesOut += bytes;
+    // To a link, the runs are SENDs of `from`'s current source: name it first. [P-10.4]
+    const prefix = this.kind === 'link' ? SOURCE_SIZE : 0;
+    this.ctx.stats.bytesOut += bytes + prefix;
     this.ctx.stats.relayedBytes += bytes;
-    if (n === 1) {
+    this.bytesOut += bytes + prefix;
+    if (n === 1 && prefix === 0) {
       this.stream.write(this.outBufs[0]!.subarray(this.outStarts[0], this.outEnds[0]));
-    } else if (bytes <= COALESCE_LIMIT) {
-      const out = Buffer.allocUnsafe(bytes);
-      let o = 0;
+    } else if (bytes + prefix <= COALESCE_LIMIT) {
+      const out = Buffer.allocUnsafe(bytes + prefix);
+      if (prefix !== 0) from.writeSourceFor(out, 0);
+      let o = prefix;
       for (let i = 0; i < n; i++) o += this.outBufs[i]!.copy(out, o, this.outStarts[i], this.outEnds[i]);
       this.stream.write(out);
     } else {
       this.stream.cork();
+      if (prefix !== 0) {
+        const src = Buffer.allocUnsafe(SOURCE_SIZE);
+        from.writeSourceFor(src, 0);
+        this.stream.write(src);
+      }
       for (let i = 0; i < n; i++) this.stream.write(this.outBufs[i]!.subarray(this.outStarts[i], this.outEnds[i]));
       this.stream.uncork();
     }
     this.clearPending();
     if (this.stream.writableLength > this.ctx.options.maxOutbound) this.congested(from, seq);
+  }
+
+  /** The SOURCE frame naming this connection's sender, for SENDs forwarded onward. */
+  private writeSourceFor(out: Buffer, offset: number): void {
+    if (this.kind === 'link') writeSource(out, offset, this.source, this.sourceHops + 1);
+    else writeSource(out, offset, this.id, 1);
   }
 
   private clearPending(): void {
@@ -387,7 +664,7 @@ export class RouterConnection implements FrameSink {
       this.slowTimer = this.ctx.clock.setTimeout(this.onSlowConsumer, this.ctx.options.slowConsumerTimeout);
     }
     if (from === this) return;
-    this.waiters.set(from, lastSeq);
+    this.waiters.set(from, { seq: lastSeq, src: from.kind === 'link' && from.hasSource ? Buffer.from(from.source) : null });
     from.blockOn(this);
   }
 
@@ -413,9 +690,9 @@ export class RouterConnection implements FrameSink {
     if (this.waiters.size === 0) return;
     const waiters = [...this.waiters];
     this.waiters.clear();
-    for (const [w, seq] of waiters) {
+    for (const [w, { seq, src }] of waiters) {
       // [P-9.3] senders whose messages may have been lost with a slow consumer are told.
-      if (report) w.sendError(WireCode.DESTINATION_SLOW, seq, this.id);
+      if (report && this.kind !== 'link') w.refuse(WireCode.DESTINATION_SLOW, seq, this.id, src);
       w.unblock(this);
     }
   }
@@ -457,6 +734,7 @@ export class RouterConnection implements FrameSink {
   /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1] */
   close(code: number, reason = ''): void {
     if (this.state >= ConnState.CLOSING) return;
+    this.closeCode = code;
     this.flushRun();
     this.ctx.stats.closes[code] = (this.ctx.stats.closes[code] ?? 0) + 1;
     if (code !== WireCode.GOING_AWAY) {
@@ -496,5 +774,12 @@ export class RouterConnection implements FrameSink {
     this.releaseWaiters(reportWaiters);
     for (const d of this.blockedOn) d.waiters.delete(this);
     this.blockedOn.clear();
+    if (this.tokens !== null) {
+      // A lost link answers no barrier: release them, so flushes do not hang.
+      const lists = [...this.tokens.values()];
+      this.tokens.clear();
+      for (const list of lists) for (const b of list) barrierDone(b);
+    }
+    if (this.kind === 'link') this.ctx.mesh.onLinkDown(this);
   }
 }

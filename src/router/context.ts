@@ -5,6 +5,7 @@ import type { RouterConnection } from './connection.js';
 import type { ResolvedRouterOptions } from './options.js';
 import type { Registry } from './registry.js';
 import type { RouterStats } from './stats.js';
+import type { Mesh } from './mesh/mesh.js';
 
 /** What a connection needs from its router: a narrow interface, so connections test alone. */
 export interface RouterContext {
@@ -14,6 +15,9 @@ export interface RouterContext {
   readonly codec: ControlCodec;
   readonly registry: Registry<RouterConnection>;
   readonly stats: RouterStats;
+  readonly mesh: Mesh;
+  /** The mesh secret as bytes (empty when none). */
+  readonly meshSecret: Buffer;
   onRegistered(conn: RouterConnection): void;
   onClosed(conn: RouterConnection): void;
 }

@@ -25,6 +25,16 @@ export interface RouterOptions {
   slowConsumerTimeout?: number;
   /** Ms a closing connection has to flush before it is destroyed. Default 5000. */
   closeTimeout?: number;
+  /** Peer routers to link with, as `host:port`. Default none. */
+  peers?: string[];
+  /** Shared secret that authenticates router links (at least 16 characters); required to link. Default none: links refused. */
+  meshSecret?: string;
+  /** Most router links a message may cross. Default 2. */
+  meshHopLimit?: number;
+  /** Ms before redialling a lost peer the first time; doubles (with jitter) up to `linkRetryMax`. Default 200. */
+  linkRetryMin?: number;
+  /** Most ms between redials of a peer. Default 5000. */
+  linkRetryMax?: number;
   /** Whether log lines may carry remote IP addresses. Default true. */
   logAddresses?: boolean;
   /** Time source. Default the system clock. */
@@ -34,10 +44,10 @@ export interface RouterOptions {
 }
 
 /** Resolved options: every field present. */
-export type ResolvedRouterOptions = Required<Omit<RouterOptions, 'routerId'>> & { routerId: number };
+export type ResolvedRouterOptions = Required<Omit<RouterOptions, 'routerId' | 'meshSecret'>> & { routerId: number; meshSecret: string | undefined };
 
 /** Defaults of every router option except `routerId` (random when not given). */
-export const ROUTER_DEFAULTS: Readonly<Required<Omit<RouterOptions, 'routerId'>>> = Object.freeze({
+export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> = Object.freeze({
   host: '0.0.0.0',
   port: DEFAULT_PORT,
   maxFrame: 1024 * 1024,
@@ -46,6 +56,11 @@ export const ROUTER_DEFAULTS: Readonly<Required<Omit<RouterOptions, 'routerId'>>
   maxOutbound: 1024 * 1024,
   slowConsumerTimeout: 10_000,
   closeTimeout: 5_000,
+  peers: [] as string[],
+  meshSecret: undefined,
+  meshHopLimit: 2,
+  linkRetryMin: 200,
+  linkRetryMax: 5000,
   logAddresses: true,
   clock: systemClock,
   logger: silentLogger,
@@ -69,6 +84,18 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   int('maxOutbound', o.maxOutbound, 1024, 1 << 30);
   int('slowConsumerTimeout', o.slowConsumerTimeout, 10, 3_600_000);
   int('closeTimeout', o.closeTimeout, 1, 3_600_000);
+  if (!Array.isArray(o.peers)) bad('peers', 'must be an array of host:port strings');
+  for (const p of o.peers) {
+    const m = typeof p === 'string' ? /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(p) : null;
+    if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) bad('peers', `entry ${JSON.stringify(p)} is not host:port`);
+  }
+  if (o.meshSecret !== undefined && (typeof o.meshSecret !== 'string' || o.meshSecret.length < 16)) {
+    bad('meshSecret', 'must be a string of at least 16 characters');
+  }
+  if (o.peers.length > 0 && o.meshSecret === undefined) bad('meshSecret', 'is required when peers are given');
+  int('meshHopLimit', o.meshHopLimit, 1, 16);
+  int('linkRetryMin', o.linkRetryMin, 1, 3_600_000);
+  int('linkRetryMax', o.linkRetryMax, o.linkRetryMin, 3_600_000);
   if (typeof o.logAddresses !== 'boolean') bad('logAddresses', 'must be a boolean');
   if (typeof o.clock?.now !== 'function' || typeof o.clock.setTimeout !== 'function') bad('clock', 'must be a Clock');
   for (const m of ['debug', 'info', 'warn', 'error'] as const) {

@@ -11,6 +11,7 @@ import type { RouterContext } from './context.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
 import { newStats, type RouterStats } from './stats.js';
+import { Mesh, type LinkInfo, type PeerInfo } from './mesh/mesh.js';
 
 /** Events of a {@link Router}. */
 export interface RouterEvents {
@@ -49,6 +50,10 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   readonly clock: Clock;
   /** @internal */
   readonly log: Logger;
+  /** @internal */
+  readonly mesh: Mesh;
+  /** @internal */
+  readonly meshSecret: Buffer;
 
   private readonly conns = new Set<RouterConnection>();
   private server: net.Server | null = null;
@@ -62,6 +67,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.routerId = this.options.routerId;
     this.clock = this.options.clock;
     this.log = this.options.logger;
+    this.meshSecret = Buffer.from(this.options.meshSecret ?? '');
+    this.mesh = new Mesh(this);
     // The sweep runs 10 times per keepalive interval (and handshake timeout), so a
     // deadline is noticed at most a tenth of that late; deadlines subtract that slack.
     this.sweepPeriod = Math.max(1, Math.floor(Math.min(this.options.keepaliveInterval, this.options.handshakeTimeout) / 10));
@@ -98,6 +105,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
         const addr = server.address() as AddressInfo;
         this.log.info('listening', { host: addr.address, port: addr.port, router: this.routerId });
         this.emit('listening', addr);
+        this.mesh.start();
         resolve(addr);
       });
     });
@@ -123,11 +131,30 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.armSweep();
   }
 
+  /** Router links that are up, with their traffic. */
+  links(): LinkInfo[] {
+    return this.mesh.links();
+  }
+
+  /** Configured peers that have no link right now. */
+  peersDown(): PeerInfo[] {
+    return this.mesh.down();
+  }
+
+  /** @internal Wraps a socket this router dialled to a peer router. */
+  dialled(socket: net.Socket, remote: string): RouterConnection {
+    const conn = new RouterConnection(this, socket, this.options.logAddresses ? remote : undefined, true);
+    this.conns.add(conn);
+    this.armSweep();
+    return conn;
+  }
+
   /** Stops accepting, sends CLOSE(GOING_AWAY) to every connection and waits for them to end. */
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
     this.closing = (async () => {
       this.log.info('shutting down', { connections: this.conns.size });
+      this.mesh.stop();
       const server = this.server;
       const serverClosed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
       for (const c of [...this.conns]) c.close(WireCode.GOING_AWAY, 'router shutting down');
@@ -156,7 +183,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   /** @internal */
   onClosed(conn: RouterConnection): void {
     if (!this.conns.delete(conn)) return;
-    this.emit('disconnect', conn.idText);
+    this.mesh.onClosed(conn, conn.closeCode);
+    if (conn.kind !== 'link') this.emit('disconnect', conn.idText);
     if (this.conns.size === 0 && this.drained !== null) {
       const d = this.drained;
       this.drained = null;

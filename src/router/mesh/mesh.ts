@@ -1,0 +1,193 @@
+import net from 'node:net';
+import type { RouteErrorFrame } from '../../protocol/control.js';
+import { WIRE_CODE_NAMES } from '../../protocol/frame.js';
+import { formatId, routerIdOf } from '../../protocol/id.js';
+import type { Timer } from '../../net/clock.js';
+import { backoffDelay } from '../../agent/reconnect.js';
+import type { RouterConnection } from '../connection.js';
+
+/** What the mesh needs from its router. */
+export interface MeshHost {
+  readonly options: {
+    readonly routerId: number;
+    readonly peers: readonly string[];
+    readonly linkRetryMin: number;
+    readonly linkRetryMax: number;
+  };
+  readonly clock: { setTimeout(fn: () => void, ms: number): Timer };
+  readonly log: { info(msg: string, f?: Record<string, unknown>): void; warn(msg: string, f?: Record<string, unknown>): void };
+  readonly registry: { lookup(buf: Uint8Array, off: number): RouterConnection | undefined };
+  /** Wraps a connected socket to a peer router in a dialling link connection. */
+  dialled(socket: net.Socket, remote: string): RouterConnection;
+}
+
+/** One configured peer this router dials. */
+interface Peer {
+  readonly address: string;
+  readonly host: string;
+  readonly port: number;
+  attempt: number;
+  previousDelay: number;
+  conn: RouterConnection | null;
+  timer: Timer | null;
+  /** Wire code of the last refusal, for logs. */
+  lastError: string;
+}
+
+/** A router link as reported by {@link Mesh.links}. */
+export interface LinkInfo {
+  /** The peer router's ID. */
+  router: number;
+  /** 'out' when this router dialled it. */
+  direction: 'in' | 'out';
+  /** The configured address, for dialled links. */
+  peer: string | undefined;
+  /** Bytes read from and queued to the link. */
+  bytesIn: number;
+  bytesOut: number;
+  /** Frames read from the link. */
+  framesIn: number;
+}
+
+/** Configured peers that are not linked right now. */
+export interface PeerInfo {
+  address: string;
+  attempt: number;
+  lastError: string;
+}
+
+/**
+ * The router mesh: links to peer routers by router ID, dialling configured peers and
+ * redialling with jittered backoff, and routing ROUTE_ERRORs back to senders. [P-10]
+ */
+export class Mesh {
+  private readonly host: MeshHost;
+  private readonly byRouter = new Map<number, RouterConnection[]>();
+  private readonly peers: Peer[];
+  private stopped = false;
+
+  constructor(host: MeshHost) {
+    this.host = host;
+    this.peers = host.options.peers.map((address) => {
+      const i = address.lastIndexOf(':');
+      return { address, host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)), attempt: 0, previousDelay: 0, conn: null, timer: null, lastError: '' };
+    });
+  }
+
+  /** Starts dialling every configured peer. */
+  start(): void {
+    for (const p of this.peers) this.dial(p);
+  }
+
+  /** Stops dialling (links are closed by the router). */
+  stop(): void {
+    this.stopped = true;
+    for (const p of this.peers) {
+      p.timer?.cancel();
+      p.timer = null;
+    }
+  }
+
+  /** The link to carry SENDs for agents of `routerId`, if one is up. */
+  linkFor(routerId: number): RouterConnection | undefined {
+    return this.byRouter.get(routerId)?.[0];
+  }
+
+  /** Every link that is up. */
+  links(): LinkInfo[] {
+    const out: LinkInfo[] = [];
+    for (const list of this.byRouter.values()) {
+      for (const c of list) {
+        out.push({
+          router: c.peerRouterId,
+          direction: c.dialled ? 'out' : 'in',
+          peer: this.peers.find((p) => p.conn === c)?.address,
+          bytesIn: c.bytesIn,
+          bytesOut: c.bytesOut,
+          framesIn: c.framesIn,
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Configured peers without a link right now. */
+  down(): PeerInfo[] {
+    return this.peers.filter((p) => p.conn === null || p.conn.kind !== 'link').map((p) => ({ address: p.address, attempt: p.attempt, lastError: p.lastError }));
+  }
+
+  onLinkUp(conn: RouterConnection): void {
+    const list = this.byRouter.get(conn.peerRouterId);
+    if (list === undefined) this.byRouter.set(conn.peerRouterId, [conn]);
+    else list.push(conn);
+    const peer = this.peers.find((p) => p.conn === conn);
+    if (peer !== undefined) {
+      peer.attempt = 0;
+      peer.previousDelay = 0;
+      peer.lastError = '';
+    }
+    this.host.log.info('link up', { router: conn.peerRouterId, direction: conn.dialled ? 'out' : 'in', peer: peer?.address });
+  }
+
+  onLinkDown(conn: RouterConnection): void {
+    const list = this.byRouter.get(conn.peerRouterId);
+    if (list === undefined) return;
+    const i = list.indexOf(conn);
+    if (i < 0) return;
+    list.splice(i, 1);
+    if (list.length === 0) this.byRouter.delete(conn.peerRouterId);
+    this.host.log.info('link down', { router: conn.peerRouterId, direction: conn.dialled ? 'out' : 'in' });
+  }
+
+  /** A connection ended: redial it if it was one of ours. */
+  onClosed(conn: RouterConnection, code: number | undefined): void {
+    const peer = this.peers.find((p) => p.conn === conn);
+    if (peer === undefined) return;
+    peer.conn = null;
+    if (code !== undefined) peer.lastError = WIRE_CODE_NAMES[code] ?? String(code);
+    this.schedule(peer);
+  }
+
+  /** [P-10.5] An error for a forwarded SEND: to its sender if local, else on toward its router. */
+  routeError(e: RouteErrorFrame, frame: Buffer): void {
+    const sender = this.host.registry.lookup(e.src, 0);
+    if (sender !== undefined) {
+      sender.refuse(e.code, e.seq, e.id, null);
+      return;
+    }
+    const rid = routerIdOf(e.src);
+    const link = rid === this.host.options.routerId ? undefined : this.linkFor(rid);
+    if (link !== undefined) link.write(Buffer.from(frame));
+    else this.host.log.info('route error for a sender that is gone', { code: WIRE_CODE_NAMES[e.code] ?? e.code, agent: formatId(e.src) });
+  }
+
+  private dial(peer: Peer): void {
+    if (this.stopped) return;
+    peer.timer = null;
+    peer.attempt++;
+    const socket = net.connect({ host: peer.host, port: peer.port, noDelay: true });
+    const onError = (err: NodeJS.ErrnoException): void => {
+      peer.lastError = err.code ?? err.message;
+      socket.destroy();
+      if (peer.attempt === 1 || peer.attempt % 10 === 0) this.host.log.warn('link dial failed', { peer: peer.address, attempt: peer.attempt, error: peer.lastError });
+      this.schedule(peer);
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      socket.off('error', onError);
+      if (this.stopped) {
+        socket.destroy();
+        return;
+      }
+      peer.conn = this.host.dialled(socket, peer.address);
+    });
+  }
+
+  private schedule(peer: Peer): void {
+    if (this.stopped || peer.timer !== null) return;
+    const o = this.host.options;
+    const delay = backoffDelay({ initialDelay: o.linkRetryMin, maxDelay: o.linkRetryMax, jitter: 'full' }, peer.attempt, peer.previousDelay, Math.random);
+    peer.previousDelay = delay;
+    peer.timer = this.host.clock.setTimeout(() => this.dial(peer), Math.max(delay, o.linkRetryMin / 2));
+  }
+}
