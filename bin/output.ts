@@ -18,7 +18,7 @@ export const ExitStatus = {
   USAGE: 2,
   /** The router refused the message (ERROR frame), e.g. POSTERN_ERR_UNKNOWN_DESTINATION. */
   REFUSED: 3,
-  /** Could not reach the router, or the connection was closed or lost. */
+  /** Network: could not reach the router, the connection was closed or lost, or the router could not listen. */
   CONNECTION: 4,
 } as const;
 
@@ -77,6 +77,9 @@ export function formatError(err: unknown): string {
   const code = codeOf(err);
   let message = err instanceof Error ? err.message : String(err);
   if (message.startsWith(`${code}: `)) message = message.slice(code.length + 2);
+  // Node's system errors read "listen EADDRINUSE: address already in use …".
+  const syscall = (err as { syscall?: unknown } | null)?.syscall;
+  if (typeof syscall === 'string' && message.startsWith(`${syscall} ${code}: `)) message = `${syscall}: ${message.slice(syscall.length + code.length + 3)}`;
   // A socket error behind a coded one (ECONNREFUSED behind POSTERN_ERR_CONNECTION_LOST) is
   // what the user can act on, so name it.
   const cause = (err as { cause?: { code?: unknown } } | null)?.cause;

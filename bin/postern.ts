@@ -25,7 +25,8 @@ Exit status:
   1  unexpected failure (a bug: please report it)
   2  bad command line: unknown option, bad value, invalid agent ID
   3  the router refused the message, e.g. POSTERN_ERR_UNKNOWN_DESTINATION
-  4  could not reach the router, or the connection was closed or lost
+  4  network: could not reach the router, the connection was closed or lost,
+     or the router could not listen (e.g. EADDRINUSE)
 
 Errors are printed on stderr as one line: error: POSTERN_ERR_<CODE>: <message>`;
 
@@ -341,7 +342,9 @@ async function runSend(id: string, message: string | undefined, opts: SendComman
     // only keeps a stuck router from holding a script longer than the user asked.
     await withTimeout(agent.flush(), opts.timeout, () => new PosternError(ErrorCode.NOT_SENT, `the router did not answer within ${opts.timeout} ms`));
     const refusal = refusals.find((e) => e.seq === seq) ?? refusals[0];
-    if (refusal !== undefined) throw refusal;
+    if (refusal !== undefined) {
+      throw new PosternError(refusal.code, `the router refused the message to ${to}: ${refusal.message}`, { seq: refusal.seq, to: refusal.to, wireCode: refusal.wireCode });
+    }
   } finally {
     await agent.close().catch(() => undefined);
   }

@@ -382,4 +382,34 @@ e2e('router plain log: a parsable listening line', async () => {
   assert.match(line, /\brouter=[1-9][0-9]*\b/);
 });
 
+e2e('send of a payload over the announced limit exits 3 with POSTERN_ERR_FRAME_TOO_LARGE', async () => {
+  const router = await startRouter(['--max-frame', '2048']);
+  const listener = await startListener(router);
+  const r = await run(['send', '--router', router.address, listener.id], { stdin: randomBytes(2048 - 26 + 1) });
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, /^error: POSTERN_ERR_FRAME_TOO_LARGE: /m);
+  // Exactly the limit goes through.
+  const from = listener.proc.stdout.length;
+  const ok = await run(['send', '--router', router.address, listener.id], { stdin: Buffer.alloc(2048 - 26, 0x61) });
+  assert.is(ok.code, 0, ok.stderr);
+  const m = JSON.parse(await listener.proc.line((l) => l.includes('"message"'), from)) as { data: string };
+  assert.is(m.data.length, 2048 - 26);
+});
+
+e2e('listen --no-reconnect exits 4 with the close code when the router goes away', async () => {
+  const router = await startRouter();
+  const proc = new Proc(['listen', '--router', router.address, '--no-reconnect']);
+  assert.match(await proc.line(() => true), /^id [0-9a-f]{32}$/);
+  router.proc.child.kill('SIGTERM');
+  assert.is(await proc.exit(), 4, proc.stderr.join('\n'));
+  assert.ok(proc.stderr.some((l) => l.startsWith('error: POSTERN_ERR_GOING_AWAY: ')), proc.stderr.join('\n'));
+});
+
+e2e('a second router on a port in use exits 4 naming EADDRINUSE', async () => {
+  const router = await startRouter();
+  const r = await run(['router', '--host', '127.0.0.1', '--port', String(router.port)]);
+  assert.is(r.code, 4, r.stderr);
+  assert.match(r.stderr, /^error: EADDRINUSE: /m);
+});
+
 e2e.run();
