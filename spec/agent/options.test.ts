@@ -75,6 +75,7 @@ test('each bad value names its option', () => {
   invalid({ signal: {} }, 'signal');
   invalid({ random: 1 }, 'random');
   invalid(null, 'options');
+  invalid({ maxqueue: 5 }, 'maxqueue');
 });
 
 test.run();

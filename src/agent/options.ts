@@ -97,9 +97,13 @@ export const AGENT_DEFAULTS = Object.freeze({
   random: Math.random,
 });
 
+const KNOWN = new Set<string>([...Object.keys(AGENT_DEFAULTS), 'createConnection', 'signal']);
+
 /** Merges `options` over {@link AGENT_DEFAULTS} and validates every field. */
 export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOptions {
   if (options === null || typeof options !== 'object') bad('options', 'must be an object');
+  // A misspelt option would otherwise be silently replaced by its default.
+  for (const k of Object.keys(options)) if (!KNOWN.has(k)) bad(k, 'is not an agent option');
   const { host, port } = parseRouterAddress(options.router ?? AGENT_DEFAULTS.router, 'router');
   const reconnectDelay = int(options, 'reconnectDelay', 0);
   const reconnectMaxDelay = int(options, 'reconnectMaxDelay', 0);
