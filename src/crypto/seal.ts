@@ -11,9 +11,9 @@ import {
   boxBeforeNm,
   checkKey,
   openBoxWithEphemeral,
-  sealBoxWithEphemeral,
+  sealBoxWith,
 } from './sealed-box.js';
-import { X25519_KEY_SIZE, x25519Base } from './x25519.js';
+import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519Base } from './x25519.js';
 
 /**
  * The sealed envelope: what an agent puts inside the opaque payload of SEND, and finds in
@@ -155,12 +155,7 @@ function toBytes(content: Uint8Array | string): Uint8Array {
  *   whose halves do not match), INVALID_ID (sender or recipient ID), INVALID_OPTION (pad).
  */
 export function seal(options: SealOptions): Uint8Array {
-  const esk = nacl.randomBytes(X25519_KEY_SIZE);
-  try {
-    return sealWithEphemeral(options, { publicKey: x25519Base(esk), secretKey: esk });
-  } finally {
-    esk.fill(0);
-  }
+  return sealWith(options, undefined);
 }
 
 /**
@@ -168,6 +163,11 @@ export function seal(options: SealOptions): Uint8Array {
  * ephemeral key pair for real messages. Internal.
  */
 export function sealWithEphemeral(options: SealOptions, ephemeral: KeyPair): Uint8Array {
+  checkKeyPair(ephemeral, 'ephemeral');
+  return sealWith(options, fixedEphemeral(ephemeral.publicKey, ephemeral.secretKey));
+}
+
+function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Array {
   if (options === null || typeof options !== 'object') {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'seal: options must be an object');
   }
@@ -185,9 +185,11 @@ export function sealWithEphemeral(options: SealOptions, ephemeral: KeyPair): Uin
   new DataView(body.buffer).setUint32(bodyAt + ID_SIZE, content.length);
   body.set(content, bodyAt + BODY_FIXED);
 
+  // Generated only once the arguments are known to be good.
+  const ephemeral = fixed ?? freshEphemeral();
   if (sender === undefined) {
     body[0] = ENVELOPE_ANONYMOUS;
-    return sealBoxWithEphemeral(body, rpk, ephemeral);
+    return sealBoxWith(body, rpk, ephemeral);
   }
 
   if (sender === null || typeof sender !== 'object') {
@@ -205,7 +207,7 @@ export function sealWithEphemeral(options: SealOptions, ephemeral: KeyPair): Uin
   plain[0] = ENVELOPE_SENDER;
   plain.set(sender.keyPair.publicKey, 1);
   plain.set(inner, 1 + X25519_KEY_SIZE);
-  return sealBoxWithEphemeral(plain, rpk, ephemeral);
+  return sealBoxWith(plain, rpk, ephemeral);
 }
 
 /**

@@ -1,7 +1,7 @@
 import nacl from 'tweetnacl';
 import { blake2b } from '@noble/hashes/blake2.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { X25519_KEY_SIZE, x25519, x25519Base } from './x25519.js';
+import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519 } from './x25519.js';
 
 /**
  * The outer layer of an envelope: a sealed box, byte for byte libsodium's
@@ -43,7 +43,11 @@ const ZERO16 = new Uint8Array(16);
  * the two parties. Undefined when `publicKey` has small order (libsodium fails there too).
  */
 export function boxBeforeNm(publicKey: Uint8Array, secretKey: Uint8Array, cacheSecret = false): Uint8Array | undefined {
-  const shared = x25519(secretKey, publicKey, cacheSecret);
+  return hsalsaKey(x25519(secretKey, publicKey, cacheSecret));
+}
+
+/** HSalsa20(shared) with a zero input, as crypto_box_beforenm; wipes `shared`. */
+export function hsalsaKey(shared: Uint8Array | undefined): Uint8Array | undefined {
   if (shared === undefined) return undefined;
   const key = new Uint8Array(32);
   lowlevel.crypto_core_hsalsa20(key, ZERO16, shared, SIGMA);
@@ -71,27 +75,28 @@ export function checkKey(key: unknown, what: string): asserts key is Uint8Array 
  * @throws PosternError INVALID_ARGUMENT when the key is not 32 bytes or has small order.
  */
 export function sealBox(message: Uint8Array, recipientPk: Uint8Array): Uint8Array {
-  const esk = nacl.randomBytes(X25519_KEY_SIZE);
-  try {
-    return sealBoxWithEphemeral(message, recipientPk, { publicKey: x25519Base(esk), secretKey: esk });
-  } finally {
-    esk.fill(0);
-  }
+  checkKey(recipientPk, 'recipient public key');
+  return sealBoxWith(message, recipientPk, freshEphemeral());
 }
 
 /**
  * {@link sealBox} with a caller-chosen ephemeral key pair. For test vectors only: reusing an
  * ephemeral key to the same recipient reuses the nonce and key, which breaks the
- * encryption. Internal (exported through src/internal.ts, not the public index).
+ * encryption. Internal (for src/internal.ts, not the public index).
  */
 export function sealBoxWithEphemeral(message: Uint8Array, recipientPk: Uint8Array, ephemeral: KeyPair): Uint8Array {
   checkKey(recipientPk, 'recipient public key');
-  checkKey(ephemeral.publicKey, 'ephemeral public key');
+  checkKey(ephemeral?.publicKey, 'ephemeral public key');
   checkKey(ephemeral.secretKey, 'ephemeral secret key');
+  return sealBoxWith(message, recipientPk, fixedEphemeral(ephemeral.publicKey, ephemeral.secretKey));
+}
+
+/** The sealed box with a given ephemeral; `recipientPk` already checked. Internal. */
+export function sealBoxWith(message: Uint8Array, recipientPk: Uint8Array, ephemeral: Ephemeral): Uint8Array {
   if (!(message instanceof Uint8Array)) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'message must be a Uint8Array');
   }
-  const key = boxBeforeNm(recipientPk, ephemeral.secretKey);
+  const key = hsalsaKey(ephemeral.agree(recipientPk));
   if (key === undefined) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipient public key has small order: nothing sealed to it is secret');
   }

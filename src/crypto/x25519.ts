@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
 
 /**
  * X25519 (RFC 7748) for the sealed box and the envelope.
@@ -73,10 +73,45 @@ BASE_POINT[0] = 9;
  * @param cacheSecret keep the imported secret key for later calls (for static keys only)
  */
 export function x25519(secretKey: Uint8Array, publicKey: Uint8Array, cacheSecret = false): Uint8Array | undefined {
+  return agree(privateKeyObject(secretKey, cacheSecret), publicKey);
+}
+
+function agree(privateKey: KeyObject, publicKey: Uint8Array): Uint8Array | undefined {
   if (isSmallOrder(publicKey)) return undefined;
   const pub = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: b64url(publicKey) }, format: 'jwk' });
-  const out = diffieHellman({ privateKey: privateKeyObject(secretKey, cacheSecret), publicKey: pub });
+  const out = diffieHellman({ privateKey, publicKey: pub });
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/**
+ * A one-message key pair for the sealed box: its public key, and key agreement with its
+ * secret half. Undefined from `agree` when the peer key has small order.
+ */
+export interface Ephemeral {
+  /** The ephemeral X25519 public key (32 bytes), sent in the clear. */
+  readonly publicKey: Uint8Array;
+  /** X25519(ephemeral secret, peerPublicKey). */
+  agree(peerPublicKey: Uint8Array): Uint8Array | undefined;
+}
+
+/**
+ * A fresh ephemeral key pair generated inside OpenSSL (its CSPRNG). The secret half never
+ * enters JS memory, and generating it costs one multiplication where importing a JS
+ * secret key costs two (import computes the public key; then the base-point multiply).
+ */
+export function freshEphemeral(): Ephemeral {
+  const { publicKey, privateKey } = generateKeyPairSync('x25519');
+  const x = publicKey.export({ format: 'jwk' }).x!;
+  const raw = Buffer.from(x, 'base64url');
+  return {
+    publicKey: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength),
+    agree: (peer) => agree(privateKey, peer),
+  };
+}
+
+/** An ephemeral with caller-chosen keys, for test vectors only. */
+export function fixedEphemeral(publicKey: Uint8Array, secretKey: Uint8Array): Ephemeral {
+  return { publicKey, agree: (peer) => x25519(secretKey, peer) };
 }
 
 /** The X25519 public key of `secretKey` (scalar multiplication of the base point). */
