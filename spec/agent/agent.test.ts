@@ -104,6 +104,43 @@ test('send: synchronous coded errors, seq not consumed by a refused send', async
   await b.close();
 });
 
+test('seq wraps from 2^32-1 to 1, never 0', async () => {
+  const [a, b, router] = await pair();
+  (a as unknown as { seq: number }).seq = 0xfffffffe;
+  assert.is(a.send(b.id, 'x'), 0xffffffff);
+  assert.is(a.send(b.id, 'y'), 1);
+  await a.flush();
+  const seqs = router.conns[0]!.of(FrameType.SEND).map((f) => f.bytes.readUInt32BE(22));
+  assert.equal(seqs, [0xffffffff, 1]);
+  await a.close();
+  await b.close();
+});
+
+test("a throwing 'message' listener surfaces as an uncaught exception and does not break the connection", async () => {
+  const [a, b] = await pair();
+  const boom = new Error('listener bug');
+  const caught: unknown[] = [];
+  const listeners = process.listeners('uncaughtException');
+  process.removeAllListeners('uncaughtException');
+  process.on('uncaughtException', (e) => caught.push(e));
+  let n = 0;
+  try {
+    b.on('message', () => {
+      if (n++ === 0) throw boom;
+    });
+    a.send(b.id, '1');
+    a.send(b.id, '2');
+    await until(() => n === 2 && caught.length === 1);
+  } finally {
+    process.removeAllListeners('uncaughtException');
+    for (const l of listeners) process.on('uncaughtException', l);
+  }
+  assert.is(caught[0], boom);
+  assert.ok(b.connected);
+  await a.close();
+  await b.close();
+});
+
 test('undeliverable: ERROR(UNKNOWN_DESTINATION) carries code, seq and to; flush resolves after it', async () => {
   const router = new FakeRouter();
   const a = await connect({ createConnection: router.connect });

@@ -132,4 +132,26 @@ test('loop: stop() cancels the wait and ignores an attempt in flight', async () 
   s2.l.stop();
 });
 
+test('loop: stop() from inside onWait leaves no timer and no stale run', async () => {
+  const clock = new ManualClock();
+  let l!: ReconnectLoop;
+  let attempts = 0;
+  l = new ReconnectLoop(
+    { clock, policy: full, maxAttempts: Infinity, random: hi },
+    {
+      attempt: () => {
+        attempts++;
+        return Promise.resolve();
+      },
+      isPermanent: () => false,
+      onWait: () => l.stop(),
+      onGiveUp: () => {},
+    },
+  );
+  await l.start();
+  assert.not.ok(l.running);
+  assert.is(clock.pending, 0);
+  assert.is(attempts, 0);
+});
+
 test.run();

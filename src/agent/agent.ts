@@ -21,7 +21,8 @@ import { Session } from './session.js';
  * A received message. `data` is a view of the socket's read buffer, not a copy: postern never
  * writes to that memory again, so it stays valid for as long as you hold it, but holding it
  * also keeps the whole chunk it came in (up to 64 KiB for TCP) alive. Copy it
- * (`Buffer.from(m.data)`) if you keep small messages for long.
+ * (`Buffer.from(m.data)`) if you keep small messages for long. With a custom
+ * `createConnection` whose stream reuses its chunk buffers, copy before that happens.
  */
 export interface Message {
   /** Sender's agent ID, text form (32 lowercase hex digits). */

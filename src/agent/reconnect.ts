@@ -98,13 +98,14 @@ export class ReconnectLoop {
 
   /** Starts the loop unless one is running; the promise settles when that loop ends. */
   start(): Promise<void> {
-    if (this.run === null) {
-      const gen = ++this.generation;
-      this.run = this.loop(gen).finally(() => {
-        if (this.generation === gen) this.run = null;
-      });
-    }
-    return this.run;
+    if (this.run !== null) return this.run;
+    const gen = ++this.generation;
+    const run: Promise<void> = this.loop(gen).finally(() => {
+      if (this.run === run) this.run = null;
+    });
+    // A hook may have called stop() before loop() returned its promise.
+    if (this.generation === gen) this.run = run;
+    return run;
   }
 
   /** Stops the loop; an attempt in flight is left to the caller to abort. */
@@ -124,6 +125,7 @@ export class ReconnectLoop {
       const delay = backoffDelay(this.opts.policy, n, previous, this.opts.random);
       previous = delay;
       this.hooks.onWait?.(n, delay);
+      if (gen !== this.generation) return;
       await this.sleep(delay);
       if (gen !== this.generation) return;
       try {
