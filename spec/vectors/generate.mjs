@@ -2,10 +2,11 @@
 /**
  * Builds the protocol test vectors by hand, from the field layout in PROTOCOL.md and
  * without importing anything from src/, so the vectors check the codec instead of echoing
- * it. Writes spec/vectors/frames.json and rewrites the generated blocks of PROTOCOL.md §11
- * and §12. Run from the repo root: `node spec/vectors/generate.mjs`; `--check` exits 1
+ * it. Writes spec/vectors/frames.json and rewrites the generated blocks of PROTOCOL.md
+ * Appendix B and C. Run from the repo root: `node spec/vectors/generate.mjs`; `--check` exits 1
  * instead of writing when either file would change.
  */
+import { createHmac } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,12 +48,16 @@ const ID = {
 const MAGIC = '89505354 4e0d0a';
 const MAX_FRAME = 1048576;
 
-const T = { REGISTER: 1, REGISTERED: 2, ERROR: 3, CLOSE: 4, PING: 5, PONG: 6, SEND: 0x10, DELIVER: 0x11 };
+const T = {
+  REGISTER: 1, REGISTERED: 2, ERROR: 3, CLOSE: 4, PING: 5, PONG: 6, SEND: 0x10, DELIVER: 0x11,
+  LINK_HELLO: 0x20, LINK_CHALLENGE: 0x21, LINK_AUTH: 0x22, LINK_READY: 0x23, SOURCE: 0x24, ROUTE_ERROR: 0x25,
+};
 const TYPE_NAMES = Object.fromEntries(Object.entries(T).map(([k, v]) => [v, k]));
 const WIRE = {
   NORMAL: 0, UNKNOWN_DESTINATION: 1, NOT_REGISTERED: 2, ALREADY_REGISTERED: 3, UNSUPPORTED_FLAGS: 4,
   DESTINATION_SLOW: 5, BAD_MAGIC: 64, UNSUPPORTED_VERSION: 65, MALFORMED: 66, FRAME_TOO_LARGE: 67,
   UNKNOWN_FRAME: 68, KEEPALIVE_TIMEOUT: 69, SLOW_CONSUMER: 70, HANDSHAKE_TIMEOUT: 71, GOING_AWAY: 72,
+  UNREACHABLE_ROUTER: 18, HOP_LIMIT: 20, MESSAGE_TOO_LARGE: 6,
 };
 
 /** @type {any[]} */
@@ -179,6 +184,68 @@ frame(
 frame('deliver-hello', 'DELIVER of send-hello to B: sender A, seq 0, same payload and length (§6.3, §6.4).', T.DELIVER, 0, [ID.A, u32(0), hello], { id: ID.A, seq: 0, payload: hello });
 frame('deliver-empty', 'DELIVER of send-empty (§6.3).', T.DELIVER, 0, [ID.A, u32(0), ''], { id: ID.A, seq: 0, payload: '' });
 
+// ---- router links (§10) ----
+const MESH = { secret: 'postern test mesh secret', dialer: ROUTER, acceptor: 9 };
+const nD = '11'.repeat(32);
+const nA = '22'.repeat(32);
+const hmac = (label, ...hexes) => {
+  const h = createHmac('sha256', Buffer.from(MESH.secret, 'utf8')).update(Buffer.from(label, 'ascii'));
+  for (const x of hexes) h.update(Buffer.from(x, 'hex'));
+  return h.digest('hex');
+};
+const pA = hmac('postern link v1 accept', nD, nA, u32(MESH.dialer), u32(MESH.acceptor));
+const pD = hmac('postern link v1 dial', nA, nD, u32(MESH.acceptor), u32(MESH.dialer));
+frame(
+  'link-hello',
+  `LINK_HELLO from dialer router 7 with nonce nD = 32 x 0x11 (§10.2).`,
+  T.LINK_HELLO,
+  0,
+  [mpMap([['router', mpUint(MESH.dialer)], ['nonce', mpBin(nD)], ['maxFrame', mpUint(MAX_FRAME)]])],
+  { body: { router: MESH.dialer, nonce: nD, maxFrame: MAX_FRAME } },
+);
+frame(
+  'link-challenge',
+  `LINK_CHALLENGE from acceptor router 9 with nonce nA = 32 x 0x22 and proof pA = HMAC-SHA256("${MESH.secret}", "postern link v1 accept" || nD || nA || u32(7) || u32(9)) (§10.2).`,
+  T.LINK_CHALLENGE,
+  0,
+  [mpMap([['router', mpUint(MESH.acceptor)], ['nonce', mpBin(nA)], ['proof', mpBin(pA)], ['maxFrame', mpUint(MAX_FRAME)]])],
+  { body: { router: MESH.acceptor, nonce: nA, proof: pA, maxFrame: MAX_FRAME } },
+);
+frame(
+  'link-auth',
+  `LINK_AUTH from the dialer: pD = HMAC-SHA256("${MESH.secret}", "postern link v1 dial" || nA || nD || u32(9) || u32(7)) (§10.2).`,
+  T.LINK_AUTH,
+  0,
+  [mpMap([['proof', mpBin(pD)]])],
+  { body: { proof: pD } },
+);
+frame('link-ready', 'LINK_READY from the acceptor: the link is up (§10.2).', T.LINK_READY, 0, ['80'], { body: {} });
+frame(
+  'source-a-1',
+  'SOURCE on a link: the SENDs that follow are from A and have crossed 1 link (§10.4).',
+  T.SOURCE,
+  0,
+  [ID.A, u8(1), '000000'],
+  { id: ID.A, hops: 1 },
+);
+const D9 = `${u32(9)}${'dd'.repeat(12)}`;
+frame(
+  'route-error-unknown-destination',
+  'ROUTE_ERROR from router 9: A\'s SEND seq 3 to 00000009dddd… found no such agent there (§10.5).',
+  T.ROUTE_ERROR,
+  0,
+  [u16(WIRE.UNKNOWN_DESTINATION), u32(3), D9, ID.A, ascii('no such agent')],
+  { code: WIRE.UNKNOWN_DESTINATION, seq: 3, id: D9, src: ID.A, text: 'no such agent' },
+);
+frame(
+  'route-error-hop-limit',
+  'ROUTE_ERROR for SEND seq 4 of A that would have crossed a third link (§10.4, §10.5).',
+  T.ROUTE_ERROR,
+  0,
+  [u16(WIRE.HOP_LIMIT), u32(4), D9, ID.A, ''],
+  { code: WIRE.HOP_LIMIT, seq: 4, id: D9, src: ID.A, text: '' },
+);
+
 // ---- optional types ----
 vectors.push({
   name: 'skip-optional-0x80',
@@ -229,6 +296,10 @@ invalid('send-too-short', 'SEND of total 25 < 26 (§3.3 step 4).', ['00000015 10
 invalid('deliver-too-short', 'DELIVER of total 25 < 26 (§3.3 step 4).', ['00000015 11 00'], 'MALFORMED', 6);
 invalid('ping-too-long', 'PING with a 65-byte payload: total 71 > 70 (§3.3 step 4, §8.1).', ['00000043 05 00'], 'MALFORMED', 6);
 invalid('pong-too-long', 'PONG with a 65-byte payload (§3.3 step 4, §8.1).', ['00000043 06 00'], 'MALFORMED', 6);
+invalid('source-too-short', 'SOURCE of total 25 (§3.3 step 4, §10.1).', ['00000015 24 00'], 'MALFORMED', 6);
+invalid('source-too-long', 'SOURCE of total 27: its size is fixed (§3.3 step 4, §10.1).', ['00000017 24 00'], 'MALFORMED', 6);
+invalid('route-error-too-short', 'ROUTE_ERROR of total 43 < 44 (§3.3 step 4, §10.1).', ['00000027 25 00'], 'MALFORMED', 6);
+invalid('link-hello-too-long', 'LINK_HELLO of total 4097 > 4096, even when maxFrame is 1 MiB (§3.3 step 4, §10.1).', [`${u32(4097 - 4)} 20 00`], 'MALFORMED', 6);
 
 // ---- invalid bodies (framing is fine) ----
 function invalidBody(name, description, type, bodyLines) {
@@ -296,8 +367,9 @@ for (const v of vectors) {
 
 const json = {
   protocol: 1,
-  about: 'Test vectors of postern protocol v1; see PROTOCOL.md §11. Generated by spec/vectors/generate.mjs.',
+  about: 'Test vectors of postern protocol v1; see PROTOCOL.md Appendix B. Generated by spec/vectors/generate.mjs.',
   ids: { router: ROUTER, A: ID.A, B: ID.B, C: ID.C, zero: ID.zero },
+  mesh: { secret: MESH.secret, dialer: MESH.dialer, acceptor: MESH.acceptor, dialerNonce: nD, acceptorNonce: nA },
   defaultMaxFrame: MAX_FRAME,
   vectors: vectors.map(({ lines: _lines, ...v }) => ({
     name: v.name,
@@ -313,11 +385,11 @@ const json = {
 
 // ---- markdown ----
 const SECTIONS = [
-  ['11.1', 'Preambles', ['preamble']],
-  ['11.2', 'Frames', ['frame']],
-  ['11.3', 'Skipped optional frames', ['skip']],
-  ['11.4', 'Invalid framing', ['invalid']],
-  ['11.5', 'Invalid bodies', ['invalid-body']],
+  ['B.1', 'Preambles', ['preamble']],
+  ['B.2', 'Frames', ['frame']],
+  ['B.3', 'Skipped optional frames', ['skip']],
+  ['B.4', 'Invalid framing', ['invalid']],
+  ['B.5', 'Invalid bodies', ['invalid-body']],
 ];
 const fmt = (k, v) => {
   if (typeof v === 'string') return v === '' ? '(empty)' : `\`${v}\``;
@@ -343,7 +415,7 @@ for (const [num, title, kinds] of SECTIONS) {
   }
 }
 
-// ---- §12 example session ----
+// ---- Appendix C example session ----
 const byName = Object.fromEntries(vectors.map((v) => [v.name, v]));
 const steps = [
   ['A → R', 'preamble-v1', 'A opens TCP to port 7447 and sends its preamble, offering version 1.'],
@@ -362,7 +434,7 @@ const steps = [
   ['A → R', 'pong-empty', '… and A answers at once.'],
   ['A → R', 'close-normal', 'A is done: CLOSE with code 0, then A ends its side of TCP. The router answers nothing, releases A\'s ID and closes; a SEND to A from now on gets UNKNOWN_DESTINATION.'],
 ];
-let ex = `\nOne agent, A, talks to agent B through router 7. Each row is one frame (or preamble) in\nthe order it crosses the wire; the hex is that of the named vector in §11.\n\n| # | direction | vector | what happens |\n|---|---|---|---|\n`;
+let ex = `\nOne agent, A, talks to agent B through router 7. Each row is one frame (or preamble) in\nthe order it crosses the wire; the hex is that of the named vector in Appendix B.\n\n| # | direction | vector | what happens |\n|---|---|---|---|\n`;
 steps.forEach(([dir, name, what], i) => {
   ex += `| ${i + 1} | ${dir} | ${name.startsWith('*') ? '—' : `\`${name}\``} | ${what} |\n`;
 });
@@ -384,8 +456,18 @@ const replaceBlock = (doc, tag, content) => {
   if (!re.test(doc)) throw new Error(`PROTOCOL.md has no ${tag} block`);
   return doc.replace(re, (_m, a, b) => `${a}\n${content}\n${b}`);
 };
+// Appendix E is spec/crypto/ENVELOPE.md, copied in so PROTOCOL.md stays the one document.
+let envelope = '';
+try {
+  envelope = readFileSync(join(root, 'spec', 'crypto', 'ENVELOPE.md'), 'utf8')
+    .replace(/^\s*<!--[\s\S]*?-->\s*/, '')
+    .replace(/^## E\. /m, '## Appendix E. ')
+    .trimEnd();
+} catch {
+  envelope = '(spec/crypto/ENVELOPE.md is missing.)';
+}
 const oldDoc = readFileSync(docPath, 'utf8');
-const newDoc = replaceBlock(replaceBlock(oldDoc, 'VECTORS', md), 'EXAMPLE', ex);
+const newDoc = replaceBlock(replaceBlock(replaceBlock(oldDoc, 'VECTORS', md), 'EXAMPLE', ex), 'ENVELOPE', `\n${envelope}\n`);
 const newJson = `${JSON.stringify(json, null, 2)}\n`;
 let oldJson = '';
 try {
