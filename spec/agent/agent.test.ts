@@ -406,6 +406,25 @@ test('reconnect: single flight with exponential backoff while the router refuses
   assert.is(router.conns.length, 1);
 });
 
+test('reconnecting holds the process open (a ref\'d handle) until registered or closed', async () => {
+  const clock = new ManualClock();
+  const router = new FakeRouter();
+  const a = await connect({ createConnection: router.connect, clock, random: () => 0 });
+  const timeouts = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const before = timeouts();
+  router.last.close(WireCode.GOING_AWAY);
+  await until(() => !a.connected);
+  assert.is(timeouts(), before + 1);
+  clock.advance(0);
+  await until(() => a.connected);
+  assert.is(timeouts(), before);
+  router.last.close(WireCode.GOING_AWAY);
+  await until(() => !a.connected);
+  assert.is(timeouts(), before + 1);
+  await a.close();
+  assert.is(timeouts(), before);
+});
+
 test('reconnect: disabled -> closed with the error', async () => {
   const router = new FakeRouter();
   const a = await connect({ createConnection: router.connect, reconnect: false });

@@ -141,6 +141,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private info: RouterInfo | null = null;
   private readPaused = false;
   private wantDrain = false;
+  /**
+   * Holds the process open while reconnecting. Connected, the socket does that; between
+   * attempts only a (possibly unref'd) backoff timer exists, and a program blocked in
+   * `for await (const m of agent)` would otherwise exit in the middle of a router restart.
+   */
+  private hold: NodeJS.Timeout | null = null;
   private readonly onAbort = (): void => {
     void this.close();
   };
@@ -471,6 +477,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     });
     this.state = 'open';
     this.session = session;
+    this.release();
     this.emitStatus({ type: 'registered', id: this.idText, router: this.info });
     if (this.wantDrain) {
       // The old socket's backlog is gone with it; the new one is empty.
@@ -486,10 +493,16 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     this.emitStatus({ type: 'disconnected', error: err });
     if (this.opts.reconnect && this.opts.maxReconnectAttempts > 0 && !isPermanentError(err)) {
       this.state = 'reconnecting';
+      this.hold ??= setInterval(noop, 0x7fffffff);
       void this.reconnector.start();
     } else {
       this.finish(err);
     }
+  }
+
+  private release(): void {
+    if (this.hold !== null) clearInterval(this.hold);
+    this.hold = null;
   }
 
   private onMessage(m: Message): void {
@@ -557,6 +570,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.reconnector.stop();
+    this.release();
     this.opts.signal?.removeEventListener('abort', this.onAbort);
     const s = this.session;
     this.session = null;
@@ -583,6 +597,8 @@ function writeDestination(header: Buffer, to: string | Uint8Array): void {
   // Router ID 0 is issued by no router, so such an ID is a caller's mistake, not a destination.
   if (header.readUInt32BE(RELAY_ID_OFFSET) === 0) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID never has router ID 0');
 }
+
+function noop(): void {}
 
 function toPosternError(err: unknown): PosternError {
   return err instanceof PosternError ? err : new PosternError(ErrorCode.INTERNAL, 'unexpected failure', { cause: err });
