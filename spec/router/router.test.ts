@@ -138,7 +138,7 @@ T('SEND before REGISTER: NOT_REGISTERED with seq; second REGISTER: ALREADY_REGIS
   a.write(...a.codec.encodeRegister({}));
   const e2 = await a.next();
   assert.is(readError(e2.bytes, 0, e2.bytes.length).code, WireCode.ALREADY_REGISTERED);
-  a.write(...encodeSend(body.id, 10, Buffer.from('x'), 0x01));
+  a.write(...encodeSend(body.id, 10, Buffer.from('x'), 0x80));
   const e3 = await a.next();
   assert.is(readError(e3.bytes, 0, e3.bytes.length).code, WireCode.UNSUPPORTED_FLAGS);
   assert.is(readError(e3.bytes, 0, e3.bytes.length).seq, 10);

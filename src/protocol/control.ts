@@ -35,6 +35,32 @@ export interface RegisteredBody {
   keepalive: number;
   /** Silence in ms after which either side closes the connection (1.5 x keepalive). */
   timeout: number;
+  /** True for an anonymous connection: `id` is then all zeros. [P-11.1] */
+  anonymous?: boolean;
+  /** Resume token to present when reconnecting within `resumeGrace` ms. [P-12.3] */
+  resume?: Uint8Array;
+  /** Ms the router holds this ID (and messages for it) after the connection is lost. */
+  resumeGrace?: number;
+  /** True when this registration resumed an earlier one (same `id`). */
+  resumed?: boolean;
+}
+
+/** LOOKUP body: which ID's key, and a reference echoed in the answer. [P-11.4] */
+export interface LookupBody {
+  ref: number;
+  id: Uint8Array;
+  /** On router links only: who asked (an ID or a reply handle). */
+  from?: Uint8Array;
+}
+
+/** LOOKUP_RESULT body. [P-11.4] */
+export interface LookupResultBody {
+  ref: number;
+  id: Uint8Array;
+  /** The X25519 public key the ID registered. */
+  key: Uint8Array;
+  /** On router links only: who asked. */
+  to?: Uint8Array;
 }
 
 /** A decoded ERROR frame. [P-7.1] */
@@ -67,13 +93,17 @@ export class ControlCodec {
   /** The REGISTERED frame's chunks. */
   encodeRegistered(body: RegisteredBody): Buffer[] {
     // Key order fixed so the bytes match the vectors in PROTOCOL.md.
-    const ordered = {
+    const ordered: Record<string, unknown> = {
       id: Buffer.from(body.id),
       router: body.router,
       maxFrame: body.maxFrame,
       keepalive: body.keepalive,
       timeout: body.timeout,
     };
+    if (body.anonymous === true) ordered['anonymous'] = true;
+    if (body.resume !== undefined) ordered['resume'] = Buffer.from(body.resume);
+    if (body.resumeGrace !== undefined) ordered['resumeGrace'] = body.resumeGrace;
+    if (body.resumed === true) ordered['resumed'] = true;
     return encodeFrame(FrameType.REGISTERED, this.packr.pack(ordered));
   }
 
@@ -89,9 +119,20 @@ export class ControlCodec {
     if (!(id instanceof Uint8Array) || id.length !== ID_SIZE) malformed('REGISTERED.id must be 16 bytes');
     const router = uint(m['router'], 'router');
     if (!isValidRouterId(router)) malformed('REGISTERED.router must be an integer in 1..2^32-1');
-    if (Buffer.from(id.buffer, id.byteOffset, 4).readUInt32BE(0) !== router) {
+    const anonymous = m['anonymous'];
+    if (anonymous !== undefined && typeof anonymous !== 'boolean') malformed('REGISTERED.anonymous must be a boolean');
+    if (anonymous === true) {
+      if (id.some((b) => b !== 0)) malformed('REGISTERED.id of an anonymous connection must be all zeros');
+    } else if (Buffer.from(id.buffer, id.byteOffset, 4).readUInt32BE(0) !== router) {
       malformed('REGISTERED.id does not embed REGISTERED.router');
     }
+    const resume = m['resume'];
+    if (resume !== undefined && (!(resume instanceof Uint8Array) || resume.length < 16 || resume.length > 64)) {
+      malformed('REGISTERED.resume must be 16..64 bytes');
+    }
+    const resumeGrace = m['resumeGrace'] === undefined ? undefined : uint(m['resumeGrace'], 'resumeGrace');
+    const resumed = m['resumed'];
+    if (resumed !== undefined && typeof resumed !== 'boolean') malformed('REGISTERED.resumed must be a boolean');
     const maxFrame = uint(m['maxFrame'], 'maxFrame');
     if (maxFrame < MIN_MAX_FRAME || maxFrame > MAX_MAX_FRAME) {
       malformed(`REGISTERED.maxFrame must be in ${MIN_MAX_FRAME}..${MAX_MAX_FRAME}`);
@@ -99,7 +140,44 @@ export class ControlCodec {
     const keepalive = uint(m['keepalive'], 'keepalive');
     const timeout = uint(m['timeout'], 'timeout');
     if (keepalive < 1 || timeout < keepalive) malformed('REGISTERED.keepalive must be >= 1 and timeout >= keepalive');
-    return { id: Buffer.from(id), router, maxFrame, keepalive, timeout };
+    const out: RegisteredBody = { id: Buffer.from(id), router, maxFrame, keepalive, timeout };
+    if (anonymous === true) out.anonymous = true;
+    if (resume !== undefined) out.resume = Buffer.from(resume as Uint8Array);
+    if (resumeGrace !== undefined) out.resumeGrace = resumeGrace;
+    if (resumed === true) out.resumed = true;
+    return out;
+  }
+
+  /** LOOKUP frame chunks. */
+  encodeLookup(body: LookupBody): Buffer[] {
+    const m: Record<string, unknown> = { ref: body.ref, id: Buffer.from(body.id) };
+    if (body.from !== undefined) m['from'] = Buffer.from(body.from);
+    return encodeFrame(FrameType.LOOKUP, this.packr.pack(m));
+  }
+
+  /** Decodes and shape-checks a LOOKUP body. */
+  decodeLookup(buf: Buffer, start: number, end: number): LookupBody {
+    const m = this.map(buf, start, end, 'LOOKUP');
+    const out: LookupBody = { ref: uint(m['ref'], 'ref', 'LOOKUP'), id: bytes16(m['id'], 'LOOKUP.id') };
+    if (m['from'] !== undefined) out.from = bytes16(m['from'], 'LOOKUP.from');
+    return out;
+  }
+
+  /** LOOKUP_RESULT frame chunks. */
+  encodeLookupResult(body: LookupResultBody): Buffer[] {
+    const m: Record<string, unknown> = { ref: body.ref, id: Buffer.from(body.id), key: Buffer.from(body.key) };
+    if (body.to !== undefined) m['to'] = Buffer.from(body.to);
+    return encodeFrame(FrameType.LOOKUP_RESULT, this.packr.pack(m));
+  }
+
+  /** Decodes and shape-checks a LOOKUP_RESULT body. */
+  decodeLookupResult(buf: Buffer, start: number, end: number): LookupResultBody {
+    const m = this.map(buf, start, end, 'LOOKUP_RESULT');
+    const key = m['key'];
+    if (!(key instanceof Uint8Array) || key.length !== 32) malformed('LOOKUP_RESULT.key must be 32 bytes');
+    const out: LookupResultBody = { ref: uint(m['ref'], 'ref', 'LOOKUP_RESULT'), id: bytes16(m['id'], 'LOOKUP_RESULT.id'), key: Buffer.from(key) };
+    if (m['to'] !== undefined) out.to = bytes16(m['to'], 'LOOKUP_RESULT.to');
+    return out;
   }
 
   /** A control frame of `type` whose body is the MessagePack map `body` (keys in insertion order). */
@@ -175,12 +253,17 @@ function isMapFormat(b: number): boolean {
 }
 
 // [P-4.2] any integer width is accepted; msgpackr returns uint64/int64 as bigint.
-function uint(v: unknown, key: string): number {
+function uint(v: unknown, key: string, frame = 'REGISTERED'): number {
   if (typeof v === 'bigint' && v >= 0n && v <= 0xffffffffn) return Number(v);
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
-    malformed(`REGISTERED.${key} must be an unsigned integer`);
+    malformed(`${frame}.${key} must be an unsigned integer`);
   }
   return v;
+}
+
+function bytes16(v: unknown, what: string): Buffer {
+  if (!(v instanceof Uint8Array) || v.length !== ID_SIZE) malformed(`${what} must be 16 bytes`);
+  return Buffer.from(v);
 }
 
 function malformed(message: string): never {

@@ -132,8 +132,8 @@ function toBuffer(u: Uint8Array): Buffer {
  * Writes a SOURCE frame (router links) into `out` at `offset`: the sender of the SEND
  * frames that follow, and how many links they have crossed including this one. [P-10.4]
  */
-export function writeSource(out: Buffer, offset: number, src: Uint8Array, hops: number): void {
-  writeHeader(out, offset, FrameType.SOURCE, 0, SOURCE_SIZE - HEADER_SIZE);
+export function writeSource(out: Buffer, offset: number, src: Uint8Array, hops: number, flags = 0): void {
+  writeHeader(out, offset, FrameType.SOURCE, flags, SOURCE_SIZE - HEADER_SIZE);
   out.set(src.subarray(0, ID_SIZE), offset + HEADER_SIZE);
   out[offset + HEADER_SIZE + ID_SIZE] = hops;
   out[offset + HEADER_SIZE + ID_SIZE + 1] = 0;
@@ -142,9 +142,9 @@ export function writeSource(out: Buffer, offset: number, src: Uint8Array, hops: 
 }
 
 /** SOURCE frame as a fresh buffer. [P-10.4] */
-export function encodeSource(src: Uint8Array, hops: number): Buffer {
+export function encodeSource(src: Uint8Array, hops: number, flags = 0): Buffer {
   const b = Buffer.allocUnsafe(SOURCE_SIZE);
-  writeSource(b, 0, src, hops);
+  writeSource(b, 0, src, hops, flags);
   return b;
 }
 

@@ -69,6 +69,10 @@ export const FrameType = {
   PONG: 0x06,
   SEND: 0x10,
   DELIVER: 0x11,
+  /** Key directory: ask the router for the X25519 key an ID registered. MessagePack {ref, id}. */
+  LOOKUP: 0x12,
+  /** Key directory answer. MessagePack {ref, id, key}. */
+  LOOKUP_RESULT: 0x13,
   /** Router links (§10): dialer's hello, MessagePack {router, nonce, maxFrame}. */
   LINK_HELLO: 0x20,
   /** Router links: acceptor's challenge and proof, MessagePack {router, nonce, proof, maxFrame}. */
@@ -84,6 +88,22 @@ export const FrameType = {
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
+/**
+ * Flags of SEND, DELIVER and SOURCE frames. [P-6.4] [P-11]
+ * - SEND: ANONYMOUS sends this message under a reply handle instead of the sender's ID;
+ *   STICKY (with ANONYMOUS) reuses the connection's one sticky handle; SEALED is passed
+ *   through to the DELIVER untouched (the payload is a sealed envelope).
+ * - DELIVER: ANONYMOUS means the sender field is a reply handle; SEALED as sent.
+ * - SOURCE (router links): ANONYMOUS means the source is a reply handle.
+ */
+export const Flag = {
+  ANONYMOUS: 0x01,
+  STICKY: 0x02,
+  SEALED: 0x04,
+} as const;
+/** Every SEND flag a v1 router implements. */
+export const SEND_FLAGS = Flag.ANONYMOUS | Flag.STICKY | Flag.SEALED;
+
 /** Types at or above this value are optional: a receiver that does not know one skips it. [P-3.2] */
 export const OPTIONAL_TYPE_BIT = 0x80;
 
@@ -97,6 +117,8 @@ export const FRAME_TYPE_NAMES: Readonly<Record<number, string>> = Object.freeze(
   [FrameType.PONG]: 'PONG',
   [FrameType.SEND]: 'SEND',
   [FrameType.DELIVER]: 'DELIVER',
+  [FrameType.LOOKUP]: 'LOOKUP',
+  [FrameType.LOOKUP_RESULT]: 'LOOKUP_RESULT',
   [FrameType.LINK_HELLO]: 'LINK_HELLO',
   [FrameType.LINK_CHALLENGE]: 'LINK_CHALLENGE',
   [FrameType.LINK_AUTH]: 'LINK_AUTH',
@@ -118,6 +140,8 @@ export const MIN_FRAME_SIZE: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.PONG]: HEADER_SIZE,
   [FrameType.SEND]: RELAY_HEADER_SIZE,
   [FrameType.DELIVER]: RELAY_HEADER_SIZE,
+  [FrameType.LOOKUP]: HEADER_SIZE + 1,
+  [FrameType.LOOKUP_RESULT]: HEADER_SIZE + 1,
   [FrameType.LINK_HELLO]: HEADER_SIZE + 1,
   [FrameType.LINK_CHALLENGE]: HEADER_SIZE + 1,
   [FrameType.LINK_AUTH]: HEADER_SIZE + 1,
@@ -131,6 +155,8 @@ export const MAX_FRAME_SIZE_BY_TYPE: Readonly<Record<number, number>> = Object.f
   [FrameType.PING]: HEADER_SIZE + MAX_PING_PAYLOAD,
   [FrameType.PONG]: HEADER_SIZE + MAX_PING_PAYLOAD,
   [FrameType.SOURCE]: SOURCE_SIZE,
+  [FrameType.LOOKUP]: 256,
+  [FrameType.LOOKUP_RESULT]: 256,
   [FrameType.LINK_HELLO]: PRE_REGISTER_MAX_FRAME,
   [FrameType.LINK_CHALLENGE]: PRE_REGISTER_MAX_FRAME,
   [FrameType.LINK_AUTH]: PRE_REGISTER_MAX_FRAME,
@@ -152,6 +178,8 @@ export const WireCode = {
   DESTINATION_SLOW: 5,
   /** The message is larger than the destination's router accepts (mesh). */
   MESSAGE_TOO_LARGE: 6,
+  /** LOOKUP: the ID exists but registered no key. */
+  NO_KEY: 7,
   /** Reserved for rate limiting (a later version). */
   RATE_LIMITED: 16,
   /** Reserved for router drain (a later version). */

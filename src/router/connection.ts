@@ -1,8 +1,10 @@
 import type { Duplex } from 'node:stream';
 import { Decoder, type FrameSink } from '../protocol/decoder.js';
 import {
+  Flag,
   FrameType,
   MIN_PROTOCOL_VERSION,
+  SEND_FLAGS,
   PRE_REGISTER_MAX_FRAME,
   PROTOCOL_VERSION,
   ID_SIZE,
@@ -14,7 +16,7 @@ import {
   WireCode,
 } from '../protocol/frame.js';
 import { encodeClose, encodeError, encodePing, encodePong, encodePreamble, encodeRouteError, writeSource } from '../protocol/encoder.js';
-import { readRouteError } from '../protocol/control.js';
+import { readRouteError, type LookupBody, type LookupResultBody } from '../protocol/control.js';
 import {
   acceptProof,
   dialProof,
@@ -28,9 +30,10 @@ import {
   type LinkHello,
 } from './mesh/handshake.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { formatId, NO_ID } from '../protocol/id.js';
+import { formatId, NO_ID, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
 import type { RouterContext } from './context.js';
+import { Handle } from './registry.js';
 
 /** Connection states. [P-9] */
 export const ConnState = {
@@ -73,8 +76,10 @@ const COALESCE_LIMIT = 64 * 1024;
  * except in the destination's write queue.
  */
 export class RouterConnection implements FrameSink {
-  /** The agent's ID; all zeros until registered. */
+  /** The agent's ID; all zeros until registered, and for anonymous connections. */
   id: Buffer = NO_ID as Buffer;
+  /** The registry entry's target: a connection routes to itself. */
+  readonly conn: RouterConnection = this;
   /** Text form of `id` ('' until registered), for logs. */
   idText = '';
   state: ConnState = ConnState.PREAMBLE;
@@ -83,7 +88,7 @@ export class RouterConnection implements FrameSink {
   /** Clock time the connection was accepted. */
   readonly openedAt: number;
   /** Remote address for logs, or undefined when addresses are not logged. */
-  readonly remote: string | undefined;
+  remote: string | undefined;
   /** What the peer is: '' until registered or linked, then an agent or a router link. */
   kind: '' | 'agent' | 'link' = '';
   /** For links: the peer router's ID and its announced maxFrame. */
@@ -129,7 +134,15 @@ export class RouterConnection implements FrameSink {
   private readonly source = Buffer.alloc(ID_SIZE);
   private sourceHops = 0;
   private hasSource = false;
+  private sourceFlags = 0;
   private hs: { nonce: Buffer; peer: LinkHello | null } | null = null;
+  // Anonymity: no ID (anonymous connection), reply handles issued, the sticky one.
+  /** True for a connection registered without an identity. */
+  anonymous = false;
+  /** The X25519 public key the agent registered, for LOOKUP. */
+  publicKey: Buffer | null = null;
+  private handles: Array<Handle<RouterConnection>> | null = null;
+  private sticky: Handle<RouterConnection> | null = null;
   // Agents: links their SENDs took since the last PING, and PINGs waiting on them.
   private linksUsed: Set<RouterConnection> | null = null;
   private barriers: Barrier[] | null = null;
@@ -214,29 +227,37 @@ export class RouterConnection implements FrameSink {
       return;
     }
     const seq = buf.readUInt32BE(start + RELAY_SEQ_OFFSET);
-    if (buf[start + 5] !== 0) {
-      // [P-6.4] flags this router does not implement are refused, never ignored
-      this.relayError(WireCode.UNSUPPORTED_FLAGS, seq, buf, start);
+    const flags = buf[start + 5]!;
+    if (flags !== 0 || this.anonymous) {
+      this.flaggedSend(buf, start, end, seq, flags);
       return;
     }
-    let dest: RouterConnection | undefined;
+    this.route(buf, start, end, seq, this.kind === 'link' ? this.source : this.id);
+  }
+
+  /**
+   * Routes one SEND: to a local agent as a DELIVER from `from` rewritten in place, or
+   * untouched towards the link of the router that issued the destination ID.
+   */
+  private route(buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
+    let dest: RouterConnection;
     if (buf.readUInt32BE(start + RELAY_ID_OFFSET) === this.ctx.options.routerId) {
-      dest = this.ctx.registry.lookup(buf, start + RELAY_ID_OFFSET);
-      if (dest === undefined) {
+      const entry = this.ctx.registry.lookup(buf, start + RELAY_ID_OFFSET);
+      if (entry === undefined) {
         this.relayError(WireCode.UNKNOWN_DESTINATION, seq, buf, start);
         return;
       }
+      dest = entry.conn;
       if (this.kind === 'link') {
         if (end - start > this.ctx.options.maxFrame) {
           this.relayError(WireCode.MESSAGE_TOO_LARGE, seq, buf, start); // [P-10.4]
           return;
         }
-        buf.set(this.source, start + RELAY_ID_OFFSET);
-      } else {
-        buf.set(this.id, start + RELAY_ID_OFFSET);
+        buf[start + 5] |= this.sourceFlags;
       }
       // [P-6.3] SEND -> DELIVER in place: type, sender ID, seq zeroed; payload untouched.
       buf[start + 4] = FrameType.DELIVER;
+      buf.set(from, start + RELAY_ID_OFFSET);
       buf.writeUInt32BE(0, start + RELAY_SEQ_OFFSET);
     } else {
       // [P-10.4] another router's agent: forward the SEND untouched over the link to it;
@@ -261,6 +282,62 @@ export class RouterConnection implements FrameSink {
     this.runEnd = end;
     this.runCount = 1;
     this.runSeq = seq;
+  }
+
+  /** SENDs with flags, or from an anonymous connection. [P-6.4] [P-11.2] */
+  private flaggedSend(buf: Buffer, start: number, end: number, seq: number, flags: number): void {
+    const allowed = this.kind === 'link' ? Flag.SEALED : SEND_FLAGS;
+    if ((flags & ~allowed) !== 0) {
+      // [P-6.4] flags this router does not implement are refused, never ignored
+      this.relayError(WireCode.UNSUPPORTED_FLAGS, seq, buf, start);
+      return;
+    }
+    if (!this.anonymous && (flags & Flag.ANONYMOUS) === 0) {
+      buf[start + 5] = flags & Flag.SEALED;
+      this.route(buf, start, end, seq, this.kind === 'link' ? this.source : this.id);
+      return;
+    }
+    // Anonymous: the receiver sees a reply handle, never this connection's ID. [P-11.2]
+    const handle = (flags & Flag.STICKY) !== 0 ? this.stickyHandle() : this.newHandle();
+    const outFlags = Flag.ANONYMOUS | (flags & Flag.SEALED);
+    if (buf.readUInt32BE(start + RELAY_ID_OFFSET) === this.ctx.options.routerId) {
+      buf[start + 5] = outFlags;
+      this.route(buf, start, end, seq, handle);
+      return;
+    }
+    const code = this.forwardCheck(buf, start, end);
+    if (code !== 0) {
+      this.relayError(code, seq, buf, start);
+      return;
+    }
+    // Across the mesh the handle travels as an anonymous SOURCE ahead of this one SEND.
+    const link = this.ctx.mesh.linkFor(buf.readUInt32BE(start + RELAY_ID_OFFSET))!;
+    this.flushRun();
+    buf[start + 5] = flags & Flag.SEALED;
+    const out = Buffer.allocUnsafe(SOURCE_SIZE + end - start);
+    writeSource(out, 0, handle, 1, Flag.ANONYMOUS);
+    buf.copy(out, SOURCE_SIZE, start, end);
+    link.write(out);
+    this.ctx.stats.relayed++;
+    (this.linksUsed ??= new Set()).add(link);
+  }
+
+  /** A fresh reply handle routed to this connection, evicting the oldest past the limit. [P-11.3] */
+  private newHandle(): Buffer {
+    const h = new Handle<RouterConnection>(this.ctx.registry.newHandleId(this.ctx.options.routerId), this);
+    this.ctx.registry.add(h);
+    const list = (this.handles ??= []);
+    list.push(h);
+    if (list.length > this.ctx.options.maxHandles) this.ctx.registry.delete(list.shift()!);
+    return h.id;
+  }
+
+  private stickyHandle(): Buffer {
+    if (this.sticky === null) {
+      this.sticky = new Handle<RouterConnection>(this.ctx.registry.newHandleId(this.ctx.options.routerId), this);
+      this.ctx.registry.add(this.sticky);
+    }
+    return this.sticky.id;
   }
 
   /** 0 when a SEND for another router may be forwarded, else the wire code refusing it. */
@@ -327,12 +404,21 @@ export class RouterConnection implements FrameSink {
       case FrameType.PONG:
         if (this.tokens !== null && end - start === 10) this.onBarrierPong(buf.readUInt32BE(start + 6));
         return;
+      case FrameType.LOOKUP:
+        if (this.state !== ConnState.OPEN) break;
+        this.onLookup(buf, start, end);
+        return;
+      case FrameType.LOOKUP_RESULT:
+        if (this.kind !== 'link') break;
+        this.onLinkLookupResult(buf, start, end);
+        return;
       case FrameType.SOURCE:
         if (this.kind !== 'link') break;
         // Runs gathered so far belong to the previous source: write them first.
         this.flushOut();
         buf.copy(this.source, 0, start + 6, start + 6 + ID_SIZE);
         this.sourceHops = buf[start + 6 + ID_SIZE]!;
+        this.sourceFlags = buf[start + 5]! & Flag.ANONYMOUS;
         this.hasSource = true;
         return;
       case FrameType.ROUTE_ERROR:
@@ -370,6 +456,59 @@ export class RouterConnection implements FrameSink {
     }
     // REGISTERED, DELIVER, ERROR are router-to-agent only; link frames belong on links. [P-3.4]
     this.close(WireCode.MALFORMED, `frame type 0x${type!.toString(16).padStart(2, '0')} is not allowed here`);
+  }
+
+  // ---- key directory [P-11.4] -----------------------------------------------------------
+
+  private onLookup(buf: Buffer, start: number, end: number): void {
+    let q: LookupBody;
+    try {
+      q = this.ctx.codec.decodeLookup(buf, start, end);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    const link = this.kind === 'link';
+    if (link && q.from === undefined) {
+      this.close(WireCode.MALFORMED, 'LOOKUP on a router link needs from');
+      return;
+    }
+    const from = link ? Buffer.from(q.from!) : null;
+    const rid = routerIdOf(q.id);
+    if (rid !== this.ctx.options.routerId) {
+      const next = link ? undefined : this.ctx.mesh.linkFor(rid);
+      if (next === undefined) {
+        this.refuse(WireCode.UNREACHABLE_ROUTER, q.ref, q.id, from);
+        return;
+      }
+      next.writeChunks(this.ctx.codec.encodeLookup({ ref: q.ref, id: q.id, from: this.anonymous ? this.newHandle() : this.id }));
+      (this.linksUsed ??= new Set()).add(next);
+      return;
+    }
+    const entry = this.ctx.registry.lookup(q.id, 0);
+    if (entry === undefined || entry.conn.id !== entry.id) {
+      this.refuse(WireCode.UNKNOWN_DESTINATION, q.ref, q.id, from);
+      return;
+    }
+    const key = entry.conn.publicKey;
+    if (key === null) {
+      this.refuse(WireCode.NO_KEY, q.ref, q.id, from);
+      return;
+    }
+    this.writeChunks(this.ctx.codec.encodeLookupResult({ ref: q.ref, id: q.id, key, ...(from !== null ? { to: from } : {}) }));
+  }
+
+  private onLinkLookupResult(buf: Buffer, start: number, end: number): void {
+    let r: LookupResultBody;
+    try {
+      r = this.ctx.codec.decodeLookupResult(buf, start, end);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    const to = r.to === undefined ? undefined : this.ctx.registry.lookup(r.to, 0);
+    if (to === undefined) return; // the asker is gone
+    to.conn.writeChunks(this.ctx.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key }));
   }
 
   // ---- router links --------------------------------------------------------------------
@@ -486,24 +625,40 @@ export class RouterConnection implements FrameSink {
       this.sendError(WireCode.ALREADY_REGISTERED, 0, null); // [P-4.4]
       return;
     }
+    let body: Record<string, unknown>;
     try {
-      this.ctx.codec.decodeRegister(buf, start, end);
+      body = this.ctx.codec.decodeRegister(buf, start, end);
     } catch (err) {
       this.fail(err);
       return;
     }
+    const anonymous = body['anonymous'] === true;
+    const key = body['key'];
+    if (key !== undefined && !(key instanceof Uint8Array && key.length === 32)) {
+      this.close(WireCode.MALFORMED, 'REGISTER.key must be 32 bytes'); // [P-11.4]
+      return;
+    }
     const o = this.ctx.options;
-    this.id = this.ctx.registry.newId(o.routerId);
-    this.idText = formatId(this.id);
-    this.ctx.registry.add(this);
     this.kind = 'agent';
     this.state = ConnState.OPEN;
     this.decoder.maxFrame = o.maxFrame;
     this.ctx.stats.registrations++;
+    if (anonymous) {
+      // [P-11.1] no ID, nothing in the registry; never log where it comes from.
+      this.anonymous = true;
+      this.remote = undefined;
+    } else {
+      this.id = this.ctx.registry.newId(o.routerId);
+      this.idText = formatId(this.id);
+      this.ctx.registry.add(this);
+      if (key !== undefined) this.publicKey = Buffer.from(key);
+    }
     const ka = o.keepaliveInterval;
     // [P-4.2]
-    this.writeChunks(this.ctx.codec.encodeRegistered({ id: this.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5) }));
-    this.ctx.log.info('agent registered', { agent: this.idText, remote: this.remote });
+    this.writeChunks(
+      this.ctx.codec.encodeRegistered({ id: this.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5), anonymous }),
+    );
+    this.ctx.log.info(anonymous ? 'anonymous agent connected' : 'agent registered', { agent: this.idText || undefined, remote: this.remote });
     this.ctx.onRegistered(this);
   }
 
@@ -587,7 +742,8 @@ export class RouterConnection implements FrameSink {
     this.stream.write(buf);
   }
 
-  private writeChunks(chunks: Buffer[]): void {
+  /** Writes a frame given as chunks, together. */
+  writeChunks(chunks: Buffer[]): void {
     if (chunks.length === 1) return this.write(chunks[0]!);
     this.stream.cork();
     for (const c of chunks) this.write(c);
@@ -647,7 +803,7 @@ export class RouterConnection implements FrameSink {
 
   /** The SOURCE frame naming this connection's sender, for SENDs forwarded onward. */
   private writeSourceFor(out: Buffer, offset: number): void {
-    if (this.kind === 'link') writeSource(out, offset, this.source, this.sourceHops + 1);
+    if (this.kind === 'link') writeSource(out, offset, this.source, this.sourceHops + 1, this.sourceFlags);
     else writeSource(out, offset, this.id, 1);
   }
 
@@ -781,5 +937,10 @@ export class RouterConnection implements FrameSink {
       for (const list of lists) for (const b of list) barrierDone(b);
     }
     if (this.kind === 'link') this.ctx.mesh.onLinkDown(this);
+    // [P-11.3] reply handles die with their connection
+    if (this.handles !== null) for (const h of this.handles) this.ctx.registry.delete(h);
+    this.handles = null;
+    if (this.sticky !== null) this.ctx.registry.delete(this.sticky);
+    this.sticky = null;
   }
 }

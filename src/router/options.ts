@@ -35,7 +35,9 @@ export interface RouterOptions {
   linkRetryMin?: number;
   /** Most ms between redials of a peer. Default 5000. */
   linkRetryMax?: number;
-  /** Whether log lines may carry remote IP addresses. Default true. */
+  /** Reply handles one connection may have live at once; the oldest is retired past it. Default 1024. */
+  maxHandles?: number;
+  /** Whether log lines may carry remote IP addresses. Default true. Anonymous connections' addresses are never logged. */
   logAddresses?: boolean;
   /** Time source. Default the system clock. */
   clock?: Clock;
@@ -61,6 +63,7 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   meshHopLimit: 2,
   linkRetryMin: 200,
   linkRetryMax: 5000,
+  maxHandles: 1024,
   logAddresses: true,
   clock: systemClock,
   logger: silentLogger,
@@ -96,6 +99,7 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   int('meshHopLimit', o.meshHopLimit, 1, 16);
   int('linkRetryMin', o.linkRetryMin, 1, 3_600_000);
   int('linkRetryMax', o.linkRetryMax, o.linkRetryMin, 3_600_000);
+  int('maxHandles', o.maxHandles, 1, 1 << 20);
   if (typeof o.logAddresses !== 'boolean') bad('logAddresses', 'must be a boolean');
   if (typeof o.clock?.now !== 'function' || typeof o.clock.setTimeout !== 'function') bad('clock', 'must be a Clock');
   for (const m of ['debug', 'info', 'warn', 'error'] as const) {

@@ -1,9 +1,20 @@
 import { ID_SIZE } from '../protocol/frame.js';
+import { randomBytes } from 'node:crypto';
 import { idEquals, newAgentId } from '../protocol/id.js';
 
-/** What the registry stores: anything with a 16-byte ID. */
-export interface Registered {
+/** What the registry stores: a 16-byte ID and the connection it routes to. */
+export interface Registered<C = unknown> {
   readonly id: Buffer;
+  /** The connection messages for `id` go to (the agent itself, or the owner of a reply handle). */
+  readonly conn: C;
+}
+
+/** A reply handle: an ID that routes to an anonymous sender's connection while it lives. [P-11.2] */
+export class Handle<C> implements Registered<C> {
+  constructor(
+    readonly id: Buffer,
+    readonly conn: C,
+  ) {}
 }
 
 /**
@@ -11,8 +22,8 @@ export interface Registered {
  * a frame's bytes allocate nothing (the key is a small integer); the full 16 bytes are then
  * compared. [P-6.2]
  */
-export class Registry<T extends Registered> {
-  private readonly map = new Map<number, T | T[]>();
+export class Registry<C> {
+  private readonly map = new Map<number, Registered<C> | Array<Registered<C>>>();
   private count = 0;
 
   /** Number of registered entries. */
@@ -21,7 +32,7 @@ export class Registry<T extends Registered> {
   }
 
   /** Finds the entry whose ID is the 16 bytes at `buf[off..off+16]`. */
-  lookup(buf: Uint8Array, off: number): T | undefined {
+  lookup(buf: Uint8Array, off: number): Registered<C> | undefined {
     const e = this.map.get(keyOf(buf, off));
     if (e === undefined) return undefined;
     if (!Array.isArray(e)) return idEquals(e.id, 0, buf, off) ? e : undefined;
@@ -37,8 +48,28 @@ export class Registry<T extends Registered> {
     }
   }
 
+  // Reply handles are made per message, so their randomness comes from a pool refilled
+  // 4 KiB at a time rather than one CSPRNG call each.
+  private pool = Buffer.alloc(0);
+  private poolOff = 0;
+
+  /** A fresh reply-handle ID for `routerId` (same layout as an agent ID), distinct from every live one. */
+  newHandleId(routerId: number): Buffer {
+    for (;;) {
+      if (this.poolOff + 12 > this.pool.length) {
+        this.pool = randomBytes(4096);
+        this.poolOff = 0;
+      }
+      const id = Buffer.allocUnsafe(ID_SIZE);
+      id.writeUInt32BE(routerId, 0);
+      this.pool.copy(id, 4, this.poolOff, this.poolOff + 12);
+      this.poolOff += 12;
+      if (this.lookup(id, 0) === undefined) return id;
+    }
+  }
+
   /** Adds `entry` under its ID. */
-  add(entry: T): void {
+  add(entry: Registered<C>): void {
     const k = keyOf(entry.id, 0);
     const e = this.map.get(k);
     if (e === undefined) this.map.set(k, entry);
@@ -48,7 +79,7 @@ export class Registry<T extends Registered> {
   }
 
   /** Removes `entry`; a no-op when it is not there. */
-  delete(entry: T): void {
+  delete(entry: Registered<C>): void {
     const k = keyOf(entry.id, 0);
     const e = this.map.get(k);
     if (e === entry) {
@@ -64,7 +95,7 @@ export class Registry<T extends Registered> {
   }
 
   /** Every entry. */
-  *values(): IterableIterator<T> {
+  *values(): IterableIterator<Registered<C>> {
     for (const e of this.map.values()) {
       if (Array.isArray(e)) yield* e;
       else yield e;

@@ -16,7 +16,7 @@ export interface MeshHost {
   };
   readonly clock: { setTimeout(fn: () => void, ms: number): Timer };
   readonly log: { info(msg: string, f?: Record<string, unknown>): void; warn(msg: string, f?: Record<string, unknown>): void };
-  readonly registry: { lookup(buf: Uint8Array, off: number): RouterConnection | undefined };
+  readonly registry: { lookup(buf: Uint8Array, off: number): { readonly conn: RouterConnection } | undefined };
   /** Wraps a connected socket to a peer router in a dialling link connection. */
   dialled(socket: net.Socket, remote: string): RouterConnection;
 }
@@ -152,7 +152,7 @@ export class Mesh {
   routeError(e: RouteErrorFrame, frame: Buffer): void {
     const sender = this.host.registry.lookup(e.src, 0);
     if (sender !== undefined) {
-      sender.refuse(e.code, e.seq, e.id, null);
+      sender.conn.refuse(e.code, e.seq, e.id, null);
       return;
     }
     const rid = routerIdOf(e.src);
