@@ -11,12 +11,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, release } from 'node:os';
+import { cpus, loadavg, totalmem, release } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runCell, type CellResult, type CellSpec, type Pattern } from './lib/load.js';
-import { natsWire, plainWire, posternWire, type SystemName, type Wire } from './lib/wire.js';
+import { natsWire, plainWire, posternWire, probeMesh, type SystemName, type Wire } from './lib/wire.js';
 import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild } from './lib/proc.js';
 import { median } from './lib/stats.js';
 import { runScale, type ScaleResult } from './lib/scale.js';
@@ -49,15 +49,15 @@ const cfg = {
   ks: nums(flags.ks, quick ? [1, 16] : [1, 16, 256]),
   patterns: list(flags.patterns, ['pairs', 'spray']) as Pattern[],
   systems: list(flags.systems, quick ? ['postern', 'plain'] : ['postern', 'plain', 'nats']) as SystemName[],
-  sections: list(flags.sections, ['throughput', 'latency', 'scale', 'sealed']),
-  durationMs: Number(flags.duration ?? (quick ? 300 : 2000)),
+  sections: list(flags.sections, ['throughput', 'latency', 'mesh', 'scale', 'sealed']),
+  durationMs: Number(flags.duration ?? (quick ? 250 : 2000)),
   warmupMs: Number(flags.warmup ?? (quick ? 100 : 500)),
   repeats: Number(flags.repeats ?? (quick ? 1 : 3)),
   latencyFractions: [0.1, 0.5],
   latencyMs: quick ? 300 : 2000,
   scaleN: Number(flags['scale-n'] ?? (quick ? 500 : 100_000)),
   scaleKeepaliveMs: quick ? 500 : 2000,
-  scaleIdleMs: quick ? 1200 : 8000,
+  scaleIdleMs: quick ? 1100 : 8000,
   // Hard stop, whatever happens.
   deadlineMs: quick ? 60_000 : 45 * 60_000,
 };
@@ -117,6 +117,9 @@ const machine = {
   node: process.version,
   platform: `${process.platform} ${release()}`,
   pinned: false,
+  /** 1-minute load average when the run started and when it ended: above ~0.5 others were using the CPUs. */
+  loadStart: loadavg()[0]!,
+  loadEnd: NaN,
   natsServer: null as string | null,
 };
 
@@ -325,6 +328,92 @@ async function latency(
   return rows;
 }
 
+// ------------------------------------------------------------------------------ mesh
+
+interface MeshRow {
+  pattern: Pattern;
+  size: number;
+  k: number;
+  /** Two routers: senders on one, receivers on the other, so every message crosses the link. */
+  mesh: CellSummary | null;
+  /** One router, same cell (from the throughput grid or measured here). */
+  single: CellSummary | null;
+  ratio: number;
+}
+
+/** The same throughput across two linked routers (both on the router core) next to one router. */
+async function meshSection(cells: CellSummary[]): Promise<{ status: string; note: string; rows: MeshRow[] }> {
+  const secret = 'postern-bench-mesh-secret';
+  const grid = quick
+    ? [{ pattern: 'pairs' as Pattern, size: 16, k: 16 }]
+    : [
+        { pattern: 'pairs' as Pattern, size: 16, k: 16 },
+        { pattern: 'spray' as Pattern, size: 16, k: 16 },
+        { pattern: 'pairs' as Pattern, size: 65536, k: 16 },
+      ];
+  let a: ServerChild | null = null;
+  let b: ServerChild | null = null;
+  let single: ServerChild | null = null;
+  try {
+    a = await startRouter({ keepaliveInterval: 60_000, routerId: 1, meshSecret: secret });
+    b = await startRouter({ keepaliveInterval: 60_000, routerId: 2, meshSecret: secret, peers: [`127.0.0.1:${a.port}`] });
+    if (!(await probeMesh('127.0.0.1', a.port, b.port))) {
+      failures.push('mesh: no message crossed the link within 10 s');
+      return { status: 'failed', note: 'link did not come up', rows: [] };
+    }
+    const wire = posternWire('127.0.0.1', a.port, b.port);
+    const rows: MeshRow[] = [];
+    for (const c of grid) {
+      const runs: CellResult[] = [];
+      for (let rep = 0; rep < cfg.repeats; rep++) {
+        const label = `mesh ${c.pattern} ${sizeName(c.size)} K=${c.k}`;
+        const r = await runCell(wire, {
+          ...c,
+          warmupMs: cfg.warmupMs,
+          durationMs: cfg.durationMs,
+          serverPid: a.pid,
+          progress: (x) => progress(`${label} rep ${rep + 1}: ${fmtRate(x)} msg/s`),
+        });
+        record('mesh', label, r);
+        runs.push(r);
+      }
+      const summary = (system: SystemName, rs: CellResult[]): CellSummary => ({
+        system,
+        ...c,
+        runs: rs,
+        msgsPerSec: median(rs.map((r) => r.msgsPerSec)),
+        mbPerSec: median(rs.map((r) => r.mbPerSec)),
+        serverCpu: median(rs.map((r) => r.serverCpu)),
+        genCpu: median(rs.map((r) => r.genCpu)),
+        inOrder: rs.every((r) => r.inOrder),
+      });
+      let one = find(cells, 'postern', c.pattern, c.size, c.k) ?? null;
+      if (one === null) {
+        single ??= await startRouter({ keepaliveInterval: 60_000 });
+        const w1 = posternWire('127.0.0.1', single.port);
+        const rs: CellResult[] = [];
+        for (let rep = 0; rep < cfg.repeats; rep++) {
+          const r = await runCell(w1, { ...c, warmupMs: cfg.warmupMs, durationMs: cfg.durationMs, serverPid: single.pid });
+          record('postern', `postern ${c.pattern} ${sizeName(c.size)} K=${c.k} (mesh baseline)`, r);
+          rs.push(r);
+        }
+        one = summary('postern', rs);
+      }
+      const m = summary('mesh', runs);
+      rows.push({ ...c, mesh: m, single: one, ratio: m.msgsPerSec / one.msgsPerSec });
+      if (!tty) note(`mesh ${c.pattern} ${sizeName(c.size)} K=${c.k}: ${fmtRate(m.msgsPerSec)} msg/s, ${fmtRatio(m.msgsPerSec / one.msgsPerSec)} of one router`);
+    }
+    return { status: 'measured', note: 'two routers pinned to the same core as the single router: the mesh does two routers\' work on one core', rows };
+  } catch (err) {
+    failures.push(`mesh: ${(err as Error).message}`);
+    return { status: 'failed', note: (err as Error).message, rows: [] };
+  } finally {
+    await b?.stop();
+    await a?.stop();
+    await single?.stop();
+  }
+}
+
 // ---------------------------------------------------------------------------- sealed
 
 async function sealed(): Promise<unknown> {
@@ -353,6 +442,9 @@ async function main(): Promise<number> {
       (machine.pinned ? `servers on core ${ROUTER_CORE}, generator on core ${GEN_CORE}` : 'not pinned (taskset or a second core missing)'),
   );
 
+  if (machine.loadStart > 0.5) {
+    note(`warning: load average is ${machine.loadStart.toFixed(2)}: other processes are using the CPUs, so absolute figures will be low and noisy (ratios within this run hold up better)`);
+  }
   const wires = new Map<SystemName, { wire: Wire; server: ServerChild }>();
   const notes: Record<string, string> = {};
   const wantsLoad = cfg.sections.includes('throughput') || cfg.sections.includes('latency');
@@ -385,10 +477,20 @@ async function main(): Promise<number> {
     }
   }
 
+  const timings: Record<string, number> = {};
+  const lap = (name: string, since: number): void => {
+    timings[name] = Math.round(performance.now() - since) / 1000;
+  };
+  lap('startup', t0);
+  let since = performance.now();
   let cells: CellSummary[] = [];
   if (cfg.sections.includes('throughput')) cells = await throughput(wires);
+  lap('throughput', since);
+  since = performance.now();
   let lat: LatencyRow[] = [];
   if (cfg.sections.includes('latency')) lat = await latency(wires, cells);
+  lap('latency', since);
+  since = performance.now();
   for (const { server } of wires.values()) await server.stop();
 
   let scale: ScaleResult | null = null;
@@ -415,9 +517,13 @@ async function main(): Promise<number> {
     }
   }
 
+  lap('scale', since);
+  since = performance.now();
+  const mesh = cfg.sections.includes('mesh') && cfg.systems.includes('postern') ? await meshSection(cells) : null;
+  lap('mesh', since);
   const seal = cfg.sections.includes('sealed') ? await sealed() : null;
-  const mesh = { status: 'placeholder', note: 'the router mesh does not exist yet: two-router throughput will be measured here' };
 
+  machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
   const ratios = cells
     .filter((c) => c.system === 'postern')
@@ -463,7 +569,7 @@ async function main(): Promise<number> {
   const lines: string[] = [];
   lines.push('');
   lines.push(`postern bench, ${cfg.mode} mode: ${machine.cpuModel} (${machine.cores} cores), Node ${machine.node}, commit ${commit?.slice(0, 10) ?? '?'}${dirty ? ' + local changes' : ''}`);
-  lines.push(`medians of ${cfg.repeats} run(s) of ${cfg.durationMs} ms after ${cfg.warmupMs} ms warmup; servers pinned: ${machine.pinned ? 'yes' : 'no'}`);
+  lines.push(`medians of ${cfg.repeats} run(s) of ${cfg.durationMs} ms after ${cfg.warmupMs} ms warmup; servers pinned: ${machine.pinned ? 'yes' : 'no'}; load average ${machine.loadStart.toFixed(2)} at start, ${machine.loadEnd.toFixed(2)} at end`);
   if (cells.length > 0) {
     const rows: string[][] = [];
     for (const p of cfg.patterns) {
@@ -510,7 +616,18 @@ async function main(): Promise<number> {
     lines.push(`  keepalive ${scale.keepaliveMs} ms over ${(scale.idleMs / 1000).toFixed(1)} s idle: router CPU ${scale.routerCpuPct.toFixed(1)}% of a core, ${scale.pingsAnswered} PINGs answered, ${scale.cpuUsPerPing.toFixed(1)} µs router CPU per PING; expired ${scale.expired}, lost ${scale.lost}`);
   }
   lines.push('');
-  lines.push(`mesh: ${mesh.note}`);
+  if (mesh !== null) {
+    lines.push('');
+    lines.push(`mesh: two linked routers, senders on one and receivers on the other (${mesh.note})`);
+    if (mesh.rows.length > 0) {
+      lines.push(
+        table(
+          ['pattern', 'size', 'K', 'mesh', 'MB/s', 'one router', 'ratio', 'ordered'],
+          mesh.rows.map((r) => [r.pattern, sizeName(r.size), `K=${r.k}`, fmtRate(r.mesh?.msgsPerSec ?? NaN), fmtMB(r.mesh?.mbPerSec ?? NaN), fmtRate(r.single?.msgsPerSec ?? NaN), fmtRatio(r.ratio), r.mesh?.inOrder === true ? 'yes' : 'NO']),
+        ),
+      );
+    }
+  }
   lines.push(`sealed: ${JSON.stringify(seal)}`);
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');
@@ -542,13 +659,14 @@ async function main(): Promise<number> {
     sealed: seal,
     targets,
     notes,
+    timings,
     warnings,
     failures,
   };
   mkdirSync(resultsDir, { recursive: true });
   const out = flags.out ?? `${resultsDir}/${started.toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`;
   writeFileSync(out, `${JSON.stringify(result, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
-  note(`results: ${out} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  note(`results: ${out} (${((performance.now() - t0) / 1000).toFixed(1)} s: ${Object.entries(timings).map(([k, v]) => `${k} ${v} s`).join(', ')})`);
   return ok ? 0 : 1;
 }
 

@@ -5,7 +5,7 @@
  *
  * Run: `npx tsc -p . && node dist/benchmarks/seal.js [--ms 150] [--sizes 64,1024,65536] [--json-only]`.
  * Bounded: a 0.4 s warm-up, then every cell runs for `--ms` (default 150 ms) after its own
- * short warm-up: about 5 s in all with the defaults.
+ * short warm-up: about 6 s in all with the defaults.
  * Prints a table, then one JSON line (`{"bench":"seal",...}`) for scripts.
  *
  * How to read it: the per-message cost of seal/open is dominated by X25519 (anonymous: 2
@@ -90,6 +90,8 @@ for (const size of sizes) {
   rows.push(measure('open anonymous', size, () => open(anon, recipient).content));
   rows.push(measure('seal with sender', size, () => seal({ content, recipientPublicKey: recipient.publicKey, sender })));
   rows.push(measure('open with sender', size, () => open(signed, recipient).content));
+  rows.push(measure('seal+open anonymous', size, () => open(seal({ content, recipientPublicKey: recipient.publicKey }), recipient).content));
+  rows.push(measure('seal+open with sender', size, () => open(seal({ content, recipientPublicKey: recipient.publicKey, sender }), recipient).content));
   rows.push(measure('seal with sender, padded', size, () => seal({ content, recipientPublicKey: recipient.publicKey, sender, pad: true })));
   rows.push(measure('tweetnacl box (pure-JS X25519)', size, () => nacl.box(content, nonce, recipient.publicKey, senderTweet.secretKey)));
 }

@@ -45,6 +45,12 @@ export interface CellSpec {
   progress?: (rate: number) => void;
   /** Bytes of one write (a batch of frames). Default 64 KiB. */
   batchBytes?: number;
+  /**
+   * Bytes one sender may have written and not yet seen delivered. Bounds what sits in socket
+   * buffers and router queues, so a cell ends (drains) quickly. Default min(1 MiB, 16 MiB / K),
+   * at least 128 KiB and two batches.
+   */
+  windowBytes?: number;
   /** Rate mode: least ms between two writes of one sender, so messages go out in small batches rather than one syscall each. Default 0.2. */
   minGapMs?: number;
 }
@@ -89,6 +95,8 @@ class Receiver {
   constructor(
     private readonly k: number,
     private readonly size: number,
+    /** Messages delivered from each sender, over all receivers (the senders' window). */
+    private readonly delivered: Float64Array,
     latency: boolean,
     private readonly onBad: (what: string) => void,
   ) {
@@ -102,10 +110,14 @@ class Receiver {
     this.count++;
     if (s < this.k && q === this.expected[s] && len === this.size) {
       this.expected[s] = q + 1;
+      this.delivered[s]++;
     } else {
       this.bad++;
       if (this.bad <= 3) this.onBad(`out of order: sender ${s} seq ${q} expected ${this.expected[s] ?? '?'} len ${len}`);
-      if (s < this.k) this.expected[s] = q + 1;
+      if (s < this.k) {
+        this.expected[s] = q + 1;
+        this.delivered[s]++;
+      }
     }
     if (this.hist !== null) {
       const ts = buf.readDoubleLE(off + 8);
@@ -119,6 +131,9 @@ class Sender {
   readonly seqTo: Uint32Array;
   sent = 0;
   running = true;
+  /** Waiting for deliveries to reopen the window. */
+  stalled = false;
+  private readonly window: number;
   private readonly ring: Buffer[] = [];
   private readonly busy = new Uint8Array(RING);
   private readonly done: Array<() => void> = [];
@@ -142,6 +157,7 @@ class Sender {
     private readonly wire: Wire,
     private readonly dests: Buffer[],
     private readonly spec: CellSpec,
+    private readonly delivered: Float64Array,
   ) {
     const k = dests.length;
     this.minGap = spec.minGapMs ?? 0.2;
@@ -162,6 +178,8 @@ class Sender {
       }
     }
     this.batch = batch;
+    const wb = spec.windowBytes ?? Math.max(128 * 1024, Math.min(1 << 20, (16 << 20) / k));
+    this.window = Math.max(2 * batch, Math.floor(wb / this.frame));
     this.slotDest = periodic ? new Int32Array(batch) : null;
     for (let r = 0; r < RING; r++) {
       const b = Buffer.alloc(batch * this.frame);
@@ -203,6 +221,10 @@ class Sender {
         const due = Math.floor((now - this.t0) * this.perMs) - this.sent;
         if (due <= 0) return;
         if (due < n) n = due;
+      }
+      if (this.sent - this.delivered[this.index]! + n > this.window) {
+        this.stalled = true;
+        return;
       }
       const i = this.next;
       if (this.busy[i] === 1) return;
@@ -267,11 +289,12 @@ export async function runCell(wire: Wire, spec: CellSpec): Promise<CellResult> {
     if (errors.length < 10) errors.push(what);
   };
   const la = (i: number): string | undefined => (spec.localAddresses === undefined ? undefined : spec.localAddresses[i % spec.localAddresses.length]);
-  const receivers = Array.from({ length: k }, () => new Receiver(k, spec.size, spec.latency === true, onError));
+  const delivered = new Float64Array(k);
+  const receivers = Array.from({ length: k }, () => new Receiver(k, spec.size, delivered, spec.latency === true, onError));
   const rconns = await mapLimit(k, 64, (i) => wire.openReceiver(i, receivers[i]!.onMessage, onError, la(i)));
   const dests = rconns.map((c) => c.dest);
   const sconns = await mapLimit(k, 64, (i) => wire.openSender(i, onError, la(k + i)));
-  const senders = sconns.map((c, i) => new Sender(i, c, wire, dests, spec));
+  const senders = sconns.map((c, i) => new Sender(i, c, wire, dests, spec, delivered));
   const received = (): number => {
     let n = 0;
     for (const r of receivers) n += r.count;
@@ -299,6 +322,19 @@ export async function runCell(wire: Wire, spec: CellSpec): Promise<CellResult> {
     setTimeout(tick, 1);
   } else {
     for (const s of senders) s.pump();
+    // Senders that ran out of window resume as deliveries come in.
+    ticking = true;
+    const tick = (): void => {
+      if (!ticking) return;
+      for (const s of senders) {
+        if (s.stalled) {
+          s.stalled = false;
+          s.pump();
+        }
+      }
+      setTimeout(tick, 1);
+    };
+    setTimeout(tick, 1);
   }
 
   await sleep(spec.warmupMs);

@@ -48,7 +48,7 @@ export interface Wire {
   setDest(buf: Buffer, off: number, dest: Buffer): void;
 }
 
-export type SystemName = 'postern' | 'plain' | 'nats';
+export type SystemName = 'postern' | 'plain' | 'nats' | 'mesh';
 
 function open(host: string, port: number, localAddress: string | undefined): Socket {
   const sock = connect(localAddress === undefined ? { host, port } : { host, port, localAddress });
@@ -188,10 +188,13 @@ export class PosternConn implements Conn {
   }
 }
 
-/** postern: routes on the 16-byte ID of each SEND. */
-export function posternWire(host: string, port: number): Wire {
+/**
+ * postern: routes on the 16-byte ID of each SEND. Senders connect to `sendPort` (default
+ * `port`): a second router of a mesh, so every message crosses the link.
+ */
+export function posternWire(host: string, port: number, sendPort = port): Wire {
   return {
-    name: 'postern',
+    name: sendPort === port ? 'postern' : 'mesh',
     routes: true,
     head: () => RELAY_HEADER_SIZE,
     tail: 0,
@@ -200,7 +203,7 @@ export function posternWire(host: string, port: number): Wire {
       c.onMessage = onMessage;
       return c;
     },
-    openSender: (_i, onError, localAddress) => PosternConn.open(host, port, onError, localAddress),
+    openSender: (_i, onError, localAddress) => PosternConn.open(host, sendPort, onError, localAddress),
     writeFrame(buf, off, dest, size) {
       writeRelayHeader(buf, off, FrameType.SEND, 0, dest, 0, size);
     },
@@ -411,4 +414,28 @@ export function natsWire(host: string, port: number): Wire {
       dest.copy(buf, off + 4);
     },
   };
+}
+
+/**
+ * Waits until a message sent through router `sendPort` reaches an agent of router `port`
+ * (the mesh link is up). Resolves false after `timeoutMs`.
+ */
+export async function probeMesh(host: string, port: number, sendPort: number, timeoutMs = 10_000): Promise<boolean> {
+  const ignore = (): void => {};
+  const r = await PosternConn.open(host, port, ignore);
+  const s = await PosternConn.open(host, sendPort, ignore);
+  let got = false;
+  r.onMessage = () => {
+    got = true;
+  };
+  const frame = Buffer.alloc(RELAY_HEADER_SIZE + 16);
+  writeRelayHeader(frame, 0, FrameType.SEND, 0, r.dest, 1, 16);
+  const deadline = Date.now() + timeoutMs;
+  while (!got && Date.now() < deadline) {
+    s.sock.write(frame);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  r.close();
+  s.close();
+  return got;
 }
