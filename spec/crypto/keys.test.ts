@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmod, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nacl from 'tweetnacl';
@@ -73,6 +73,20 @@ test('no overwrite unless asked; overwrite replaces atomically with mode 0600', 
   assert.is(hex((await loadKeyFile(path)).secretKey), hex(second.secretKey));
 });
 
+test('overwrite onto something that cannot be replaced: the fs error, and no temporary file left behind', async () => {
+  const sub = join(dir, `sub-${n++}`);
+  await mkdir(join(sub, 'taken'), { recursive: true });
+  await writeFile(join(sub, 'taken', 'x'), 'x'); // a non-empty directory cannot be renamed over
+  const code = await asyncCodeOf(saveKeyFile(join(sub, 'taken'), generateKeyPair(), { overwrite: true }));
+  assert.ok(['EISDIR', 'ENOTDIR', 'ENOTEMPTY', 'EEXIST'].includes(code), code);
+  assert.equal(await readdir(sub), ['taken']);
+  // Two overwrites at once both succeed (distinct temporary names) and leave one good file.
+  const path = join(sub, 'race.json');
+  await Promise.all([saveKeyFile(path, generateKeyPair(), { overwrite: true }), saveKeyFile(path, generateKeyPair(), { overwrite: true })]);
+  await loadKeyFile(path);
+  assert.equal((await readdir(sub)).sort(), ['race.json', 'taken']);
+});
+
 test('a symlink at the path is refused for writing (even dangling) and for reading', async () => {
   const target = fresh();
   const link = fresh();
@@ -87,6 +101,8 @@ test('load: missing file, group/other permission bits, bad contents', async () =
   assert.is(await asyncCodeOf(loadKeyFile(join(dir, 'nope.json'))), ErrorCode.KEY_FILE_NOT_FOUND);
   const path = fresh();
   await saveKeyFile(path, generateKeyPair());
+  // A path through a regular file (ENOTDIR) is as missing as any.
+  assert.is(await asyncCodeOf(loadKeyFile(join(path, 'key.json'))), ErrorCode.KEY_FILE_NOT_FOUND);
   for (const mode of [0o640, 0o604, 0o644, 0o660, 0o700 | 0o020]) {
     await chmod(path, mode);
     assert.is(await asyncCodeOf(loadKeyFile(path)), ErrorCode.KEY_FILE_INSECURE, mode.toString(8));

@@ -1,6 +1,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { lstat, open as openFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { KeyPair } from './sealed-box.js';
@@ -96,7 +97,8 @@ export async function saveKeyFile(path: string, keyPair: KeyPair, options: SaveK
     publicKey: Buffer.from(pk).toString('base64'),
     secretKey: Buffer.from(sk).toString('base64'),
   })}\n`;
-  const target = options.overwrite === true ? join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`) : path;
+  // A random temporary name, so two concurrent overwrites cannot collide on it.
+  const target = options.overwrite === true ? join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`) : path;
   let fh;
   try {
     // O_EXCL also refuses to follow a symlink at the path.
@@ -131,14 +133,16 @@ export async function saveKeyFile(path: string, keyPair: KeyPair, options: SaveK
  * symlink), no permission bits for group or others (on POSIX), at most 4 KiB, the right
  * JSON shape, and a public key that belongs to the secret key.
  *
- * @throws PosternError KEY_FILE_NOT_FOUND, KEY_FILE_INSECURE, BAD_KEY_FILE.
+ * @throws PosternError KEY_FILE_NOT_FOUND, KEY_FILE_INSECURE, BAD_KEY_FILE; the fs error
+ *   for anything else (no permission to read).
  */
 export async function loadKeyFile(path: string): Promise<KeyPair> {
   let st;
   try {
     st = await lstat(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
       throw new PosternError(ErrorCode.KEY_FILE_NOT_FOUND, `no key file at ${path}`, { cause: err });
     }
     throw err;

@@ -174,6 +174,9 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
   const { recipientPublicKey: rpk, sender } = options;
   checkKey(rpk, 'recipientPublicKey');
   const content = toBytes(options.content);
+  if (content.length > 0xffffffff) {
+    throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'content longer than the u32 length field allows');
+  }
   const rid = options.recipientId === undefined ? undefined : parseId(options.recipientId);
   const classes = resolveSizeClasses(options.pad);
   const overhead = sender === undefined ? ANONYMOUS_OVERHEAD : SENDER_OVERHEAD;
