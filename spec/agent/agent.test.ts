@@ -484,6 +484,18 @@ test('connect rejects: UNSUPPORTED_VERSION, and the agent says so with CLOSE', a
   assert.is(router.last.of(FrameType.CLOSE)[0]!.bytes.readUInt16BE(6), WireCode.UNSUPPORTED_VERSION);
 });
 
+test('connect rejects: a bad version followed by CLOSE reports the CLOSE code [P-2.3]', async () => {
+  const [agentSide, peer] = duplexPair();
+  peer.on('data', () => {});
+  peer.write(Buffer.concat([encodePreamble(9), Buffer.from([0, 0, 0, 4, FrameType.CLOSE, 0, 0, WireCode.HANDSHAKE_TIMEOUT])]));
+  await rejectsWith(connect({ createConnection: () => agentSide }), ErrorCode.HANDSHAKE_TIMEOUT);
+  // a bad version followed by something else: UNSUPPORTED_VERSION, whatever that frame is
+  const [agentSide2, peer2] = duplexPair();
+  peer2.on('data', () => {});
+  peer2.write(Buffer.concat([encodePreamble(9), Buffer.from([0, 0, 0, 2, 0x42, 0])]));
+  await rejectsWith(connect({ createConnection: () => agentSide2 }), ErrorCode.UNSUPPORTED_VERSION);
+});
+
 test('connect rejects: router CLOSE(BAD_MAGIC) during the handshake', async () => {
   const [agentSide, peer] = duplexPair();
   peer.on('data', () => {});

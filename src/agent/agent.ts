@@ -121,7 +121,7 @@ export async function connect(options: AgentOptions = {}): Promise<Agent> {
  * A postern agent. Create with {@link connect}.
  *
  * Sequence numbers: `send()` numbers SENDs 1, 2, … per agent (across reconnects), wrapping
- * from 2^32-1 to 1; 0 is never used because ERROR frames use 0 for "no SEND".
+ * from 2^32-1 to 1; 0 is never used because ERROR frames use 0 for "no SEND". [P-6.2]
  */
 export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message> {
   private readonly opts: ResolvedAgentOptions;
@@ -278,7 +278,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   /**
    * Resolves once every SEND made before it was routed by the router or answered with an
    * ERROR (whose `'undeliverable'` event has then already been emitted): a PING round trip,
-   * relying on the router answering one connection in order. [P-6.4] Rejects with
+   * relying on the router answering one connection in order. [P-6.5] Rejects with
    * POSTERN_ERR_NOT_CONNECTED while reconnecting, POSTERN_ERR_NOT_SENT (cause: the
    * disconnect error) if the connection drops first, POSTERN_ERR_CLOSED on close.
    */
@@ -466,12 +466,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
 
   private onRegistered(session: Session, body: RegisteredBody): void {
     if (this.state === 'closing' || this.state === 'closed') return;
+    // [P-4.4] every registration brings a new ID; nothing may rely on the old one.
     this.idBuf = Buffer.from(body.id);
     this.idText = formatId(this.idBuf);
     this.info = Object.freeze({
       routerId: body.router,
       maxFrame: body.maxFrame,
-      maxPayload: body.maxFrame - RELAY_HEADER_SIZE,
+      maxPayload: body.maxFrame - RELAY_HEADER_SIZE, // [P-4.2]
       keepalive: body.keepalive,
       timeout: body.timeout,
     });
@@ -510,6 +511,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       this.emitMessage(m);
       return;
     }
+    // [P-9.3] a bounded inbound queue: stop reading rather than grow.
     if (!this.inbox.push(m)) this.pauseReading();
   }
 

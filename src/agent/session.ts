@@ -25,7 +25,7 @@ import { Heartbeat } from './heartbeat.js';
  *
  * States: `handshake` (preamble and REGISTER sent, waiting for REGISTERED) → `open` →
  * `closing` (a CLOSE was sent or received; nothing more is sent or read) → `closed`
- * (socket gone). [P-9]
+ * (socket gone). [P-9.2]
  *
  * @module
  */
@@ -83,6 +83,7 @@ export class Session {
   private connectTimer: Timer | null = null;
   private closeTimer: Timer | null = null;
   private isEnded = false;
+  private badVersion: PosternError | null = null;
   private corked = false;
   private paused = false;
   private markDone!: () => void;
@@ -225,8 +226,11 @@ export class Session {
     try {
       this.decoder.push(chunk);
     } catch (err) {
-      this.violation(err);
+      // Frames after a preamble of another version may not even parse as ours.
+      this.violation(this.badVersion ?? err);
+      return;
     }
+    if (this.badVersion !== null) this.violation(this.badVersion);
   }
 
   private violation(err: unknown): void {
@@ -244,13 +248,18 @@ export class Session {
 
   private onPreamble(version: number): void {
     if (version < MIN_PROTOCOL_VERSION || version > PROTOCOL_VERSION) {
-      // [P-2.3] a version we do not speak: say so and close.
-      throw new PosternError(ErrorCode.UNSUPPORTED_VERSION, `router speaks version ${version}, this agent ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`);
+      // [P-2.3] a version we do not speak: CLOSE(UNSUPPORTED_VERSION), unless the router's
+      // CLOSE follows in the same read, whose code is then the one reported. See onData.
+      this.badVersion = new PosternError(
+        ErrorCode.UNSUPPORTED_VERSION,
+        `router speaks version ${version}, this agent ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`,
+      );
     }
   }
 
   private onFrame(buf: Buffer, start: number, end: number): void {
     const type = buf[start + 4]!;
+    if (this.badVersion !== null && type !== FrameType.CLOSE) throw this.badVersion;
     switch (type) {
       case FrameType.DELIVER:
         if (this.state !== 'open') throw malformed('DELIVER before REGISTERED');
@@ -308,7 +317,7 @@ export class Session {
   }
 
   private onPeerClose(err: PosternError): void {
-    // [P-9.3] answer nothing, ignore whatever follows, and close.
+    // [P-9.2] answer nothing, ignore whatever follows, and close.
     this.state = 'closing';
     this.decoder.stop();
     this.socket.end();
