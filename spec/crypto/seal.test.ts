@@ -234,6 +234,51 @@ test('2,000 random single-byte changes and 300 random cuts all fail with SEAL_OP
   for (const env of envelopes) assert.ok(open(env, B, { recipientId: B_ID }).content.length > 0);
 });
 
+test('2,000 mutated insides, properly sealed (a hostile sender): open returns or throws a coded error, nothing else', () => {
+  const seed = 0x0badf00d;
+  const next = rng(seed);
+  const allowed = new Set<string>([ErrorCode.BAD_ENVELOPE, ErrorCode.UNSUPPORTED_ENVELOPE, ErrorCode.SENDER_UNVERIFIED, ErrorCode.RECIPIENT_MISMATCH]);
+  const insides = [
+    seal({ content: text('anonymous'), recipientPublicKey: B.publicKey, recipientId: B_ID, pad: [128] }),
+    seal({ content: text('with sender'), recipientPublicKey: B.publicKey, sender: { id: A_ID, keyPair: A }, recipientId: B_ID }),
+  ].map((env) => openBox(env, B.publicKey, B.secretKey));
+  const seen = new Map<string, number>();
+  for (let i = 0; i < 2000; i++) {
+    let p: Uint8Array = Uint8Array.from(insides[i % insides.length]!);
+    const how = next() % 4;
+    if (how === 0 || how === 1) {
+      // one or two changed bytes, biased towards the headers where the checks are
+      for (let k = 0; k <= how; k++) {
+        const at = next() % 2 === 0 ? next() % Math.min(p.length, 40) : next() % p.length;
+        p[at]! ^= (next() % 255) + 1;
+      }
+    } else if (how === 2) {
+      p = p.subarray(0, next() % p.length);
+    } else {
+      p = concat(p, Uint8Array.from({ length: 1 + (next() % 8) }, () => next() & 0xff));
+    }
+    let outcome: string;
+    try {
+      open(sealBox(p, B.publicKey), B, { recipientId: B_ID });
+      outcome = 'opened';
+    } catch (err) {
+      outcome = (err as { code?: string }).code ?? `uncoded ${String(err)}`;
+      assert.ok(allowed.has(outcome), `seed ${seed} iteration ${i}: ${outcome}`);
+    }
+    seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
+  }
+  // The loop reaches every check, not just the first one.
+  for (const code of [...allowed, 'opened']) assert.ok((seen.get(code) ?? 0) > 0, `never saw ${code}: ${JSON.stringify([...seen])}`);
+});
+
+test('500 random byte strings of every length up to 300: SEAL_OPEN_FAILED', () => {
+  const next = rng(42);
+  for (let i = 0; i < 500; i++) {
+    const junk = Uint8Array.from({ length: i % 301 }, () => next() & 0xff);
+    assert.is(codeOf(() => open(junk, B)), ErrorCode.SEAL_OPEN_FAILED, `length ${junk.length}`);
+  }
+});
+
 test('bad arguments: INVALID_ARGUMENT, INVALID_ID, INVALID_OPTION', () => {
   const base = { content: text('x'), recipientPublicKey: B.publicKey };
   assert.is(codeOf(() => seal({ ...base, recipientPublicKey: new Uint8Array(31) })), ErrorCode.INVALID_ARGUMENT);
