@@ -178,6 +178,14 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'content longer than the u32 length field allows');
   }
   const rid = options.recipientId === undefined ? undefined : parseId(options.recipientId);
+  let senderId: Uint8Array | undefined;
+  if (sender !== undefined) {
+    if (sender === null || typeof sender !== 'object') {
+      throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'seal: sender must be { id, keyPair }');
+    }
+    checkKeyPair(sender.keyPair, 'sender.keyPair');
+    senderId = parseId(sender.id);
+  }
   const classes = resolveSizeClasses(options.pad);
   const overhead = sender === undefined ? ANONYMOUS_OVERHEAD : SENDER_OVERHEAD;
   const total = classes === undefined ? overhead + content.length : paddedSize(overhead + content.length, classes);
@@ -190,16 +198,12 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
 
   // Generated only once the arguments are known to be good.
   const ephemeral = fixed ?? freshEphemeral();
-  if (sender === undefined) {
+  if (sender === undefined || senderId === undefined) {
     body[0] = ENVELOPE_ANONYMOUS;
     return sealBoxWith(body, rpk, ephemeral);
   }
 
-  if (sender === null || typeof sender !== 'object') {
-    throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'seal: sender must be { id, keyPair }');
-  }
-  checkKeyPair(sender.keyPair, 'sender.keyPair');
-  body.set(parseId(sender.id), 0); // I = senderId || B
+  body.set(senderId, 0); // I = senderId || B
   const key = boxBeforeNm(rpk, sender.keyPair.secretKey, true);
   if (key === undefined) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipientPublicKey has small order: nothing sealed to it is secret');

@@ -79,7 +79,14 @@ export function x25519(secretKey: Uint8Array, publicKey: Uint8Array, cacheSecret
 function agree(privateKey: KeyObject, publicKey: Uint8Array): Uint8Array | undefined {
   if (isSmallOrder(publicKey)) return undefined;
   const pub = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: b64url(publicKey) }, format: 'jwk' });
-  const out = diffieHellman({ privateKey, publicKey: pub });
+  let out: Buffer;
+  try {
+    out = diffieHellman({ privateKey, publicKey: pub });
+  } catch {
+    // OpenSSL refuses an all-zero result on its own; the list above should have caught every
+    // such key already, but if OpenSSL refuses anything, fail closed the same way.
+    return undefined;
+  }
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
