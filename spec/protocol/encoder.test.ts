@@ -9,12 +9,14 @@ import {
   encodePing,
   encodePong,
   encodePreamble,
+  encodeRouteError,
   encodeSend,
+  encodeSource,
   writeRelayHeader,
 } from '../../src/protocol/encoder.js';
 import { ErrorCode } from '../../src/protocol/errors.js';
 import { FrameType, RELAY_HEADER_SIZE } from '../../src/protocol/frame.js';
-import { VECTORS, byKind, hexBuf, throwsCode, vector, type Vector } from './helpers.js';
+import { VECTORS, byKind, bytesFromHex, hexBuf, throwsCode, vector, type Vector } from './helpers.js';
 
 const codec = new ControlCodec();
 const join = (x: Buffer | Buffer[]): string => (Array.isArray(x) ? Buffer.concat(x) : x).toString('hex');
@@ -25,11 +27,13 @@ function encodeVector(v: Vector): string {
   if (v.kind === 'preamble') return join(encodePreamble(f['version']));
   switch (f['typeCode']) {
     case FrameType.REGISTER:
-      return join(codec.encodeRegister(f['body']));
-    case FrameType.REGISTERED: {
-      const b = f['body'];
-      return join(codec.encodeRegistered({ ...b, id: hexBuf(b.id) }));
-    }
+      return join(codec.encodeRegister(bytesFromHex(f['body'])));
+    case FrameType.REGISTERED:
+      return join(codec.encodeRegistered(bytesFromHex(f['body']) as any));
+    case FrameType.LOOKUP:
+      return join(codec.encodeLookup(bytesFromHex(f['body']) as any));
+    case FrameType.LOOKUP_RESULT:
+      return join(codec.encodeLookupResult(bytesFromHex(f['body']) as any));
     case FrameType.ERROR:
       return join(encodeError(f['code'], f['seq'], hexBuf(f['id']), f['text']));
     case FrameType.CLOSE:
@@ -42,6 +46,17 @@ function encodeVector(v: Vector): string {
       return join(encodeSend(hexBuf(f['id']), f['seq'], hexBuf(f['payload']), f['flags']));
     case FrameType.DELIVER:
       return join(encodeDeliver(hexBuf(f['id']), hexBuf(f['payload']), f['flags'], f['seq']));
+    case FrameType.LINK_HELLO:
+    case FrameType.LINK_CHALLENGE:
+    case FrameType.LINK_AUTH:
+    case FrameType.LINK_READY: {
+      // the key order is the vector's
+      return join(codec.encodeMap(f['typeCode'], bytesFromHex(f['body'])));
+    }
+    case FrameType.SOURCE:
+      return join(encodeSource(hexBuf(f['id']), f['hops'], f['flags']));
+    case FrameType.ROUTE_ERROR:
+      return join(encodeRouteError(f['code'], f['seq'], hexBuf(f['id']), hexBuf(f['src']), f['text']));
   }
   throw new Error(`no encoder for ${v.name}`);
 }

@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Decoder } from '../../src/protocol/decoder.js';
 import { ErrorCode, PosternError } from '../../src/protocol/errors.js';
+import { MAX_FRAME_SIZE_BY_TYPE, MIN_FRAME_SIZE } from '../../src/protocol/frame.js';
 import { Recorder, byKind, hexBuf, prng, randInt, referenceDecode, vector } from './helpers.js';
 
 const SEED = process.env['FUZZ_SEED'] !== undefined ? Number(process.env['FUZZ_SEED']) >>> 0 : (Date.now() * 2654435761) >>> 0;
@@ -20,6 +21,8 @@ const INVALID = byKind('invalid')
   .map((v) => hexBuf(v.hex));
 const PREAMBLE = hexBuf(vector('preamble-v1').hex);
 const LIMITS = [70, 1050, 4096, 65536, 1 << 20];
+// Total sizes where a rule changes: type minima and maxima, and every limit above.
+const BOUNDARIES = [...new Set([6, ...Object.values(MIN_FRAME_SIZE), ...Object.values(MAX_FRAME_SIZE_BY_TYPE), ...LIMITS])];
 
 type Rnd = () => number;
 
@@ -69,7 +72,13 @@ function mutate(rnd: Rnd, preamble: boolean): Buffer {
       // a frame's length field replaced: near its real value, or anything
       const s = starts[randInt(rnd, starts.length)]!;
       const real = b.readUInt32BE(s);
-      const len = rnd() < 0.5 ? Math.max(0, real + randInt(rnd, 9) - 4) : randInt(rnd, 0x100000000);
+      const r = rnd();
+      const len =
+        r < 0.35
+          ? Math.max(0, real + randInt(rnd, 9) - 4)
+          : r < 0.7
+            ? BOUNDARIES[randInt(rnd, BOUNDARIES.length)]! - 4 + randInt(rnd, 3) - 1
+            : randInt(rnd, 0x100000000);
       b.writeUInt32BE(len >>> 0, s);
       return b;
     }

@@ -165,13 +165,17 @@ export function fieldsOf(codec: ControlCodec, buf: Buffer, start: number, end: n
   };
   switch (type) {
     case FrameType.REGISTER:
-      out['body'] = codec.decodeRegister(buf, start, end);
+      out['body'] = hexBytes(codec.decodeRegister(buf, start, end));
       break;
-    case FrameType.REGISTERED: {
-      const b = codec.decodeRegistered(buf, start, end);
-      out['body'] = { id: Buffer.from(b.id).toString('hex'), router: b.router, maxFrame: b.maxFrame, keepalive: b.keepalive, timeout: b.timeout };
+    case FrameType.REGISTERED:
+      out['body'] = hexBytes({ ...codec.decodeRegistered(buf, start, end) });
       break;
-    }
+    case FrameType.LOOKUP:
+      out['body'] = hexBytes({ ...codec.decodeLookup(buf, start, end) });
+      break;
+    case FrameType.LOOKUP_RESULT:
+      out['body'] = hexBytes({ ...codec.decodeLookupResult(buf, start, end) });
+      break;
     case FrameType.ERROR: {
       const e = readError(buf, start, end);
       Object.assign(out, { code: e.code, seq: e.seq, id: e.id.toString('hex'), text: e.text });
@@ -190,8 +194,7 @@ export function fieldsOf(codec: ControlCodec, buf: Buffer, start: number, end: n
     case FrameType.LINK_CHALLENGE:
     case FrameType.LINK_AUTH:
     case FrameType.LINK_READY: {
-      const m = codec.decodeMap(buf, start, end, String(name));
-      out['body'] = Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v]));
+      out['body'] = hexBytes(codec.decodeMap(buf, start, end, String(name)));
       break;
     }
     case FrameType.SOURCE:
@@ -211,6 +214,17 @@ export function fieldsOf(codec: ControlCodec, buf: Buffer, start: number, end: n
       break;
   }
   return out;
+}
+
+/** A map with its byte-string values as hex, the form the vectors use. */
+export function hexBytes(m: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v]));
+}
+
+/** The inverse of {@link hexBytes} for the keys that hold bytes. */
+export function bytesFromHex(m: Record<string, unknown>): Record<string, any> {
+  const BYTES = new Set(['id', 'key', 'nonce', 'proof', 'from', 'to', 'resume']);
+  return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, BYTES.has(k) && typeof v === 'string' ? Buffer.from(v, 'hex') : v]));
 }
 
 /** mulberry32: a small seeded PRNG, so a failing fuzz case can be replayed from its seed. */

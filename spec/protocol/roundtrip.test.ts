@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ControlCodec, readClose, readError } from '../../src/protocol/control.js';
+import { ControlCodec, readClose, readError, readRouteError } from '../../src/protocol/control.js';
 import { Decoder } from '../../src/protocol/decoder.js';
 import {
   encodeClose,
@@ -9,7 +9,9 @@ import {
   encodeFrame,
   encodePing,
   encodePong,
+  encodeRouteError,
   encodeSend,
+  encodeSource,
 } from '../../src/protocol/encoder.js';
 import { FrameType, RELAY_HEADER_SIZE } from '../../src/protocol/frame.js';
 import { newAgentId } from '../../src/protocol/id.js';
@@ -26,10 +28,16 @@ test('vectors: decode, re-encode from the decoded fields, same bytes', () => {
     let again: Buffer;
     switch (f['typeCode']) {
       case FrameType.REGISTER:
-        again = Buffer.concat(codec.encodeRegister(f['body']));
+        again = Buffer.concat(codec.encodeRegister(codec.decodeRegister(buf, 0, buf.length)));
         break;
       case FrameType.REGISTERED:
-        again = Buffer.concat(codec.encodeRegistered({ ...f['body'], id: hexBuf(f['body'].id) }));
+        again = Buffer.concat(codec.encodeRegistered(codec.decodeRegistered(buf, 0, buf.length)));
+        break;
+      case FrameType.LOOKUP:
+        again = Buffer.concat(codec.encodeLookup(codec.decodeLookup(buf, 0, buf.length)));
+        break;
+      case FrameType.LOOKUP_RESULT:
+        again = Buffer.concat(codec.encodeLookupResult(codec.decodeLookupResult(buf, 0, buf.length)));
         break;
       case FrameType.ERROR: {
         const e = readError(buf, 0, buf.length);
@@ -53,6 +61,20 @@ test('vectors: decode, re-encode from the decoded fields, same bytes', () => {
       case FrameType.DELIVER:
         again = Buffer.concat(encodeDeliver(hexBuf(f['id']), hexBuf(f['payload']), f['flags'], f['seq']));
         break;
+      case FrameType.LINK_HELLO:
+      case FrameType.LINK_CHALLENGE:
+      case FrameType.LINK_AUTH:
+      case FrameType.LINK_READY:
+        again = Buffer.concat(codec.encodeMap(f['typeCode'], codec.decodeMap(buf, 0, buf.length, v.name)));
+        break;
+      case FrameType.SOURCE:
+        again = encodeSource(hexBuf(f['id']), f['hops'], f['flags']);
+        break;
+      case FrameType.ROUTE_ERROR: {
+        const e = readRouteError(buf, 0, buf.length);
+        again = encodeRouteError(e.code, e.seq, e.id, e.src, e.text);
+        break;
+      }
       default:
         throw new Error(v.name);
     }

@@ -50,6 +50,7 @@ const MAX_FRAME = 1048576;
 
 const T = {
   REGISTER: 1, REGISTERED: 2, ERROR: 3, CLOSE: 4, PING: 5, PONG: 6, SEND: 0x10, DELIVER: 0x11,
+  LOOKUP: 0x12, LOOKUP_RESULT: 0x13,
   LINK_HELLO: 0x20, LINK_CHALLENGE: 0x21, LINK_AUTH: 0x22, LINK_READY: 0x23, SOURCE: 0x24, ROUTE_ERROR: 0x25,
 };
 const TYPE_NAMES = Object.fromEntries(Object.entries(T).map(([k, v]) => [v, k]));
@@ -57,7 +58,7 @@ const WIRE = {
   NORMAL: 0, UNKNOWN_DESTINATION: 1, NOT_REGISTERED: 2, ALREADY_REGISTERED: 3, UNSUPPORTED_FLAGS: 4,
   DESTINATION_SLOW: 5, BAD_MAGIC: 64, UNSUPPORTED_VERSION: 65, MALFORMED: 66, FRAME_TOO_LARGE: 67,
   UNKNOWN_FRAME: 68, KEEPALIVE_TIMEOUT: 69, SLOW_CONSUMER: 70, HANDSHAKE_TIMEOUT: 71, GOING_AWAY: 72,
-  UNREACHABLE_ROUTER: 18, HOP_LIMIT: 20, MESSAGE_TOO_LARGE: 6,
+  UNREACHABLE_ROUTER: 18, HOP_LIMIT: 20, MESSAGE_TOO_LARGE: 6, NO_KEY: 7,
 };
 
 /** @type {any[]} */
@@ -175,14 +176,68 @@ frame('send-empty', 'SEND of an empty payload to B with seq 2 (§6.2).', T.SEND,
 frame('send-max-seq', 'SEND to A (itself) with seq 2^32-1 (§6.2).', T.SEND, 0, [ID.A, u32(0xffffffff), ascii('x')], { id: ID.A, seq: 0xffffffff, payload: ascii('x') });
 frame(
   'send-flag-set',
-  'SEND with flag bit 0 set: valid framing, but the router answers ERROR(UNSUPPORTED_FLAGS) and does not relay it (§3.4, §6.4).',
+  'SEND with flag bit 0x80, which no version defines: valid framing, but the router answers ERROR(UNSUPPORTED_FLAGS) and does not relay it (§3.4, §6.4).',
   T.SEND,
-  1,
+  0x80,
   [ID.B, u32(4), hello],
   { id: ID.B, seq: 4, payload: hello },
 );
 frame('deliver-hello', 'DELIVER of send-hello to B: sender A, seq 0, same payload and length (§6.3, §6.4).', T.DELIVER, 0, [ID.A, u32(0), hello], { id: ID.A, seq: 0, payload: hello });
 frame('deliver-empty', 'DELIVER of send-empty (§6.3).', T.DELIVER, 0, [ID.A, u32(0), ''], { id: ID.A, seq: 0, payload: '' });
+
+// ---- anonymous senders and the key directory (§11) ----
+const KEY_B = '5b'.repeat(32);
+const H = `${u32(ROUTER)}${'e1'.repeat(12)}`;
+frame('register-anonymous', 'REGISTER of an anonymous connection (§11.1).', T.REGISTER, 0, [mpMap([['anonymous', 'c3']])], { body: { anonymous: true } });
+frame('register-key', 'REGISTER publishing the X25519 public key 32 x 0x5b in the key directory (§11.1, §11.4).', T.REGISTER, 0, [mpMap([['key', mpBin(KEY_B)]])], {
+  body: { key: KEY_B },
+});
+frame(
+  'registered-anonymous',
+  'REGISTERED for an anonymous connection: the zero ID, then anonymous: true (§11.1).',
+  T.REGISTERED,
+  0,
+  [
+    mpMap([
+      ['id', mpBin(ID.zero)],
+      ['router', mpUint(ROUTER)],
+      ['maxFrame', mpUint(MAX_FRAME)],
+      ['keepalive', mpUint(30000)],
+      ['timeout', mpUint(45000)],
+      ['anonymous', 'c3'],
+    ]),
+  ],
+  { body: { id: ID.zero, router: ROUTER, maxFrame: MAX_FRAME, keepalive: 30000, timeout: 45000, anonymous: true } },
+);
+frame('send-anonymous', 'SEND of "hello" to B with seq 6 under a fresh reply handle: flags ANONYMOUS (§11.2).', T.SEND, 0x01, [ID.B, u32(6), hello], { id: ID.B, seq: 6, payload: hello });
+frame(
+  'send-anonymous-sticky-sealed',
+  'SEND to B with seq 7, flags ANONYMOUS | STICKY | SEALED: the sticky handle, payload a sealed envelope (§11.2).',
+  T.SEND,
+  0x07,
+  [ID.B, u32(7), hello],
+  { id: ID.B, seq: 7, payload: hello },
+);
+frame(
+  'deliver-anonymous',
+  `DELIVER of send-anonymous: the ID field is reply handle ${H}, flags ANONYMOUS (§11.2).`,
+  T.DELIVER,
+  0x01,
+  [H, u32(0), hello],
+  { id: H, seq: 0, payload: hello },
+);
+frame('deliver-sealed', 'DELIVER from A with flags SEALED, as sent (§11.2).', T.DELIVER, 0x04, [ID.A, u32(0), hello], { id: ID.A, seq: 0, payload: hello });
+frame('source-anonymous', 'SOURCE on a link for one anonymous SEND: handle H, 1 link, flags ANONYMOUS (§11.2).', T.SOURCE, 0x01, [H, u8(1), '000000'], { id: H, hops: 1 });
+frame('lookup', 'LOOKUP of B\'s key with ref 1 (§11.4).', T.LOOKUP, 0, [mpMap([['ref', mpUint(1)], ['id', mpBin(ID.B)]])], { body: { ref: 1, id: ID.B } });
+frame(
+  'lookup-result',
+  'LOOKUP_RESULT for ref 1: B registered key 32 x 0x5b (§11.4).',
+  T.LOOKUP_RESULT,
+  0,
+  [mpMap([['ref', mpUint(1)], ['id', mpBin(ID.B)], ['key', mpBin(KEY_B)]])],
+  { body: { ref: 1, id: ID.B, key: KEY_B } },
+);
+errorFrame('error-no-key', 'ERROR for LOOKUP ref 2 of B when B registered no key (§11.4).', WIRE.NO_KEY, 2, ID.B, '');
 
 // ---- router links (§10) ----
 const MESH = { secret: 'postern test mesh secret', dialer: ROUTER, acceptor: 9 };
@@ -286,7 +341,7 @@ invalid('too-large-max-u32', 'length 2^32-1 (§3.3 step 2).', ['ffffffff 10 00']
 invalid('too-large-before-register', 'A REGISTER of total size 4097 while the limit is 4096 (§4.1).', [`${u32(4097 - 4)} 01 00`], 'FRAME_TOO_LARGE', 6, { maxFrame: 4096 });
 invalid('too-large-optional', 'An unknown optional type is skipped only within the size limit (§3.2, §3.3 step 2).', ['40000000 80 00'], 'FRAME_TOO_LARGE', 6);
 invalid('unknown-critical-0x00', 'Type 0x00 is never assigned and critical (§3.2).', ['00000002 00 00'], 'UNKNOWN_FRAME', 6);
-invalid('unknown-critical-0x07', 'Unassigned critical type 0x07 (§3.2).', ['00000003 07 00', '00'], 'UNKNOWN_FRAME', 6);
+invalid('unknown-critical-0x5a', 'Unassigned critical type 0x5a (§3.2).', ['00000003 5a 00', '00'], 'UNKNOWN_FRAME', 6);
 invalid('unknown-critical-0x7f', 'Unassigned critical type 0x7f, the last critical value (§3.2).', ['00000002 7f 00'], 'UNKNOWN_FRAME', 6);
 invalid('register-too-short', 'REGISTER without a body: total 6 < 7 (§3.3 step 4).', ['00000002 01 00'], 'MALFORMED', 6);
 invalid('registered-too-short', 'REGISTERED without a body (§3.3 step 4).', ['00000002 02 00'], 'MALFORMED', 6);
@@ -296,6 +351,7 @@ invalid('send-too-short', 'SEND of total 25 < 26 (§3.3 step 4).', ['00000015 10
 invalid('deliver-too-short', 'DELIVER of total 25 < 26 (§3.3 step 4).', ['00000015 11 00'], 'MALFORMED', 6);
 invalid('ping-too-long', 'PING with a 65-byte payload: total 71 > 70 (§3.3 step 4, §8.1).', ['00000043 05 00'], 'MALFORMED', 6);
 invalid('pong-too-long', 'PONG with a 65-byte payload (§3.3 step 4, §8.1).', ['00000043 06 00'], 'MALFORMED', 6);
+invalid('lookup-too-long', 'LOOKUP of total 257 > 256 (§3.3 step 4, §11.4).', [`${u32(257 - 4)} 12 00`], 'MALFORMED', 6);
 invalid('source-too-short', 'SOURCE of total 25 (§3.3 step 4, §10.1).', ['00000015 24 00'], 'MALFORMED', 6);
 invalid('source-too-long', 'SOURCE of total 27: its size is fixed (§3.3 step 4, §10.1).', ['00000017 24 00'], 'MALFORMED', 6);
 invalid('route-error-too-short', 'ROUTE_ERROR of total 43 < 44 (§3.3 step 4, §10.1).', ['00000027 25 00'], 'MALFORMED', 6);
@@ -349,6 +405,12 @@ invalidBody('registered-float', 'REGISTERED with keepalive 1.5 (float64) (§4.2)
 ]);
 invalidBody('registered-missing-timeout', 'REGISTERED without the timeout key (§4.2).', T.REGISTERED, [
   mpMap([['id', mpBin(ID.A)], ['router', mpUint(7)], ['maxFrame', mpUint(MAX_FRAME)], ['keepalive', mpUint(30000)]]),
+]);
+invalidBody('registered-anonymous-with-id', 'REGISTERED with anonymous: true but a non-zero id (§11.1).', T.REGISTERED, [
+  mpMap([['id', mpBin(ID.A)], ['router', mpUint(7)], ['maxFrame', mpUint(MAX_FRAME)], ['keepalive', mpUint(30000)], ['timeout', mpUint(45000)], ['anonymous', 'c3']]),
+]);
+invalidBody('registered-anonymous-not-bool', 'REGISTERED with anonymous: 1 instead of a boolean (§11.1).', T.REGISTERED, [
+  mpMap([['id', mpBin(ID.A)], ['router', mpUint(7)], ['maxFrame', mpUint(MAX_FRAME)], ['keepalive', mpUint(30000)], ['timeout', mpUint(45000)], ['anonymous', '01']]),
 ]);
 invalidBody('registered-not-a-map', 'REGISTERED whose body is nil (§4.2).', T.REGISTERED, ['c0']);
 

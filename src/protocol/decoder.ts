@@ -48,7 +48,8 @@ for (const [t, n] of Object.entries(MIN_FRAME_SIZE)) {
 for (const [t, n] of Object.entries(MAX_FRAME_SIZE_BY_TYPE)) MAX_SIZE[Number(t)] = n;
 
 /**
- * A pure incremental decoder of postern frames. `push(chunk)` in, frames out to the sink.
+ * A pure incremental decoder of postern frames (PROTOCOL.md §2.1, §3). `push(chunk)` in,
+ * frames out to the sink. [P-3.1]
  *
  * - Frames wholly inside a chunk are handed out as views of it, without copying.
  * - A frame that straddles chunks is copied once, into a buffer of exactly its size,

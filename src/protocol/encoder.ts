@@ -31,7 +31,7 @@ export function encodePreamble(version: number): Buffer {
   return b;
 }
 
-/** Writes the common 6-byte header for a frame whose body is `bodyLength` bytes. */
+/** Writes the common 6-byte header for a frame whose body is `bodyLength` bytes. [P-3.1] */
 export function writeHeader(out: Buffer, offset: number, type: number, flags: number, bodyLength: number): void {
   out.writeUInt32BE(bodyLength + HEADER_SIZE - LENGTH_SIZE, offset);
   out[offset + 4] = type;
