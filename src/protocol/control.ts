@@ -45,6 +45,16 @@ export interface RegisteredBody {
   resumed?: boolean;
 }
 
+/** DRAIN body (router → agent). [P-12.1] */
+export interface DrainBody {
+  /** Ms to wait before reconnecting (spread over 0..after with jitter by the agent). */
+  after: number;
+  /** Ms after which the router closes connections still open. */
+  grace: number;
+  /** Other routers to reconnect to, as host:port (may be empty: reconnect to the same address). */
+  alternates: string[];
+}
+
 /** LOOKUP body: which ID's key, and a reference echoed in the answer. [P-11.4] */
 export interface LookupBody {
   ref: number;
@@ -146,6 +156,21 @@ export class ControlCodec {
     if (resumeGrace !== undefined) out.resumeGrace = resumeGrace;
     if (resumed === true) out.resumed = true;
     return out;
+  }
+
+  /** DRAIN frame chunks. */
+  encodeDrain(body: DrainBody): Buffer[] {
+    return encodeFrame(FrameType.DRAIN, this.packr.pack({ after: body.after, grace: body.grace, alternates: body.alternates }));
+  }
+
+  /** Decodes and shape-checks a DRAIN body. */
+  decodeDrain(buf: Buffer, start: number, end: number): DrainBody {
+    const m = this.map(buf, start, end, 'DRAIN');
+    const alternates = m['alternates'] ?? [];
+    if (!Array.isArray(alternates) || alternates.length > 16 || !alternates.every((a) => typeof a === 'string' && a.length <= 262)) {
+      malformed('DRAIN.alternates must be at most 16 host:port strings');
+    }
+    return { after: uint(m['after'], 'after', 'DRAIN'), grace: uint(m['grace'], 'grace', 'DRAIN'), alternates: alternates as string[] };
   }
 
   /** LOOKUP frame chunks. */

@@ -67,6 +67,8 @@ export const FrameType = {
   CLOSE: 0x04,
   PING: 0x05,
   PONG: 0x06,
+  /** Router is going away: reconnect after a delay, maybe elsewhere. MessagePack {after, grace, alternates}. */
+  DRAIN: 0x07,
   SEND: 0x10,
   DELIVER: 0x11,
   /** Key directory: ask the router for the X25519 key an ID registered. MessagePack {ref, id}. */
@@ -115,6 +117,7 @@ export const FRAME_TYPE_NAMES: Readonly<Record<number, string>> = Object.freeze(
   [FrameType.CLOSE]: 'CLOSE',
   [FrameType.PING]: 'PING',
   [FrameType.PONG]: 'PONG',
+  [FrameType.DRAIN]: 'DRAIN',
   [FrameType.SEND]: 'SEND',
   [FrameType.DELIVER]: 'DELIVER',
   [FrameType.LOOKUP]: 'LOOKUP',
@@ -138,6 +141,7 @@ export const MIN_FRAME_SIZE: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.CLOSE]: CLOSE_FIXED_SIZE,
   [FrameType.PING]: HEADER_SIZE,
   [FrameType.PONG]: HEADER_SIZE,
+  [FrameType.DRAIN]: HEADER_SIZE + 1,
   [FrameType.SEND]: RELAY_HEADER_SIZE,
   [FrameType.DELIVER]: RELAY_HEADER_SIZE,
   [FrameType.LOOKUP]: HEADER_SIZE + 1,
@@ -180,6 +184,8 @@ export const WireCode = {
   MESSAGE_TOO_LARGE: 6,
   /** LOOKUP: the ID exists but registered no key. */
   NO_KEY: 7,
+  /** The destination's connection was lost and it did not resume within its grace period; the message held for it was dropped. */
+  NOT_DELIVERED: 8,
   /** Reserved for rate limiting (a later version). */
   RATE_LIMITED: 16,
   /** Reserved for router drain (a later version). */

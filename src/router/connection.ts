@@ -34,6 +34,7 @@ import { formatId, NO_ID, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
 import type { RouterContext } from './context.js';
 import { Handle } from './registry.js';
+import { timingSafeEqual } from 'node:crypto';
 
 /** Connection states. [P-9] */
 export const ConnState = {
@@ -57,6 +58,13 @@ interface Barrier {
   readonly owner: RouterConnection;
   readonly payload: Buffer;
   left: number;
+}
+
+/** A DELIVER held for a parked agent, with who to tell if it is never delivered. */
+interface Held {
+  readonly frame: Buffer;
+  readonly seq: number;
+  readonly replyTo: Buffer;
 }
 
 function barrierDone(b: Barrier): void {
@@ -142,6 +150,8 @@ export class RouterConnection implements FrameSink {
   /** The X25519 public key the agent registered, for LOOKUP. */
   publicKey: Buffer | null = null;
   private handles: Array<Handle<RouterConnection>> | null = null;
+  // Resume: while parked (connection lost, ID kept for resumeGrace), DELIVERs are held here.
+  private parked: { held: Held[]; bytes: number; timer: Timer } | null = null;
   private sticky: Handle<RouterConnection> | null = null;
   // Agents: links their SENDs took since the last PING, and PINGs waiting on them.
   private linksUsed: Set<RouterConnection> | null = null;
@@ -255,6 +265,10 @@ export class RouterConnection implements FrameSink {
         }
         buf[start + 5] |= this.sourceFlags;
       }
+      if (dest.state !== ConnState.OPEN) {
+        this.hold(dest, buf, start, end, seq, from);
+        return;
+      }
       // [P-6.3] SEND -> DELIVER in place: type, sender ID, seq zeroed; payload untouched.
       buf[start + 4] = FrameType.DELIVER;
       buf.set(from, start + RELAY_ID_OFFSET);
@@ -282,6 +296,30 @@ export class RouterConnection implements FrameSink {
     this.runEnd = end;
     this.runCount = 1;
     this.runSeq = seq;
+  }
+
+  /** A SEND for an agent whose connection was lost but may resume: keep a copy, bounded. [P-12.4] */
+  private hold(dest: RouterConnection, buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
+    this.flushRun();
+    const p = dest.parked;
+    const destId = buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + ID_SIZE);
+    if (p === null) {
+      this.relayError(WireCode.UNKNOWN_DESTINATION, seq, buf, start);
+      return;
+    }
+    const o = this.ctx.options;
+    if (p.held.length >= o.holdMessages || p.bytes + (end - start) > o.holdBytes) {
+      this.ctx.stats.dropped.holdFull++;
+      this.refuse(WireCode.DESTINATION_SLOW, seq, destId, null);
+      return;
+    }
+    const frame = Buffer.from(buf.subarray(start, end));
+    frame[4] = FrameType.DELIVER;
+    frame.set(from, RELAY_ID_OFFSET);
+    frame.writeUInt32BE(0, RELAY_SEQ_OFFSET);
+    p.held.push({ frame, seq, replyTo: Buffer.from(from) });
+    p.bytes += frame.length;
+    this.ctx.stats.held++;
   }
 
   /** SENDs with flags, or from an anonymous connection. [P-6.4] [P-11.2] */
@@ -647,19 +685,87 @@ export class RouterConnection implements FrameSink {
       // [P-11.1] no ID, nothing in the registry; never log where it comes from.
       this.anonymous = true;
       this.remote = undefined;
-    } else {
-      this.id = this.ctx.registry.newId(o.routerId);
+    }
+    let held: Held[] = [];
+    let resumed = false;
+    if (!anonymous) {
+      const r = this.tryResume(body);
+      if (r !== null) {
+        this.id = r.id;
+        held = r.held;
+        resumed = true;
+      } else {
+        this.id = this.ctx.registry.newId(o.routerId);
+      }
       this.idText = formatId(this.id);
       this.ctx.registry.add(this);
       if (key !== undefined) this.publicKey = Buffer.from(key);
     }
     const ka = o.keepaliveInterval;
+    const resume = !anonymous && o.resumeGrace > 0 ? { resume: this.ctx.resumeToken(this.id), resumeGrace: o.resumeGrace } : {};
     // [P-4.2]
     this.writeChunks(
-      this.ctx.codec.encodeRegistered({ id: this.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5), anonymous }),
+      this.ctx.codec.encodeRegistered({ id: this.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5), anonymous, ...resume, resumed }),
     );
-    this.ctx.log.info(anonymous ? 'anonymous agent connected' : 'agent registered', { agent: this.idText || undefined, remote: this.remote });
+    // [P-12.4] held messages first, in the order they came
+    for (const h of held) this.write(h.frame);
+    if (resumed) this.ctx.stats.resumes++;
+    this.ctx.log.info(anonymous ? 'anonymous agent connected' : resumed ? 'agent resumed' : 'agent registered', {
+      agent: this.idText || undefined,
+      remote: this.remote,
+      held: resumed ? held.length : undefined,
+    });
     this.ctx.onRegistered(this);
+  }
+
+  /**
+   * REGISTER with `resume` and `id`: takes the ID back when the token is the router's for
+   * that ID and the ID is parked, held by a stale connection, or unknown while a restarted
+   * router is within its restart window. Anything else registers afresh. [P-12.3]
+   */
+  private tryResume(body: Record<string, unknown>): { id: Buffer; held: Held[] } | null {
+    const token = body['resume'];
+    const id = body['id'];
+    if (this.ctx.options.resumeGrace === 0 || !(token instanceof Uint8Array) || !(id instanceof Uint8Array) || id.length !== ID_SIZE) return null;
+    if (routerIdOf(id) !== this.ctx.options.routerId) return null;
+    const want = this.ctx.resumeToken(id);
+    if (token.length !== want.length || !timingSafeEqual(token, want)) {
+      this.ctx.log.info('resume refused', { reason: 'bad token' });
+      return null;
+    }
+    const entry = this.ctx.registry.lookup(id, 0);
+    if (entry === undefined) return this.ctx.inRestartWindow() ? { id: Buffer.from(id), held: [] } : null;
+    const old = entry.conn;
+    if (old === this || !old.id.equals(Buffer.from(id))) return null; // a reply handle, not an agent
+    if (old.parked !== null) {
+      const held = old.parked.held;
+      old.parked.timer.cancel();
+      old.parked = null;
+      this.ctx.registry.delete(old);
+      return { id: old.id, held };
+    }
+    // A stale connection (a NAT rebinding, a path that died silently): this one replaces it.
+    old.close(WireCode.GOING_AWAY, 'replaced by a resumed connection');
+    return { id: old.id, held: [] };
+  }
+
+  /** [P-12.4] The agent's connection is gone: keep its ID and hold its messages for a while. */
+  private park(): void {
+    const o = this.ctx.options;
+    this.parked = { held: [], bytes: 0, timer: this.ctx.clock.setTimeout(() => this.unpark(), o.resumeGrace) };
+    this.ctx.stats.parked++;
+  }
+
+  /** Resume grace is over: drop the ID and tell every sender whose message was held. */
+  private unpark(): void {
+    const p = this.parked;
+    if (p === null) return;
+    this.parked = null;
+    this.ctx.registry.delete(this);
+    for (const h of p.held) {
+      this.ctx.stats.dropped.resumeExpired++;
+      this.ctx.report(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);
+    }
   }
 
   private onPeerClose(buf: Buffer, start: number, end: number): void {
@@ -667,8 +773,9 @@ export class RouterConnection implements FrameSink {
     const reason = buf.toString('utf8', start + 8, Math.min(end, start + 8 + 256));
     this.closeCode = code;
     this.ctx.log.info('agent closed', { agent: this.idText || undefined, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
-    // [P-9.2] a peer that receives CLOSE sends nothing more and ends.
-    this.shutdown();
+    // [P-9.2] a peer that receives CLOSE sends nothing more and ends. A normal close
+    // means the agent is done; any other code (it judged the path dead) may come back.
+    this.shutdown(false, code !== WireCode.NORMAL);
     this.stream.end();
   }
 
@@ -709,7 +816,7 @@ export class RouterConnection implements FrameSink {
     // The peer stopped writing without CLOSE: nothing more will come, so finish too.
     if (this.state < ConnState.CLOSING) {
       this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
-      this.shutdown();
+      this.shutdown(false, true);
     }
     this.stream.end();
   };
@@ -723,7 +830,7 @@ export class RouterConnection implements FrameSink {
     if (this.state < ConnState.CLOSING) {
       this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
     }
-    this.shutdown();
+    this.shutdown(false, true);
     this.state = ConnState.CLOSED;
     this.closeTimer?.cancel();
     this.closeTimer = null;
@@ -878,7 +985,7 @@ export class RouterConnection implements FrameSink {
     const idle = now - this.lastRx;
     if (idle + slack >= Math.floor(o.keepaliveInterval * 1.5)) {
       this.ctx.stats.keepaliveExpiries++;
-      this.close(WireCode.KEEPALIVE_TIMEOUT, `nothing received for ${idle} ms`);
+      this.close(WireCode.KEEPALIVE_TIMEOUT, `nothing received for ${idle} ms`, true);
       // The path is presumed dead: do not wait for a flush that cannot happen.
       this.stream.destroy();
     } else if (idle >= o.keepaliveInterval && !this.pinged) {
@@ -888,7 +995,7 @@ export class RouterConnection implements FrameSink {
   }
 
   /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1] */
-  close(code: number, reason = ''): void {
+  close(code: number, reason = '', park = false): void {
     if (this.state >= ConnState.CLOSING) return;
     this.closeCode = code;
     this.flushRun();
@@ -896,7 +1003,7 @@ export class RouterConnection implements FrameSink {
     if (code !== WireCode.GOING_AWAY) {
       this.ctx.log.info('closing connection', { agent: this.idText || undefined, remote: this.remote, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     }
-    this.shutdown(code === WireCode.SLOW_CONSUMER);
+    this.shutdown(code === WireCode.SLOW_CONSUMER, park);
     this.writeCloseFrame(code, reason);
     this.stream.end();
     this.armCloseTimer();
@@ -918,11 +1025,12 @@ export class RouterConnection implements FrameSink {
   }
 
   /** Leaves the relay: unregistered, no more input, waiters released. Idempotent. */
-  private shutdown(reportWaiters = false): void {
+  private shutdown(reportWaiters = false, park = false): void {
     if (this.state >= ConnState.CLOSING) return;
     this.state = ConnState.CLOSING;
     this.decoder.stop();
-    this.ctx.registry.delete(this);
+    if (park && this.kind === 'agent' && !this.anonymous && this.ctx.options.resumeGrace > 0 && !this.ctx.closing) this.park();
+    else this.ctx.registry.delete(this);
     if (this.slowTimer !== null) {
       this.slowTimer.cancel();
       this.slowTimer = null;

@@ -15,9 +15,17 @@ export interface RouterContext {
   readonly codec: ControlCodec;
   readonly registry: Registry<RouterConnection>;
   readonly stats: RouterStats;
+  /** True once close() or drain() began: lost agents are no longer parked. */
+  readonly closing: boolean;
   readonly mesh: Mesh;
   /** The mesh secret as bytes (empty when none). */
   readonly meshSecret: Buffer;
   onRegistered(conn: RouterConnection): void;
+  /** The resume token for `id`. [P-12.3] */
+  resumeToken(id: Uint8Array): Buffer;
+  /** True while a restarted router still accepts resume tokens for IDs it has no record of. */
+  inRestartWindow(): boolean;
+  /** Tells the sender `replyTo` (an ID or handle, here or across the mesh) that its SEND `seq` to `dest` failed. */
+  report(replyTo: Buffer, code: number, seq: number, dest: Buffer): void;
   onClosed(conn: RouterConnection): void;
 }

@@ -35,6 +35,14 @@ export interface RouterOptions {
   linkRetryMin?: number;
   /** Most ms between redials of a peer. Default 5000. */
   linkRetryMax?: number;
+  /** Ms a lost agent's ID (and messages for it) is held for it to resume; 0 disables resume. Default 30000. */
+  resumeGrace?: number;
+  /** Secret that signs resume tokens (16+ characters); set it so IDs survive a restart. Default: random per process. */
+  resumeSecret?: string;
+  /** Messages held for one lost agent while it may resume. Default 1024. */
+  holdMessages?: number;
+  /** Bytes held for one lost agent while it may resume. Default 1 MiB. */
+  holdBytes?: number;
   /** Reply handles one connection may have live at once; the oldest is retired past it. Default 1024. */
   maxHandles?: number;
   /** Whether log lines may carry remote IP addresses. Default true. Anonymous connections' addresses are never logged. */
@@ -46,7 +54,11 @@ export interface RouterOptions {
 }
 
 /** Resolved options: every field present. */
-export type ResolvedRouterOptions = Required<Omit<RouterOptions, 'routerId' | 'meshSecret'>> & { routerId: number; meshSecret: string | undefined };
+export type ResolvedRouterOptions = Required<Omit<RouterOptions, 'routerId' | 'meshSecret' | 'resumeSecret'>> & {
+  routerId: number;
+  meshSecret: string | undefined;
+  resumeSecret: string | undefined;
+};
 
 /** Defaults of every router option except `routerId` (random when not given). */
 export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> = Object.freeze({
@@ -63,6 +75,10 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   meshHopLimit: 2,
   linkRetryMin: 200,
   linkRetryMax: 5000,
+  resumeGrace: 30_000,
+  resumeSecret: undefined,
+  holdMessages: 1024,
+  holdBytes: 1024 * 1024,
   maxHandles: 1024,
   logAddresses: true,
   clock: systemClock,
@@ -100,6 +116,12 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   int('linkRetryMin', o.linkRetryMin, 1, 3_600_000);
   int('linkRetryMax', o.linkRetryMax, o.linkRetryMin, 3_600_000);
   int('maxHandles', o.maxHandles, 1, 1 << 20);
+  int('resumeGrace', o.resumeGrace, 0, 86_400_000);
+  if (o.resumeSecret !== undefined && (typeof o.resumeSecret !== 'string' || o.resumeSecret.length < 16)) {
+    bad('resumeSecret', 'must be a string of at least 16 characters');
+  }
+  int('holdMessages', o.holdMessages, 0, 1 << 20);
+  int('holdBytes', o.holdBytes, 0, 1 << 30);
   if (typeof o.logAddresses !== 'boolean') bad('logAddresses', 'must be a boolean');
   if (typeof o.clock?.now !== 'function' || typeof o.clock.setTimeout !== 'function') bad('clock', 'must be a Clock');
   for (const m of ['debug', 'info', 'warn', 'error'] as const) {

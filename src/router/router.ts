@@ -11,6 +11,11 @@ import type { RouterContext } from './context.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
 import { newStats, type RouterStats } from './stats.js';
+import { createHmac, randomBytes } from 'node:crypto';
+import { encodeRouteError } from '../protocol/encoder.js';
+import { routerIdOf } from '../protocol/id.js';
+
+const RESUME_LABEL = Buffer.from('postern resume v1');
 import { Mesh, type LinkInfo, type PeerInfo } from './mesh/mesh.js';
 
 /** Events of a {@link Router}. */
@@ -59,7 +64,10 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   private server: net.Server | null = null;
   private sweepTimer: Timer | null = null;
   private readonly sweepPeriod: number;
-  private closing: Promise<void> | null = null;
+  private closingP: Promise<void> | null = null;
+  private draining = false;
+  private readonly resumeKey: Buffer;
+  private readonly startedAt: number;
 
   constructor(options: RouterOptions = {}) {
     super();
@@ -68,25 +76,90 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.clock = this.options.clock;
     this.log = this.options.logger;
     this.meshSecret = Buffer.from(this.options.meshSecret ?? '');
+    this.resumeKey = this.options.resumeSecret !== undefined ? Buffer.from(this.options.resumeSecret) : randomBytes(32);
+    this.startedAt = this.clock.now();
     this.mesh = new Mesh(this);
     // The sweep runs 10 times per keepalive interval (and handshake timeout), so a
     // deadline is noticed at most a tenth of that late; deadlines subtract that slack.
     this.sweepPeriod = Math.max(1, Math.floor(Math.min(this.options.keepaliveInterval, this.options.handshakeTimeout) / 10));
   }
 
+  /** @internal True once close() or drain() began. */
+  get closing(): boolean {
+    return this.closingP !== null || this.draining;
+  }
+
+  /** @internal [P-12.3] */
+  resumeToken(id: Uint8Array): Buffer {
+    return createHmac('sha256', this.resumeKey).update(RESUME_LABEL).update(id).digest();
+  }
+
+  /** @internal A restarted router honours tokens for IDs it has no record of during its first resumeGrace ms. */
+  inRestartWindow(): boolean {
+    return this.options.resumeSecret !== undefined && this.clock.now() - this.startedAt < this.options.resumeGrace;
+  }
+
+  /** @internal */
+  report(replyTo: Buffer, code: number, seq: number, dest: Buffer): void {
+    const entry = this.registry.lookup(replyTo, 0);
+    if (entry !== undefined) {
+      if (entry.conn.state === ConnState.OPEN) entry.conn.refuse(code, seq, dest, null);
+      return;
+    }
+    const link = routerIdOf(replyTo) === this.routerId ? undefined : this.mesh.linkFor(routerIdOf(replyTo));
+    link?.write(encodeRouteError(code, seq, dest, replyTo));
+  }
+
+  /**
+   * Graceful shutdown: stops accepting, tells every agent to reconnect (after `after` ms,
+   * to `alternates` or here again), waits up to `grace` ms for them to leave, then closes.
+   * Agents flush and leave on their own; nothing they sent before leaving is lost. [P-12.1]
+   */
+  async drain(options: { after?: number; grace?: number; alternates?: string[] } = {}): Promise<void> {
+    if (this.closingP !== null) return this.closingP;
+    const after = options.after ?? 1000;
+    const grace = options.grace ?? 10_000;
+    const alternates = options.alternates ?? [];
+    if (!this.draining) {
+      this.draining = true;
+      this.server?.close();
+      const agents = [...this.conns].filter((c) => c.kind === 'agent' && c.state === ConnState.OPEN);
+      this.log.info('draining', { agents: agents.length, after, grace });
+      const frame = this.codec.encodeDrain({ after, grace, alternates });
+      for (const c of agents) c.writeChunks(frame);
+      await new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (![...this.conns].some((c) => c.kind !== 'link' && c.state < ConnState.CLOSING)) resolve();
+        };
+        const timer = this.clock.setTimeout(resolve, grace);
+        this.drainCheck = () => {
+          check();
+        };
+        check();
+        void timer;
+      });
+      this.drainCheck = null;
+    }
+    await this.close();
+  }
+
+  private drainCheck: (() => void) | null = null;
+
   /** Number of open connections (registered or not). */
   get connections(): number {
     return this.conns.size;
   }
 
-  /** Number of registered agents. */
+  /** Number of agents connected and registered (anonymous ones included, parked ones not). */
   get agents(): number {
-    return this.registry.size;
+    let n = 0;
+    for (const c of this.conns) if (c.kind === 'agent' && c.state === ConnState.OPEN) n++;
+    return n;
   }
 
   /** Starts listening on `options.host`:`options.port`; resolves with the bound address. */
   listen(): Promise<AddressInfo> {
-    if (this.closing !== null) return Promise.reject(new PosternError(ErrorCode.CLOSED, 'router is closed'));
+    if (this.closingP !== null) return Promise.reject(new PosternError(ErrorCode.CLOSED, 'router is closed'));
     if (this.server !== null) return Promise.reject(new PosternError(ErrorCode.INVALID_ARGUMENT, 'router is already listening'));
     const server = net.createServer({ noDelay: true }, (socket) => {
       const remote = this.options.logAddresses ? `${socket.remoteAddress}:${socket.remotePort}` : undefined;
@@ -121,7 +194,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
    * `remote` is what logs show as the peer's address (nothing when omitted).
    */
   handle(stream: Duplex, remote?: string): void {
-    if (this.closing !== null) {
+    if (this.closingP !== null) {
       stream.destroy();
       return;
     }
@@ -151,8 +224,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
 
   /** Stops accepting, sends CLOSE(GOING_AWAY) to every connection and waits for them to end. */
   close(): Promise<void> {
-    if (this.closing !== null) return this.closing;
-    this.closing = (async () => {
+    if (this.closingP !== null) return this.closingP;
+    this.closingP = (async () => {
       this.log.info('shutting down', { connections: this.conns.size });
       this.mesh.stop();
       const server = this.server;
@@ -163,7 +236,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
       this.sweepTimer = null;
       this.log.info('closed');
     })();
-    return this.closing;
+    return this.closingP;
   }
 
   private allClosed(): Promise<void> {
@@ -185,6 +258,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     if (!this.conns.delete(conn)) return;
     this.mesh.onClosed(conn, conn.closeCode);
     if (conn.kind !== 'link') this.emit('disconnect', conn.idText);
+    this.drainCheck?.();
     if (this.conns.size === 0 && this.drained !== null) {
       const d = this.drained;
       this.drained = null;

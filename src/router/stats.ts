@@ -24,6 +24,14 @@ export interface RouterStats {
   handshakeTimeouts: number;
   /** Connections closed as slow consumers. */
   slowConsumers: number;
+  /** Agents whose connection was lost and whose ID was kept for resume. */
+  parked: number;
+  /** Registrations that took an earlier ID back. */
+  resumes: number;
+  /** Messages held for parked agents. */
+  held: number;
+  /** Messages not delivered, by reason (the sender was told each time). */
+  dropped: { holdFull: number; resumeExpired: number };
 }
 
 /** Fresh zeroed counters. */
@@ -41,5 +49,9 @@ export function newStats(): RouterStats {
     keepaliveExpiries: 0,
     handshakeTimeouts: 0,
     slowConsumers: 0,
+    parked: 0,
+    resumes: 0,
+    held: 0,
+    dropped: { holdFull: 0, resumeExpired: 0 },
   };
 }
