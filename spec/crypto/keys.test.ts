@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import nacl from 'tweetnacl';
 import {
@@ -95,6 +96,10 @@ test('a symlink at the path is refused for writing (even dangling) and for readi
   await saveKeyFile(target, generateKeyPair());
   assert.is(await asyncCodeOf(loadKeyFile(link)), ErrorCode.KEY_FILE_INSECURE);
   assert.is(await asyncCodeOf(loadKeyFile(dir)), ErrorCode.KEY_FILE_INSECURE);
+  // A FIFO planted at the path is refused without blocking on it.
+  const fifo = fresh();
+  execFileSync('mkfifo', ['-m', '600', fifo]);
+  assert.is(await asyncCodeOf(loadKeyFile(fifo)), ErrorCode.KEY_FILE_INSECURE);
 });
 
 test('load: missing file, group/other permission bits, bad contents', async () => {

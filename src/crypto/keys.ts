@@ -1,5 +1,5 @@
 import { constants as fsConstants } from 'node:fs';
-import { lstat, open as openFile, rename, unlink } from 'node:fs/promises';
+import { open as openFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import nacl from 'tweetnacl';
@@ -137,32 +137,38 @@ export async function saveKeyFile(path: string, keyPair: KeyPair, options: SaveK
  *   for anything else (no permission to read).
  */
 export async function loadKeyFile(path: string): Promise<KeyPair> {
-  let st;
+  let fh;
   try {
-    st = await lstat(path);
+    // Open first and check what was opened (fstat), so the file cannot be swapped between
+    // the check and the read. O_NOFOLLOW refuses a symlink; O_NONBLOCK keeps a FIFO planted
+    // at the path from hanging us.
+    fh = await openFile(path, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0) | (fsConstants.O_NONBLOCK ?? 0));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       throw new PosternError(ErrorCode.KEY_FILE_NOT_FOUND, `no key file at ${path}`, { cause: err });
     }
+    if (code === 'ELOOP') {
+      throw new PosternError(ErrorCode.KEY_FILE_INSECURE, `key file ${path} is a symlink`, { cause: err });
+    }
     throw err;
   }
-  if (!st.isFile()) {
-    throw new PosternError(ErrorCode.KEY_FILE_INSECURE, `key file ${path} is not a regular file`);
-  }
-  // Windows has no POSIX mode bits worth checking.
-  if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-    throw new PosternError(
-      ErrorCode.KEY_FILE_INSECURE,
-      `key file ${path} has mode 0${(st.mode & 0o777).toString(8)}; it must not be accessible to group or others (chmod 600)`,
-    );
-  }
-  if (st.size > MAX_KEY_FILE_SIZE) {
-    throw new PosternError(ErrorCode.BAD_KEY_FILE, `key file ${path} is larger than ${MAX_KEY_FILE_SIZE} bytes`);
-  }
-  const fh = await openFile(path, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0));
   let text: string;
   try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw new PosternError(ErrorCode.KEY_FILE_INSECURE, `key file ${path} is not a regular file`);
+    }
+    // Windows has no POSIX mode bits worth checking.
+    if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
+      throw new PosternError(
+        ErrorCode.KEY_FILE_INSECURE,
+        `key file ${path} has mode 0${(st.mode & 0o777).toString(8)}; it must not be accessible to group or others (chmod 600)`,
+      );
+    }
+    if (st.size > MAX_KEY_FILE_SIZE) {
+      throw new PosternError(ErrorCode.BAD_KEY_FILE, `key file ${path} is larger than ${MAX_KEY_FILE_SIZE} bytes`);
+    }
     text = await fh.readFile('utf8');
   } finally {
     await fh.close();
