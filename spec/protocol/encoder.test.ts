@@ -128,6 +128,12 @@ test('bad arguments are coded errors', () => {
   assert.is(encodePing(Buffer.alloc(64)).length, 70);
   throwsCode(() => encodeSend(Buffer.alloc(15), 1, Buffer.alloc(0)), ErrorCode.INVALID_ID);
   throwsCode(() => encodeDeliver(Buffer.alloc(17), Buffer.alloc(0)), ErrorCode.INVALID_ID);
+  throwsCode(() => encodeError(1, 1, Buffer.alloc(20), 'hello'), ErrorCode.INVALID_ID);
+  for (const code of [-1, 65536, 1.5, NaN]) {
+    throwsCode(() => encodeError(code, 1, null), ErrorCode.INVALID_ARGUMENT, String(code));
+    throwsCode(() => encodeClose(code), ErrorCode.INVALID_ARGUMENT, String(code));
+  }
+  assert.is(encodeClose(65535).readUInt16BE(6), 65535);
 });
 
 test('text fields: multi-byte UTF-8 is counted in bytes', () => {

@@ -75,6 +75,8 @@ export function encodeDeliver(from: Uint8Array, payload: Uint8Array, flags = 0, 
 
 /** ERROR: wire code, the seq it refers to, the ID it concerns (zeros when none), UTF-8 text. [P-7.1] */
 export function encodeError(code: number, seq: number, id: Uint8Array | null, text = ''): Buffer {
+  checkCode(code);
+  if (id !== null && id.length !== ID_SIZE) throw new PosternError(ErrorCode.INVALID_ID, `an ID is ${ID_SIZE} bytes`);
   const textLen = Buffer.byteLength(text);
   const b = Buffer.alloc(ERROR_FIXED_SIZE + textLen);
   writeHeader(b, 0, FrameType.ERROR, 0, ERROR_FIXED_SIZE - HEADER_SIZE + textLen);
@@ -87,6 +89,7 @@ export function encodeError(code: number, seq: number, id: Uint8Array | null, te
 
 /** CLOSE: wire code and UTF-8 reason. [P-9.1] */
 export function encodeClose(code: number, reason = ''): Buffer {
+  checkCode(code);
   const textLen = Buffer.byteLength(reason);
   const b = Buffer.allocUnsafe(CLOSE_FIXED_SIZE + textLen);
   writeHeader(b, 0, FrameType.CLOSE, 0, CLOSE_FIXED_SIZE - HEADER_SIZE + textLen);
@@ -123,6 +126,13 @@ export function encodeFrame(type: number, body: Uint8Array, flags = 0): Buffer[]
 }
 
 const EMPTY = new Uint8Array(0);
+
+// A code outside u16 would otherwise be a RangeError from writeUInt16BE, without a code.
+function checkCode(code: number): void {
+  if (!Number.isInteger(code) || code < 0 || code > 0xffff) {
+    throw new PosternError(ErrorCode.INVALID_ARGUMENT, `a wire code is a u16, got ${String(code)}`);
+  }
+}
 
 function toBuffer(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.length);
