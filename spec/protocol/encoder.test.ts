@@ -30,6 +30,8 @@ function encodeVector(v: Vector): string {
       return join(codec.encodeRegister(bytesFromHex(f['body'])));
     case FrameType.REGISTERED:
       return join(codec.encodeRegistered(bytesFromHex(f['body']) as any));
+    case FrameType.DRAIN:
+      return join(codec.encodeDrain(f['body']));
     case FrameType.LOOKUP:
       return join(codec.encodeLookup(bytesFromHex(f['body']) as any));
     case FrameType.LOOKUP_RESULT:

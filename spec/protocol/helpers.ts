@@ -170,6 +170,9 @@ export function fieldsOf(codec: ControlCodec, buf: Buffer, start: number, end: n
     case FrameType.REGISTERED:
       out['body'] = hexBytes({ ...codec.decodeRegistered(buf, start, end) });
       break;
+    case FrameType.DRAIN:
+      out['body'] = { ...codec.decodeDrain(buf, start, end) };
+      break;
     case FrameType.LOOKUP:
       out['body'] = hexBytes({ ...codec.decodeLookup(buf, start, end) });
       break;

@@ -33,6 +33,9 @@ test('vectors: decode, re-encode from the decoded fields, same bytes', () => {
       case FrameType.REGISTERED:
         again = Buffer.concat(codec.encodeRegistered(codec.decodeRegistered(buf, 0, buf.length)));
         break;
+      case FrameType.DRAIN:
+        again = Buffer.concat(codec.encodeDrain(codec.decodeDrain(buf, 0, buf.length)));
+        break;
       case FrameType.LOOKUP:
         again = Buffer.concat(codec.encodeLookup(codec.decodeLookup(buf, 0, buf.length)));
         break;

@@ -50,7 +50,7 @@ const MAX_FRAME = 1048576;
 
 const T = {
   REGISTER: 1, REGISTERED: 2, ERROR: 3, CLOSE: 4, PING: 5, PONG: 6, SEND: 0x10, DELIVER: 0x11,
-  LOOKUP: 0x12, LOOKUP_RESULT: 0x13,
+  LOOKUP: 0x12, LOOKUP_RESULT: 0x13, DRAIN: 0x07,
   LINK_HELLO: 0x20, LINK_CHALLENGE: 0x21, LINK_AUTH: 0x22, LINK_READY: 0x23, SOURCE: 0x24, ROUTE_ERROR: 0x25,
 };
 const TYPE_NAMES = Object.fromEntries(Object.entries(T).map(([k, v]) => [v, k]));
@@ -58,7 +58,7 @@ const WIRE = {
   NORMAL: 0, UNKNOWN_DESTINATION: 1, NOT_REGISTERED: 2, ALREADY_REGISTERED: 3, UNSUPPORTED_FLAGS: 4,
   DESTINATION_SLOW: 5, BAD_MAGIC: 64, UNSUPPORTED_VERSION: 65, MALFORMED: 66, FRAME_TOO_LARGE: 67,
   UNKNOWN_FRAME: 68, KEEPALIVE_TIMEOUT: 69, SLOW_CONSUMER: 70, HANDSHAKE_TIMEOUT: 71, GOING_AWAY: 72,
-  UNREACHABLE_ROUTER: 18, HOP_LIMIT: 20, MESSAGE_TOO_LARGE: 6, NO_KEY: 7,
+  UNREACHABLE_ROUTER: 18, HOP_LIMIT: 20, MESSAGE_TOO_LARGE: 6, NO_KEY: 7, NOT_DELIVERED: 8,
 };
 
 /** @type {any[]} */
@@ -239,6 +239,61 @@ frame(
 );
 errorFrame('error-no-key', 'ERROR for LOOKUP ref 2 of B when B registered no key (§11.4).', WIRE.NO_KEY, 2, ID.B, '');
 
+// ---- drain and resume (§12) ----
+const TOKEN = '7e'.repeat(32);
+frame(
+  'drain',
+  'DRAIN: reconnect within 0..1000 ms to 10.0.0.2:7447, the router closes what is left after 10 s (§12.1).',
+  T.DRAIN,
+  0,
+  [mpMap([['after', mpUint(1000)], ['grace', mpUint(10000)], ['alternates', `91 ${mpStr('10.0.0.2:7447')}`]])],
+  { body: { after: 1000, grace: 10000, alternates: ['10.0.0.2:7447'] } },
+);
+frame('drain-here', 'DRAIN with no alternates: come back to the same address (§12.1).', T.DRAIN, 0, [mpMap([['after', mpUint(0)], ['grace', mpUint(5000)], ['alternates', '90']])], {
+  body: { after: 0, grace: 5000, alternates: [] },
+});
+frame(
+  'registered-resumable',
+  'REGISTERED for A with resume enabled: token 32 x 0x7e, grace 30 s (§12.3).',
+  T.REGISTERED,
+  0,
+  [
+    mpMap([
+      ['id', mpBin(ID.A)],
+      ['router', mpUint(ROUTER)],
+      ['maxFrame', mpUint(MAX_FRAME)],
+      ['keepalive', mpUint(30000)],
+      ['timeout', mpUint(45000)],
+      ['resume', mpBin(TOKEN)],
+      ['resumeGrace', mpUint(30000)],
+    ]),
+  ],
+  { body: { id: ID.A, router: ROUTER, maxFrame: MAX_FRAME, keepalive: 30000, timeout: 45000, resume: TOKEN, resumeGrace: 30000 } },
+);
+frame('register-resume', 'REGISTER asking to take A back with its token (§12.3).', T.REGISTER, 0, [mpMap([['id', mpBin(ID.A)], ['resume', mpBin(TOKEN)]])], {
+  body: { id: ID.A, resume: TOKEN },
+});
+frame(
+  'registered-resumed',
+  'REGISTERED granting the resume: the same ID, a token, resumed: true (§12.3).',
+  T.REGISTERED,
+  0,
+  [
+    mpMap([
+      ['id', mpBin(ID.A)],
+      ['router', mpUint(ROUTER)],
+      ['maxFrame', mpUint(MAX_FRAME)],
+      ['keepalive', mpUint(30000)],
+      ['timeout', mpUint(45000)],
+      ['resume', mpBin(TOKEN)],
+      ['resumeGrace', mpUint(30000)],
+      ['resumed', 'c3'],
+    ]),
+  ],
+  { body: { id: ID.A, router: ROUTER, maxFrame: MAX_FRAME, keepalive: 30000, timeout: 45000, resume: TOKEN, resumeGrace: 30000, resumed: true } },
+);
+errorFrame('error-not-delivered', 'ERROR for SEND seq 9 to B, held while B was parked, when B did not resume in time (§12.4).', WIRE.NOT_DELIVERED, 9, ID.B, '');
+
 // ---- router links (§10) ----
 const MESH = { secret: 'postern test mesh secret', dialer: ROUTER, acceptor: 9 };
 const nD = '11'.repeat(32);
@@ -412,6 +467,11 @@ invalidBody('registered-anonymous-with-id', 'REGISTERED with anonymous: true but
 invalidBody('registered-anonymous-not-bool', 'REGISTERED with anonymous: 1 instead of a boolean (§11.1).', T.REGISTERED, [
   mpMap([['id', mpBin(ID.A)], ['router', mpUint(7)], ['maxFrame', mpUint(MAX_FRAME)], ['keepalive', mpUint(30000)], ['timeout', mpUint(45000)], ['anonymous', '01']]),
 ]);
+invalidBody('registered-resume-too-short', 'REGISTERED with a 15-byte resume token (§12.3).', T.REGISTERED, [
+  mpMap([['id', mpBin(ID.A)], ['router', mpUint(7)], ['maxFrame', mpUint(MAX_FRAME)], ['keepalive', mpUint(30000)], ['timeout', mpUint(45000)], ['resume', mpBin('7e'.repeat(15))]]),
+]);
+invalidBody('drain-alternates-not-strings', 'DRAIN whose alternates hold a number (§12.1).', T.DRAIN, [mpMap([['after', mpUint(0)], ['grace', mpUint(0)], ['alternates', '9107']])]);
+invalidBody('drain-no-grace', 'DRAIN without grace (§12.1).', T.DRAIN, [mpMap([['after', mpUint(0)], ['alternates', '90']])]);
 invalidBody('registered-not-a-map', 'REGISTERED whose body is nil (§4.2).', T.REGISTERED, ['c0']);
 
 // ---- output ----
