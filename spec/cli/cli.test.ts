@@ -14,6 +14,10 @@ const BIN = fileURLToPath(new URL('../../bin/postern.js', import.meta.url));
 const WAIT = 10_000;
 
 const children = new Set<ChildProcessWithoutNullStreams>();
+// Last resort if the runner dies between tests: no child outlives it.
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
 
 /** A child process with its output split into lines as they arrive. */
 class Proc {
