@@ -267,7 +267,8 @@ export function readClose(buf: Buffer, start: number, end: number): CloseFrame {
   return { code: buf.readUInt16BE(start + HEADER_SIZE), reason: utf8(buf, start + CLOSE_FIXED_SIZE, end) };
 }
 
-// Text from the peer is informational; cap it so a log line stays a line.
+// [P-3.6] Text from the peer is informational; cap it so a log line stays a line. Invalid
+// UTF-8 becomes U+FFFD rather than an error.
 function utf8(buf: Buffer, start: number, end: number): string {
   return buf.toString('utf8', start, Math.min(end, start + 512));
 }

@@ -123,7 +123,7 @@ for (const [name, num] of Object.entries(WireCode)) {
   }
 }
 
-/** The `POSTERN_ERR_*` code for a wire code (POSTERN_ERR_UNKNOWN_CODE when unknown). */
+/** The `POSTERN_ERR_*` code for a wire code (POSTERN_ERR_UNKNOWN_CODE when unknown, never a failure). [P-7.4] */
 export function errorCodeForWire(wireCode: number): ErrorCode {
   return ERROR_BY_WIRE[wireCode] ?? ErrorCode.UNKNOWN_CODE;
 }

@@ -67,15 +67,15 @@ export const FrameType = {
   CLOSE: 0x04,
   PING: 0x05,
   PONG: 0x06,
-  /** Router is going away: reconnect after a delay, maybe elsewhere. MessagePack {after, grace, alternates}. */
+  /** Router is going away: reconnect after a delay, maybe elsewhere. MessagePack {after, grace, alternates}. [P-12.1] */
   DRAIN: 0x07,
   SEND: 0x10,
   DELIVER: 0x11,
-  /** Key directory: ask the router for the X25519 key an ID registered. MessagePack {ref, id}. */
+  /** Key directory: ask the router for the X25519 key an ID registered. MessagePack {ref, id}. [P-11.4] */
   LOOKUP: 0x12,
   /** Key directory answer. MessagePack {ref, id, key}. */
   LOOKUP_RESULT: 0x13,
-  /** Router links (§10): dialer's hello, MessagePack {router, nonce, maxFrame}. */
+  /** Router links (§10): dialer's hello, MessagePack {router, nonce, maxFrame}. [P-10.1] */
   LINK_HELLO: 0x20,
   /** Router links: acceptor's challenge and proof, MessagePack {router, nonce, proof, maxFrame}. */
   LINK_CHALLENGE: 0x21,
@@ -83,15 +83,15 @@ export const FrameType = {
   LINK_AUTH: 0x22,
   /** Router links: acceptor's confirmation, MessagePack {}. */
   LINK_READY: 0x23,
-  /** Router links: names the sender of the SEND frames that follow on the link. */
+  /** Router links: names the sender of the SEND frames that follow on the link. [P-10.4] */
   SOURCE: 0x24,
-  /** Router links: an error for a forwarded SEND, addressed to its sender. */
+  /** Router links: an error for a forwarded SEND, addressed to its sender. [P-10.5] */
   ROUTE_ERROR: 0x25,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 /**
- * Flags of SEND, DELIVER and SOURCE frames. [P-6.4] [P-11]
+ * Flags of SEND, DELIVER and SOURCE frames. [P-3.4] [P-6.4] [P-11.2]
  * - SEND: ANONYMOUS sends this message under a reply handle instead of the sender's ID;
  *   STICKY (with ANONYMOUS) reuses the connection's one sticky handle; SEALED is passed
  *   through to the DELIVER untouched (the payload is a sealed envelope).
