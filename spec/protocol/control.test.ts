@@ -111,6 +111,12 @@ test('REGISTER: any map is accepted, anything else is MALFORMED', () => {
   }
 });
 
+test('a repeated key: the last value counts (§4.1)', () => {
+  // {x: 1, x: 2}
+  const f = register('82a17801a17802');
+  assert.equal(codec.decodeRegister(f, 0, f.length), { x: 2 });
+});
+
 test('REGISTER decoding honours [start, end): bytes around the frame are not read', () => {
   const inner = register('81a178c3');
   const buf = Buffer.concat([Buffer.from('zzzz'), inner, Buffer.from('c1c1')]);
