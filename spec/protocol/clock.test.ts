@@ -100,7 +100,8 @@ test('systemClock: monotonic now(), timers fire and cancel', async () => {
   // systemClock's timers are unref'd: hold the process open with a ref'd one meanwhile.
   const hold = setTimeout(() => undefined, 1000);
   await new Promise<void>((resolve) => {
-    systemClock.setTimeout(resolve, 5);
+    const t = systemClock.setTimeout(resolve, 5);
+    t.refresh(); // restarts the delay; the timer still fires once
   });
   clearTimeout(hold);
   assert.ok(systemClock.now() >= a + 4);
