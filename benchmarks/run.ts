@@ -94,9 +94,10 @@ const fmtBytes = (x: number): string =>
   !Number.isFinite(x) ? '-' : x >= 1 << 30 ? `${(x / (1 << 30)).toFixed(2)} GiB` : x >= 1 << 20 ? `${(x / (1 << 20)).toFixed(1)} MiB` : x >= 1024 ? `${(x / 1024).toFixed(1)} KiB` : `${x.toFixed(0)} B`;
 const sizeName = (s: number): string => (s >= 1024 ? `${s / 1024} KiB` : `${s} B`);
 
-function table(header: string[], rows: string[][]): string {
+/** A text table; the first `left` columns are left-aligned, the rest right-aligned. */
+function table(header: string[], rows: string[][], left = 3): string {
   const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string => r.map((c, i) => (i < 3 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
+  const line = (r: string[]): string => r.map((c, i) => (i < left ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
   return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -416,18 +417,85 @@ async function meshSection(cells: CellSummary[]): Promise<{ status: string; note
 
 // ---------------------------------------------------------------------------- sealed
 
-async function sealed(): Promise<unknown> {
-  const path = `${here}seal.js`;
-  if (!existsSync(path)) return { status: 'placeholder', note: 'benchmarks/seal.ts does not exist yet' };
+interface SealedResult {
+  status: string;
+  note: string;
+  /** Sealed traffic through one router next to plain traffic, same cells. */
+  rows: Array<{ pattern: Pattern; size: number; k: number; sealed: CellSummary; plain: CellSummary | null; ratio: number }>;
+  /** benchmarks/seal.js (seal/open per second), when it exists: its JSON line. */
+  sealOpen: unknown;
+}
+
+/**
+ * Sealed traffic: SENDs flagged SEALED (the router only ever sees opaque payload bytes, so
+ * these are sealed messages as far as it can tell) next to plain SENDs; and seal+open per
+ * second from benchmarks/seal.js, run as a child on the generator core.
+ */
+async function sealedSection(cells: CellSummary[]): Promise<SealedResult> {
+  const grid = quick ? [{ pattern: 'pairs' as Pattern, size: 256, k: 16 }] : [
+    { pattern: 'pairs' as Pattern, size: 256, k: 16 },
+    { pattern: 'pairs' as Pattern, size: 4096, k: 16 },
+  ];
+  const rows: SealedResult['rows'] = [];
+  let router: ServerChild | null = null;
   try {
-    const mod = (await import(new URL('./seal.js', import.meta.url).href)) as Record<string, unknown>;
-    const fn = (mod['runSealBench'] ?? mod['run'] ?? mod['default']) as ((o: { quick: boolean }) => Promise<unknown>) | undefined;
-    if (typeof fn !== 'function') return { status: 'placeholder', note: 'benchmarks/seal.js exports no runSealBench/run/default function' };
-    return { status: 'measured', result: await fn({ quick }) };
+    router = await startRouter({ keepaliveInterval: 60_000 });
+    const sealedWire = posternWire('127.0.0.1', router.port, router.port, 0x04);
+    const plainW = posternWire('127.0.0.1', router.port);
+    for (const c of grid) {
+      const runs: CellResult[] = [];
+      const base: CellResult[] = [];
+      for (let rep = 0; rep < cfg.repeats; rep++) {
+        for (const [w, into] of [[sealedWire, runs], [plainW, base]] as const) {
+          const label = `${w.name} ${c.pattern} ${sizeName(c.size)} K=${c.k}`;
+          const r = await runCell(w, { ...c, warmupMs: cfg.warmupMs, durationMs: cfg.durationMs, serverPid: router.pid, progress: (x) => progress(`${label} rep ${rep + 1}: ${fmtRate(x)} msg/s`) });
+          record(w.name, label, r);
+          into.push(r);
+        }
+      }
+      const sum = (system: SystemName, rs: CellResult[]): CellSummary => ({
+        system, ...c, runs: rs,
+        msgsPerSec: median(rs.map((r) => r.msgsPerSec)),
+        mbPerSec: median(rs.map((r) => r.mbPerSec)),
+        serverCpu: median(rs.map((r) => r.serverCpu)),
+        genCpu: median(rs.map((r) => r.genCpu)),
+        inOrder: rs.every((r) => r.inOrder),
+      });
+      const se = sum('sealed', runs);
+      const pl = sum('postern', base);
+      rows.push({ ...c, sealed: se, plain: pl, ratio: se.msgsPerSec / pl.msgsPerSec });
+      if (!tty) note(`sealed ${c.pattern} ${sizeName(c.size)} K=${c.k}: ${fmtRate(se.msgsPerSec)} msg/s, ${fmtRatio(se.msgsPerSec / pl.msgsPerSec)} of plain`);
+    }
   } catch (err) {
-    warnings.push(`sealed: ${(err as Error).message}`);
-    return { status: 'failed', note: (err as Error).message };
+    failures.push(`sealed: ${(err as Error).message}`);
+  } finally {
+    await router?.stop();
   }
+  void cells;
+  let sealOpen: unknown = null;
+  const sealJs = `${here}seal.js`;
+  if (existsSync(sealJs)) {
+    progress('seal/open micro-benchmark (benchmarks/seal.js)');
+    try {
+      const args = [sealJs, '--json-only', ...(quick ? ['--ms', '30', '--sizes', '64'] : [])];
+      const cmd = machine.pinned ? 'taskset' : process.execPath;
+      const argv = machine.pinned ? ['-c', String(GEN_CORE), process.execPath, ...args] : args;
+      const out = execFileSync(cmd, argv, { timeout: 120_000, stdio: ['ignore', 'pipe', 'inherit'] }).toString();
+      const line = out.split('\n').find((l) => l.startsWith('{"bench":"seal"'));
+      sealOpen = line === undefined ? { note: 'seal.js printed no JSON line' } : JSON.parse(line);
+    } catch (err) {
+      warnings.push(`seal.js: ${(err as Error).message}`);
+      sealOpen = { note: `seal.js failed: ${(err as Error).message}` };
+    }
+  } else {
+    sealOpen = { note: 'benchmarks/seal.ts does not exist yet' };
+  }
+  return {
+    status: rows.length > 0 ? 'measured' : 'failed',
+    note: 'SENDs flagged SEALED with opaque payloads of the same size, next to plain SENDs through the same router',
+    rows,
+    sealOpen,
+  };
 }
 
 // ------------------------------------------------------------------------------ main
@@ -521,7 +589,9 @@ async function main(): Promise<number> {
   since = performance.now();
   const mesh = cfg.sections.includes('mesh') && cfg.systems.includes('postern') ? await meshSection(cells) : null;
   lap('mesh', since);
-  const seal = cfg.sections.includes('sealed') ? await sealed() : null;
+  since = performance.now();
+  const seal = cfg.sections.includes('sealed') && cfg.systems.includes('postern') ? await sealedSection(cells) : null;
+  lap('sealed', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
@@ -561,7 +631,7 @@ async function main(): Promise<number> {
     t('p99 one-way latency at 50% of saturation', '<= 1000 µs', lat50?.p99, (v) => v <= 1000, (v) => `${v} µs`),
     t('router RSS for 100,000 idle agents', '<= 2 GiB', scale?.rssAt100k, (v) => v <= 2 * 2 ** 30, (v) => `${fmtBytes(v)}${scale !== null && scale.agents < 100_000 ? ` (extrapolated from ${scale.agents})` : ''}`),
     t('keepalive expiries of live agents', '0', scale === null ? undefined : scale.expired + scale.lost, (v) => v === 0, String),
-    { name: 'sealed throughput vs plain', target: 'same', value: null, shown: 'placeholder (see sealed)', met: null },
+    t('sealed throughput vs plain (worst cell)', 'same (>= 0.9x)', seal === null || seal.rows.length === 0 ? undefined : Math.min(...seal.rows.map((r) => r.ratio)), (v) => v >= 0.9, fmtRatio),
   ];
 
   // ----------------------------------------------------------------------------- report
@@ -628,11 +698,25 @@ async function main(): Promise<number> {
       );
     }
   }
-  lines.push(`sealed: ${JSON.stringify(seal)}`);
+  if (seal !== null) {
+    lines.push('');
+    lines.push(`sealed: ${seal.note}`);
+    lines.push(
+      table(
+        ['pattern', 'size', 'K', 'sealed', 'MB/s', 'plain', 'ratio', 'ordered'],
+        seal.rows.map((r) => [r.pattern, sizeName(r.size), `K=${r.k}`, fmtRate(r.sealed.msgsPerSec), fmtMB(r.sealed.mbPerSec), fmtRate(r.plain?.msgsPerSec ?? NaN), fmtRatio(r.ratio), r.sealed.inOrder ? 'yes' : 'NO']),
+      ),
+    );
+    const so = seal.sealOpen as { rows?: Array<{ op: string; size: number; opsPerSec: number; mbPerSec: number }>; note?: string } | null;
+    if (so?.rows !== undefined) {
+      lines.push('seal/open per second (benchmarks/seal.js, generator core):');
+      lines.push(table(['op', 'bytes', 'ops/s', 'MB/s'], so.rows.map((r) => [r.op, String(r.size), fmtRate(r.opsPerSec), fmtMB(r.mbPerSec)]), 1));
+    } else if (so?.note !== undefined) lines.push(`seal/open: ${so.note}`);
+  }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');
   lines.push('targets (issue 3)');
-  lines.push(table(['target', 'want', 'measured', 'met'], targets.map((x) => [x.name, x.target, x.shown, x.met === null ? '-' : x.met ? 'yes' : 'NO'])));
+  lines.push(table(['target', 'want', 'measured', 'met'], targets.map((x) => [x.name, x.target, x.shown, x.met === null ? '-' : x.met ? 'yes' : 'NO']), 4));
   for (const w of warnings) lines.push(`warning: ${w}`);
   for (const f of failures) lines.push(`FAILED: ${f}`);
   lines.push('');

@@ -48,7 +48,7 @@ export interface Wire {
   setDest(buf: Buffer, off: number, dest: Buffer): void;
 }
 
-export type SystemName = 'postern' | 'plain' | 'nats' | 'mesh';
+export type SystemName = 'postern' | 'plain' | 'nats' | 'mesh' | 'sealed';
 
 function open(host: string, port: number, localAddress: string | undefined): Socket {
   const sock = connect(localAddress === undefined ? { host, port } : { host, port, localAddress });
@@ -190,11 +190,13 @@ export class PosternConn implements Conn {
 
 /**
  * postern: routes on the 16-byte ID of each SEND. Senders connect to `sendPort` (default
- * `port`): a second router of a mesh, so every message crosses the link.
+ * `port`): a second router of a mesh, so every message crosses the link. `flags` go on every
+ * SEND: Flag.SEALED (0x04) makes it sealed traffic as far as the router can tell (it never
+ * looks inside a payload).
  */
-export function posternWire(host: string, port: number, sendPort = port): Wire {
+export function posternWire(host: string, port: number, sendPort = port, flags = 0): Wire {
   return {
-    name: sendPort === port ? 'postern' : 'mesh',
+    name: flags !== 0 ? 'sealed' : sendPort === port ? 'postern' : 'mesh',
     routes: true,
     head: () => RELAY_HEADER_SIZE,
     tail: 0,
@@ -205,7 +207,7 @@ export function posternWire(host: string, port: number, sendPort = port): Wire {
     },
     openSender: (_i, onError, localAddress) => PosternConn.open(host, sendPort, onError, localAddress),
     writeFrame(buf, off, dest, size) {
-      writeRelayHeader(buf, off, FrameType.SEND, 0, dest, 0, size);
+      writeRelayHeader(buf, off, FrameType.SEND, flags, dest, 0, size);
     },
     setDest(buf, off, dest) {
       dest.copy(buf, off + 6);
