@@ -314,6 +314,30 @@ test('backpressure: a full queue pauses reading, draining resumes, nothing lost,
   await a.close();
 });
 
+test('backpressure survives a reconnect: a full queue still lets the next connection register', async () => {
+  const clock = new ManualClock();
+  const router = new FakeRouter();
+  const a = await connect({ createConnection: router.connect, clock, random: () => 0, maxQueue: 2 });
+  const from = newAgentId(router.routerId);
+  for (let i = 0; i < 4; i++) router.last.deliver(from, `old${i}`);
+  await until(() => a.receivePaused);
+  // A CLOSE would sit unread behind the queued data (as on TCP); a reset is noticed at once.
+  router.last.destroy();
+  await until(() => !a.connected);
+  clock.advance(0);
+  await until(() => a.connected, 2000, 'registered while the queue is full');
+  assert.ok(a.receivePaused);
+  router.last.deliver(from, 'new');
+  const got: string[] = [];
+  for await (const m of a) {
+    got.push(m.data.toString());
+    if (m.data.toString() === 'new') break;
+  }
+  assert.ok(got.length >= 3 && got[got.length - 1] === 'new', got.join());
+  assert.not.ok(a.receivePaused);
+  await a.close();
+});
+
 test('keepalive: PING after keepalive ms of silence, CLOSE(KEEPALIVE_TIMEOUT) after timeout, then reconnect', async () => {
   const clock = new ManualClock();
   const router = new FakeRouter({ keepalive: 1000, timeout: 1500, pong: false });

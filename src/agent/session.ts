@@ -126,7 +126,6 @@ export class Session {
         this.abort(new PosternError(ErrorCode.CONNECT_TIMEOUT, `not registered within ${this.opts.connectTimeout} ms`));
       }
     }, this.opts.connectTimeout);
-    if (this.paused) s.pause();
     // [P-2.1] the agent speaks first, with the highest version it speaks.
     this.write([encodePreamble(PROTOCOL_VERSION), ...this.opts.codec.encodeRegister(this.opts.register ?? {})]);
   }
@@ -163,10 +162,13 @@ export class Session {
     if (this.state === 'open' || this.state === 'handshake') this.write([encodePing(payload)]);
   }
 
-  /** Stops reading (the consumer lags); see {@link Heartbeat.pause}. */
+  /**
+   * Stops reading (the consumer lags); see {@link Heartbeat.pause}. During the handshake it
+   * only takes note: REGISTERED must still be read, and no DELIVER can come before it.
+   */
   pause(): void {
     this.paused = true;
-    this.socket.pause();
+    if (this.state !== 'handshake') this.socket.pause();
     this.heartbeat?.pause();
   }
 
@@ -297,7 +299,10 @@ export class Session {
           body.keepalive,
           body.timeout,
         );
-        if (this.paused) this.heartbeat.pause();
+        if (this.paused) {
+          this.socket.pause();
+          this.heartbeat.pause();
+        }
         this.handler.registered(body);
         return;
       }
