@@ -3,7 +3,7 @@ import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ControlCodec, type RegisteredBody } from '../protocol/control.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { FrameType, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET, WireCode } from '../protocol/frame.js';
+import { FrameType, HEADER_SIZE, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET, WireCode } from '../protocol/frame.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { formatId } from '../protocol/id.js';
 import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
@@ -141,6 +141,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private info: RouterInfo | null = null;
   private readPaused = false;
   private wantDrain = false;
+  /** Why the last connection or attempt ended; carried by the next `reconnecting` status. */
+  private lastError: PosternError = new PosternError(ErrorCode.CONNECTION_LOST, 'not connected');
   /**
    * Holds the process open while reconnecting. Connected, the socket does that; between
    * attempts only a (possibly unref'd) backoff timer exists, and a program blocked in
@@ -185,8 +187,6 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       if (event === 'message') queueMicrotask(() => this.drainToListeners());
     });
   }
-
-  private lastError: PosternError = new PosternError(ErrorCode.CONNECTION_LOST, 'not connected');
 
   /** The current agent ID, text form. A reconnect changes it. */
   get id(): string {
@@ -233,9 +233,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
 
   /**
    * Sends `data` to agent `to` (32 hex digits or 16 bytes) and returns the seq it used, which
-   * an `'undeliverable'` event would carry. A string is sent as UTF-8. The payload is written
-   * as given, not copied: do not modify it until `'drain'` (or the next tick, when `writable`
-   * stays true).
+   * an `'undeliverable'` event would carry. A string is sent as UTF-8. Bytes are written
+   * as given, not copied: the socket may read them from your memory later (until its buffer
+   * has drained), so do not modify them after the call.
    *
    * Throws synchronously, in this order: POSTERN_ERR_CLOSED (closed or closing),
    * POSTERN_ERR_INVALID_ID, POSTERN_ERR_INVALID_ARGUMENT (data neither bytes nor string),
@@ -269,7 +269,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     }
     this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
     const seq = this.seq;
-    writeHeader(header, 0, FrameType.SEND, 0, RELAY_HEADER_SIZE - 6 + payload.length);
+    writeHeader(header, 0, FrameType.SEND, 0, RELAY_HEADER_SIZE - HEADER_SIZE + payload.length);
     header.writeUInt32BE(seq, RELAY_SEQ_OFFSET);
     if (!s.writeSend(header, payload)) this.wantDrain = true;
     return seq;
@@ -280,7 +280,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * ERROR (whose `'undeliverable'` event has then already been emitted): a PING round trip,
    * relying on the router answering one connection in order. [P-6.5] Rejects with
    * POSTERN_ERR_NOT_CONNECTED while reconnecting, POSTERN_ERR_NOT_SENT (cause: the
-   * disconnect error) if the connection drops first, POSTERN_ERR_CLOSED on close.
+   * disconnect error) if the connection drops first, POSTERN_ERR_CLOSED on close. While
+   * reading is paused (`receivePaused`), the PONG waits behind the unread messages.
    */
   flush(): Promise<void> {
     if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
