@@ -186,14 +186,12 @@ export const WireCode = {
   NO_KEY: 7,
   /** The destination's connection was lost and it did not resume within its grace period; the message held for it was dropped. */
   NOT_DELIVERED: 8,
-  /** Reserved for rate limiting (a later version). */
+  /** Registration refused for now: too many from this address; retry later. */
   RATE_LIMITED: 16,
   /** Reserved for router drain (a later version). */
   DRAINING: 17,
   /** No link to the router that issued the destination ID (unknown or down). */
   UNREACHABLE_ROUTER: 18,
-  /** Reserved for admission control (a later version). */
-  ADMISSION_DENIED: 19,
   /** A forwarded message would cross more router links than allowed. */
   HOP_LIMIT: 20,
   BAD_MAGIC: 64,
@@ -206,12 +204,14 @@ export const WireCode = {
   HANDSHAKE_TIMEOUT: 71,
   GOING_AWAY: 72,
   INTERNAL: 73,
-  /** Reserved for connection limits (a later version). */
+  /** The router's connection limit (overall or per address) is reached. */
   TOO_MANY_CONNECTIONS: 74,
   /** A router link's challenge-response failed (no or wrong mesh secret). */
   LINK_AUTH_FAILED: 75,
   /** A router link to a router with this router's own ID. */
   DUPLICATE_ROUTER_ID: 76,
+  /** Registration requires an admission token this agent did not present. */
+  ADMISSION_DENIED: 77,
 } as const;
 export type WireCode = (typeof WireCode)[keyof typeof WireCode];
 

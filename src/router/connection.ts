@@ -104,6 +104,8 @@ export class RouterConnection implements FrameSink {
   peerMaxFrame = 0;
   /** For links: true when this router dialled it. */
   readonly dialled: boolean;
+  /** The peer's IP address, for per-address limits (never relayed; logged only as `remote`). */
+  address = '';
   /** The wire code this connection was closed with (by either side), once known. */
   closeCode: number | undefined;
   /** Frames read and bytes written, for per-link reporting. */
@@ -166,6 +168,11 @@ export class RouterConnection implements FrameSink {
   // Destinations this connection is paused for.
   private readonly blockedOn = new Set<RouterConnection>();
   private slowTimer: Timer | null = null;
+  // Rate limits: token buckets, and whether reading is paused to let them refill.
+  private bucketBytes = 0;
+  private bucketMsgs = 0;
+  private bucketStamp = -1;
+  private ratePaused = false;
 
   /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
   constructor(ctx: RouterContext, stream: Duplex, remote: string | undefined, dial = false) {
@@ -197,6 +204,7 @@ export class RouterConnection implements FrameSink {
     if (this.firstByte < 0 && chunk.length > 0) this.firstByte = chunk[0]!;
     this.ctx.stats.bytesIn += chunk.length;
     this.bytesIn += chunk.length;
+    const before = this.framesIn;
     try {
       this.decoder.push(chunk);
     } catch (err) {
@@ -205,7 +213,39 @@ export class RouterConnection implements FrameSink {
       return;
     }
     this.flushOut();
+    const o = this.ctx.options;
+    if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.meter(chunk.length, this.framesIn - before);
   };
+
+  /**
+   * [P-12.6] Per-connection rate limits as token buckets holding one second's worth. Over
+   * the limit the router stops reading from this connection until the buckets refill: the
+   * sender is slowed by TCP itself, nothing is dropped and nothing queues in the router.
+   */
+  private meter(bytes: number, msgs: number): void {
+    const o = this.ctx.options;
+    const now = this.ctx.clock.now();
+    if (this.bucketStamp < 0) {
+      this.bucketBytes = o.maxByteRate;
+      this.bucketMsgs = o.maxMessageRate;
+    } else {
+      const dt = (now - this.bucketStamp) / 1000;
+      this.bucketBytes = Math.min(o.maxByteRate, this.bucketBytes + o.maxByteRate * dt);
+      this.bucketMsgs = Math.min(o.maxMessageRate, this.bucketMsgs + o.maxMessageRate * dt);
+    }
+    this.bucketStamp = now;
+    this.bucketBytes -= bytes;
+    this.bucketMsgs -= msgs;
+    const wait = Math.max(o.maxByteRate > 0 ? -this.bucketBytes / o.maxByteRate : 0, o.maxMessageRate > 0 ? -this.bucketMsgs / o.maxMessageRate : 0) * 1000;
+    if (wait <= 0 || this.ratePaused) return;
+    this.ctx.stats.rateLimited++;
+    this.ratePaused = true;
+    this.stream.pause();
+    this.ctx.clock.setTimeout(() => {
+      this.ratePaused = false;
+      if (this.blockedOn.size === 0 && this.state === ConnState.OPEN) this.stream.resume();
+    }, Math.ceil(wait));
+  }
 
   /** [P-2.2] [P-2.3] */
   preamble(version: number): void {
@@ -670,6 +710,16 @@ export class RouterConnection implements FrameSink {
       this.fail(err);
       return;
     }
+    // [P-12.7] admission, then the per-address registration rate
+    if (!this.ctx.admits(body['token'])) {
+      this.ctx.stats.admissionDenied++;
+      this.close(WireCode.ADMISSION_DENIED, 'registration needs a valid admission token');
+      return;
+    }
+    if (!this.ctx.registrationAllowed(this.address)) {
+      this.sendError(WireCode.RATE_LIMITED, 0, null, 'too many registrations from this address; retry later');
+      return;
+    }
     const anonymous = body['anonymous'] === true;
     const key = body['key'];
     if (key !== undefined && !(key instanceof Uint8Array && key.length === 32)) {
@@ -938,7 +988,7 @@ export class RouterConnection implements FrameSink {
 
   private unblock(dest: RouterConnection): void {
     if (!this.blockedOn.delete(dest)) return;
-    if (this.blockedOn.size === 0 && this.state === ConnState.OPEN) this.stream.resume();
+    if (this.blockedOn.size === 0 && !this.ratePaused && this.state === ConnState.OPEN) this.stream.resume();
   }
 
   private readonly onDrain = (): void => {
@@ -1029,6 +1079,9 @@ export class RouterConnection implements FrameSink {
     if (this.state >= ConnState.CLOSING) return;
     this.state = ConnState.CLOSING;
     this.decoder.stop();
+    // Input is ignored from now on; keep reading it so the peer's FIN is noticed even if
+    // this connection was paused for backpressure or a rate limit.
+    this.stream.resume();
     if (park && this.kind === 'agent' && !this.anonymous && this.ctx.options.resumeGrace > 0 && !this.ctx.closing) this.park();
     else this.ctx.registry.delete(this);
     if (this.slowTimer !== null) {

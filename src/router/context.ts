@@ -21,6 +21,10 @@ export interface RouterContext {
   /** The mesh secret as bytes (empty when none). */
   readonly meshSecret: Buffer;
   onRegistered(conn: RouterConnection): void;
+  /** True when `token` (REGISTER's `token`) passes admission (always, when no tokens are configured). */
+  admits(token: unknown): boolean;
+  /** Takes one registration from `address`'s bucket; false when it is empty. */
+  registrationAllowed(address: string): boolean;
   /** The resume token for `id`. [P-12.3] */
   resumeToken(id: Uint8Array): Buffer;
   /** True while a restarted router still accepts resume tokens for IDs it has no record of. */

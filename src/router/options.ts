@@ -43,6 +43,18 @@ export interface RouterOptions {
   holdMessages?: number;
   /** Bytes held for one lost agent while it may resume. Default 1 MiB. */
   holdBytes?: number;
+  /** Most connections at once; more are refused with TOO_MANY_CONNECTIONS. Default 200000. Reloadable. */
+  maxConnections?: number;
+  /** Most connections at once from one IP address; 0 = no limit. Default 1000. Reloadable. */
+  maxConnectionsPerAddress?: number;
+  /** Registrations per second allowed from one IP address (burst: twice that); 0 = no limit. Default 50. Reloadable. */
+  registrationRate?: number;
+  /** Messages per second one connection may send (burst: one second's worth); 0 = no limit. Default 0. Reloadable. */
+  maxMessageRate?: number;
+  /** Bytes per second one connection may send (burst: one second's worth); 0 = no limit. Default 0. Reloadable. */
+  maxByteRate?: number;
+  /** When not empty, REGISTER must carry one of these tokens (`token`), else ADMISSION_DENIED. Default []. Reloadable. */
+  admissionTokens?: string[];
   /** Reply handles one connection may have live at once; the oldest is retired past it. Default 1024. */
   maxHandles?: number;
   /** Whether log lines may carry remote IP addresses. Default true. Anonymous connections' addresses are never logged. */
@@ -80,6 +92,12 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   holdMessages: 1024,
   holdBytes: 1024 * 1024,
   maxHandles: 1024,
+  maxConnections: 200_000,
+  maxConnectionsPerAddress: 1000,
+  registrationRate: 50,
+  maxMessageRate: 0,
+  maxByteRate: 0,
+  admissionTokens: [] as string[],
   logAddresses: true,
   clock: systemClock,
   logger: silentLogger,
@@ -116,6 +134,14 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   int('linkRetryMin', o.linkRetryMin, 1, 3_600_000);
   int('linkRetryMax', o.linkRetryMax, o.linkRetryMin, 3_600_000);
   int('maxHandles', o.maxHandles, 1, 1 << 20);
+  int('maxConnections', o.maxConnections, 1, 10_000_000);
+  int('maxConnectionsPerAddress', o.maxConnectionsPerAddress, 0, 10_000_000);
+  int('registrationRate', o.registrationRate, 0, 1_000_000);
+  int('maxMessageRate', o.maxMessageRate, 0, 1_000_000_000);
+  int('maxByteRate', o.maxByteRate, 0, 1_000_000_000_000);
+  if (!Array.isArray(o.admissionTokens) || !o.admissionTokens.every((t) => typeof t === 'string' && t.length >= 8 && t.length <= 256)) {
+    bad('admissionTokens', 'must be an array of strings of 8..256 characters');
+  }
   int('resumeGrace', o.resumeGrace, 0, 86_400_000);
   if (o.resumeSecret !== undefined && (typeof o.resumeSecret !== 'string' || o.resumeSecret.length < 16)) {
     bad('resumeSecret', 'must be a string of at least 16 characters');
@@ -129,6 +155,22 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   }
   return o;
 }
+
+/** Options {@link Router.reload} may change on a live router. */
+export const RELOADABLE = Object.freeze([
+  'maxConnections',
+  'maxConnectionsPerAddress',
+  'registrationRate',
+  'maxMessageRate',
+  'maxByteRate',
+  'admissionTokens',
+  'handshakeTimeout',
+  'slowConsumerTimeout',
+  'maxOutbound',
+  'holdMessages',
+  'holdBytes',
+  'logAddresses',
+] as const);
 
 function int(name: string, v: unknown, min: number, max: number): void {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {

@@ -8,11 +8,17 @@ import type { Clock, Timer } from '../net/clock.js';
 import type { Logger } from '../net/log.js';
 import { ConnState, RouterConnection } from './connection.js';
 import type { RouterContext } from './context.js';
-import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
+import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
 import { newStats, type RouterStats } from './stats.js';
 import { createHmac, randomBytes } from 'node:crypto';
-import { encodeRouteError } from '../protocol/encoder.js';
+import { encodeClose, encodePreamble, encodeRouteError } from '../protocol/encoder.js';
+import { PROTOCOL_VERSION } from '../protocol/frame.js';
+import { createHash } from 'node:crypto';
+
+function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
 import { routerIdOf } from '../protocol/id.js';
 
 const RESUME_LABEL = Buffer.from('postern resume v1');
@@ -61,6 +67,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   readonly meshSecret: Buffer;
 
   private readonly conns = new Set<RouterConnection>();
+  // Per IP address: open connections and the registration token bucket.
+  private readonly addrs = new Map<string, { conns: number; tokens: number; stamp: number }>();
   private server: net.Server | null = null;
   private sweepTimer: Timer | null = null;
   private readonly sweepPeriod: number;
@@ -162,8 +170,15 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     if (this.closingP !== null) return Promise.reject(new PosternError(ErrorCode.CLOSED, 'router is closed'));
     if (this.server !== null) return Promise.reject(new PosternError(ErrorCode.INVALID_ARGUMENT, 'router is already listening'));
     const server = net.createServer({ noDelay: true }, (socket) => {
-      const remote = this.options.logAddresses ? `${socket.remoteAddress}:${socket.remotePort}` : undefined;
-      this.handle(socket, remote);
+      const address = socket.remoteAddress ?? '';
+      const o = this.options;
+      // [P-12.5] limits are checked before anything is read
+      if (this.conns.size >= o.maxConnections || (o.maxConnectionsPerAddress > 0 && (this.addrs.get(address)?.conns ?? 0) >= o.maxConnectionsPerAddress)) {
+        this.refuse(socket);
+        return;
+      }
+      const remote = o.logAddresses ? `${address}:${socket.remotePort}` : undefined;
+      this.handle(socket, remote, address);
     });
     this.server = server;
     return new Promise<AddressInfo>((resolve, reject) => {
@@ -193,12 +208,16 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
    * Serves one connection over any Duplex (a TCP socket, an in-memory pair, a TLS stream).
    * `remote` is what logs show as the peer's address (nothing when omitted).
    */
-  handle(stream: Duplex, remote?: string): void {
+  handle(stream: Duplex, remote?: string, address = ''): void {
     if (this.closingP !== null) {
       stream.destroy();
       return;
     }
     const conn = new RouterConnection(this, stream, remote);
+    conn.address = address;
+    const a = this.addrs.get(address);
+    if (a === undefined) this.addrs.set(address, { conns: 1, tokens: this.options.registrationRate * 2, stamp: this.clock.now() });
+    else a.conns++;
     this.conns.add(conn);
     this.stats.accepted++;
     this.armSweep();
@@ -220,6 +239,62 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.conns.add(conn);
     this.armSweep();
     return conn;
+  }
+
+  /** Refuses a connection over the limits: our preamble and CLOSE(TOO_MANY_CONNECTIONS), nothing read. */
+  private refuse(socket: net.Socket): void {
+    this.stats.refused++;
+    this.stats.closes[WireCode.TOO_MANY_CONNECTIONS] = (this.stats.closes[WireCode.TOO_MANY_CONNECTIONS] ?? 0) + 1;
+    socket.on('error', () => {});
+    // Read and drop whatever comes, so the peer's FIN is seen and the socket can close.
+    socket.resume();
+    socket.end(Buffer.concat([encodePreamble(PROTOCOL_VERSION), encodeClose(WireCode.TOO_MANY_CONNECTIONS, 'connection limit reached')]));
+    this.clock.setTimeout(() => socket.destroy(), this.options.closeTimeout);
+  }
+
+  /** @internal */
+  admits(token: unknown): boolean {
+    if (this.options.admissionTokens.length === 0) return true;
+    if (typeof token !== 'string') return false;
+    if (this.tokenHashes === null) this.tokenHashes = new Set(this.options.admissionTokens.map(sha256));
+    return this.tokenHashes.has(sha256(token));
+  }
+
+  private tokenHashes: Set<string> | null = null;
+
+  /** @internal A token bucket per address: `registrationRate` per second, bursts of twice that. */
+  registrationAllowed(address: string): boolean {
+    const rate = this.options.registrationRate;
+    if (rate === 0) return true;
+    const a = this.addrs.get(address);
+    if (a === undefined) return true;
+    const now = this.clock.now();
+    a.tokens = Math.min(rate * 2, a.tokens + ((now - a.stamp) * rate) / 1000);
+    a.stamp = now;
+    if (a.tokens < 1) {
+      this.stats.registrationsLimited++;
+      return false;
+    }
+    a.tokens -= 1;
+    return true;
+  }
+
+  /**
+   * Changes limits and admission on the live router (what SIGHUP does): only the options in
+   * {@link RELOADABLE}; existing connections keep working and see the new values. Throws
+   * POSTERN_ERR_INVALID_OPTION, changing nothing, on a bad value or a key that needs a restart.
+   */
+  reload(changes: Partial<Pick<RouterOptions, (typeof RELOADABLE)[number]>>): void {
+    for (const k of Object.keys(changes)) {
+      if (!(RELOADABLE as readonly string[]).includes(k)) {
+        throw new PosternError(ErrorCode.INVALID_OPTION, `option ${k} cannot be changed without a restart`);
+      }
+    }
+    const merged = resolveRouterOptions({ ...this.options, ...changes } as RouterOptions);
+    const target = this.options as unknown as Record<string, unknown>;
+    for (const k of RELOADABLE) target[k] = merged[k];
+    this.tokenHashes = null;
+    this.log.info('reloaded', { changed: Object.keys(changes).join(',') });
   }
 
   /** Stops accepting, sends CLOSE(GOING_AWAY) to every connection and waits for them to end. */
@@ -256,6 +331,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   /** @internal */
   onClosed(conn: RouterConnection): void {
     if (!this.conns.delete(conn)) return;
+    const a = this.addrs.get(conn.address);
+    if (a !== undefined) a.conns--;
     this.mesh.onClosed(conn, conn.closeCode);
     if (conn.kind !== 'link') this.emit('disconnect', conn.idText);
     this.drainCheck?.();
@@ -275,6 +352,11 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     const now = this.clock.now();
     for (const c of this.conns) {
       if (c.state < ConnState.CLOSING) c.tick(now, this.sweepPeriod);
+    }
+    // Forget addresses with no connections once their bucket would be full again.
+    const rate = this.options.registrationRate;
+    for (const [k, a] of this.addrs) {
+      if (a.conns <= 0 && (rate === 0 || a.tokens + ((now - a.stamp) * rate) / 1000 >= rate * 2)) this.addrs.delete(k);
     }
     if (this.conns.size > 0) this.armSweep();
   };

@@ -24,6 +24,14 @@ export interface RouterStats {
   handshakeTimeouts: number;
   /** Connections closed as slow consumers. */
   slowConsumers: number;
+  /** Connections refused at the door (connection limits). */
+  refused: number;
+  /** Registrations refused for a missing or wrong admission token. */
+  admissionDenied: number;
+  /** Registrations answered RATE_LIMITED. */
+  registrationsLimited: number;
+  /** Times a connection's reading was paused by its rate limit. */
+  rateLimited: number;
   /** Agents whose connection was lost and whose ID was kept for resume. */
   parked: number;
   /** Registrations that took an earlier ID back. */
@@ -49,6 +57,10 @@ export function newStats(): RouterStats {
     keepaliveExpiries: 0,
     handshakeTimeouts: 0,
     slowConsumers: 0,
+    refused: 0,
+    admissionDenied: 0,
+    registrationsLimited: 0,
+    rateLimited: 0,
     parked: 0,
     resumes: 0,
     held: 0,
