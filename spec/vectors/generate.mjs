@@ -58,7 +58,8 @@ const WIRE = {
   NORMAL: 0, UNKNOWN_DESTINATION: 1, NOT_REGISTERED: 2, ALREADY_REGISTERED: 3, UNSUPPORTED_FLAGS: 4,
   DESTINATION_SLOW: 5, BAD_MAGIC: 64, UNSUPPORTED_VERSION: 65, MALFORMED: 66, FRAME_TOO_LARGE: 67,
   UNKNOWN_FRAME: 68, KEEPALIVE_TIMEOUT: 69, SLOW_CONSUMER: 70, HANDSHAKE_TIMEOUT: 71, GOING_AWAY: 72,
-  UNREACHABLE_ROUTER: 18, HOP_LIMIT: 20, MESSAGE_TOO_LARGE: 6, NO_KEY: 7, NOT_DELIVERED: 8,
+  UNREACHABLE_ROUTER: 18, HOP_LIMIT: 20, MESSAGE_TOO_LARGE: 6, NO_KEY: 7, NOT_DELIVERED: 8, RATE_LIMITED: 16,
+  TOO_MANY_CONNECTIONS: 74, ADMISSION_DENIED: 77,
 };
 
 /** @type {any[]} */
@@ -293,6 +294,13 @@ frame(
   { body: { id: ID.A, router: ROUTER, maxFrame: MAX_FRAME, keepalive: 30000, timeout: 45000, resume: TOKEN, resumeGrace: 30000, resumed: true } },
 );
 errorFrame('error-not-delivered', 'ERROR for SEND seq 9 to B, held while B was parked, when B did not resume in time (§12.4).', WIRE.NOT_DELIVERED, 9, ID.B, '');
+
+frame('register-token', 'REGISTER with the admission token "admit-me-please" (§12.7).', T.REGISTER, 0, [mpMap([['token', mpStr('admit-me-please')]])], {
+  body: { token: 'admit-me-please' },
+});
+errorFrame('error-rate-limited', 'ERROR for a REGISTER over the per-address registration rate: seq 0, zero ID (§12.6).', WIRE.RATE_LIMITED, 0, ID.zero, '');
+closeFrame('close-too-many-connections', 'CLOSE after the router\'s preamble, nothing read: connection limit reached (§12.5).', WIRE.TOO_MANY_CONNECTIONS, 'connection limit reached');
+closeFrame('close-admission-denied', 'CLOSE for a REGISTER without a valid admission token (§12.7).', WIRE.ADMISSION_DENIED, '');
 
 // ---- router links (§10) ----
 const MESH = { secret: 'postern test mesh secret', dialer: ROUTER, acceptor: 9 };
