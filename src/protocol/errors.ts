@@ -42,6 +42,8 @@ export const ErrorCode = {
   INVALID_ID: 'POSTERN_ERR_INVALID_ID',
   /** An option with a bad value; `message` names the option. */
   INVALID_OPTION: 'POSTERN_ERR_INVALID_OPTION',
+  /** A config file that cannot be read or is not valid JSON; bad keys and values are INVALID_OPTION. */
+  CONFIG: 'POSTERN_ERR_CONFIG',
   /** An argument of the wrong type or range. */
   INVALID_ARGUMENT: 'POSTERN_ERR_INVALID_ARGUMENT',
   /** The object was closed; nothing more can be done with it. */

@@ -889,6 +889,16 @@ export class RouterConnection implements FrameSink {
 
   // ---- output --------------------------------------------------------------------------
 
+  /** Bytes queued to this connection's stream. */
+  get queuedBytes(): number {
+    return this.stream.writableLength;
+  }
+
+  /** Messages held while parked, or -1 when not parked. */
+  get heldCount(): number {
+    return this.parked === null ? -1 : this.parked.held.length;
+  }
+
   /** Writes one buffer to this connection (the only writer besides {@link writePending}). */
   write(buf: Buffer): void {
     if (this.state === ConnState.CLOSED || this.stream.writableEnded) return;

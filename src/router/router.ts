@@ -223,6 +223,27 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.armSweep();
   }
 
+  /** Queue depths now: bytes queued to connections (total and largest), parked agents and messages held for them. */
+  queues(): { outboundBytes: number; maxOutboundBytes: number; parked: number; held: number } {
+    let outboundBytes = 0;
+    let maxOutboundBytes = 0;
+    for (const c of this.conns) {
+      const n = c.queuedBytes;
+      outboundBytes += n;
+      if (n > maxOutboundBytes) maxOutboundBytes = n;
+    }
+    let parked = 0;
+    let held = 0;
+    for (const e of this.registry.values()) {
+      const h = e.conn === e ? e.conn.heldCount : -1;
+      if (h >= 0) {
+        parked++;
+        held += h;
+      }
+    }
+    return { outboundBytes, maxOutboundBytes, parked, held };
+  }
+
   /** Router links that are up, with their traffic. */
   links(): LinkInfo[] {
     return this.mesh.links();
