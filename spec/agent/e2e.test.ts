@@ -266,6 +266,60 @@ test('backpressure end to end: a consumer that does not read pauses the socket, 
   await router.close();
 });
 
+test('slow consumer: the router drops a reader that never reads; the sender gets DESTINATION_SLOW with the seq; the reader is dropped and reconnects', async () => {
+  const clock = new ManualClock();
+  const [router, addr] = await startRouter({ clock, maxOutbound: 64 * 1024, slowConsumerTimeout: 1000, closeTimeout: 60000 });
+  const a = await connect({ router: addr });
+  const b = await connect({ router: addr, maxQueue: 4, reconnectDelay: 1, reconnectMaxDelay: 5 });
+  const bStatus = recordStatus(b);
+  const oldB = b.id;
+  const slow: PosternError[] = [];
+  const unknown: PosternError[] = [];
+  a.on('undeliverable', (e) => (e.code === ErrorCode.DESTINATION_SLOW ? slow : unknown).push(e));
+  const payload = Buffer.alloc(16 * 1024, 2);
+  const seqs: number[] = [];
+  let stop = false;
+  const pump = (async () => {
+    while (!stop && seqs.length < 4000) {
+      while (!a.writable && !stop) await Promise.race([once(a, 'drain'), new Promise((r) => setTimeout(r, 20))]);
+      if (!stop) seqs.push(a.send(oldB, payload));
+    }
+  })();
+  let last = -1;
+  let still = 0;
+  await waitFor(() => {
+    if (seqs.length === last) still++;
+    else {
+      still = 0;
+      last = seqs.length;
+    }
+    return still >= 25;
+  }, 5000, 'the sender to stall');
+  assert.ok(b.receivePaused);
+  for (let i = 0; i < 30 && slow.length === 0; i++) {
+    clock.advance(100);
+    await ticks(3);
+  }
+  await waitFor(() => slow.length === 1, 3000, 'DESTINATION_SLOW');
+  stop = true;
+  await pump;
+  assert.is(slow[0]!.to, oldB);
+  assert.ok(seqs.includes(slow[0]!.seq!), 'the seq of a SEND the agent made');
+  // B still holds what it had; once it reads again it reaches the end of the connection and reconnects.
+  await waitFor(() => {
+    while (b.queued > 0) void b.messages().next();
+    return bStatus.some((st) => st.type === 'registered');
+  }, 5000, 'the reader to reconnect');
+  const d = bStatus.find((st) => st.type === 'disconnected') as Extract<Status, { type: 'disconnected' }>;
+  // The router destroys a slow consumer's socket right after queueing CLOSE (to free its
+  // backlog at once), so the CLOSE usually never arrives: the agent sees the connection end.
+  assert.ok(d.error.code === ErrorCode.SLOW_CONSUMER || d.error.code === ErrorCode.CONNECTION_LOST, d.error.code);
+  assert.is.not(b.id, oldB);
+  await a.close();
+  await b.close();
+  await router.close();
+});
+
 test('close: the router sees the agent leave; iteration ends', async () => {
   const [router, addr] = await startRouter();
   const a: Agent = await connect({ router: addr });
