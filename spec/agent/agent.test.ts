@@ -2,11 +2,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createServer, type AddressInfo } from 'node:net';
 import { duplexPair } from 'node:stream';
-import { connect, type Agent, type Message } from '../../src/agent/agent.js';
+import { connect, type Agent, type Message, type Status } from '../../src/agent/agent.js';
 import { ManualClock } from '../../src/net/clock.js';
 import { ErrorCode, PosternError } from '../../src/protocol/errors.js';
 import { FrameType, WireCode } from '../../src/protocol/frame.js';
-import { encodeDeliver, encodePreamble, encodeSend } from '../../src/protocol/encoder.js';
+import { encodeDeliver, encodeError, encodePreamble, encodeSend } from '../../src/protocol/encoder.js';
 import { newAgentId } from '../../src/protocol/id.js';
 import { FakeRouter, recordStatus, ticks, until } from './fake-router.js';
 
@@ -397,7 +397,7 @@ test('reconnect: router CLOSE(GOING_AWAY) -> disconnected, reconnecting, connect
   assert.is((types[0] as { error: PosternError }).error.code, ErrorCode.GOING_AWAY);
   assert.equal({ ...(types[1] as object), error: undefined }, { type: 'reconnecting', attempt: 1, delayMs: 50, error: undefined });
   assert.equal(types[2], { type: 'connecting', attempt: 1 });
-  assert.equal(types[3], { type: 'registered', id: a.id, router: a.routerInfo });
+  assert.equal(types[3], { type: 'registered', id: a.id, router: a.routerInfo, resumed: false });
   assert.ok(a.send(first, 'works again') >= 1);
   await a.close();
 });
@@ -481,6 +481,89 @@ test('a frame routers never send (SEND) -> CLOSE(MALFORMED), then reconnect', as
   assert.is(d.type === 'disconnected' && d.error.code, ErrorCode.MALFORMED);
   clock.advance(0);
   await until(() => a.connected);
+  await a.close();
+});
+
+test('DRAIN: stop sending, flush, CLOSE(NORMAL), reconnect after a random delay within `after`', async () => {
+  const clock = new ManualClock();
+  const router = new FakeRouter();
+  const a = await connect({ createConnection: router.connect, clock, random: () => 0.5 });
+  const statuses = recordStatus(a);
+  const first = router.last;
+  const peer = newAgentId(router.routerId).toString('hex');
+  a.send(peer, 'before the drain');
+  first.write(router.codec.encodeDrain({ after: 1000, grace: 5000, alternates: [] }));
+  await until(() => !a.connected);
+  throwsCode(() => a.send(peer, 'x'), ErrorCode.NOT_CONNECTED);
+  await until(() => first.of(FrameType.CLOSE).length === 1);
+  // PING (the flush) went out before the CLOSE, and the CLOSE is NORMAL
+  const types = first.frames.map((f) => f.type);
+  assert.ok(types.lastIndexOf(FrameType.PING) < types.indexOf(FrameType.CLOSE));
+  assert.is(first.of(FrameType.CLOSE)[0]!.bytes.readUInt16BE(6), WireCode.NORMAL);
+  const d = statuses[0] as Extract<Status, { type: 'disconnected' }>;
+  assert.is(d.error.code, ErrorCode.DRAINING);
+  const r = statuses[1] as Extract<Status, { type: 'reconnecting' }>;
+  assert.is(r.delayMs, 500);
+  clock.advance(499);
+  await ticks();
+  assert.is(router.conns.length, 1);
+  clock.advance(1);
+  await until(() => a.connected);
+  assert.is(router.conns.length, 2);
+  await a.close();
+});
+
+test('a malformed DRAIN body is MALFORMED', async () => {
+  const router = new FakeRouter();
+  const a = await connect({ createConnection: router.connect, reconnect: false });
+  router.last.write(router.codec.encodeMap(FrameType.DRAIN, { after: 'soon', grace: 1 }));
+  const err = await a.closed();
+  assert.is(err?.code, ErrorCode.MALFORMED);
+  assert.is(router.last.of(FrameType.CLOSE)[0]!.bytes.readUInt16BE(6), WireCode.MALFORMED);
+});
+
+test('connect rejects: ERROR(RATE_LIMITED) to our REGISTER ends the attempt with RATE_LIMITED', async () => {
+  const [agentSide, peer] = duplexPair();
+  peer.on('data', () => {});
+  peer.write(Buffer.concat([encodePreamble(1), encodeError(WireCode.RATE_LIMITED, 0, null, 'slow down')]));
+  await rejectsWith(connect({ createConnection: () => agentSide }), ErrorCode.RATE_LIMITED);
+});
+
+test('DELIVER flags become message.anonymous / sealed; send options become SEND flags', async () => {
+  const [a, b, router] = await pair();
+  a.send(b.id, 'x', { anonymous: true, sticky: true, sealed: true });
+  a.send(b.id, 'y');
+  await a.flush();
+  const flags = router.conns[0]!.of(FrameType.SEND).map((f) => f.bytes[5]);
+  assert.equal(flags, [0x07, 0]);
+  const from = newAgentId(router.routerId);
+  router.conns[1]!.write(encodeDeliver(from, Buffer.from('anon'), 0x01 | 0x04));
+  const ms = await (async () => {
+    const it = b.messages();
+    const out: Message[] = [];
+    for (let i = 0; i < 3; i++) out.push((await it.next()).value as Message);
+    return out;
+  })();
+  const anon = ms.find((m) => m.data.toString() === 'anon')!;
+  assert.is(anon.anonymous, true);
+  assert.is(anon.sealed, true);
+  const plain = ms.find((m) => m.data.toString() === 'y')!;
+  assert.is(plain.anonymous, false);
+  assert.is(plain.sealed, false);
+  await a.close();
+  await b.close();
+});
+
+test('REGISTER carries token, anonymous and key when configured', async () => {
+  const router = new FakeRouter();
+  const key = new Uint8Array(32).fill(9);
+  const a = await connect({ createConnection: router.connect, token: 'let-me-in-please', publicKey: key });
+  const reg = router.last.of(FrameType.REGISTER)[0]!.bytes;
+  const body = router.codec.decodeRegister(reg, 0, reg.length);
+  assert.is(body['token'], 'let-me-in-please');
+  assert.equal([...(body['key'] as Uint8Array)], [...key]);
+  assert.is(body['anonymous'], undefined);
+  assert.is(body['resume'], undefined);
   await a.close();
 });
 

@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ControlCodec, type RegisteredBody } from '../protocol/control.js';
+import { ControlCodec, type DrainBody, type LookupResultBody, type RegisteredBody } from '../protocol/control.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { FrameType, HEADER_SIZE, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET, WireCode } from '../protocol/frame.js';
+import { Flag, FrameType, HEADER_SIZE, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET, WireCode } from '../protocol/frame.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { formatId } from '../protocol/id.js';
-import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
+import { parseRouterAddress, resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
 import { BoundedQueue } from './queue.js';
 import { ReconnectLoop } from './reconnect.js';
 import { Session } from './session.js';
@@ -25,10 +25,24 @@ import { Session } from './session.js';
  * `createConnection` whose stream reuses its chunk buffers, copy before that happens.
  */
 export interface Message {
-  /** Sender's agent ID, text form (32 lowercase hex digits). */
+  /** Sender's agent ID, text form (32 lowercase hex digits), or a reply handle when `anonymous`. */
   readonly from: string;
   /** Payload. */
   readonly data: Buffer;
+  /** The sender hid its ID: `from` is a reply handle; answering it reaches the sender. [P-11.2] */
+  readonly anonymous: boolean;
+  /** The sender marked the payload as a sealed envelope. [P-11.2] */
+  readonly sealed: boolean;
+}
+
+/** Per-message options of {@link Agent.send}. [P-11.2] */
+export interface SendOptions {
+  /** Send under a fresh reply handle instead of this agent's ID. Default false. */
+  anonymous?: boolean;
+  /** With `anonymous`: reuse this connection's one sticky handle, so replies continue a conversation. Default false. */
+  sticky?: boolean;
+  /** Mark the payload as a sealed envelope (advisory; routers never look). Default false. */
+  sealed?: boolean;
 }
 
 /** What the router announced in REGISTERED, for the current (or last) connection. */
@@ -53,8 +67,8 @@ export interface RouterInfo {
 export type Status =
   /** A connection attempt starts (attempt 1 is the first connect, or the first retry). */
   | { readonly type: 'connecting'; readonly attempt: number }
-  /** Registered; `id` is the (new) agent ID. */
-  | { readonly type: 'registered'; readonly id: string; readonly router: RouterInfo }
+  /** Registered; `id` is the agent ID: the old one when `resumed`, else a new one. */
+  | { readonly type: 'registered'; readonly id: string; readonly router: RouterInfo; readonly resumed: boolean }
   /** The connection was lost; `error` says why (its code is the CLOSE code when the router sent one). */
   | { readonly type: 'disconnected'; readonly error: PosternError }
   /** Waiting `delayMs` before reconnect attempt `attempt`; `error` is why the previous connection or attempt failed. */
@@ -98,7 +112,7 @@ const FLUSH_TAG = 0x66; // 'f'
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 
 /** Codes after which reconnecting is pointless: the peer is not a postern router we can speak to. */
-const PERMANENT = new Set<string>([ErrorCode.BAD_MAGIC, ErrorCode.UNSUPPORTED_VERSION]);
+const PERMANENT = new Set<string>([ErrorCode.BAD_MAGIC, ErrorCode.UNSUPPORTED_VERSION, ErrorCode.ADMISSION_DENIED]);
 
 /** True when an error ends the agent instead of triggering a reconnect. */
 export function isPermanentError(err: unknown): boolean {
@@ -141,6 +155,15 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private info: RouterInfo | null = null;
   private readPaused = false;
   private wantDrain = false;
+  /** Where to dial: the configured router, or a draining router's alternates. */
+  private targets: { host: string; port: number }[];
+  private targetIndex = 0;
+  /** Resume state of the last registration: token, grace, which target issued it, when it was lost. */
+  private resumeToken: Buffer | null = null;
+  private resumeGrace = 0;
+  private resumeTarget: { host: string; port: number } | null = null;
+  private lostAt = 0;
+  private readonly lookups = new Map<number, { resolve(key: Buffer): void; reject(err: unknown): void }>();
   /** Why the last connection or attempt ended; carried by the next `reconnecting` status. */
   private lastError: PosternError = new PosternError(ErrorCode.CONNECTION_LOST, 'not connected');
   /**
@@ -157,6 +180,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   constructor(opts: ResolvedAgentOptions) {
     super();
     this.opts = opts;
+    this.targets = [{ host: opts.host, port: opts.port }];
     this.inbox = new BoundedQueue<Message>({
       capacity: opts.maxQueue,
       overflow: 'backpressure',
@@ -245,9 +269,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * `maxSendBuffer` bytes already wait in the socket).
    *
    * A SEND accepted here may still be lost if the connection drops before the router reads
-   * it; `flush()` tells when every earlier SEND was routed or refused.
+   * it; `flush()` tells when every earlier SEND was routed or refused. `options` set the
+   * relay flags (anonymous, sticky, sealed).
    */
-  send(to: string | Uint8Array, data: Uint8Array | string): number {
+  send(to: string | Uint8Array, data: Uint8Array | string, options?: SendOptions): number {
     if (this.state === 'closed' || this.state === 'closing') throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
     const header = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
     writeDestination(header, to);
@@ -267,12 +292,44 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     if (buffered > 0 && buffered + RELAY_HEADER_SIZE + payload.length > this.opts.maxSendBuffer) {
       throw new PosternError(ErrorCode.SEND_BUFFER_FULL, `${buffered} bytes already wait to be sent`);
     }
-    this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
-    const seq = this.seq;
-    writeHeader(header, 0, FrameType.SEND, 0, RELAY_HEADER_SIZE - HEADER_SIZE + payload.length);
+    let flags = 0;
+    if (options !== undefined) {
+      if (options.anonymous === true) flags |= Flag.ANONYMOUS;
+      if (options.sticky === true) flags |= Flag.STICKY;
+      if (options.sealed === true) flags |= Flag.SEALED;
+    }
+    const seq = this.nextSeq();
+    writeHeader(header, 0, FrameType.SEND, flags, RELAY_HEADER_SIZE - HEADER_SIZE + payload.length);
     header.writeUInt32BE(seq, RELAY_SEQ_OFFSET);
     if (!s.writeSend(header, payload)) this.wantDrain = true;
     return seq;
+  }
+
+  /**
+   * The X25519 public key agent `id` registered with its router (32 bytes). [P-11.4]
+   * Rejects with the router's code: POSTERN_ERR_UNKNOWN_DESTINATION (no such agent),
+   * POSTERN_ERR_NO_KEY (registered without one), POSTERN_ERR_UNREACHABLE_ROUTER; and like
+   * `flush()` with NOT_CONNECTED / NOT_SENT / CLOSED. The router vouches only that this is
+   * the key that ID registered.
+   */
+  lookup(id: string | Uint8Array): Promise<Buffer> {
+    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
+    const idBuf = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
+    try {
+      writeDestination(idBuf, id);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const s = this.session;
+    if (this.state !== 'open' || s === null || s.state !== 'open') {
+      return Promise.reject(new PosternError(ErrorCode.NOT_CONNECTED, 'not connected to a router (reconnecting)'));
+    }
+    // LOOKUP refs share the SEND seq space, so an ERROR's seq names exactly one of them.
+    const ref = this.nextSeq();
+    return new Promise<Buffer>((resolve, reject) => {
+      this.lookups.set(ref, { resolve, reject });
+      s.write(this.codec.encodeLookup({ ref, id: idBuf.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE) }));
+    });
   }
 
   /**
@@ -289,15 +346,23 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     if (this.state !== 'open' || s === null || s.state !== 'open') {
       return Promise.reject(new PosternError(ErrorCode.NOT_CONNECTED, 'not connected to a router (reconnecting)'));
     }
+    const n = this.nextFlush();
+    return new Promise<void>((resolve, reject) => {
+      this.flushes.set(n, { resolve, reject });
+      s.ping(this.flushPayload(n));
+    });
+  }
+
+  private nextFlush(): number {
     this.flushSeq = (this.flushSeq + 1) >>> 0;
-    const n = this.flushSeq;
+    return this.flushSeq;
+  }
+
+  private flushPayload(n: number): Buffer {
     const payload = Buffer.allocUnsafe(5);
     payload[0] = FLUSH_TAG;
     payload.writeUInt32BE(n, 1);
-    return new Promise<void>((resolve, reject) => {
-      this.flushes.set(n, { resolve, reject });
-      s.ping(payload);
-    });
+    return payload;
   }
 
   /**
@@ -404,47 +469,92 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     }
   }
 
+  private nextSeq(): number {
+    this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
+    return this.seq;
+  }
+
+  /** The REGISTER body for an attempt at `target`. [P-4.1] [P-11.1] [P-12.3] [P-12.7] */
+  private registerBody(target: { host: string; port: number }): Record<string, unknown> {
+    const body: Record<string, unknown> = {};
+    if (this.opts.token !== undefined) body['token'] = this.opts.token;
+    if (this.opts.anonymous) body['anonymous'] = true;
+    if (this.opts.publicKey !== undefined) body['key'] = Buffer.from(this.opts.publicKey);
+    // The token goes back only to the router that issued it (another could replay it there
+    // to take our ID), and only within the grace it announced.
+    if (
+      this.opts.resume &&
+      this.resumeToken !== null &&
+      this.resumeTarget === target &&
+      this.opts.clock.now() - this.lostAt < this.resumeGrace
+    ) {
+      body['id'] = Buffer.from(this.idBuf);
+      body['resume'] = this.resumeToken;
+    }
+    return body;
+  }
+
   /** One connection attempt: resolves when registered, rejects with why it failed. */
   private dial(attempt: number): Promise<void> {
     if (this.state === 'closing' || this.state === 'closed') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
     this.emitStatus({ type: 'connecting', attempt });
+    const target = this.targets[this.targetIndex % this.targets.length]!;
     return new Promise<void>((resolve, reject) => {
       let socket: Duplex;
       try {
-        socket = this.opts.createConnection !== undefined ? this.opts.createConnection() : this.openTcp();
+        socket = this.opts.createConnection !== undefined ? this.opts.createConnection() : this.openTcp(target);
       } catch (err) {
+        this.targetIndex++;
         reject(new PosternError(ErrorCode.CONNECTION_LOST, 'could not open a connection', { cause: err }));
         return;
       }
       let registered = false;
       const session: Session = new Session(
         socket,
-        { clock: this.opts.clock, connectTimeout: this.opts.connectTimeout, closeTimeout: this.opts.closeTimeout, codec: this.codec },
+        {
+          clock: this.opts.clock,
+          connectTimeout: this.opts.connectTimeout,
+          closeTimeout: this.opts.closeTimeout,
+          codec: this.codec,
+          register: this.registerBody(target),
+        },
         {
           registered: (body) => {
             registered = true;
-            this.onRegistered(session, body);
+            this.onRegistered(session, body, target);
             resolve();
           },
           ended: (err) => {
             if (this.session === session) this.session = null;
             if (!registered) {
               this.lastError = err;
+              this.targetIndex++;
               reject(err);
+            } else if (this.drainDone !== null && this.draining === session) {
+              this.drainDone();
             } else {
               this.onLost(err);
             }
           },
-          message: (from, data) => {
-            if (this.session === session) this.onMessage({ from, data });
+          message: (from, data, flags) => {
+            if (this.session === session) {
+              this.onMessage({ from, data, anonymous: (flags & Flag.ANONYMOUS) !== 0, sealed: (flags & Flag.SEALED) !== 0 });
+            }
           },
           errorFrame: (err) => {
             if (this.session !== session) return;
-            if (err.seq !== undefined && err.seq !== 0) this.emit('undeliverable', err);
+            const seq = err.seq ?? 0;
+            const lookup = this.lookups.get(seq);
+            if (lookup !== undefined) {
+              this.lookups.delete(seq);
+              lookup.reject(err);
+            } else if (seq !== 0) this.emit('undeliverable', err);
             else this.emit('warning', err);
           },
           pong: (payload) => this.onPong(payload),
-          drain: () => {
+          routerDrain: (body) => this.onRouterDrain(session, body),
+          lookupResult: (body) => this.onLookupResult(body),
+          writeDrained: () => {
             if (this.session === session && this.wantDrain) {
               this.wantDrain = false;
               this.emit('drain');
@@ -458,16 +568,22 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     });
   }
 
-  private openTcp(): Duplex {
-    const socket = netConnect({ host: this.opts.host, port: this.opts.port });
+  private openTcp(target: { host: string; port: number }): Duplex {
+    const socket = netConnect({ host: target.host, port: target.port });
     // Frames are coalesced per tick by cork(); Nagle would only add latency on top.
     socket.setNoDelay(true);
     return socket;
   }
 
-  private onRegistered(session: Session, body: RegisteredBody): void {
+  private onRegistered(session: Session, body: RegisteredBody, target: { host: string; port: number }): void {
     if (this.state === 'closing' || this.state === 'closed') return;
-    // [P-4.4] every registration brings a new ID; nothing may rely on the old one.
+    // [P-4.4] a registration brings a new ID unless it resumed the old one [P-12.3].
+    const resumed = body.resumed === true;
+    this.resumeToken = body.resume === undefined ? null : Buffer.from(body.resume);
+    this.resumeGrace = body.resumeGrace ?? 0;
+    this.resumeTarget = target;
+    this.targets = [target];
+    this.targetIndex = 0;
     this.idBuf = Buffer.from(body.id);
     this.idText = formatId(this.idBuf);
     this.info = Object.freeze({
@@ -480,7 +596,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     this.state = 'open';
     this.session = session;
     this.release();
-    this.emitStatus({ type: 'registered', id: this.idText, router: this.info });
+    this.emitStatus({ type: 'registered', id: this.idText, router: this.info, resumed });
     if (this.wantDrain) {
       // The old socket's backlog is gone with it; the new one is empty.
       this.wantDrain = false;
@@ -491,15 +607,75 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private onLost(err: PosternError): void {
     if (this.state !== 'open') return;
     this.lastError = err;
-    this.failFlushes(new PosternError(ErrorCode.NOT_SENT, 'the connection was lost before the router answered', { cause: err }));
+    this.lostAt = this.opts.clock.now();
+    this.failPending(new PosternError(ErrorCode.NOT_SENT, 'the connection was lost before the router answered', { cause: err }));
     this.emitStatus({ type: 'disconnected', error: err });
+    this.reconnectOrFinish(err);
+  }
+
+  private reconnectOrFinish(err: PosternError, firstDelay?: number): void {
     if (this.opts.reconnect && this.opts.maxReconnectAttempts > 0 && !isPermanentError(err)) {
       this.state = 'reconnecting';
       this.hold ??= setInterval(noop, 0x7fffffff);
-      void this.reconnector.start();
+      void this.reconnector.start(firstDelay);
     } else {
       this.finish(err);
     }
+  }
+
+  private draining: Session | null = null;
+  private drainDone: (() => void) | null = null;
+
+  /**
+   * [P-12.2] The router is draining: stop sending, flush so everything sent so far is routed,
+   * CLOSE(NORMAL) (so the router does not park us), then reconnect after a random delay in
+   * 0..`after` ms to one of the alternates (or the same router).
+   */
+  private onRouterDrain(session: Session, body: DrainBody): void {
+    if (this.state !== 'open' || this.session !== session) return;
+    const err = new PosternError(ErrorCode.DRAINING, 'the router is draining');
+    this.state = 'reconnecting';
+    this.lastError = err;
+    this.hold ??= setInterval(noop, 0x7fffffff);
+    if (this.opts.createConnection === undefined) {
+      const alternates: { host: string; port: number }[] = [];
+      for (const a of body.alternates) {
+        try {
+          alternates.push(parseRouterAddress(a));
+        } catch {
+          // A bad entry is skipped; the others (or the same router) still serve.
+        }
+      }
+      if (alternates.length > 0) {
+        this.targets = alternates;
+        this.targetIndex = Math.floor(clampRandom(this.opts.random()) * alternates.length);
+      }
+    }
+    this.emitStatus({ type: 'disconnected', error: err });
+    this.draining = session;
+    let done = false;
+    this.drainDone = () => {
+      if (done) return;
+      done = true;
+      this.draining = null;
+      this.drainDone = null;
+      if (this.session === session) this.session = null;
+      this.lostAt = this.opts.clock.now();
+      session.close(WireCode.NORMAL, 'drained', err);
+      this.failPending(new PosternError(ErrorCode.NOT_SENT, 'the connection closed before the router answered', { cause: err }));
+      if (this.state !== 'reconnecting') return;
+      this.reconnectOrFinish(err, Math.floor(clampRandom(this.opts.random()) * (body.after + 1)));
+    };
+    // The PONG comes after every earlier SEND was routed; the session's end also finishes.
+    this.flushes.set(this.nextFlush(), { resolve: this.drainDone, reject: this.drainDone });
+    session.ping(this.flushPayload(this.flushSeq));
+  }
+
+  private onLookupResult(body: LookupResultBody): void {
+    const l = this.lookups.get(body.ref);
+    if (l === undefined) return;
+    this.lookups.delete(body.ref);
+    l.resolve(Buffer.from(body.key));
   }
 
   private release(): void {
@@ -557,10 +733,14 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     d.resolve();
   }
 
-  private failFlushes(err: PosternError): void {
+  /** Rejects every pending flush and lookup. */
+  private failPending(err: PosternError): void {
     const ds = [...this.flushes.values()];
     this.flushes.clear();
     for (const d of ds) d.reject(err);
+    const ls = [...this.lookups.values()];
+    this.lookups.clear();
+    for (const l of ls) l.reject(err);
   }
 
   private emitStatus(s: Status): void {
@@ -578,7 +758,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     const s = this.session;
     this.session = null;
     s?.abort(err ?? new PosternError(ErrorCode.CLOSED, 'the agent was closed'));
-    this.failFlushes(new PosternError(ErrorCode.CLOSED, 'the agent was closed', { cause: err }));
+    this.failPending(new PosternError(ErrorCode.CLOSED, 'the agent was closed', { cause: err }));
     this.inbox.end();
     this.emitStatus({ type: 'closed', error: err });
     for (const q of this.statusSubs) q.end();
@@ -602,6 +782,10 @@ function writeDestination(header: Buffer, to: string | Uint8Array): void {
 }
 
 function noop(): void {}
+
+function clampRandom(r: number): number {
+  return Number.isFinite(r) ? Math.min(Math.max(r, 0), 0.9999999999) : 0;
+}
 
 function toPosternError(err: unknown): PosternError {
   return err instanceof PosternError ? err : new PosternError(ErrorCode.INTERNAL, 'unexpected failure', { cause: err });

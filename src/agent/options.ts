@@ -58,6 +58,18 @@ export interface AgentOptions {
   signal?: AbortSignal;
   /** Random source in [0, 1) for backoff jitter (jitter needs no CSPRNG). Default `Math.random`. */
   random?: () => number;
+  /**
+   * After losing a connection, ask the same router for the old ID back (with the resume
+   * token it issued, within its announced `resumeGrace`) and receive the messages it held.
+   * [P-12.3] Default `true`.
+   */
+  resume?: boolean;
+  /** Admission token sent in REGISTER (8..256 characters) for routers that require one. [P-12.7] Default: none. */
+  token?: string;
+  /** Register anonymously: no agent ID; every SEND goes out under a reply handle. [P-11.1] Default `false`. */
+  anonymous?: boolean;
+  /** X25519 public key (32 bytes) to publish in the router's key directory. [P-11.4] Default: none. */
+  publicKey?: Uint8Array;
 }
 
 /** Options after defaults and validation. */
@@ -78,6 +90,10 @@ export interface ResolvedAgentOptions {
   readonly createConnection: (() => Duplex) | undefined;
   readonly signal: AbortSignal | undefined;
   readonly random: () => number;
+  readonly resume: boolean;
+  readonly token: string | undefined;
+  readonly anonymous: boolean;
+  readonly publicKey: Uint8Array | undefined;
 }
 
 /** The defaults, in one frozen object. No other default hides elsewhere. */
@@ -95,9 +111,11 @@ export const AGENT_DEFAULTS = Object.freeze({
   maxSendBuffer: 8 * 1024 * 1024,
   clock: systemClock,
   random: Math.random,
+  resume: true,
+  anonymous: false,
 });
 
-const KNOWN = new Set<string>([...Object.keys(AGENT_DEFAULTS), 'createConnection', 'signal']);
+const KNOWN = new Set<string>([...Object.keys(AGENT_DEFAULTS), 'createConnection', 'signal', 'token', 'publicKey']);
 
 /** Merges `options` over {@link AGENT_DEFAULTS} and validates every field. */
 export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOptions {
@@ -124,6 +142,14 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) bad('signal', 'must be an AbortSignal');
   const random = options.random ?? AGENT_DEFAULTS.random;
   if (typeof random !== 'function') bad('random', 'must be a function');
+  const resume = options.resume ?? AGENT_DEFAULTS.resume;
+  if (typeof resume !== 'boolean') bad('resume', 'must be a boolean');
+  const anonymous = options.anonymous ?? AGENT_DEFAULTS.anonymous;
+  if (typeof anonymous !== 'boolean') bad('anonymous', 'must be a boolean');
+  const token = options.token;
+  if (token !== undefined && (typeof token !== 'string' || token.length < 8 || token.length > 256)) bad('token', 'must be a string of 8..256 characters');
+  const publicKey = options.publicKey;
+  if (publicKey !== undefined && !(publicKey instanceof Uint8Array && publicKey.length === 32)) bad('publicKey', 'must be 32 bytes');
   return Object.freeze({
     host,
     port,
@@ -141,6 +167,10 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
     createConnection: options.createConnection,
     signal: options.signal,
     random,
+    resume,
+    token,
+    anonymous,
+    publicKey: publicKey === undefined ? undefined : Uint8Array.from(publicKey),
   });
 }
 

@@ -96,11 +96,15 @@ export class ReconnectLoop {
     return this.run !== null;
   }
 
-  /** Starts the loop unless one is running; the promise settles when that loop ends. */
-  start(): Promise<void> {
+  /**
+   * Starts the loop unless one is running; the promise settles when that loop ends.
+   * `firstDelay` replaces the backoff before the first attempt (e.g. a router's DRAIN
+   * spreading its agents' return).
+   */
+  start(firstDelay?: number): Promise<void> {
     if (this.run !== null) return this.run;
     const gen = ++this.generation;
-    const run: Promise<void> = this.loop(gen).finally(() => {
+    const run: Promise<void> = this.loop(gen, firstDelay).finally(() => {
       if (this.run === run) this.run = null;
     });
     // A hook may have called stop() before loop() returned its promise.
@@ -119,10 +123,10 @@ export class ReconnectLoop {
     w?.();
   }
 
-  private async loop(gen: number): Promise<void> {
+  private async loop(gen: number, firstDelay: number | undefined): Promise<void> {
     let previous = this.opts.policy.initialDelay;
     for (let n = 1; ; n++) {
-      const delay = backoffDelay(this.opts.policy, n, previous, this.opts.random);
+      const delay = n === 1 && firstDelay !== undefined ? firstDelay : backoffDelay(this.opts.policy, n, previous, this.opts.random);
       previous = delay;
       this.hooks.onWait?.(n, delay);
       if (gen !== this.generation) return;

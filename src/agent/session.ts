@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../net/clock.js';
-import { ControlCodec, readClose, readError, type RegisteredBody } from '../protocol/control.js';
+import { ControlCodec, readClose, readError, type DrainBody, type LookupResultBody, type RegisteredBody } from '../protocol/control.js';
 import { Decoder } from '../protocol/decoder.js';
 import { encodeClose, encodePing, encodePong, encodePreamble } from '../protocol/encoder.js';
 import { ErrorCode, PosternError, errorFromWire } from '../protocol/errors.js';
@@ -36,15 +36,20 @@ export interface SessionHandler {
   registered(body: RegisteredBody): void;
   /**
    * A DELIVER. `data` is a view of the socket's chunk (or of a buffer holding one frame that
-   * straddled chunks); nothing in postern writes to that memory again.
+   * straddled chunks); nothing in postern writes to that memory again. `flags` as received
+   * (ANONYMOUS: `from` is a reply handle; SEALED: the payload is a sealed envelope). [P-11.2]
    */
-  message(from: string, data: Buffer): void;
+  message(from: string, data: Buffer, flags: number): void;
+  /** The router asks us to move elsewhere. [P-12.1] */
+  routerDrain(body: DrainBody): void;
+  /** The answer to a LOOKUP. [P-11.4] */
+  lookupResult(body: LookupResultBody): void;
   /** An ERROR frame, as a coded error carrying `seq` and `to` (when the frame named one). */
   errorFrame(err: PosternError): void;
   /** A PONG; `payload` is a view. */
   pong(payload: Buffer): void;
   /** The socket's write buffer drained after a write returned false. */
-  drain(): void;
+  writeDrained(): void;
   /** The session is over (called once): CLOSE either way, socket loss, timeout, violation. */
   ended(err: PosternError): void;
 }
@@ -118,7 +123,7 @@ export class Session {
     s.on('error', (err: Error) => this.onSocketError(err));
     s.on('close', () => this.onClose());
     s.on('drain', () => {
-      if (this.state === 'open') this.handler.drain();
+      if (this.state === 'open') this.handler.writeDrained();
     });
     this.connectTimer = this.opts.clock.setTimeout(() => {
       this.connectTimer = null;
@@ -265,7 +270,15 @@ export class Session {
     switch (type) {
       case FrameType.DELIVER:
         if (this.state !== 'open') throw malformed('DELIVER before REGISTERED');
-        this.handler.message(formatId(buf, start + RELAY_ID_OFFSET), buf.subarray(start + RELAY_HEADER_SIZE, end));
+        this.handler.message(formatId(buf, start + RELAY_ID_OFFSET), buf.subarray(start + RELAY_HEADER_SIZE, end), buf[start + 5]!);
+        return;
+      case FrameType.DRAIN:
+        if (this.state !== 'open') throw malformed('DRAIN before REGISTERED');
+        this.handler.routerDrain(this.opts.codec.decodeDrain(buf, start, end));
+        return;
+      case FrameType.LOOKUP_RESULT:
+        if (this.state !== 'open') throw malformed('LOOKUP_RESULT before REGISTERED');
+        this.handler.lookupResult(this.opts.codec.decodeLookupResult(buf, start, end));
         return;
       case FrameType.PING:
         // [P-8.1] answer with the same payload.
@@ -277,7 +290,14 @@ export class Session {
       case FrameType.ERROR: {
         const f = readError(buf, start, end);
         const to = isZero(f.id) ? undefined : formatId(f.id);
-        this.handler.errorFrame(errorFromWire(f.code, f.text, { seq: f.seq, to }));
+        const err = errorFromWire(f.code, f.text, { seq: f.seq, to });
+        if (this.state === 'handshake' && f.code === WireCode.RATE_LIMITED) {
+          // [P-12.6] our REGISTER was refused for now: end this attempt and let the
+          // reconnect backoff decide when to try again.
+          this.close(WireCode.NORMAL, 'registration rate limited', err);
+          return;
+        }
+        this.handler.errorFrame(err);
         return;
       }
       case FrameType.CLOSE: {
