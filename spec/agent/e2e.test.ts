@@ -136,10 +136,16 @@ test('reconnect after a router restart on the same port: GOING_AWAY, retries, ne
  * An in-memory link between agent and router.handle() whose two directions can be cut
  * (bytes silently dropped), to make one side hear nothing without closing anything.
  */
-function cuttableLink(router: Router): { connect: () => Duplex; cut: { toAgent: boolean; toRouter: boolean } } {
+function cuttableLink(router: Router): { connect: () => Duplex; cut: { toAgent: boolean; toRouter: boolean }; dropAll(): void } {
   const cut = { toAgent: false, toRouter: false };
+  const live = new Set<Duplex>();
   return {
     cut,
+    /** Every connection so far ends abruptly on both sides, as when a network path dies. */
+    dropAll: () => {
+      for (const d of live) d.destroy();
+      live.clear();
+    },
     connect: () => {
       const [agentSide, mid1] = duplexPair();
       const [mid2, routerSide] = duplexPair();
@@ -152,6 +158,7 @@ function cuttableLink(router: Router): { connect: () => Duplex; cut: { toAgent: 
       mid1.on('end', () => mid2.end());
       mid2.on('end', () => mid1.end());
       router.handle(routerSide);
+      live.add(agentSide).add(routerSide);
       return agentSide;
     },
   };
@@ -320,6 +327,103 @@ test('slow consumer: the router drops a reader that never reads; the sender gets
   assert.is.not(b.id, oldB);
   await a.close();
   await b.close();
+  await router.close();
+});
+
+test('resume: a dropped connection gets its ID back and the messages the router held meanwhile', async () => {
+  const [router, addr] = await startRouter();
+  const link = cuttableLink(router);
+  const a = await connect({ createConnection: link.connect, reconnectDelay: 50, reconnectMaxDelay: 50, random: () => 0.999 });
+  const b = await connect({ router: addr });
+  const statuses = recordStatus(a);
+  const first = a.id;
+  link.dropAll();
+  await waitFor(() => !a.connected, 2000, 'the drop to be noticed');
+  // while a is away, its ID stays registered and the router holds what is sent to it
+  for (let i = 0; i < 3; i++) b.send(first, `held ${i}`);
+  const errs: PosternError[] = [];
+  b.on('undeliverable', (e) => errs.push(e));
+  await b.flush();
+  assert.equal(errs, []);
+  await waitFor(() => a.connected, 3000, 'the resume');
+  assert.is(a.id, first);
+  const reg = statuses.find((st) => st.type === 'registered') as Extract<Status, { type: 'registered' }>;
+  assert.is(reg.resumed, true);
+  const got = await take(a.messages(), 3);
+  assert.equal(got.map((m) => m.data.toString()), ['held 0', 'held 1', 'held 2']);
+  assert.ok(got.every((m) => m.from === b.id));
+  await a.close();
+  await b.close();
+  await router.close();
+});
+
+test('drain: agents flush, leave with CLOSE(NORMAL) and move to the alternate router', async () => {
+  const [r1, addr1] = await startRouter({ routerId: 11 });
+  const [r2, addr2] = await startRouter({ routerId: 22 });
+  const a = await connect({ router: addr1 });
+  const b = await connect({ router: addr1 });
+  const statuses = recordStatus(a);
+  a.send(b.id, 'sent before the drain');
+  const [m] = await take(b.messages(), 1);
+  assert.is(m!.data.toString(), 'sent before the drain');
+  await r1.drain({ after: 20, grace: 2000, alternates: [addr2] });
+  await waitFor(() => a.connected && b.connected, 3000, 'both on the alternate');
+  assert.ok(a.id.startsWith('00000016') && b.id.startsWith('00000016'));
+  const d = statuses.find((st) => st.type === 'disconnected') as Extract<Status, { type: 'disconnected' }>;
+  assert.is(d.error.code, ErrorCode.DRAINING);
+  const r = statuses.find((st) => st.type === 'reconnecting') as Extract<Status, { type: 'reconnecting' }>;
+  assert.ok(r.delayMs >= 0 && r.delayMs <= 20);
+  assert.is(r1.stats.closes[WireCode.GOING_AWAY] ?? 0, 0, 'nobody had to be pushed out');
+  a.send(b.id, 'on the new router');
+  const [m2] = await take(b.messages(), 1);
+  assert.is(m2!.data.toString(), 'on the new router');
+  await a.close();
+  await b.close();
+  await r2.close();
+});
+
+test('key directory: lookup returns the registered key, or the coded reason', async () => {
+  const [router, addr] = await startRouter();
+  const key = new Uint8Array(32).map((_, i) => i + 1);
+  const a = await connect({ router: addr });
+  const b = await connect({ router: addr, publicKey: key });
+  assert.equal([...(await a.lookup(b.id))], [...key]);
+  const e1 = await a.lookup(a.id).then(() => undefined, (e: PosternError) => e);
+  assert.is(e1?.code, ErrorCode.NO_KEY);
+  const e2 = await a.lookup(newAgentId(router.routerId)).then(() => undefined, (e: PosternError) => e);
+  assert.is(e2?.code, ErrorCode.UNKNOWN_DESTINATION);
+  const e3 = await a.lookup('nope').then(() => undefined, (e: PosternError) => e);
+  assert.is(e3?.code, ErrorCode.INVALID_ID);
+  await a.close();
+  await b.close();
+  await router.close();
+});
+
+test('anonymous sends: the receiver sees a reply handle, and a reply reaches the sender', async () => {
+  const [router, addr] = await startRouter();
+  const a = await connect({ router: addr });
+  const b = await connect({ router: addr });
+  a.send(b.id, 'who am I?', { anonymous: true });
+  const [m] = await take(b.messages(), 1);
+  assert.ok(m!.anonymous);
+  assert.is.not(m!.from, a.id);
+  b.send(m!.from, 'someone');
+  const [reply] = await take(a.messages(), 1);
+  assert.is(reply!.data.toString(), 'someone');
+  assert.is(reply!.from, b.id);
+  assert.not.ok(reply!.anonymous);
+  await a.close();
+  await b.close();
+  await router.close();
+});
+
+test('admission: without the token connect fails for good with ADMISSION_DENIED; with it, it works', async () => {
+  const [router, addr] = await startRouter({ admissionTokens: ['open-sesame-123'] });
+  const err = await connect({ router: addr }).then(() => undefined, (e: PosternError) => e);
+  assert.is(err?.code, ErrorCode.ADMISSION_DENIED);
+  const a = await connect({ router: addr, token: 'open-sesame-123' });
+  assert.ok(a.connected);
+  await a.close();
   await router.close();
 });
 
