@@ -417,6 +417,22 @@ test('anonymous sends: the receiver sees a reply handle, and a reply reaches the
   await router.close();
 });
 
+test('anonymous connection: no ID, every send under a reply handle, replies come back', async () => {
+  const [router, addr] = await startRouter();
+  const anon = await connect({ router: addr, anonymous: true });
+  const b = await connect({ router: addr });
+  assert.is(anon.id, '0'.repeat(32));
+  anon.send(b.id, 'hello from nobody');
+  const [m] = await take(b.messages(), 1);
+  assert.ok(m!.anonymous);
+  b.send(m!.from, 'hello nobody');
+  const [reply] = await take(anon.messages(), 1);
+  assert.is(reply!.data.toString(), 'hello nobody');
+  await anon.close();
+  await b.close();
+  await router.close();
+});
+
 test('admission: without the token connect fails for good with ADMISSION_DENIED; with it, it works', async () => {
   const [router, addr] = await startRouter({ admissionTokens: ['open-sesame-123'] });
   const err = await connect({ router: addr }).then(() => undefined, (e: PosternError) => e);

@@ -32,6 +32,10 @@ test('defaults are frozen and resolved as documented', () => {
   assert.is(r.maxQueue, 1024);
   assert.is(r.maxStatusQueue, 64);
   assert.is(r.maxSendBuffer, 8 * 1024 * 1024);
+  assert.is(r.resume, true);
+  assert.is(r.anonymous, false);
+  assert.is(r.token, undefined);
+  assert.is(r.publicKey, undefined);
   assert.ok(Object.isFrozen(r));
 });
 
@@ -76,6 +80,11 @@ test('each bad value names its option', () => {
   invalid({ random: 1 }, 'random');
   invalid(null, 'options');
   invalid({ maxqueue: 5 }, 'maxqueue');
+  invalid({ resume: 1 }, 'resume');
+  invalid({ anonymous: 'no' }, 'anonymous');
+  invalid({ token: 'short' }, 'token');
+  invalid({ token: 'x'.repeat(257) }, 'token');
+  invalid({ publicKey: new Uint8Array(31) }, 'publicKey');
 });
 
 test.run();

@@ -4,7 +4,7 @@
  * @module
  */
 export { connect, Agent, isPermanentError } from './agent.js';
-export type { AgentEvents, Message, RouterInfo, Status, StatusIterator } from './agent.js';
+export type { AgentEvents, Message, RouterInfo, SendOptions, Status, StatusIterator } from './agent.js';
 export { AGENT_DEFAULTS, parseRouterAddress, resolveAgentOptions } from './options.js';
 export type { AgentOptions, ResolvedAgentOptions } from './options.js';
 export { backoffDelay, ReconnectLoop } from './reconnect.js';
