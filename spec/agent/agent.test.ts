@@ -314,6 +314,18 @@ test('backpressure: a full queue pauses reading, draining resumes, nothing lost,
   await a.close();
 });
 
+test('close() while reading is paused does not wait for the close timeout', async () => {
+  const clock = new ManualClock();
+  const router = new FakeRouter();
+  const a = await connect({ createConnection: router.connect, clock, maxQueue: 2 });
+  const from = newAgentId(router.routerId);
+  for (let i = 0; i < 50; i++) router.last.deliver(from, Buffer.alloc(1000));
+  await until(() => a.receivePaused);
+  await a.close(); // the clock never moves: only the router's end can finish this
+  assert.ok(a.isClosed);
+  assert.is(router.last.of(FrameType.CLOSE).length, 1);
+});
+
 test('backpressure survives a reconnect: a full queue still lets the next connection register', async () => {
   const clock = new ManualClock();
   const router = new FakeRouter();

@@ -193,6 +193,9 @@ export class Session {
     this.state = 'closing';
     this.decoder.stop();
     this.socket.end(encodeClose(code, reason));
+    // Input is ignored from now on, but must still be read (even if we had paused for a
+    // lagging consumer) so that the router's end of the connection is noticed.
+    this.socket.resume();
     this.armCloseTimer();
     this.end(err);
   }
