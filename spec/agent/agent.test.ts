@@ -116,7 +116,7 @@ test('seq wraps from 2^32-1 to 1, never 0', async () => {
   await b.close();
 });
 
-test("a throwing 'message' listener surfaces as an uncaught exception and does not break the connection", async () => {
+test("a throwing listener ('message', 'undeliverable') surfaces as an uncaught exception and does not break the connection", async () => {
   const [a, b] = await pair();
   const boom = new Error('listener bug');
   const caught: unknown[] = [];
@@ -128,14 +128,20 @@ test("a throwing 'message' listener surfaces as an uncaught exception and does n
     b.on('message', () => {
       if (n++ === 0) throw boom;
     });
+    b.on('undeliverable', () => {
+      throw boom;
+    });
     a.send(b.id, '1');
     a.send(b.id, '2');
-    await until(() => n === 2 && caught.length === 1);
+    b.send(newAgentId(0x7f).toString('hex'), 'nobody');
+    await b.flush();
+    await until(() => n === 2 && caught.length === 2);
   } finally {
     process.removeAllListeners('uncaughtException');
     for (const l of listeners) process.on('uncaughtException', l);
   }
   assert.is(caught[0], boom);
+  assert.is(caught[1], boom);
   assert.ok(b.connected);
   await a.close();
   await b.close();

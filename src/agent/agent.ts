@@ -548,8 +548,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
             if (lookup !== undefined) {
               this.lookups.delete(seq);
               lookup.reject(err);
-            } else if (seq !== 0) this.emit('undeliverable', err);
-            else this.emit('warning', err);
+            } else if (seq !== 0) guard(() => this.emit('undeliverable', err));
+            else guard(() => this.emit('warning', err));
           },
           pong: (payload) => this.onPong(payload),
           routerDrain: (body) => this.onRouterDrain(session, body),
@@ -557,7 +557,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
           writeDrained: () => {
             if (this.session === session && this.wantDrain) {
               this.wantDrain = false;
-              this.emit('drain');
+              guard(() => this.emit('drain'));
             }
           },
         },
@@ -600,7 +600,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     if (this.wantDrain) {
       // The old socket's backlog is gone with it; the new one is empty.
       this.wantDrain = false;
-      this.emit('drain');
+      guard(() => this.emit('drain'));
     }
   }
 
@@ -693,15 +693,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   private emitMessage(m: Message): void {
-    try {
-      this.emit('message', m);
-    } catch (err) {
-      // A listener's bug must not corrupt the frame loop: rethrow it outside, as Node does
-      // for a throwing stream 'data' listener.
-      queueMicrotask(() => {
-        throw err;
-      });
-    }
+    guard(() => this.emit('message', m));
   }
 
   private drainToListeners(): void {
@@ -745,7 +737,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
 
   private emitStatus(s: Status): void {
     for (const q of this.statusSubs) q.push(s);
-    this.emit('status', s);
+    guard(() => this.emit('status', s));
   }
 
   /** Ends the agent for good (idempotent). */
@@ -782,6 +774,21 @@ function writeDestination(header: Buffer, to: string | Uint8Array): void {
 }
 
 function noop(): void {}
+
+/**
+ * Runs a user listener. Listeners run inside the frame loop; a throwing one must not cut the
+ * connection or skip the frames after it, so its error is rethrown outside, as an uncaught
+ * exception (what Node does for a throwing stream 'data' listener).
+ */
+function guard(emit: () => unknown): void {
+  try {
+    emit();
+  } catch (err) {
+    queueMicrotask(() => {
+      throw err;
+    });
+  }
+}
 
 function clampRandom(r: number): number {
   return Number.isFinite(r) ? Math.min(Math.max(r, 0), 0.9999999999) : 0;

@@ -349,6 +349,7 @@ export class Session {
     this.state = 'closing';
     this.decoder.stop();
     this.socket.end();
+    this.socket.resume(); // see close()
     this.armCloseTimer();
     this.end(err);
   }
