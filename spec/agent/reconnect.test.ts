@@ -132,6 +132,17 @@ test('loop: stop() cancels the wait and ignores an attempt in flight', async () 
   s2.l.stop();
 });
 
+test('loop: firstDelay replaces the first backoff only', async () => {
+  const clock = new ManualClock();
+  const { l, log } = loop(clock, (n) => (n < 2 ? Promise.reject(new Error('no')) : Promise.resolve()));
+  const done = l.start(7);
+  clock.advance(7);
+  await flush();
+  clock.advance(200);
+  await done;
+  assert.equal(log, ['wait 1 7', 'attempt 1', 'wait 2 200', 'attempt 2']);
+});
+
 test('loop: stop() from inside onWait leaves no timer and no stale run', async () => {
   const clock = new ManualClock();
   let l!: ReconnectLoop;
