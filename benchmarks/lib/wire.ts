@@ -60,7 +60,10 @@ function settle(sock: Socket, what: string, timeoutMs = 15_000): { promise: Prom
   let done!: () => void;
   let fail!: (e: Error) => void;
   const promise = new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${what}: no answer after ${timeoutMs} ms`)), timeoutMs);
+    const t = setTimeout(
+      () => reject(new Error(`${what}: no answer after ${timeoutMs} ms (${sock.connecting ? 'TCP connect still pending' : `connected, ${sock.bytesRead} bytes read`})`)),
+      timeoutMs,
+    );
     const onErr = (e: Error): void => {
       clearTimeout(t);
       reject(e);
