@@ -7,8 +7,14 @@
  * @module
  */
 export { Router, type RouterEvents } from './router/router.js';
-export { ROUTER_DEFAULTS, type RouterOptions } from './router/options.js';
+export { ROUTER_DEFAULTS, RELOADABLE, type RouterOptions } from './router/options.js';
 export type { RouterStats } from './router/stats.js';
+export type { LinkInfo, PeerInfo } from './router/mesh/mesh.js';
+export { renderMetrics, startMetricsServer, type MetricsServer } from './router/metrics.js';
+export { loadConfig, resolveConfig, describeConfig, type RouterConfig, type ResolvedConfig } from './router/config.js';
+export { connect, Agent, AGENT_DEFAULTS, parseRouterAddress } from './agent/index.js';
+export type { AgentOptions, AgentEvents, Message, RouterInfo, SendOptions, Status, StatusIterator } from './agent/index.js';
+export * from './crypto/index.js';
 export { ErrorCode, PosternError, type PosternErrorDetails } from './protocol/errors.js';
 export { DEFAULT_PORT, PROTOCOL_VERSION, WireCode } from './protocol/frame.js';
 export { formatId, parseId, routerIdOf, ID_TEXT_LENGTH } from './protocol/id.js';
