@@ -212,12 +212,14 @@ class Sender {
   pump(): void {
     const latency = this.spec.latency === true;
     const sock = this.conn.sock;
+    // The gap is between pump calls, not between the batches of one call: one call may
+    // write several batches when a rate is due.
+    if (this.perMs > 0 && performance.now() - this.lastWrite < this.minGap) return;
     while (this.running && !this.waitDrain) {
       let n = this.batch;
       let now = 0;
       if (this.perMs > 0 || latency) now = performance.now();
       if (this.perMs > 0) {
-        if (now - this.lastWrite < this.minGap) return;
         const due = Math.floor((now - this.t0) * this.perMs) - this.sent;
         if (due <= 0) return;
         if (due < n) n = due;
