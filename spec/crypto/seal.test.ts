@@ -4,7 +4,7 @@ import nacl from 'tweetnacl';
 import sodium from 'libsodium-wrappers';
 import { blake2b } from '@noble/hashes/blake2.js';
 import { ANONYMOUS_OVERHEAD, SENDER_OVERHEAD, open, seal, sealWithEphemeral } from '../../src/crypto/seal.js';
-import { openBox, sealBox } from '../../src/crypto/sealed-box.js';
+import { STATIC_KEY_CACHE_SIZE, openBox, sealBox, staticBoxKey } from '../../src/crypto/sealed-box.js';
 import { generateKeyPair } from '../../src/crypto/keys.js';
 import { ErrorCode } from '../../src/protocol/errors.js';
 import { codeOf, concat, counting, fixedKeyPair, hex, refEnvelope, testId } from './helpers.js';
@@ -277,6 +277,22 @@ test('500 random byte strings of every length up to 300: SEAL_OPEN_FAILED', () =
     const junk = Uint8Array.from({ length: i % 301 }, () => next() & 0xff);
     assert.is(codeOf(() => open(junk, B)), ErrorCode.SEAL_OPEN_FAILED, `length ${junk.length}`);
   }
+});
+
+test('static box keys are cached per secret key, bounded, and evicted ones are recomputed', () => {
+  const r = generateKeyPair();
+  const senders = Array.from({ length: STATIC_KEY_CACHE_SIZE + 20 }, (_, i) => ({ id: testId(5, i), keyPair: generateKeyPair() }));
+  const first = staticBoxKey(senders[0]!.keyPair.publicKey, r.secretKey)!;
+  assert.is(staticBoxKey(senders[0]!.keyPair.publicKey, r.secretKey), first, 'second lookup is the cached array');
+  assert.is(hex(first), hex(nacl.box.before(senders[0]!.keyPair.publicKey, r.secretKey)), 'and the right key');
+  const envs = senders.map((s) => seal({ content: text('x'), recipientPublicKey: r.publicKey, sender: s }));
+  // Opening all of them pushes the first sender out of the cache; it is then recomputed.
+  for (let round = 0; round < 2; round++) {
+    envs.forEach((env, i) => assert.is(hex(open(env, r).sender!.id), hex(senders[i]!.id)));
+  }
+  assert.is(hex(first), '00'.repeat(32), 'the evicted key was wiped');
+  assert.is.not(staticBoxKey(senders[0]!.keyPair.publicKey, r.secretKey), first, 'a fresh array after eviction');
+  assert.is(staticBoxKey(new Uint8Array(32), r.secretKey), undefined, 'small order is never cached');
 });
 
 test('bad arguments: INVALID_ARGUMENT, INVALID_ID, INVALID_OPTION', () => {

@@ -8,7 +8,7 @@ import {
   type KeyPair,
   NONCE_SIZE,
   SEAL_OVERHEAD,
-  boxBeforeNm,
+  staticBoxKey,
   checkKey,
   openBoxWithEphemeral,
   sealBoxWith,
@@ -204,12 +204,11 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
   }
 
   body.set(senderId, 0); // I = senderId || B
-  const key = boxBeforeNm(rpk, sender.keyPair.secretKey, true);
+  const key = staticBoxKey(rpk, sender.keyPair.secretKey);
   if (key === undefined) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipientPublicKey has small order: nothing sealed to it is secret');
   }
   const inner = nacl.secretbox(body, innerNonce(ephemeral.publicKey, rpk), key);
-  key.fill(0);
   const plain = new Uint8Array(1 + X25519_KEY_SIZE + inner.length);
   plain[0] = ENVELOPE_SENDER;
   plain.set(sender.keyPair.publicKey, 1);
@@ -253,10 +252,9 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
       }
       // [P-E.3]
       const spk = plain.subarray(1, innerAt);
-      const key = boxBeforeNm(spk, rsk, true);
+      const key = staticBoxKey(spk, rsk);
       // A small-order sender key gives a shared key anyone can compute: no proof at all.
       const inner = key === undefined ? null : nacl.secretbox.open(plain.subarray(innerAt), innerNonce(ephemeralPk, rpk), key);
-      key?.fill(0);
       if (inner === null) {
         throw new PosternError(ErrorCode.SENDER_UNVERIFIED, 'the sender key in this envelope did not make it');
       }

@@ -22,7 +22,11 @@ export const SEAL_OVERHEAD = X25519_KEY_SIZE + nacl.box.overheadLength; // 48
 /** Length of a crypto_box nonce (XSalsa20). */
 export const NONCE_SIZE = nacl.box.nonceLength; // 24
 
-/** An X25519 key pair: both 32 bytes. The secret key is the raw (unclamped) scalar. */
+/**
+ * An X25519 key pair: both 32 bytes. The secret key is the raw (unclamped) scalar. Treat
+ * the arrays as immutable: derived keys are cached by their identity (to replace a key,
+ * make a new key pair).
+ */
 export interface KeyPair {
   /** X25519 public key, 32 bytes. */
   readonly publicKey: Uint8Array;
@@ -44,6 +48,45 @@ const ZERO16 = new Uint8Array(16);
  */
 export function boxBeforeNm(publicKey: Uint8Array, secretKey: Uint8Array, cacheSecret = false): Uint8Array | undefined {
   return hsalsaKey(x25519(secretKey, publicKey, cacheSecret));
+}
+
+/** How many peers' box keys {@link staticBoxKey} keeps per secret key. */
+export const STATIC_KEY_CACHE_SIZE = 256;
+
+// Box keys between two static keys (sender and recipient of an envelope with a sender) are
+// the same for every message between them, and computing one is an X25519: half the cost
+// of opening such an envelope. Kept per secret key (by array identity, so they go when the
+// caller drops its key pair), least recently used first out.
+const staticBoxKeys = new WeakMap<Uint8Array, Map<string, Uint8Array>>();
+
+/**
+ * crypto_box_beforenm between two static keys, remembered for the next message between
+ * the same two keys. The result is shared: never change or wipe it. Treat a key pair's
+ * arrays as immutable (to replace a key, make a new key pair), as the cache is keyed by
+ * the secret key array itself.
+ */
+export function staticBoxKey(peerPublicKey: Uint8Array, secretKey: Uint8Array): Uint8Array | undefined {
+  let peers = staticBoxKeys.get(secretKey);
+  if (peers === undefined) {
+    peers = new Map();
+    staticBoxKeys.set(secretKey, peers);
+  }
+  const id = Buffer.from(peerPublicKey.buffer, peerPublicKey.byteOffset, peerPublicKey.byteLength).toString('latin1');
+  const hit = peers.get(id);
+  if (hit !== undefined) {
+    peers.delete(id); // re-insert: Map order is the LRU order
+    peers.set(id, hit);
+    return hit;
+  }
+  const key = boxBeforeNm(peerPublicKey, secretKey, true);
+  if (key === undefined) return undefined;
+  peers.set(id, key);
+  if (peers.size > STATIC_KEY_CACHE_SIZE) {
+    const oldest = peers.keys().next().value as string;
+    peers.get(oldest)!.fill(0);
+    peers.delete(oldest);
+  }
+  return key;
 }
 
 /** HSalsa20(shared) with a zero input, as crypto_box_beforenm; wipes `shared`. */
