@@ -6,6 +6,9 @@ import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { Flag, FrameType, HEADER_SIZE, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET, WireCode } from '../protocol/frame.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { formatId } from '../protocol/id.js';
+import { open, seal, type OpenedEnvelope } from '../crypto/seal.js';
+import { KeyCache } from './key-cache.js';
+import { IncomingMessage, type Message, type MessageSender, type RejectedMessage, type Replier, type SendOptions, type Verification } from './message.js';
 import { parseRouterAddress, resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
 import { BoundedQueue } from './queue.js';
 import { ReconnectLoop } from './reconnect.js';
@@ -17,33 +20,7 @@ import { Session } from './session.js';
  * @module
  */
 
-/**
- * A received message. `data` is a view of the socket's read buffer, not a copy: postern never
- * writes to that memory again, so it stays valid for as long as you hold it, but holding it
- * also keeps the whole chunk it came in (up to 64 KiB for TCP) alive. Copy it
- * (`Buffer.from(m.data)`) if you keep small messages for long. With a custom
- * `createConnection` whose stream reuses its chunk buffers, copy before that happens.
- */
-export interface Message {
-  /** Sender's agent ID, text form (32 lowercase hex digits), or a reply handle when `anonymous`. */
-  readonly from: string;
-  /** Payload. */
-  readonly data: Buffer;
-  /** The sender hid its ID: `from` is a reply handle; answering it reaches the sender. [P-11.2] */
-  readonly anonymous: boolean;
-  /** The sender marked the payload as a sealed envelope. [P-11.2] */
-  readonly sealed: boolean;
-}
-
-/** Per-message options of {@link Agent.send}. [P-11.2] */
-export interface SendOptions {
-  /** Send under a fresh reply handle instead of this agent's ID. Default false. */
-  anonymous?: boolean;
-  /** With `anonymous`: reuse this connection's one sticky handle, so replies continue a conversation. Default false. */
-  sticky?: boolean;
-  /** Mark the payload as a sealed envelope (advisory; routers never look). Default false. */
-  sealed?: boolean;
-}
+export type { Message, MessageSender, RejectedMessage, SealTo, SendOptions, Verification } from './message.js';
 
 /** What the router announced in REGISTERED, for the current (or last) connection. */
 export interface RouterInfo {
@@ -94,6 +71,12 @@ export interface AgentEvents {
   undeliverable: [PosternError];
   /** An ERROR frame that refers to no SEND (seq 0), e.g. POSTERN_ERR_ALREADY_REGISTERED. */
   warning: [PosternError];
+  /**
+   * A sealed message whose envelope did not open with this agent's key pair; it is not
+   * delivered. Emitted in message order (after every message received before it was
+   * delivered), and counted in `agent.rejected`.
+   */
+  rejected: [RejectedMessage];
   /** Every status change, as also yielded by `status()`. */
   status: [Status];
   /** The send buffer drained after `writable` went false. */
@@ -137,7 +120,7 @@ export async function connect(options: AgentOptions = {}): Promise<Agent> {
  * Sequence numbers: `send()` numbers SENDs 1, 2, … per agent (across reconnects), wrapping
  * from 2^32-1 to 1; 0 is never used because ERROR frames use 0 for "no SEND". [P-6.2]
  */
-export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message> {
+export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message>, Replier {
   private readonly opts: ResolvedAgentOptions;
   private readonly codec = new ControlCodec();
   private readonly inbox: BoundedQueue<Message>;
@@ -154,6 +137,22 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private idText = '';
   private info: RouterInfo | null = null;
   private readPaused = false;
+  /** Why reading is paused: the inbox is full, or too many messages wait for a sender check. */
+  private inboxFull = false;
+  private pipelineFull = false;
+  /**
+   * Messages in arrival order from the first one that waits for a key lookup on: each
+   * entry is settled (a message or a rejection) or still waiting. Delivery takes settled
+   * entries from the head only, so a lookup never reorders messages. Bounded by maxQueue.
+   */
+  private readonly pipeline: PipelineEntry[] = [];
+  private rejectedCount = 0;
+  private readonly keyCache: KeyCache;
+  /** Directory lookups in flight by text ID, with everyone waiting for each. */
+  private readonly keyWaiters = new Map<string, KeyCallback[]>();
+  /** `sendSealed()` calls not yet sent; they go out in call order. */
+  private sealedTail: Promise<unknown> = Promise.resolve();
+  private sealedPending = 0;
   private wantDrain = false;
   /** Where to dial: the configured router, or a draining router's alternates. */
   private targets: { host: string; port: number }[];
@@ -184,8 +183,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     this.inbox = new BoundedQueue<Message>({
       capacity: opts.maxQueue,
       overflow: 'backpressure',
-      onDrain: () => this.resumeReading(),
+      onDrain: () => {
+        this.inboxFull = false;
+        this.updatePause();
+      },
     });
+    this.keyCache = new KeyCache(opts.keyCacheSize);
     this.closedPromise = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -250,9 +253,23 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     return this.inbox.length;
   }
 
-  /** True while reading from the router is paused because the message queue is full. */
+  /**
+   * True while reading from the router is paused because the message queue is full (or
+   * `maxQueue` messages wait for the key lookups that check their senders).
+   */
   get receivePaused(): boolean {
     return this.readPaused;
+  }
+
+  /** This agent's X25519 public key (the `keyPair` option), or undefined. */
+  get publicKey(): Buffer | undefined {
+    const kp = this.opts.keyPair;
+    return kp === undefined ? undefined : Buffer.from(kp.publicKey);
+  }
+
+  /** Sealed messages refused so far because their envelope did not open (see the `'rejected'` event). */
+  get rejected(): number {
+    return this.rejectedCount;
   }
 
   /**
@@ -271,15 +288,43 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * A SEND accepted here may still be lost if the connection drops before the router reads
    * it; `flush()` tells when every earlier SEND was routed or refused. `options` set the
    * relay flags (anonymous, sticky, sealed).
+   *
+   * Sealing: with `seal: { publicKey }`, or `seal: true` and a key pinned for `to` in
+   * `trustedKeys`, `data` is sealed into an envelope [P-E] (with this agent's sender proof
+   * unless the send is anonymous, see {@link SendOptions.prove}) and the SEND gets the
+   * SEALED flag; the payload limit then applies to the envelope (content + 69, or + 133
+   * with the proof, more when padded). `send()` never waits: for a key from the router's
+   * directory use {@link sendSealed}. POSTERN_ERR_INVALID_ARGUMENT covers bad sealing
+   * options too (`seal: true` and nothing pinned, `prove` without a `keyPair`, `pad`,
+   * `prove` or `bind` without `seal`).
    */
   send(to: string | Uint8Array, data: Uint8Array | string, options?: SendOptions): number {
     if (this.state === 'closed' || this.state === 'closing') throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
     const header = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
     writeDestination(header, to);
-    let payload: Buffer;
-    if (typeof data === 'string') payload = Buffer.from(data, 'utf8');
-    else if (data instanceof Uint8Array) payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    else throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'data must be a Uint8Array or a string');
+    let payload = toPayload(data);
+    const sealTo = options?.seal;
+    if (sealTo !== undefined && sealTo !== false) {
+      let key: Uint8Array | undefined;
+      let bind = false;
+      if (sealTo === true) {
+        key = this.opts.trustedKeys.get(formatId(header, RELAY_ID_OFFSET));
+        if (key === undefined) {
+          throw new PosternError(
+            ErrorCode.INVALID_ARGUMENT,
+            'seal: true needs a key pinned for the destination in trustedKeys; pass seal: { publicKey } or use sendSealed() to ask the directory',
+          );
+        }
+        bind = true;
+      } else if (sealTo !== null && typeof sealTo === 'object') {
+        key = sealTo.publicKey;
+      } else {
+        throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'seal must be a boolean or { publicKey }');
+      }
+      payload = this.sealPayload(header, payload, key, options!, bind);
+    } else if (options !== undefined && (options.prove !== undefined || options.pad !== undefined || options.bind !== undefined)) {
+      throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'prove, pad and bind apply only with seal');
+    }
     const info = this.info!;
     if (payload.length > info.maxPayload) {
       throw new PosternError(ErrorCode.FRAME_TOO_LARGE, `payload of ${payload.length} bytes exceeds the router's limit of ${info.maxPayload}`);
@@ -296,13 +341,73 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     if (options !== undefined) {
       if (options.anonymous === true) flags |= Flag.ANONYMOUS;
       if (options.sticky === true) flags |= Flag.STICKY;
-      if (options.sealed === true) flags |= Flag.SEALED;
+      if (options.sealed === true || (options.seal !== undefined && options.seal !== false)) flags |= Flag.SEALED;
     }
     const seq = this.nextSeq();
     writeHeader(header, 0, FrameType.SEND, flags, RELAY_HEADER_SIZE - HEADER_SIZE + payload.length);
     header.writeUInt32BE(seq, RELAY_SEQ_OFFSET);
     if (!s.writeSend(header, payload)) this.wantDrain = true;
     return seq;
+  }
+
+  /**
+   * Seals `data` and sends it, asking the router's key directory for the recipient's key
+   * when it is not known: `options.seal` defaults to true, and a `true` seal takes the key
+   * pinned for `to` in `trustedKeys`, else the one cached from an earlier lookup, else
+   * `lookup(to)`. Resolves with the seq (as `send()` returns it). The envelope carries this
+   * agent's sender proof as for `send()` (see {@link SendOptions.prove}) and, with a key
+   * found under `to`, is bound to `to`.
+   *
+   * Order: `sendSealed()` calls go out in the order they were made, even while some wait
+   * for a lookup; a plain `send()` made meanwhile may go first.
+   *
+   * Rejects with the codes of `send()`, and of `lookup()` when the key has to be looked up
+   * (POSTERN_ERR_NO_KEY when the recipient registered none, POSTERN_ERR_UNKNOWN_DESTINATION,
+   * POSTERN_ERR_NOT_SENT, ...); POSTERN_ERR_INVALID_ARGUMENT for `seal: false`.
+   */
+  sendSealed(to: string | Uint8Array, data: Uint8Array | string, options: SendOptions = {}): Promise<number> {
+    let id: string;
+    let known: Uint8Array | undefined;
+    let bind = true;
+    try {
+      if (this.state === 'closed' || this.state === 'closing') throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
+      const scratch = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
+      writeDestination(scratch, to);
+      id = formatId(scratch, RELAY_ID_OFFSET);
+      const sealTo = options.seal ?? true;
+      if (sealTo === false) throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'sendSealed() always seals; use send() for plain messages');
+      if (sealTo !== true) {
+        if (sealTo === null || typeof sealTo !== 'object') throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'seal must be a boolean or { publicKey }');
+        known = sealTo.publicKey;
+        bind = false;
+      } else {
+        known = this.opts.trustedKeys.get(id);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const sendWith = (key: Uint8Array): number => this.send(to, data, { ...options, seal: { publicKey: key }, bind: options.bind ?? bind });
+    if (known !== undefined && this.sealedPending === 0) {
+      try {
+        return Promise.resolve(sendWith(known));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    const key = known !== undefined ? Promise.resolve(known) : this.directoryKey(id);
+    key.catch(noop); // observed below, after the earlier sendSealed() calls
+    const prev = this.sealedTail;
+    this.sealedPending++;
+    const p = (async () => {
+      try {
+        await prev;
+        return sendWith(await key);
+      } finally {
+        this.sealedPending--;
+      }
+    })();
+    this.sealedTail = p.then(noop, noop);
+    return p;
   }
 
   /**
@@ -320,16 +425,102 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     } catch (err) {
       return Promise.reject(err);
     }
+    return new Promise<Buffer>((resolve, reject) => {
+      const err = this.startLookup(idBuf.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE), { resolve, reject });
+      if (err !== undefined) reject(err);
+    });
+  }
+
+  /**
+   * Sends a LOOKUP whose answer goes to `handlers` (called synchronously from the frame
+   * loop or from `failPending`), or returns why it cannot be sent.
+   */
+  private startLookup(id: Buffer, handlers: { resolve(key: Buffer): void; reject(err: unknown): void }): PosternError | undefined {
     const s = this.session;
     if (this.state !== 'open' || s === null || s.state !== 'open') {
-      return Promise.reject(new PosternError(ErrorCode.NOT_CONNECTED, 'not connected to a router (reconnecting)'));
+      return new PosternError(ErrorCode.NOT_CONNECTED, 'not connected to a router (reconnecting)');
     }
     // LOOKUP refs share the SEND seq space, so an ERROR's seq names exactly one of them.
     const ref = this.nextSeq();
-    return new Promise<Buffer>((resolve, reject) => {
-      this.lookups.set(ref, { resolve, reject });
-      s.write(this.codec.encodeLookup({ ref, id: idBuf.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE) }));
+    this.lookups.set(ref, handlers);
+    s.write(this.codec.encodeLookup({ ref, id }));
+    return undefined;
+  }
+
+  /**
+   * The directory's key for `id` (text form): cached, else looked up once however many ask
+   * meanwhile. `done` runs synchronously on a cache hit.
+   */
+  private directoryKeyThen(id: string, useCache: boolean, done: KeyCallback): void {
+    if (useCache) {
+      const hit = this.keyCache.get(id);
+      if (hit !== undefined) {
+        done(hit, undefined);
+        return;
+      }
+    }
+    const waiting = this.keyWaiters.get(id);
+    if (waiting !== undefined) {
+      waiting.push(done);
+      return;
+    }
+    const waiters = [done];
+    this.keyWaiters.set(id, waiters);
+    const settle = (key: Buffer | undefined, err: PosternError | undefined): void => {
+      this.keyWaiters.delete(id);
+      if (key !== undefined) this.keyCache.set(id, key);
+      for (const w of waiters) w(key, err);
+    };
+    const err = this.startLookup(Buffer.from(id, 'hex'), {
+      resolve: (key) => settle(key, undefined),
+      reject: (e) => settle(undefined, toPosternError(e)),
     });
+    if (err !== undefined) settle(undefined, err);
+  }
+
+  private directoryKey(id: string): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      this.directoryKeyThen(id, true, (key, err) => (key !== undefined ? resolve(key) : reject(err)));
+    });
+  }
+
+  /** Seals `payload` for the destination in `header`, as `options` say. */
+  private sealPayload(header: Buffer, payload: Buffer, key: Uint8Array, options: SendOptions, bindByDefault: boolean): Buffer {
+    const kp = this.opts.keyPair;
+    const agentAnonymous = this.opts.anonymous;
+    let prove = options.prove;
+    if (prove === undefined) {
+      prove = kp !== undefined && !agentAnonymous && options.anonymous !== true;
+    } else if (prove === true) {
+      if (kp === undefined) throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'prove needs the keyPair option');
+    } else if (prove !== false) {
+      throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'prove must be a boolean');
+    }
+    const bind = options.bind ?? bindByDefault;
+    if (typeof bind !== 'boolean') throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'bind must be a boolean');
+    const envelope = seal({
+      content: payload,
+      recipientPublicKey: key,
+      // [P-E.3] an anonymous connection has no ID: the envelope proves the key alone.
+      sender: prove ? { id: agentAnonymous ? undefined : this.idBuf, keyPair: kp! } : undefined,
+      recipientId: bind ? header.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE) : undefined,
+      pad: options.pad,
+    });
+    return Buffer.from(envelope.buffer, envelope.byteOffset, envelope.byteLength);
+  }
+
+  /** @internal {@link Message.reply}. */
+  _reply(m: Message, data: Uint8Array | string, options: SendOptions | undefined): number {
+    const o: SendOptions = { ...options };
+    if (o.seal === undefined) {
+      if (m.sender !== undefined) o.seal = { publicKey: m.sender.publicKey };
+    } else if (o.seal === true) {
+      if (m.sender !== undefined) o.seal = { publicKey: m.sender.publicKey };
+      else if (m.anonymous) throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'no key to seal a reply to: the sender is anonymous and named no key');
+    }
+    // A reply handle is not the recipient's agent ID: binding to it would get the reply refused.
+    if (o.seal !== undefined && o.seal !== false && o.bind === undefined) o.bind = !m.anonymous;
+    return this.send(m.from, data, o);
   }
 
   /**
@@ -479,7 +670,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     const body: Record<string, unknown> = {};
     if (this.opts.token !== undefined) body['token'] = this.opts.token;
     if (this.opts.anonymous) body['anonymous'] = true;
-    if (this.opts.publicKey !== undefined) body['key'] = Buffer.from(this.opts.publicKey);
+    // An anonymous connection publishes no key: it would link its messages to one identity.
+    if (this.opts.publicKey !== undefined && !this.opts.anonymous) body['key'] = Buffer.from(this.opts.publicKey);
     // The token goes back only to the router that issued it (another could replay it there
     // to take our ID), and only within the grace it announced.
     if (
@@ -538,7 +730,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
           },
           message: (from, data, flags) => {
             if (this.session === session) {
-              this.onMessage({ from, data, anonymous: (flags & Flag.ANONYMOUS) !== 0, sealed: (flags & Flag.SEALED) !== 0 });
+              this.onDeliver(from, data, flags);
             }
           },
           errorFrame: (err) => {
@@ -683,13 +875,105 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     this.hold = null;
   }
 
+  /** A DELIVER: opened and checked if sealed, then delivered in arrival order. */
+  private onDeliver(from: string, data: Buffer, flags: number): void {
+    const anonymous = (flags & Flag.ANONYMOUS) !== 0;
+    const sealed = (flags & Flag.SEALED) !== 0;
+    const kp = this.opts.keyPair;
+    if (!sealed || kp === undefined) {
+      this.admit(new IncomingMessage(this, from, data, anonymous, sealed, undefined, 'none'));
+      return;
+    }
+    let opened: OpenedEnvelope;
+    try {
+      // An anonymous connection has no ID (all zeros) to check a binding against.
+      opened = open(data, kp, this.opts.anonymous ? {} : { recipientId: this.idBuf });
+    } catch (err) {
+      this.admit({ rejected: { from, anonymous, error: toPosternError(err), envelope: data } });
+      return;
+    }
+    const c = opened.content;
+    const content = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+    const claimed = opened.sender;
+    if (claimed === undefined) {
+      this.admit(new IncomingMessage(this, from, content, anonymous, true, undefined, 'none'));
+      return;
+    }
+    const sender: MessageSender = Object.freeze({
+      id: claimed.id === undefined ? undefined : formatId(claimed.id),
+      publicKey: Buffer.from(claimed.publicKey),
+    });
+    const make = (v: Verification): IncomingMessage => new IncomingMessage(this, from, content, anonymous, true, sender, v);
+    const now = this.verdictNow(sender, from, anonymous);
+    if (now !== undefined) {
+      this.admit(make(now));
+      return;
+    }
+    const entry: PipelineEntry = { item: undefined };
+    this.pipeline.push(entry);
+    if (this.pipeline.length >= this.opts.maxQueue && !this.pipelineFull) {
+      this.pipelineFull = true;
+      this.updatePause();
+    }
+    this.directoryKeyThen(sender.id!, false, (key, err) => {
+      let v: Verification;
+      if (key !== undefined) v = key.equals(sender.publicKey) ? 'directory' : 'key-mismatch';
+      else v = err?.code === ErrorCode.NO_KEY || err?.code === ErrorCode.UNKNOWN_DESTINATION ? 'unknown-key' : 'lookup-failed';
+      entry.item = make(v);
+      this.pump();
+    });
+  }
+
+  /**
+   * The verdict on a proven sender when it needs no lookup, else undefined. [P-E.3] A
+   * registered sender's ID is stamped by the router, so an envelope claiming another lies.
+   */
+  private verdictNow(sender: MessageSender, from: string, anonymous: boolean): Verification | undefined {
+    if (sender.id === undefined) return 'no-id';
+    if (!anonymous && sender.id !== from) return 'id-mismatch';
+    const pinned = this.opts.trustedKeys.get(sender.id);
+    if (pinned !== undefined) return pinned.equals(sender.publicKey) ? 'pinned' : 'key-mismatch';
+    if (!this.opts.verifyWithDirectory) return 'unknown-key';
+    const cached = this.keyCache.get(sender.id);
+    // A cached key that differs may be stale (the ID resumed with a new key): ask again.
+    return cached !== undefined && cached.equals(sender.publicKey) ? 'directory' : undefined;
+  }
+
+  /** Delivers `item` now, or after the messages still waiting for a lookup. */
+  private admit(item: IncomingMessage | { rejected: RejectedMessage }): void {
+    if (this.pipeline.length === 0) this.deliver(item);
+    else this.pipeline.push({ item });
+  }
+
+  /** Delivers every settled entry at the head of the pipeline. */
+  private pump(): void {
+    const p = this.pipeline;
+    while (p.length > 0 && p[0]!.item !== undefined) this.deliver(p.shift()!.item!);
+    if (this.pipelineFull && p.length <= this.opts.maxQueue >> 1) {
+      this.pipelineFull = false;
+      this.updatePause();
+    }
+  }
+
+  private deliver(item: IncomingMessage | { rejected: RejectedMessage }): void {
+    if (item instanceof IncomingMessage) {
+      this.onMessage(item);
+      return;
+    }
+    this.rejectedCount++;
+    guard(() => this.emit('rejected', item.rejected));
+  }
+
   private onMessage(m: Message): void {
     if (this.inbox.length === 0 && this.listenerCount('message') > 0) {
       this.emitMessage(m);
       return;
     }
     // [P-9.3] a bounded inbound queue: stop reading rather than grow.
-    if (!this.inbox.push(m)) this.pauseReading();
+    if (!this.inbox.push(m)) {
+      this.inboxFull = true;
+      this.updatePause();
+    }
   }
 
   private emitMessage(m: Message): void {
@@ -704,16 +988,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     }
   }
 
-  private pauseReading(): void {
-    if (this.readPaused) return;
-    this.readPaused = true;
-    this.session?.pause();
-  }
-
-  private resumeReading(): void {
-    if (!this.readPaused) return;
-    this.readPaused = false;
-    this.session?.resume();
+  /** Pauses reading while the inbox or the pipeline is full, resumes when neither is. */
+  private updatePause(): void {
+    const want = this.inboxFull || this.pipelineFull;
+    if (want === this.readPaused) return;
+    this.readPaused = want;
+    if (want) this.session?.pause();
+    else this.session?.resume();
   }
 
   private onPong(payload: Buffer): void {
@@ -774,6 +1055,19 @@ function writeDestination(header: Buffer, to: string | Uint8Array): void {
 }
 
 function noop(): void {}
+
+type KeyCallback = (key: Buffer | undefined, err: PosternError | undefined) => void;
+
+/** A place in the receive pipeline: settled once `item` is set. */
+interface PipelineEntry {
+  item: IncomingMessage | { rejected: RejectedMessage } | undefined;
+}
+
+function toPayload(data: Uint8Array | string): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (data instanceof Uint8Array) return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'data must be a Uint8Array or a string');
+}
 
 /**
  * Runs a user listener. Listeners run inside the frame loop; a throwing one must not cut the

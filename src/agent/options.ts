@@ -2,6 +2,9 @@ import type { Duplex } from 'node:stream';
 import { systemClock, type Clock } from '../net/clock.js';
 import { DEFAULT_PORT } from '../protocol/frame.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
+import type { KeyPair } from '../crypto/sealed-box.js';
+import { parsePublicKey } from '../crypto/keys.js';
+import { isSmallOrder, x25519Base } from '../crypto/x25519.js';
 import type { JitterMode } from './reconnect.js';
 
 /**
@@ -68,8 +71,45 @@ export interface AgentOptions {
   token?: string;
   /** Register anonymously: no agent ID; every SEND goes out under a reply handle. [P-11.1] Default `false`. */
   anonymous?: boolean;
-  /** X25519 public key (32 bytes) to publish in the router's key directory. [P-11.4] Default: none. */
+  /**
+   * X25519 public key (32 bytes) to publish in the router's key directory. [P-11.4]
+   * Default: `keyPair.publicKey` when `keyPair` is given (and `publishKey` is not false), else
+   * none. Given together with `keyPair`, it must be `keyPair.publicKey`. Anonymous
+   * connections publish nothing (they have no ID to look it up by).
+   */
   publicKey?: Uint8Array;
+  /**
+   * The agent's static X25519 key pair (32-byte halves that belong together). With it the
+   * agent opens sealed messages sent to it (see {@link Message}), proves its ID in the
+   * envelopes it seals, and publishes the public half in the router's key directory unless
+   * `publishKey` is false. Keep the secret half secret: load it with `loadKeyFile()`.
+   * Default: none (sealed messages are delivered unopened, envelopes carry no sender proof).
+   */
+  keyPair?: KeyPair;
+  /**
+   * Publish `keyPair.publicKey` in the key directory at each registration. False keeps the
+   * key out of the directory: correspondents must then pin it (`trustedKeys`). Default `true`.
+   */
+  publishKey?: boolean;
+  /**
+   * Public keys pinned out of band, by agent ID (32 hex digits): 32 bytes, or their base64
+   * text form (`formatPublicKey`). A pinned key wins over the directory in both directions:
+   * `send(to, data, { seal: true })` seals to it, and a sealed message claiming that ID is
+   * `verified` only if made with it (the directory is not asked). Remember that agent IDs
+   * change when an agent reconnects without resuming. Default: none.
+   */
+  trustedKeys?: Readonly<Record<string, Uint8Array | string>> | ReadonlyMap<string, Uint8Array | string>;
+  /**
+   * Accept the router's key directory (LOOKUP) as the authority on which key belongs to an
+   * ID that is not pinned, when checking the sender of a sealed message. False: only pinned
+   * keys verify a sender. Default `true`.
+   */
+  verifyWithDirectory?: boolean;
+  /**
+   * Keys looked up in the directory kept for later seals and checks (least recently used
+   * dropped first), in entries. 0 caches nothing. Default `256`.
+   */
+  keyCacheSize?: number;
 }
 
 /** Options after defaults and validation. */
@@ -93,7 +133,13 @@ export interface ResolvedAgentOptions {
   readonly resume: boolean;
   readonly token: string | undefined;
   readonly anonymous: boolean;
+  /** The key REGISTER carries, if any (see `publicKey`, `keyPair`, `publishKey`). */
   readonly publicKey: Uint8Array | undefined;
+  readonly keyPair: Readonly<KeyPair> | undefined;
+  /** Pinned keys by lowercase text ID. */
+  readonly trustedKeys: ReadonlyMap<string, Buffer>;
+  readonly verifyWithDirectory: boolean;
+  readonly keyCacheSize: number;
 }
 
 /** The defaults, in one frozen object. No other default hides elsewhere. */
@@ -113,9 +159,20 @@ export const AGENT_DEFAULTS = Object.freeze({
   random: Math.random,
   resume: true,
   anonymous: false,
+  publishKey: true,
+  verifyWithDirectory: true,
+  keyCacheSize: 256,
 });
 
-const KNOWN = new Set<string>([...Object.keys(AGENT_DEFAULTS), 'createConnection', 'signal', 'token', 'publicKey']);
+const KNOWN = new Set<string>([
+  ...Object.keys(AGENT_DEFAULTS),
+  'createConnection',
+  'signal',
+  'token',
+  'publicKey',
+  'keyPair',
+  'trustedKeys',
+]);
 
 /** Merges `options` over {@link AGENT_DEFAULTS} and validates every field. */
 export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOptions {
@@ -148,8 +205,18 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
   if (typeof anonymous !== 'boolean') bad('anonymous', 'must be a boolean');
   const token = options.token;
   if (token !== undefined && (typeof token !== 'string' || token.length < 8 || token.length > 256)) bad('token', 'must be a string of 8..256 characters');
-  const publicKey = options.publicKey;
+  const keyPair = resolveKeyPair(options.keyPair);
+  const publishKey = options.publishKey ?? AGENT_DEFAULTS.publishKey;
+  if (typeof publishKey !== 'boolean') bad('publishKey', 'must be a boolean');
+  let publicKey = options.publicKey;
   if (publicKey !== undefined && !(publicKey instanceof Uint8Array && publicKey.length === 32)) bad('publicKey', 'must be 32 bytes');
+  if (publicKey !== undefined && !publishKey) bad('publicKey', 'cannot be published with publishKey: false');
+  if (publicKey !== undefined && keyPair !== undefined && !Buffer.from(publicKey).equals(keyPair.publicKey)) {
+    bad('publicKey', 'must be keyPair.publicKey when both are given');
+  }
+  if (publicKey === undefined && publishKey && keyPair !== undefined) publicKey = keyPair.publicKey;
+  const verifyWithDirectory = options.verifyWithDirectory ?? AGENT_DEFAULTS.verifyWithDirectory;
+  if (typeof verifyWithDirectory !== 'boolean') bad('verifyWithDirectory', 'must be a boolean');
   return Object.freeze({
     host,
     port,
@@ -171,7 +238,56 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
     token,
     anonymous,
     publicKey: publicKey === undefined ? undefined : Uint8Array.from(publicKey),
+    keyPair,
+    trustedKeys: resolveTrustedKeys(options.trustedKeys),
+    verifyWithDirectory,
+    keyCacheSize: int(options, 'keyCacheSize', 0),
   });
+}
+
+/** Checks a key pair (both halves 32 bytes, the public one derived from the secret one) and copies it. */
+function resolveKeyPair(kp: KeyPair | undefined): Readonly<KeyPair> | undefined {
+  if (kp === undefined) return undefined;
+  if (kp === null || typeof kp !== 'object') bad('keyPair', 'must be { publicKey, secretKey }');
+  const { publicKey, secretKey } = kp;
+  if (!(publicKey instanceof Uint8Array && publicKey.length === 32)) bad('keyPair', 'publicKey must be 32 bytes');
+  if (!(secretKey instanceof Uint8Array && secretKey.length === 32)) bad('keyPair', 'secretKey must be 32 bytes');
+  // A mismatched pair would seal envelopes whose sender proof never opens.
+  if (!Buffer.from(x25519Base(secretKey)).equals(publicKey)) bad('keyPair', 'publicKey does not belong to secretKey');
+  return Object.freeze({ publicKey: Uint8Array.from(publicKey), secretKey: Uint8Array.from(secretKey) });
+}
+
+const HEX_ID = /^[0-9a-fA-F]{32}$/;
+
+/** Normalizes pinned keys to a map from lowercase text ID to a 32-byte key. */
+function resolveTrustedKeys(
+  keys: Readonly<Record<string, Uint8Array | string>> | ReadonlyMap<string, Uint8Array | string> | undefined,
+): ReadonlyMap<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  if (keys === undefined) return out;
+  if (keys === null || typeof keys !== 'object') bad('trustedKeys', 'must be an object or a Map of ID to key');
+  const entries = keys instanceof Map ? [...(keys as ReadonlyMap<string, Uint8Array | string>).entries()] : Object.entries(keys);
+  for (const [id, key] of entries) {
+    if (typeof id !== 'string' || !HEX_ID.test(id) || /^0{8}/.test(id)) {
+      bad('trustedKeys', `key ${JSON.stringify(String(id).slice(0, 40))} is not an agent ID`);
+    }
+    let bytes: Uint8Array;
+    if (typeof key === 'string') {
+      try {
+        bytes = parsePublicKey(key);
+      } catch {
+        bad('trustedKeys', `the key of ${id} is not a base64 public key`);
+      }
+    } else if (key instanceof Uint8Array && key.length === 32) {
+      bytes = key;
+    } else {
+      bad('trustedKeys', `the key of ${id} must be 32 bytes or base64 text`);
+    }
+    // A small-order key gives a box key anyone can compute: it can never prove anything.
+    if (isSmallOrder(bytes)) bad('trustedKeys', `the key of ${id} has small order`);
+    out.set(id.toLowerCase(), Buffer.from(bytes));
+  }
+  return out;
 }
 
 /**
@@ -209,7 +325,8 @@ type IntKey =
   | 'closeTimeout'
   | 'maxQueue'
   | 'maxStatusQueue'
-  | 'maxSendBuffer';
+  | 'maxSendBuffer'
+  | 'keyCacheSize';
 
 function int(options: AgentOptions, key: IntKey, min: number): number {
   const v = options[key] ?? AGENT_DEFAULTS[key];
