@@ -5,8 +5,7 @@
  * @module
  */
 import { InvalidArgumentError } from 'commander';
-import { parseRouterAddress } from '../src/agent/options.js';
-import { DEFAULT_PORT } from '../src/protocol/frame.js';
+import { DEFAULT_PORT, parseRouterAddress } from '../src/index.js';
 
 /** Where an agent dials: a host name or address and a TCP port. */
 export interface RouterAddress {

@@ -5,8 +5,7 @@
  * @module
  */
 import { Option } from 'commander';
-import { connect, type Agent } from '../src/agent/index.js';
-import { PosternError } from '../src/protocol/errors.js';
+import { connect, PosternError, type Agent } from '../src/index.js';
 import { DEFAULT_ROUTER, formatAddress, integerIn, parseRouter, type RouterAddress } from './args.js';
 import { ExitStatus } from './output.js';
 

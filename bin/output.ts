@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ErrorCode } from '../src/protocol/errors.js';
+import { ErrorCode } from '../src/index.js';
 
 /**
  * Exit statuses of the CLI. Documented in `postern --help` and README.md.

@@ -9,8 +9,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { ErrorCode } from '../src/protocol/errors.js';
-import { DEFAULT_PORT } from '../src/protocol/frame.js';
+import { DEFAULT_PORT, ErrorCode } from '../src/index.js';
 import { DEFAULT_ROUTER } from './args.js';
 import { addIdCommand } from './commands/id.js';
 import { addListenCommand } from './commands/listen.js';

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Command } from 'commander';
-import { formatId, parseId, routerIdOf } from '../../src/protocol/id.js';
+import { formatId, parseId, routerIdOf } from '../../src/index.js';
 
 /** Adds `id` to `program`. */
 export function addIdCommand(program: Command): void {

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Command } from 'commander';
-import { ErrorCode, PosternError } from '../../src/protocol/errors.js';
+import { ErrorCode, PosternError } from '../../src/index.js';
 import type { RouterAddress } from '../args.js';
 import { connectTimeoutOption, dial, exitQuietlyOnBrokenPipe, routerOption } from '../common.js';
 import { ExitStatus, formatError, messageJson, messagePlain } from '../output.js';

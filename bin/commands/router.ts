@@ -4,9 +4,7 @@
  * @module
  */
 import { Option, type Command } from 'commander';
-import { Router } from '../../src/router/router.js';
-import { createLogger, type Logger, type LogLevel } from '../../src/net/log.js';
-import { DEFAULT_PORT } from '../../src/protocol/frame.js';
+import { createLogger, DEFAULT_PORT, Router, type Logger, type LogLevel } from '../../src/index.js';
 import { integerIn, parseListenPort } from '../args.js';
 import { ExitStatus, formatError } from '../output.js';
 

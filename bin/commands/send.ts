@@ -4,8 +4,7 @@
  * @module
  */
 import type { Command } from 'commander';
-import { ErrorCode, PosternError } from '../../src/protocol/errors.js';
-import { formatId, parseId } from '../../src/protocol/id.js';
+import { ErrorCode, formatId, parseId, PosternError } from '../../src/index.js';
 import type { RouterAddress } from '../args.js';
 import { connectTimeoutOption, dial, routerOption, withTimeout } from '../common.js';
 
