@@ -129,22 +129,27 @@ export class RouterConnection implements FrameSink {
   private runCount = 0;
   private runSeq = 0;
 
-  // As a destination: DELIVER runs gathered during one read of a sender, as
-  // (buffer, start, end) triples so no view is made per run; written when that read ends.
+  // As a destination: DELIVER runs (and, for links, SOURCE frames) gathered from the reads
+  // of one event-loop turn, as (buffer, start, end) with the sender and its last seq;
+  // written together once the turn's reads are done, so frames from many senders to one
+  // destination leave in one write. [P-9.3]
   private readonly outBufs: Buffer[] = [];
   private readonly outStarts: number[] = [];
   private readonly outEnds: number[] = [];
+  private readonly outFroms: RouterConnection[] = [];
+  private readonly outSeqs: number[] = [];
   private outBytes = 0;
-  private outSeq = 0;
-  private outFrom: RouterConnection | null = null;
-  // As a sender: destinations with gathered runs from the current read.
-  private readonly touched: RouterConnection[] = [];
+  // As a link destination: whose SOURCE the peer router holds now (sender and its version).
+  private srcOwner: RouterConnection | null = null;
+  private srcVersion = 0;
 
   // Links: the sender named by the last SOURCE frame and the links it has crossed.
   private readonly source = Buffer.alloc(ID_SIZE);
   private sourceHops = 0;
   private hasSource = false;
   private sourceFlags = 0;
+  // Bumped by every SOURCE frame, so link destinations know when to name the sender again.
+  private sourceVersion = 0;
   private hs: { nonce: Buffer; peer: LinkHello | null } | null = null;
   // Anonymity: no ID (anonymous connection), reply handles issued, the sticky one.
   /** True for a connection registered without an identity. */
@@ -208,11 +213,11 @@ export class RouterConnection implements FrameSink {
     try {
       this.decoder.push(chunk);
     } catch (err) {
-      this.flushOut();
+      this.flushRun();
       this.fail(err);
       return;
     }
-    this.flushOut();
+    this.flushRun();
     const o = this.ctx.options;
     if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.meter(chunk.length, this.framesIn - before);
   };
@@ -396,6 +401,7 @@ export class RouterConnection implements FrameSink {
     writeSource(out, 0, handle, 1, Flag.ANONYMOUS);
     buf.copy(out, SOURCE_SIZE, start, end);
     link.write(out);
+    link.srcOwner = null; // the peer now holds the handle as its SOURCE
     this.ctx.stats.relayed++;
     (this.linksUsed ??= new Set()).add(link);
   }
@@ -433,23 +439,29 @@ export class RouterConnection implements FrameSink {
     if (dest === null) return;
     this.runDest = null;
     this.ctx.stats.relayed += this.runCount;
-    if (dest.kind === 'link' && this.kind === 'agent') (this.linksUsed ??= new Set()).add(dest);
-    if (dest.outBufs.length === 0) this.touched.push(dest);
-    dest.outBufs.push(this.runBuf);
-    dest.outStarts.push(this.runStart);
-    dest.outEnds.push(this.runEnd);
-    dest.outBytes += this.runEnd - this.runStart;
-    dest.outSeq = this.runSeq;
-    dest.outFrom = this;
+    if (dest.kind === 'link') {
+      if (this.kind === 'agent') (this.linksUsed ??= new Set()).add(dest);
+      // [P-10.4] SENDs on a link belong to the last SOURCE: name this sender if it is not that.
+      if (dest.srcOwner !== this || dest.srcVersion !== this.sourceVersion) {
+        const src = Buffer.allocUnsafe(SOURCE_SIZE);
+        this.writeSourceFor(src, 0);
+        dest.enqueue(src, 0, SOURCE_SIZE, this, -1);
+        dest.srcOwner = this;
+        dest.srcVersion = this.sourceVersion;
+      }
+    }
+    dest.enqueue(this.runBuf, this.runStart, this.runEnd, this, this.runSeq);
     this.runBuf = EMPTY;
   }
 
-  /** Ends the read: every destination touched gets its runs in one write. */
-  private flushOut(): void {
-    this.flushRun();
-    const t = this.touched;
-    for (let i = 0; i < t.length; i++) t[i]!.writePending();
-    t.length = 0;
+  private enqueue(buf: Buffer, start: number, end: number, from: RouterConnection, seq: number): void {
+    if (this.outBufs.length === 0) this.ctx.schedule(this);
+    this.outBufs.push(buf);
+    this.outStarts.push(start);
+    this.outEnds.push(end);
+    this.outFroms.push(from);
+    this.outSeqs.push(seq);
+    this.outBytes += end - start;
   }
 
   private relayError(code: number, seq: number, buf: Buffer, start: number): void {
@@ -492,8 +504,8 @@ export class RouterConnection implements FrameSink {
         return;
       case FrameType.SOURCE:
         if (this.kind !== 'link') break;
-        // Runs gathered so far belong to the previous source: write them first.
-        this.flushOut();
+        // Runs gathered so far were rewritten (or given their SOURCE) already.
+        this.sourceVersion++;
         buf.copy(this.source, 0, start + 6, start + 6 + ID_SIZE);
         this.sourceHops = buf[start + 6 + ID_SIZE]!;
         this.sourceFlags = buf[start + 5]! & Flag.ANONYMOUS;
@@ -924,48 +936,46 @@ export class RouterConnection implements FrameSink {
   }
 
   /**
-   * Writes the DELIVER runs gathered for this connection during a sender's read, as one
-   * buffer: one slice as it is, small runs copied into one buffer (a copy costs less than
-   * a write call per run), large ones corked into one writev. Pauses the sender when this
-   * queue is over the limit. [P-9.3]
+   * Writes everything gathered for this connection as one buffer: one slice as it is,
+   * small runs copied into one buffer (a copy costs less than a write call per run), large
+   * ones corked into one writev. Pauses the senders when this queue is over the limit. [P-9.3]
    */
-  private writePending(): void {
+  writePending(): void {
     const n = this.outBufs.length;
     if (n === 0) return;
-    const from = this.outFrom!;
-    const seq = this.outSeq;
     const bytes = this.outBytes;
     if (this.state !== ConnState.OPEN) {
-      const dest = this.kind === 'link' ? this.outBufs[n - 1]!.subarray(this.outStarts[n - 1]! + RELAY_ID_OFFSET, this.outStarts[n - 1]! + RELAY_ID_OFFSET + ID_SIZE) : this.id;
+      const code = this.kind === 'link' ? WireCode.UNREACHABLE_ROUTER : WireCode.UNKNOWN_DESTINATION;
+      for (let i = 0; i < n; i++) {
+        const seq = this.outSeqs[i]!;
+        if (seq < 0) continue;
+        const b = this.outBufs[i]!;
+        const st = this.outStarts[i]!;
+        const dest = this.kind === 'link' ? b.subarray(st + RELAY_ID_OFFSET, st + RELAY_ID_OFFSET + ID_SIZE) : this.id;
+        this.outFroms[i]!.refuse(code, seq, dest, null);
+      }
       this.clearPending();
-      from.refuse(this.kind === 'link' ? WireCode.UNREACHABLE_ROUTER : WireCode.UNKNOWN_DESTINATION, seq, dest, null);
       return;
     }
-    // To a link, the runs are SENDs of `from`'s current source: name it first. [P-10.4]
-    const prefix = this.kind === 'link' ? SOURCE_SIZE : 0;
-    this.ctx.stats.bytesOut += bytes + prefix;
+    this.ctx.stats.bytesOut += bytes;
     this.ctx.stats.relayedBytes += bytes;
-    this.bytesOut += bytes + prefix;
-    if (n === 1 && prefix === 0) {
+    this.bytesOut += bytes;
+    if (n === 1) {
       this.stream.write(this.outBufs[0]!.subarray(this.outStarts[0], this.outEnds[0]));
-    } else if (bytes + prefix <= COALESCE_LIMIT) {
-      const out = Buffer.allocUnsafe(bytes + prefix);
-      if (prefix !== 0) from.writeSourceFor(out, 0);
-      let o = prefix;
+    } else if (bytes <= COALESCE_LIMIT) {
+      const out = Buffer.allocUnsafe(bytes);
+      let o = 0;
       for (let i = 0; i < n; i++) o += this.outBufs[i]!.copy(out, o, this.outStarts[i], this.outEnds[i]);
       this.stream.write(out);
     } else {
       this.stream.cork();
-      if (prefix !== 0) {
-        const src = Buffer.allocUnsafe(SOURCE_SIZE);
-        from.writeSourceFor(src, 0);
-        this.stream.write(src);
-      }
       for (let i = 0; i < n; i++) this.stream.write(this.outBufs[i]!.subarray(this.outStarts[i], this.outEnds[i]));
       this.stream.uncork();
     }
+    if (this.stream.writableLength > this.ctx.options.maxOutbound) {
+      for (let i = 0; i < n; i++) if (this.outSeqs[i]! >= 0) this.congested(this.outFroms[i]!, this.outSeqs[i]!);
+    }
     this.clearPending();
-    if (this.stream.writableLength > this.ctx.options.maxOutbound) this.congested(from, seq);
   }
 
   /** The SOURCE frame naming this connection's sender, for SENDs forwarded onward. */
@@ -978,8 +988,9 @@ export class RouterConnection implements FrameSink {
     this.outBufs.length = 0;
     this.outStarts.length = 0;
     this.outEnds.length = 0;
+    this.outFroms.length = 0;
+    this.outSeqs.length = 0;
     this.outBytes = 0;
-    this.outFrom = null;
   }
 
   private congested(from: RouterConnection, lastSeq: number): void {

@@ -21,6 +21,8 @@ export interface RouterContext {
   /** The mesh secret as bytes (empty when none). */
   readonly meshSecret: Buffer;
   onRegistered(conn: RouterConnection): void;
+  /** Asks for `conn.writePending()` once this event-loop turn's reads are done. */
+  schedule(conn: RouterConnection): void;
   /** True when `token` (REGISTER's `token`) passes admission (always, when no tokens are configured). */
   admits(token: unknown): boolean;
   /** Takes one registration from `address`'s bucket; false when it is empty. */

@@ -344,6 +344,20 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
 
   private drained: (() => void) | null = null;
 
+  // Destinations with gathered frames, written after the reads of this event-loop turn.
+  private pending: RouterConnection[] = [];
+  private readonly flushPending = (): void => {
+    const list = this.pending;
+    this.pending = [];
+    for (let i = 0; i < list.length; i++) list[i]!.writePending();
+  };
+
+  /** @internal */
+  schedule(conn: RouterConnection): void {
+    if (this.pending.length === 0) setImmediate(this.flushPending);
+    this.pending.push(conn);
+  }
+
   /** @internal */
   onRegistered(conn: RouterConnection): void {
     this.emit('register', conn.idText);
