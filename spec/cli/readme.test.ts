@@ -35,7 +35,9 @@ test('the library example in README.md runs and prints what its comment says', a
   const file = new URL(`dist/spec/cli/readme-example-${process.pid}.mjs`, ROOT);
   writeFileSync(file, source);
   try {
-    const child = spawn(process.execPath, [fileURLToPath(file)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // console.log colours `true` when FORCE_COLOR is set (npm and CI set it): ask for none.
+    const env = { ...process.env, FORCE_COLOR: undefined, NO_COLOR: '1', NODE_DISABLE_COLORS: '1' };
+    const child = spawn(process.execPath, [fileURLToPath(file)], { stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
