@@ -88,6 +88,13 @@ export class RouterConnection implements FrameSink {
   id: Buffer = NO_ID as Buffer;
   /** The registry entry's target: a connection routes to itself. */
   readonly conn: RouterConnection = this;
+  /** `id` as four little-endian int32 words, for comparing and writing it without a loop. */
+  w0 = 0;
+  w1 = 0;
+  w2 = 0;
+  w3 = 0;
+  /** The agent the last SEND went to, to skip the registry lookup on a run. */
+  private lastDest: RouterConnection | null = null;
   /** Text form of `id` ('' until registered), for logs. */
   idText = '';
   state: ConnState = ConnState.PREAMBLE;
@@ -296,13 +303,34 @@ export class RouterConnection implements FrameSink {
    */
   private route(buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
     let dest: RouterConnection;
-    if (buf.readUInt32BE(start + RELAY_ID_OFFSET) === this.ctx.options.routerId) {
-      const entry = this.ctx.registry.lookup(buf, start + RELAY_ID_OFFSET);
+    const at = start + RELAY_ID_OFFSET;
+    const c = this.lastDest;
+    if (
+      c !== null &&
+      c.state === ConnState.OPEN &&
+      buf.readInt32LE(at) === c.w0 &&
+      buf.readInt32LE(at + 4) === c.w1 &&
+      buf.readInt32LE(at + 8) === c.w2 &&
+      buf.readInt32LE(at + 12) === c.w3
+    ) {
+      // Same agent as the last SEND (an open agent is always registered under its ID).
+      dest = c;
+      if (this.kind === 'link') {
+        if (end - start > this.ctx.options.maxFrame) {
+          this.relayError(WireCode.MESSAGE_TOO_LARGE, seq, buf, start);
+          return;
+        }
+        buf[start + 5] |= this.sourceFlags;
+      }
+    } else if (buf.readUInt32BE(at) === this.ctx.options.routerId) {
+      const entry = this.ctx.registry.lookup(buf, at);
       if (entry === undefined) {
         this.relayError(WireCode.UNKNOWN_DESTINATION, seq, buf, start);
         return;
       }
       dest = entry.conn;
+      // Cache agents only: a reply handle can be retired while its connection stays open.
+      this.lastDest = entry === dest ? dest : null;
       if (this.kind === 'link') {
         if (end - start > this.ctx.options.maxFrame) {
           this.relayError(WireCode.MESSAGE_TOO_LARGE, seq, buf, start); // [P-10.4]
@@ -314,10 +342,6 @@ export class RouterConnection implements FrameSink {
         this.hold(dest, buf, start, end, seq, from);
         return;
       }
-      // [P-6.3] SEND -> DELIVER in place: type, sender ID, seq zeroed; payload untouched.
-      buf[start + 4] = FrameType.DELIVER;
-      buf.set(from, start + RELAY_ID_OFFSET);
-      buf.writeUInt32BE(0, start + RELAY_SEQ_OFFSET);
     } else {
       // [P-10.4] another router's agent: forward the SEND untouched over the link to it;
       // a SOURCE frame written ahead of the run names the sender.
@@ -327,6 +351,19 @@ export class RouterConnection implements FrameSink {
         return;
       }
       dest = this.ctx.mesh.linkFor(buf.readUInt32BE(start + RELAY_ID_OFFSET))!;
+    }
+    if (dest.kind !== 'link') {
+      // [P-6.3] SEND -> DELIVER in place: type, sender ID, seq zeroed; payload untouched.
+      buf[start + 4] = FrameType.DELIVER;
+      if (from === this.id) {
+        buf.writeInt32LE(this.w0, at);
+        buf.writeInt32LE(this.w1, at + 4);
+        buf.writeInt32LE(this.w2, at + 8);
+        buf.writeInt32LE(this.w3, at + 12);
+      } else {
+        buf.set(from, at);
+      }
+      buf.writeInt32LE(0, start + RELAY_SEQ_OFFSET);
     }
     if (dest === this.runDest && buf === this.runBuf && start === this.runEnd) {
       this.runEnd = end;
@@ -760,6 +797,10 @@ export class RouterConnection implements FrameSink {
         this.id = this.ctx.registry.newId(o.routerId);
       }
       this.idText = formatId(this.id);
+      this.w0 = this.id.readInt32LE(0);
+      this.w1 = this.id.readInt32LE(4);
+      this.w2 = this.id.readInt32LE(8);
+      this.w3 = this.id.readInt32LE(12);
       this.ctx.registry.add(this);
       if (key !== undefined) this.publicKey = Buffer.from(key);
     }
