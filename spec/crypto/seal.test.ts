@@ -40,11 +40,28 @@ test('sender round trip: claimed ID and key come back verified, 133 bytes of ove
     assert.is(env.length, n + SENDER_OVERHEAD);
     const got = open(env, B);
     assert.is(hex(got.content), hex(content));
-    assert.is(hex(got.sender!.id), hex(A_ID));
+    assert.is(hex(got.sender!.id!), hex(A_ID));
     assert.is(hex(got.sender!.publicKey), hex(A.publicKey));
     assert.is(got.verified, true);
   }
   assert.is(SENDER_OVERHEAD, 133);
+});
+
+test('a sender without an ID (anonymous connection): the key is proven, no ID comes back', () => {
+  const env = seal({ content: text('from nowhere'), recipientPublicKey: B.publicKey, sender: { keyPair: A }, recipientId: B_ID });
+  assert.is(env.length, 12 + SENDER_OVERHEAD);
+  const got = open(env, B, { recipientId: B_ID });
+  assert.is(new TextDecoder().decode(got.content), 'from nowhere');
+  assert.is(got.sender!.id, undefined);
+  assert.ok(!('id' in got.sender!));
+  assert.is(hex(got.sender!.publicKey), hex(A.publicKey));
+  assert.is(got.verified, true);
+  // The all-zero ID is how it is written, and it can only be said by leaving the ID out.
+  assert.is(hex(openBox(env, B.publicKey, B.secretKey).subarray(1, 33)), hex(A.publicKey));
+  assert.is(codeOf(() => seal({ content: text('x'), recipientPublicKey: B.publicKey, sender: { id: new Uint8Array(16), keyPair: A } })), ErrorCode.INVALID_ID);
+  // Forging one still fails.
+  const forged = refEnvelope({ content: text('x'), rpk: B.publicKey, sender: { id: new Uint8Array(16), keyPair: C, claimedPk: A.publicKey } });
+  assert.is(codeOf(() => open(forged, B)), ErrorCode.SENDER_UNVERIFIED);
 });
 
 test('string content is UTF-8; IDs may be given as text', () => {
@@ -56,7 +73,7 @@ test('string content is UTF-8; IDs may be given as text', () => {
   });
   const got = open(env, B, { recipientId: hex(B_ID) });
   assert.is(new TextDecoder().decode(got.content), 'grüß dich ✓');
-  assert.is(hex(got.sender!.id), hex(A_ID));
+  assert.is(hex(got.sender!.id!), hex(A_ID));
   assert.is(hex(got.recipientId!), hex(B_ID));
 });
 
@@ -288,7 +305,7 @@ test('static box keys are cached per secret key, bounded, and evicted ones are r
   const envs = senders.map((s) => seal({ content: text('x'), recipientPublicKey: r.publicKey, sender: s }));
   // Opening all of them pushes the first sender out of the cache; it is then recomputed.
   for (let round = 0; round < 2; round++) {
-    envs.forEach((env, i) => assert.is(hex(open(env, r).sender!.id), hex(senders[i]!.id)));
+    envs.forEach((env, i) => assert.is(hex(open(env, r).sender!.id!), hex(senders[i]!.id)));
   }
   assert.is(hex(first), '00'.repeat(32), 'the evicted key was wiped');
   assert.is.not(staticBoxKey(senders[0]!.keyPair.publicKey, r.secretKey), first, 'a fresh array after eviction');

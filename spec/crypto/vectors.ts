@@ -27,7 +27,7 @@ export interface EnvelopeVector {
   ephemeralSecretKey: string;
   ephemeralPublicKey: string;
   /** Inputs of seal(), for the positive vectors. */
-  seal?: { content: string; sender: boolean; recipientId: string | null; pad: boolean };
+  seal?: { content: string; sender: boolean; senderId: string | null; recipientId: string | null; pad: boolean };
   /** The outer plaintext (what is inside the sealed box). */
   plain?: string;
   envelope: string;
@@ -71,7 +71,7 @@ export function buildVectors(): EnvelopeVectors {
       const got = open(env, to, openRid === null ? {} : { recipientId: openRid });
       return {
         content: hex(got.content),
-        senderId: got.sender ? hex(got.sender.id) : null,
+        senderId: got.sender?.id ? hex(got.sender.id) : null,
         senderPublicKey: got.sender ? hex(got.sender.publicKey) : null,
         recipientId: got.recipientId ? hex(got.recipientId) : null,
         verified: got.verified,
@@ -102,9 +102,10 @@ export function buildVectors(): EnvelopeVectors {
     });
   }
 
-  const positive = (name: string, about: string, e: KeyPair, content: string, sender: boolean, rid: boolean, pad: boolean): Uint8Array => {
+  const positive = (name: string, about: string, e: KeyPair, content: string, sender: boolean | 'no-id', rid: boolean, pad: boolean): Uint8Array => {
     const opts: SealOptions = { content: utf8(content), recipientPublicKey: rpk, pad };
-    if (sender) opts.sender = { id: ids.sender, keyPair: keys.sender };
+    if (sender === true) opts.sender = { id: ids.sender, keyPair: keys.sender };
+    if (sender === 'no-id') opts.sender = { keyPair: keys.sender };
     if (rid) opts.recipientId = ids.recipient;
     const env = sealWithEphemeral(opts, e);
     vectors.push({
@@ -114,7 +115,13 @@ export function buildVectors(): EnvelopeVectors {
       recipient: 'recipient',
       ephemeralSecretKey: hex(e.secretKey),
       ephemeralPublicKey: hex(e.publicKey),
-      seal: { content: hex(utf8(content)), sender, recipientId: rid ? hex(ids.recipient) : null, pad },
+      seal: {
+        content: hex(utf8(content)),
+        sender: sender !== false,
+        senderId: sender === true ? hex(ids.sender) : null,
+        recipientId: rid ? hex(ids.recipient) : null,
+        pad,
+      },
       plain: hex(openBox(env, rpk, keys.recipient.secretKey)),
       envelope: hex(env),
       open: { recipientId: rid ? hex(ids.recipient) : null },
@@ -127,6 +134,7 @@ export function buildVectors(): EnvelopeVectors {
   const senderEnv = positive('sender', 'from the sender, "hello, bob", not bound, not padded', eph(0xe4), 'hello, bob', true, false, false);
   const boundEnv = positive('sender-bound-padded', 'from the sender, "hello, bob", bound, padded to 256', eph(0xe5), 'hello, bob', true, true, true);
   positive('sender-empty', 'from the sender, empty content, bound, not padded', eph(0xe6), '', true, true, false);
+  positive('sender-no-id', 'from the sender on an anonymous connection: key proven, no sender ID, "hello, bob"', eph(0xe7), 'hello, bob', 'no-id', false, false);
 
   const negative = (name: string, about: string, e: KeyPair | null, env: Uint8Array, recipient: 'recipient' | 'other', openRid: Uint8Array | null): void => {
     const expect = expectOpen(env, keys[recipient], openRid);
@@ -206,6 +214,7 @@ export function vectorsMarkdown(doc: EnvelopeVectors): string {
       const x = v.expect;
       const parts = [`content \`${x.content || '(empty)'}\``];
       if (x.senderId) parts.push(`sender ID \`${x.senderId}\`, sender key = sender's public key, verified`);
+      else if (x.senderPublicKey) parts.push("no sender ID, sender key = sender's public key, verified");
       if (x.recipientId) parts.push(`bound to \`${x.recipientId}\``);
       out.push(`Expected: ${parts.join('; ')}.`);
     }

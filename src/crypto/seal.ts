@@ -23,7 +23,7 @@ import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519
  * envelope = crypto_box_seal(P, recipientPk)                    see sealed-box.ts
  * P        = 0x01 || B                                          anonymous
  *          | 0x02 || senderPk (32) || crypto_box(I, n_i, recipientPk, senderSk)
- * I        = senderId (16) || B
+ * I        = senderId (16, zeros = none) || B
  * B        = recipientId (16, zeros = not bound) || u32 BE length || content || zeros
  * n_i      = BLAKE2b-192("postern/inner/v1" || epk || recipientPk)
  * ```
@@ -52,8 +52,12 @@ const BODY_FIXED = ID_SIZE + 4;
 
 /** The sender part of {@link SealOptions}. */
 export interface SealSender {
-  /** The sender's current agent ID (16 bytes or 32 hex digits). */
-  id: Uint8Array | string;
+  /**
+   * The sender's current agent ID (16 bytes or 32 hex digits). Omit it on an anonymous
+   * connection (§11.1), which has none: the envelope then proves the key alone, and the
+   * recipient replies through the DELIVER's reply handle.
+   */
+  id?: Uint8Array | string;
   /** The sender's static X25519 key pair; the recipient learns the public half. */
   keyPair: KeyPair;
 }
@@ -86,8 +90,8 @@ export interface OpenOptions {
 
 /** A sender as claimed by an envelope. */
 export interface EnvelopeSender {
-  /** The agent ID the sender put in the envelope (16 bytes). */
-  id: Uint8Array;
+  /** The agent ID the sender put in the envelope (16 bytes); undefined when it gave none. */
+  id?: Uint8Array;
   /** The sender's static X25519 public key (32 bytes). */
   publicKey: Uint8Array;
 }
@@ -184,7 +188,7 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
       throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'seal: sender must be { id, keyPair }');
     }
     checkKeyPair(sender.keyPair, 'sender.keyPair');
-    senderId = parseId(sender.id);
+    senderId = sender.id === undefined ? new Uint8Array(ID_SIZE) : parseId(sender.id);
   }
   const classes = resolveSizeClasses(options.pad);
   const overhead = sender === undefined ? ANONYMOUS_OVERHEAD : SENDER_OVERHEAD;
@@ -259,8 +263,11 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
         throw new PosternError(ErrorCode.SENDER_UNVERIFIED, 'the sender key in this envelope did not make it');
       }
       const sid = inner.subarray(0, ID_SIZE);
-      if (routerIdOf(sid) === 0) throw new PosternError(ErrorCode.BAD_ENVELOPE, 'sender ID has router ID 0');
-      sender = { id: sid, publicKey: Uint8Array.from(spk) };
+      sender = { publicKey: Uint8Array.from(spk) };
+      if (sid.some((b) => b !== 0)) {
+        if (routerIdOf(sid) === 0) throw new PosternError(ErrorCode.BAD_ENVELOPE, 'sender ID has router ID 0');
+        sender.id = sid;
+      }
       body = inner.subarray(ID_SIZE);
       break;
     }

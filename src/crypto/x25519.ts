@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, randomBytes, type KeyObject } from 'node:crypto';
 
 /**
  * X25519 (RFC 7748) for the sealed box and the envelope.
@@ -102,18 +102,22 @@ export interface Ephemeral {
 }
 
 /**
- * A fresh ephemeral key pair generated inside OpenSSL (its CSPRNG). The secret half never
- * enters JS memory, and generating it costs one multiplication where importing a JS
- * secret key costs two (import computes the public key; then the base-point multiply).
+ * A fresh ephemeral key pair: 32 bytes from the OS CSPRNG, imported once into OpenSSL and
+ * wiped from JS memory; the one imported key serves both the public key and the
+ * agreement (one import, two multiplications).
+ *
+ * Not `generateKeyPairSync('x25519')` + `export({ format: 'jwk' })`, which would save a
+ * multiplication: on Node 20 that pair can deadlock the main thread when a garbage
+ * collection runs a finished key-generation job's destructor inside the export (seen here:
+ * `~KeyGenJob` waiting on a mutex held by `ExportJWKEdKey`).
  */
 export function freshEphemeral(): Ephemeral {
-  const { publicKey, privateKey } = generateKeyPairSync('x25519');
-  const x = publicKey.export({ format: 'jwk' }).x!;
-  const raw = Buffer.from(x, 'base64url');
-  return {
-    publicKey: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength),
-    agree: (peer) => agree(privateKey, peer),
-  };
+  const secretKey = randomBytes(32);
+  const privateKey = privateKeyObject(secretKey, false);
+  secretKey.fill(0);
+  // The base point is never of small order, so this is always defined.
+  const publicKey = agree(privateKey, BASE_POINT)!;
+  return { publicKey, agree: (peer) => agree(privateKey, peer) };
 }
 
 /** An ephemeral with caller-chosen keys, for test vectors only. */
