@@ -31,12 +31,13 @@ export function addListenCommand(program: Command): void {
       'after',
       `
 Output, plain (default):
-  id <id>                      first, and again with the new ID after a reconnect
+  id <id>                      first, and again when a reconnect brings a new ID
   <sender id> <text>           one line per message; one trailing newline of the
                                payload is dropped; a payload that is not valid UTF-8
                                prints as <sender id> base64:<data>
 Output, --json (one object per line):
-  {"type":"registered","id":"<id>"}                       first, and after a reconnect
+  {"type":"registered","id":"<id>"}                       first
+  {"type":"registered","id":"<id>","resumed":true|false}  after each reconnect
   {"type":"message","from":"<id>","data":"<text>"}        payload is valid UTF-8
   {"type":"message","from":"<id>","data":"<b64>","encoding":"base64"}
                                                           payload is not valid UTF-8,
@@ -44,8 +45,10 @@ Output, --json (one object per line):
   {"type":"disconnected","code":"POSTERN_ERR_…","message":"…"}
   {"type":"reconnecting","attempt":1,"delay":250,"code":"POSTERN_ERR_…"}
 In plain mode disconnects and reconnects are reported on stderr.
-The agent reconnects by itself after losing the router (with jittered exponential backoff)
-and gets a new ID when it does; with --no-reconnect it exits 4 instead.
+The agent reconnects by itself after losing the router (with jittered exponential backoff).
+It keeps its ID when the router lets it resume (same router, within the router's grace
+period; messages held meanwhile are then delivered), and gets a new ID otherwise. With
+--no-reconnect it exits 4 instead.
 Stop with Ctrl-C (exits 0).
 
 Examples:
@@ -84,10 +87,11 @@ async function runListen(opts: ListenCommandOptions): Promise<void> {
   agent.on('status', (s) => {
     switch (s.type) {
       case 'registered':
-        if (s.id !== currentId) {
-          currentId = s.id;
-          out(json ? JSON.stringify({ type: 'registered', id: currentId }) : `id ${currentId}`);
-        }
+        // Only re-registrations arrive here: the listener is attached after connect().
+        if (json) out(JSON.stringify({ type: 'registered', id: s.id, resumed: s.resumed }));
+        else if (s.id !== currentId) out(`id ${s.id}`);
+        else process.stderr.write('reconnected with the same ID\n');
+        currentId = s.id;
         break;
       case 'disconnected':
         if (json) out(JSON.stringify({ type: 'disconnected', code: s.error.code, message: s.error.message }));

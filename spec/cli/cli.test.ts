@@ -206,6 +206,43 @@ async function roundTrip(router: RouterProc, listener: { proc: Proc; id: string 
   assert.equal({ type: m.type, data: m.data }, { type: 'message', data: text });
 }
 
+/** A TCP proxy to `port` whose connections can be cut (both sides destroyed, no FIN for the router's part). */
+async function startProxy(port: number): Promise<{ address: string; cut(): void; close(): Promise<void> }> {
+  const pairs = new Set<[net.Socket, net.Socket]>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    const pair: [net.Socket, net.Socket] = [client, upstream];
+    pairs.add(pair);
+    client.pipe(upstream).pipe(client);
+    const drop = (): void => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    cut: () => {
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
+      pairs.clear();
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        for (const [a, b] of pairs) {
+          a.destroy();
+          b.destroy();
+        }
+      }),
+  };
+}
+
 // ---------------------------------------------------------------------------------------
 
 const help = suite('cli: help and arguments');
@@ -414,6 +451,25 @@ e2e('a second router on a port in use exits 4 naming EADDRINUSE', async () => {
   const r = await run(['router', '--host', '127.0.0.1', '--port', String(router.port)]);
   assert.is(r.code, 4, r.stderr);
   assert.match(r.stderr, /^error: EADDRINUSE: /m);
+});
+
+e2e('listen reconnects after a lost connection, reports it, and resumes its ID', async () => {
+  const router = await startRouter();
+  const proxy = await startProxy(router.port);
+  try {
+    const proc = new Proc(['listen', '--router', proxy.address, '--json']);
+    const first = JSON.parse(await proc.line(() => true)) as { type: string; id: string };
+    assert.is(first.type, 'registered');
+    const from = proc.stdout.length;
+    proxy.cut();
+    const lost = JSON.parse(await proc.line((l) => l.includes('"disconnected"'), from)) as { code: string };
+    assert.match(lost.code, /^POSTERN_ERR_/);
+    const again = JSON.parse(await proc.line((l) => l.includes('"registered"'), from)) as { id: string; resumed: boolean };
+    assert.equal(again, { type: 'registered', id: first.id, resumed: true });
+    await roundTrip(router, { proc, id: first.id }, 'after the cut');
+  } finally {
+    await proxy.close();
+  }
 });
 
 e2e.run();
