@@ -9,6 +9,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { RawClient } from '../helpers/raw.js';
 
 const BIN = fileURLToPath(new URL('../../bin/postern.js', import.meta.url));
 const WAIT = 10_000;
@@ -469,6 +470,34 @@ e2e('listen reconnects after a lost connection, reports it, and resumes its ID',
     await roundTrip(router, { proc, id: first.id }, 'after the cut');
   } finally {
     await proxy.close();
+  }
+});
+
+e2e('a registered agent that goes silent is dropped after 1.5x the keepalive; a live listener stays', async () => {
+  const router = await startRouter(['--keepalive', '400']);
+  const listener = await startListener(router);
+  const silent = await RawClient.tcp(router.port);
+  try {
+    const body = await silent.register();
+    assert.is(body.keepalive, 400);
+    assert.is(body.timeout, 600);
+    const start = Date.now();
+    // It never answers the router's PING and sends nothing: as if its path died without a FIN.
+    await silent.until(() => silent.closed, 5000, 'the router dropping the silent agent');
+    const elapsed = Date.now() - start;
+    const types = silent.frames.map((f) => f.type);
+    assert.ok(types.includes(0x05), `a PING first: ${types.join(',')}`);
+    const close = silent.frames.at(-1)!;
+    assert.is(close.type, 0x04);
+    assert.is(close.bytes.readUInt16BE(6), 69, 'KEEPALIVE_TIMEOUT');
+    // The router checks deadlines a tenth of the interval at a time, so it may act up to
+    // that much early; the upper bound only guards against "never".
+    assert.ok(elapsed >= 600 - 40 - 5, `dropped after ${elapsed} ms`);
+    await router.proc.line((l) => l.includes('KEEPALIVE_TIMEOUT'));
+    // The listener answered every PING meanwhile, so it is still there.
+    await roundTrip(router, listener, 'still alive');
+  } finally {
+    silent.destroy();
   }
 });
 
