@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { AGENT_DEFAULTS, parseRouterAddress, resolveAgentOptions, type AgentOptions } from '../../src/agent/options.js';
 import { ErrorCode, PosternError } from '../../src/protocol/errors.js';
 import { ManualClock } from '../../src/net/clock.js';
+import { formatPublicKey, generateKeyPair } from '../../src/crypto/keys.js';
 
 function invalid(o: unknown, option: string): void {
   try {
@@ -36,6 +37,10 @@ test('defaults are frozen and resolved as documented', () => {
   assert.is(r.anonymous, false);
   assert.is(r.token, undefined);
   assert.is(r.publicKey, undefined);
+  assert.is(r.keyPair, undefined);
+  assert.is(r.trustedKeys.size, 0);
+  assert.is(r.verifyWithDirectory, true);
+  assert.is(r.keyCacheSize, 256);
   assert.ok(Object.isFrozen(r));
 });
 
@@ -85,6 +90,41 @@ test('each bad value names its option', () => {
   invalid({ token: 'short' }, 'token');
   invalid({ token: 'x'.repeat(257) }, 'token');
   invalid({ publicKey: new Uint8Array(31) }, 'publicKey');
+});
+
+test('keys: keyPair publishes its public key unless publishKey is false; pins are normalized', () => {
+  const kp = generateKeyPair();
+  const r = resolveAgentOptions({ keyPair: kp });
+  assert.equal([...r.publicKey!], [...kp.publicKey]);
+  assert.equal([...r.keyPair!.secretKey], [...kp.secretKey]);
+  assert.is.not(r.keyPair!.secretKey, kp.secretKey, 'copied');
+  assert.is(resolveAgentOptions({ keyPair: kp, publishKey: false }).publicKey, undefined);
+  assert.equal([...resolveAgentOptions({ keyPair: kp, publicKey: Uint8Array.from(kp.publicKey) }).publicKey!], [...kp.publicKey]);
+  const id = '0000000A' + 'ab'.repeat(12);
+  const other = generateKeyPair().publicKey;
+  const pins = resolveAgentOptions({ trustedKeys: { [id]: kp.publicKey, ['00000001' + '00'.repeat(12)]: formatPublicKey(other) } }).trustedKeys;
+  assert.equal([...pins.keys()], [id.toLowerCase(), '00000001' + '00'.repeat(12)]);
+  assert.equal([...pins.get('00000001' + '00'.repeat(12))!], [...other]);
+  assert.is(resolveAgentOptions({ trustedKeys: new Map([[id, kp.publicKey]]) }).trustedKeys.size, 1);
+});
+
+test('bad key options name their option', () => {
+  const kp = generateKeyPair();
+  const id = '00000001' + 'ab'.repeat(12);
+  invalid({ keyPair: { publicKey: kp.publicKey, secretKey: generateKeyPair().secretKey } }, 'keyPair');
+  invalid({ keyPair: { publicKey: kp.publicKey } }, 'keyPair');
+  invalid({ keyPair: 'file.key' }, 'keyPair');
+  invalid({ keyPair: kp, publicKey: generateKeyPair().publicKey }, 'publicKey');
+  invalid({ publicKey: kp.publicKey, publishKey: false }, 'publicKey');
+  invalid({ publishKey: 1 }, 'publishKey');
+  invalid({ trustedKeys: { nope: kp.publicKey } }, 'trustedKeys');
+  invalid({ trustedKeys: { ['00000000' + 'ab'.repeat(12)]: kp.publicKey } }, 'trustedKeys');
+  invalid({ trustedKeys: { [id]: new Uint8Array(31) } }, 'trustedKeys');
+  invalid({ trustedKeys: { [id]: 'not base64' } }, 'trustedKeys');
+  invalid({ trustedKeys: { [id]: new Uint8Array(32) } }, 'trustedKeys'); // small order
+  invalid({ trustedKeys: 5 }, 'trustedKeys');
+  invalid({ verifyWithDirectory: 'yes' }, 'verifyWithDirectory');
+  invalid({ keyCacheSize: -1 }, 'keyCacheSize');
 });
 
 test.run();

@@ -137,13 +137,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private idText = '';
   private info: RouterInfo | null = null;
   private readPaused = false;
-  /** Why reading is paused: the inbox is full, or too many messages wait for a sender check. */
-  private inboxFull = false;
-  private pipelineFull = false;
   /**
    * Messages in arrival order from the first one that waits for a key lookup on: each
    * entry is settled (a message or a rejection) or still waiting. Delivery takes settled
-   * entries from the head only, so a lookup never reorders messages. Bounded by maxQueue.
+   * entries from the head only, so a lookup never reorders messages. Bounded by maxQueue:
+   * reading cannot pause for it, since the LOOKUP_RESULTs it waits for come in behind the
+   * messages, so past the bound the oldest waiting check gives up ('lookup-failed').
    */
   private readonly pipeline: PipelineEntry[] = [];
   private rejectedCount = 0;
@@ -183,10 +182,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     this.inbox = new BoundedQueue<Message>({
       capacity: opts.maxQueue,
       overflow: 'backpressure',
-      onDrain: () => {
-        this.inboxFull = false;
-        this.updatePause();
-      },
+      onDrain: () => this.resumeReading(),
     });
     this.keyCache = new KeyCache(opts.keyCacheSize);
     this.closedPromise = new Promise((resolve) => {
@@ -253,10 +249,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     return this.inbox.length;
   }
 
-  /**
-   * True while reading from the router is paused because the message queue is full (or
-   * `maxQueue` messages wait for the key lookups that check their senders).
-   */
+  /** True while reading from the router is paused because the message queue is full. */
   get receivePaused(): boolean {
     return this.readPaused;
   }
@@ -909,19 +902,27 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       this.admit(make(now));
       return;
     }
-    const entry: PipelineEntry = { item: undefined };
+    const entry: PipelineEntry = { item: undefined, giveUp: () => make('lookup-failed') };
     this.pipeline.push(entry);
-    if (this.pipeline.length >= this.opts.maxQueue && !this.pipelineFull) {
-      this.pipelineFull = true;
-      this.updatePause();
-    }
     this.directoryKeyThen(sender.id!, false, (key, err) => {
+      if (entry.item !== undefined) return; // given up already
       let v: Verification;
       if (key !== undefined) v = key.equals(sender.publicKey) ? 'directory' : 'key-mismatch';
       else v = err?.code === ErrorCode.NO_KEY || err?.code === ErrorCode.UNKNOWN_DESTINATION ? 'unknown-key' : 'lookup-failed';
       entry.item = make(v);
       this.pump();
     });
+    this.boundPipeline();
+  }
+
+  /** [P-9.3] Past `maxQueue` waiting messages, the oldest waiting check gives up. */
+  private boundPipeline(): void {
+    const p = this.pipeline;
+    while (p.length > this.opts.maxQueue) {
+      const head = p[0]!;
+      head.item ??= head.giveUp!();
+      this.pump();
+    }
   }
 
   /**
@@ -941,18 +942,18 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
 
   /** Delivers `item` now, or after the messages still waiting for a lookup. */
   private admit(item: IncomingMessage | { rejected: RejectedMessage }): void {
-    if (this.pipeline.length === 0) this.deliver(item);
-    else this.pipeline.push({ item });
+    if (this.pipeline.length === 0) {
+      this.deliver(item);
+      return;
+    }
+    this.pipeline.push({ item, giveUp: undefined });
+    this.boundPipeline();
   }
 
   /** Delivers every settled entry at the head of the pipeline. */
   private pump(): void {
     const p = this.pipeline;
     while (p.length > 0 && p[0]!.item !== undefined) this.deliver(p.shift()!.item!);
-    if (this.pipelineFull && p.length <= this.opts.maxQueue >> 1) {
-      this.pipelineFull = false;
-      this.updatePause();
-    }
   }
 
   private deliver(item: IncomingMessage | { rejected: RejectedMessage }): void {
@@ -970,10 +971,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       return;
     }
     // [P-9.3] a bounded inbound queue: stop reading rather than grow.
-    if (!this.inbox.push(m)) {
-      this.inboxFull = true;
-      this.updatePause();
-    }
+    if (!this.inbox.push(m)) this.pauseReading();
   }
 
   private emitMessage(m: Message): void {
@@ -988,13 +986,16 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     }
   }
 
-  /** Pauses reading while the inbox or the pipeline is full, resumes when neither is. */
-  private updatePause(): void {
-    const want = this.inboxFull || this.pipelineFull;
-    if (want === this.readPaused) return;
-    this.readPaused = want;
-    if (want) this.session?.pause();
-    else this.session?.resume();
+  private pauseReading(): void {
+    if (this.readPaused) return;
+    this.readPaused = true;
+    this.session?.pause();
+  }
+
+  private resumeReading(): void {
+    if (!this.readPaused) return;
+    this.readPaused = false;
+    this.session?.resume();
   }
 
   private onPong(payload: Buffer): void {
@@ -1061,6 +1062,8 @@ type KeyCallback = (key: Buffer | undefined, err: PosternError | undefined) => v
 /** A place in the receive pipeline: settled once `item` is set. */
 interface PipelineEntry {
   item: IncomingMessage | { rejected: RejectedMessage } | undefined;
+  /** For a waiting entry: its message when the check gives up. */
+  giveUp: (() => IncomingMessage) | undefined;
 }
 
 function toPayload(data: Uint8Array | string): Buffer {

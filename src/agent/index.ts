@@ -4,7 +4,9 @@
  * @module
  */
 export { connect, Agent, isPermanentError } from './agent.js';
-export type { AgentEvents, Message, RouterInfo, SendOptions, Status, StatusIterator } from './agent.js';
+export type { AgentEvents, RouterInfo, Status, StatusIterator } from './agent.js';
+export type { Message, MessageSender, RejectedMessage, SealTo, SendOptions, Verification } from './message.js';
+export { KeyCache } from './key-cache.js';
 export { AGENT_DEFAULTS, parseRouterAddress, resolveAgentOptions } from './options.js';
 export type { AgentOptions, ResolvedAgentOptions } from './options.js';
 export { backoffDelay, ReconnectLoop } from './reconnect.js';

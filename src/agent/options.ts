@@ -39,7 +39,10 @@ export interface AgentOptions {
    * Messages held for the consumer, in messages. When this many wait, the agent stops reading
    * the socket (TCP backpressure reaches the router) and resumes when half have been taken.
    * Frames already read in the same socket chunk are still queued, so the queue may exceed
-   * this by one chunk's worth. Default `1024`.
+   * this by one chunk's worth. Also bounds the messages held back, in order, behind sealed
+   * ones whose sender is being checked with the key directory: past it, the oldest check
+   * gives up and its message is delivered with `verification: 'lookup-failed'` (reading
+   * cannot pause for these: the answers come in behind the messages). Default `1024`.
    */
   maxQueue?: number;
   /** Status events held per `status()` iterator; the oldest is dropped (and counted) beyond this. Default `64`. */
