@@ -22,21 +22,31 @@ export const ExitStatus = {
   CONNECTION: 4,
 } as const;
 
-const USAGE_CODES: ReadonlySet<string> = new Set([ErrorCode.INVALID_ARGUMENT, ErrorCode.INVALID_OPTION, ErrorCode.INVALID_ID]);
+/** Bad input from the user: arguments, options, config and key files. */
+const USAGE_CODES: ReadonlySet<string> = new Set([
+  ErrorCode.INVALID_ARGUMENT,
+  ErrorCode.INVALID_OPTION,
+  ErrorCode.INVALID_ID,
+  ErrorCode.CONFIG,
+  ErrorCode.KEY_FILE_NOT_FOUND,
+  ErrorCode.KEY_FILE_EXISTS,
+  ErrorCode.KEY_FILE_INSECURE,
+  ErrorCode.BAD_KEY_FILE,
+]);
 
-/** Per-message refusals: the router answered with an ERROR frame, or the payload cannot be sent. */
-const REFUSED_CODES: ReadonlySet<string> = new Set([
-  ErrorCode.UNKNOWN_DESTINATION,
-  ErrorCode.NOT_REGISTERED,
-  ErrorCode.UNSUPPORTED_FLAGS,
-  ErrorCode.DESTINATION_SLOW,
-  ErrorCode.RATE_LIMITED,
-  ErrorCode.DRAINING,
-  ErrorCode.UNREACHABLE_ROUTER,
-  ErrorCode.ADMISSION_DENIED,
-  ErrorCode.HOP_LIMIT,
-  ErrorCode.FRAME_TOO_LARGE,
-  ErrorCode.SEND_BUFFER_FULL,
+/**
+ * Per-message refusals without a wire code of 1..63: the agent's own checks before sending.
+ * (Every wire code 1..63 travels in an ERROR frame about one message, so it is a refusal too.)
+ */
+const LOCAL_REFUSED_CODES: ReadonlySet<string> = new Set([ErrorCode.FRAME_TOO_LARGE, ErrorCode.SEND_BUFFER_FULL]);
+
+/** Local codes about the connection (wire codes 0 and 64+ are CLOSE codes: the connection too). */
+const CONNECTION_CODES: ReadonlySet<string> = new Set([
+  ErrorCode.CLOSED,
+  ErrorCode.NOT_CONNECTED,
+  ErrorCode.CONNECT_TIMEOUT,
+  ErrorCode.CONNECTION_LOST,
+  ErrorCode.NOT_SENT,
 ]);
 
 /** Node system errors that mean "the network said no". */
@@ -61,15 +71,17 @@ export function codeOf(err: unknown): string {
   return typeof code === 'string' && code !== '' ? code : ErrorCode.INTERNAL;
 }
 
-/** The exit status for an error, by its code. */
+/** The exit status for an error, by its code (and wire code, for codes from the router). */
 export function exitStatusFor(err: unknown): number {
   const code = codeOf(err);
   if (USAGE_CODES.has(code)) return ExitStatus.USAGE;
-  if (REFUSED_CODES.has(code)) return ExitStatus.REFUSED;
-  if (NETWORK_ERRNOS.has(code)) return ExitStatus.CONNECTION;
-  if (code === ErrorCode.INTERNAL || !code.startsWith('POSTERN_ERR_')) return ExitStatus.FAILURE;
-  // The rest are about the connection: CLOSE codes, CONNECTION_LOST, NOT_CONNECTED, timeouts.
-  return ExitStatus.CONNECTION;
+  if (LOCAL_REFUSED_CODES.has(code)) return ExitStatus.REFUSED;
+  if (NETWORK_ERRNOS.has(code) || CONNECTION_CODES.has(code)) return ExitStatus.CONNECTION;
+  const wire = (err as { wireCode?: unknown } | null)?.wireCode;
+  if (code.startsWith('POSTERN_ERR_') && typeof wire === 'number' && code !== ErrorCode.INTERNAL) {
+    return wire >= 1 && wire <= 63 ? ExitStatus.REFUSED : ExitStatus.CONNECTION;
+  }
+  return ExitStatus.FAILURE;
 }
 
 /** `error: CODE: message`, one line, for stderr. */
