@@ -14,7 +14,7 @@ export const ExitStatus = {
   OK: 0,
   /** A bug or an error without a more specific status. */
   FAILURE: 1,
-  /** Bad command line: unknown option, bad value, invalid agent ID. */
+  /** Bad input: unknown option, bad value, invalid agent ID, bad config or key file. */
   USAGE: 2,
   /** The router refused the message (ERROR frame), e.g. POSTERN_ERR_UNKNOWN_DESTINATION. */
   REFUSED: 3,

@@ -23,7 +23,7 @@ const EXIT_STATUS_HELP = `
 Exit status:
   0  success (a router or listener stopped by SIGINT/SIGTERM also exits 0)
   1  unexpected failure (a bug: please report it)
-  2  bad command line: unknown option, bad value, invalid agent ID
+  2  bad input: unknown option, bad value, invalid agent ID, bad config or key file
   3  the router refused the message, e.g. POSTERN_ERR_UNKNOWN_DESTINATION
   4  network: could not reach the router, the connection was closed or lost,
      or the router could not listen (e.g. EADDRINUSE)
