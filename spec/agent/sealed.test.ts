@@ -16,7 +16,10 @@ import { ErrorCode, type PosternError } from '../../src/protocol/errors.js';
 import { Flag, FrameType, MAX_MAX_FRAME, PROTOCOL_VERSION, RELAY_HEADER_SIZE, RELAY_ID_OFFSET } from '../../src/protocol/frame.js';
 import { formatId } from '../../src/protocol/id.js';
 import { Router } from '../../src/router/router.js';
+import { encodeDeliver } from '../../src/protocol/encoder.js';
+import { newAgentId } from '../../src/protocol/id.js';
 import { RawClient } from '../helpers/raw.js';
+import { FakeRouter, until } from './fake-router.js';
 
 async function startRouter(): Promise<[Router, string, number]> {
   const router = new Router({ host: '127.0.0.1', port: 0 });
@@ -353,6 +356,21 @@ test('the held-back messages are bounded by maxQueue: past it the oldest check g
   for (const v of verdicts) assert.ok(v === 'lookup-failed' || v === 'directory', v);
   for (const x of [r, s]) await x.close();
   await router.close();
+});
+
+test('close while a sender check waits: the held-back messages are still delivered (lookup-failed), in order, before iteration ends', async () => {
+  const router = new FakeRouter(); // never answers LOOKUP
+  const kr = generateKeyPair();
+  const r = await connect({ createConnection: router.connect, keyPair: kr });
+  const from = newAgentId(router.routerId);
+  const env = seal({ content: 'waiting', recipientPublicKey: kr.publicKey, sender: { id: from, keyPair: generateKeyPair() }, recipientId: r.id });
+  router.last.write(Buffer.concat([...encodeDeliver(from, Buffer.from(env), Flag.SEALED), ...encodeDeliver(from, Buffer.from('behind it'))]));
+  await until(() => router.last.of(FrameType.LOOKUP).length === 1, 2000, 'the LOOKUP');
+  assert.is(r.queued, 0, 'both held back');
+  await r.close();
+  const got: Message[] = [];
+  for await (const m of r) got.push(m);
+  assert.equal(got.map((m) => [m.data.toString(), m.verification]), [['waiting', 'lookup-failed'], ['behind it', 'none']]);
 });
 
 /** Sends `n` messages in one burst: sealed with proof, plain, anonymous sealed with proof, ... */
