@@ -58,7 +58,8 @@ Logs one line per event on stdout. The first is always the listening line, e.g.
 or with --log-format json
   {"time":"…","level":"info","msg":"listening","host":"0.0.0.0","port":7447,"router":3054}
 (router is the router ID, in decimal; agent IDs start with it as 8 hex digits).
-SIGINT or SIGTERM closes every connection (CLOSE GOING_AWAY) and exits 0.
+SIGINT or SIGTERM closes every connection (CLOSE GOING_AWAY) and exits 0; a second
+signal exits at once with status 1.
 
 Examples:
   postern router                              # 0.0.0.0:${DEFAULT_PORT}, random router ID
