@@ -102,6 +102,15 @@ test('sealed with the directory: the receiver opens it, the sender is verified, 
   }
   assert.is(m1!.data.toString(), 'hello, b');
   assert.is(m2!.data.toString(), 'again');
+  assert.equal(JSON.parse(JSON.stringify(m1)), {
+    from: a.id,
+    anonymous: false,
+    sealed: true,
+    sender: { id: a.id, publicKey: Buffer.from(ka.publicKey).toString('base64') },
+    verified: true,
+    verification: 'directory',
+    size: 8,
+  });
 
   const rseq = m1!.reply('hello, a');
   assert.type(rseq, 'number');
