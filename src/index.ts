@@ -13,7 +13,7 @@ export type { LinkInfo, PeerInfo } from './router/mesh/mesh.js';
 export { renderMetrics, startMetricsServer, type MetricsServer } from './router/metrics.js';
 export { loadConfig, resolveConfig, describeConfig, type RouterConfig, type ResolvedConfig } from './router/config.js';
 export { connect, Agent, AGENT_DEFAULTS, parseRouterAddress } from './agent/index.js';
-export type { AgentOptions, AgentEvents, Message, RouterInfo, SendOptions, Status, StatusIterator } from './agent/index.js';
+export type { AgentOptions, AgentEvents, Message, RouterInfo, SendOptions, Status, StatusIterator, MessageSender, RejectedMessage, SealTo, Verification } from './agent/index.js';
 export * from './crypto/index.js';
 export { ErrorCode, PosternError, type PosternErrorDetails } from './protocol/errors.js';
 export { DEFAULT_PORT, PROTOCOL_VERSION, WireCode } from './protocol/frame.js';
