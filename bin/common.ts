@@ -4,8 +4,9 @@
  *
  * @module
  */
-import { Option } from 'commander';
-import { connect, PosternError, type Agent } from '../src/index.js';
+import { Option, type Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { connect, ErrorCode, loadKeyFile, PosternError, type Agent, type AgentOptions, type KeyPair } from '../src/index.js';
 import { DEFAULT_ROUTER, formatAddress, integerIn, parseRouter, type RouterAddress } from './args.js';
 import { ExitStatus } from './output.js';
 
@@ -24,10 +25,59 @@ export function connectTimeoutOption(): Option {
     .argParser(integerIn(1, 3_600_000));
 }
 
-/** Connects (one attempt, bounded by `timeout`); errors name the router dialled. */
-export async function dial(address: RouterAddress, timeout: number, reconnect: boolean): Promise<Agent> {
+/** What `--token`, `--token-file`, `--key` and `--anonymous` gave, for {@link dial}. */
+export interface IdentityOptions {
+  token?: string;
+  tokenFile?: string;
+  key?: string;
+  anonymous?: boolean;
+}
+
+/**
+ * `--token`, `--token-file` (and POSTERN_TOKEN): the admission token a router may require.
+ * A token on the command line is visible to every local user in `ps`; prefer the file or
+ * the environment variable.
+ */
+export function addAdmissionOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--token <token>', 'admission token for a router that requires one (visible in ps: prefer --token-file or POSTERN_TOKEN)').env('POSTERN_TOKEN'))
+    .option('--token-file <file>', 'read the admission token from the first line of this file');
+}
+
+/**
+ * Reads a small text file an option names; a missing or unreadable file is bad input
+ * (POSTERN_ERR_CONFIG, exit status 2) naming the option.
+ */
+export function readOptionFile(path: string, option: string): string {
   try {
-    return await connect({ router: address, reconnect, connectTimeout: timeout });
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new PosternError(ErrorCode.CONFIG, `${option}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+  }
+}
+
+/** The first non-empty line of a secret file, without surrounding white space. */
+export function readSecretFile(path: string, option: string): string {
+  const line = readOptionFile(path, option)
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .find((l) => l !== '');
+  if (line === undefined) throw new PosternError(ErrorCode.CONFIG, `${option}: ${path} is empty`);
+  return line;
+}
+
+/** Agent options from `--token[-file]`, `--key` and `--anonymous`. */
+export async function identity(opts: IdentityOptions): Promise<Pick<AgentOptions, 'token' | 'keyPair' | 'anonymous'>> {
+  const token = opts.tokenFile !== undefined ? readSecretFile(opts.tokenFile, '--token-file') : opts.token;
+  let keyPair: KeyPair | undefined;
+  if (opts.key !== undefined) keyPair = await loadKeyFile(opts.key);
+  return { token, keyPair, anonymous: opts.anonymous === true };
+}
+
+/** Connects (one attempt, bounded by `timeout`); errors name the router dialled. */
+export async function dial(address: RouterAddress, timeout: number, reconnect: boolean, extra: AgentOptions = {}): Promise<Agent> {
+  try {
+    return await connect({ ...extra, router: address, reconnect, connectTimeout: timeout });
   } catch (err) {
     if (!(err instanceof PosternError)) throw err;
     throw new PosternError(err.code, `router ${formatAddress(address.host, address.port)}: ${err.message}`, { cause: err.cause, wireCode: err.wireCode });

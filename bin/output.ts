@@ -47,6 +47,7 @@ const CONNECTION_CODES: ReadonlySet<string> = new Set([
   ErrorCode.CONNECT_TIMEOUT,
   ErrorCode.CONNECTION_LOST,
   ErrorCode.NOT_SENT,
+  ErrorCode.DRAINING,
 ]);
 
 /** Node system errors that mean "the network said no". */

@@ -396,15 +396,16 @@ e2e('1 MB of random bytes is closed with a code, and the router keeps serving', 
   await roundTrip(router, listener, 'unaffected');
 });
 
-e2e('the router exits 0 on SIGTERM and SIGINT after closing its agents', async () => {
+e2e('the router drains on SIGTERM and SIGINT: its listener is told (DRAINING) and leaves, the router exits 0', async () => {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const router = await startRouter();
     const listener = await startListener(router, ['--timeout', '2000']);
     router.proc.child.kill(signal);
     assert.is(await router.proc.exit(), 0, router.proc.stderr.join('\n'));
-    assert.ok(router.proc.stdout.some((l) => l.includes('GOING_AWAY') || l.includes('"closed"')), router.proc.stdout.join('\n'));
+    assert.ok(router.proc.stdout.some((l) => l.includes('"draining"')), router.proc.stdout.join('\n'));
+    assert.ok(router.proc.stdout.some((l) => l.includes('"closed"')), router.proc.stdout.join('\n'));
     const gone = await listener.proc.line((l) => l.includes('"disconnected"'));
-    assert.is((JSON.parse(gone) as { code: string }).code, 'POSTERN_ERR_GOING_AWAY');
+    assert.is((JSON.parse(gone) as { code: string }).code, 'POSTERN_ERR_DRAINING');
     listener.proc.child.kill('SIGINT');
     assert.is(await listener.proc.exit(), 0);
   }
@@ -438,13 +439,13 @@ e2e('send of a payload over the announced limit exits 3 with POSTERN_ERR_FRAME_T
   assert.is(m.data.length, 2048 - 26);
 });
 
-e2e('listen --no-reconnect exits 4 with the close code when the router goes away', async () => {
+e2e('listen --no-reconnect exits 4 with the code when the router goes away (drains)', async () => {
   const router = await startRouter();
   const proc = new Proc(['listen', '--router', router.address, '--no-reconnect']);
   assert.match(await proc.line(() => true), /^id [0-9a-f]{32}$/);
   router.proc.child.kill('SIGTERM');
   assert.is(await proc.exit(), 4, proc.stderr.join('\n'));
-  assert.ok(proc.stderr.some((l) => l.startsWith('error: POSTERN_ERR_GOING_AWAY: ')), proc.stderr.join('\n'));
+  assert.ok(proc.stderr.some((l) => l.startsWith('error: POSTERN_ERR_DRAINING: ')), proc.stderr.join('\n'));
 });
 
 e2e('a second router on a port in use exits 4 naming EADDRINUSE', async () => {
