@@ -142,6 +142,42 @@ R('a restarted router with the same resume secret gives IDs back within its rest
   assert.not.equal(a3.reg.id, a.reg.id);
 });
 
+R('a restarted router holds messages for its old IDs during the window: delivered on resume, reported when nobody comes', async () => {
+  const clock = new ManualClock();
+  const opts = { routerId: 3, clock, resumeSecret: 'a persisted secret, 16+ chars', resumeGrace: 1000, keepaliveInterval: 100000 };
+  const r1 = new Router(opts);
+  const mem = (r: Router): RawClient => {
+    const [mine, theirs] = duplexPair();
+    r.handle(theirs);
+    return new RawClient(mine);
+  };
+  const a = mem(r1);
+  const regA = await a.register();
+  a.destroy();
+  await r1.close();
+  const r2 = new Router(opts);
+  const b = mem(r2);
+  await b.register();
+  const ghost = Buffer.from(regA.id);
+  ghost[15] ^= 0xff; // an ID of this router that never existed
+  b.write(...encodeSend(regA.id, 1, Buffer.from('kept')), ...encodeSend(ghost, 2, Buffer.from('nobody')));
+  await eventually(() => r2.stats.held === 2, 2000, 'held');
+  const a2 = mem(r2);
+  a2.write(encodePreamble(1), ...a2.codec.encodeRegister({ resume: regA.resume, id: regA.id }));
+  const f = await a2.next();
+  assert.is(a2.codec.decodeRegistered(f.bytes, 0, f.bytes.length).resumed, true);
+  assert.equal(payloads([await a2.next()]), ['kept']);
+  clock.advance(1000);
+  const e = readError((await b.next()).bytes, 0, 60);
+  assert.equal([e.code, e.seq], [WireCode.NOT_DELIVERED, 2]);
+  // after the window, unknown IDs are unknown again
+  b.write(...encodeSend(ghost, 3, Buffer.from('late')));
+  assert.is(readError((await b.next()).bytes, 0, 60).code, WireCode.UNKNOWN_DESTINATION);
+  a2.destroy();
+  b.destroy();
+  await r2.close();
+});
+
 R('drain: agents get DRAIN with the delay and alternates, leave, and drain() resolves; stragglers are closed after grace', async () => {
   const r = await start();
   const a = await connect(r);

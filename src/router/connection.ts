@@ -1,4 +1,4 @@
-import type { Duplex } from 'node:stream';
+import { PassThrough, type Duplex } from 'node:stream';
 import { Decoder, type FrameSink } from '../protocol/decoder.js';
 import {
   Flag,
@@ -323,7 +323,11 @@ export class RouterConnection implements FrameSink {
         buf[start + 5] |= this.sourceFlags;
       }
     } else if (buf.readUInt32BE(at) === this.ctx.options.routerId) {
-      const entry = this.ctx.registry.lookup(buf, at);
+      let entry = this.ctx.registry.lookup(buf, at);
+      if (entry === undefined && this.ctx.inRestartWindow()) {
+        // [P-12.4] a restarted router holds messages for IDs that may yet resume
+        entry = this.ctx.placeholder(buf.subarray(at, at + ID_SIZE));
+      }
       if (entry === undefined) {
         this.relayError(WireCode.UNKNOWN_DESTINATION, seq, buf, start);
         return;
@@ -845,6 +849,7 @@ export class RouterConnection implements FrameSink {
       old.parked.timer.cancel();
       old.parked = null;
       this.ctx.registry.delete(old);
+      if (old.isPlaceholder) this.ctx.placeholderGone();
       return { id: old.id, held };
     }
     // A stale connection (a NAT rebinding, a path that died silently): this one replaces it.
@@ -859,12 +864,34 @@ export class RouterConnection implements FrameSink {
     this.ctx.stats.parked++;
   }
 
+  /**
+   * A parked stand-in for an ID this router issued before a restart and that may resume:
+   * it holds messages like a lost agent's parking and expires the same way. It has no
+   * stream of its own.
+   */
+  static placeholder(ctx: RouterContext, id: Uint8Array): RouterConnection {
+    const c = new RouterConnection(ctx, new PassThrough(), undefined);
+    c.decoder.stop();
+    c.id = Buffer.from(id);
+    c.idText = formatId(c.id);
+    c.kind = 'agent';
+    c.state = ConnState.CLOSING;
+    c.isPlaceholder = true;
+    c.park();
+    ctx.registry.add(c);
+    return c;
+  }
+
+  /** True for a {@link placeholder}. */
+  isPlaceholder = false;
+
   /** Resume grace is over: drop the ID and tell every sender whose message was held. */
   private unpark(): void {
     const p = this.parked;
     if (p === null) return;
     this.parked = null;
     this.ctx.registry.delete(this);
+    if (this.isPlaceholder) this.ctx.placeholderGone();
     for (const h of p.held) {
       this.ctx.stats.dropped.resumeExpired++;
       this.ctx.report(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);

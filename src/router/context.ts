@@ -31,6 +31,10 @@ export interface RouterContext {
   resumeToken(id: Uint8Array): Buffer;
   /** True while a restarted router still accepts resume tokens for IDs it has no record of. */
   inRestartWindow(): boolean;
+  /** A parked stand-in for `id` (see RouterConnection.placeholder), or undefined past the cap. */
+  placeholder(id: Uint8Array): RouterConnection | undefined;
+  /** A stand-in was resumed or expired. */
+  placeholderGone(): void;
   /** Tells the sender `replyTo` (an ID or handle, here or across the mesh) that its SEND `seq` to `dest` failed. */
   report(replyTo: Buffer, code: number, seq: number, dest: Buffer): void;
   onClosed(conn: RouterConnection): void;

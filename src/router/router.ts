@@ -22,6 +22,8 @@ function sha256(s: string): string {
 import { routerIdOf } from '../protocol/id.js';
 
 const RESUME_LABEL = Buffer.from('postern resume v1');
+/** Most stand-ins a restarted router keeps for IDs that may resume. */
+const MAX_PLACEHOLDERS = 10_000;
 import { Mesh, type LinkInfo, type PeerInfo } from './mesh/mesh.js';
 
 /** Events of a {@link Router}. */
@@ -105,6 +107,20 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   /** @internal A restarted router honours tokens for IDs it has no record of during its first resumeGrace ms. */
   inRestartWindow(): boolean {
     return this.options.resumeSecret !== undefined && this.clock.now() - this.startedAt < this.options.resumeGrace;
+  }
+
+  private placeholders = 0;
+
+  /** @internal Stand-ins are capped, so random IDs sent during the window cannot grow memory without bound. */
+  placeholder(id: Uint8Array): RouterConnection | undefined {
+    if (this.placeholders >= MAX_PLACEHOLDERS) return undefined;
+    this.placeholders++;
+    return RouterConnection.placeholder(this, id);
+  }
+
+  /** @internal */
+  placeholderGone(): void {
+    this.placeholders--;
   }
 
   /** @internal */
