@@ -6,9 +6,9 @@
  */
 import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { connect, ErrorCode, loadKeyFile, PosternError, type Agent, type AgentOptions, type KeyPair } from '../src/index.js';
+import { connect, ErrorCode, loadKeyFile, PosternError, type Agent, type AgentOptions, type KeyPair, type Message } from '../src/index.js';
 import { DEFAULT_ROUTER, formatAddress, integerIn, parseRouter, type RouterAddress } from './args.js';
-import { ExitStatus } from './output.js';
+import { ExitStatus, formatError, messageJson, messagePlain } from './output.js';
 
 /** `-r, --router <host:port>`, defaulting to POSTERN_ROUTER, then 127.0.0.1:7447. */
 export function routerOption(): Option {
@@ -106,5 +106,36 @@ export function exitQuietlyOnBrokenPipe(): void {
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(ExitStatus.OK);
     throw err;
+  });
+}
+
+/** How received messages and per-message errors are printed (listen, send --wait). */
+export interface PrintOptions {
+  json: boolean;
+  base64: boolean;
+}
+
+/** Prints one line: stdout. */
+export function out(line: string): void {
+  process.stdout.write(line + '\n');
+}
+
+/**
+ * Prints every message the agent receives (see `postern listen --help` for the formats),
+ * envelopes that did not open (`rejected`), and refusals of what it sent (`undeliverable`).
+ * `onMessage` sees each message after it is printed (listen -i remembers them to reply).
+ */
+export function printIncoming(agent: Agent, p: PrintOptions, onMessage?: (m: Message) => void): void {
+  agent.on('message', (m) => {
+    out(p.json ? messageJson(m.from, m.data, p.base64, m) : messagePlain(m.from, m.data, p.base64, m));
+    onMessage?.(m);
+  });
+  agent.on('rejected', (r) => {
+    if (p.json) out(JSON.stringify({ type: 'rejected', from: r.from, anonymous: r.anonymous, code: r.error.code }));
+    else process.stderr.write(`rejected a sealed message from ${r.from}: ${r.error.code}\n`);
+  });
+  agent.on('undeliverable', (e) => {
+    if (p.json) out(JSON.stringify({ type: 'undeliverable', to: e.to, seq: e.seq, code: e.code }));
+    else process.stderr.write(`${formatError(e)}\n`);
   });
 }

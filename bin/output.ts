@@ -112,14 +112,59 @@ export function utf8OrUndefined(data: Uint8Array): string | undefined {
 }
 
 /**
+ * What a received message says about its sender, beyond `from` (a subset of the library's
+ * Message, so the printers need no agent).
+ */
+export interface MessageMeta {
+  sealed: boolean;
+  anonymous: boolean;
+  verified: boolean;
+  verification: string;
+  sender: { id: string | undefined; publicKey: Uint8Array } | undefined;
+}
+
+/**
+ * The JSON fields for `meta`: none for a plain message from a named sender (the line is
+ * then exactly as before sealing existed); otherwise `sealed`, `anonymous`, `verified`,
+ * `verification`, and `sender` ({ id?, publicKey } in base64) when the envelope named one.
+ */
+function metaJson(meta: MessageMeta | undefined): Record<string, unknown> {
+  if (meta === undefined || (!meta.sealed && !meta.anonymous)) return {};
+  const out: Record<string, unknown> = { sealed: meta.sealed, anonymous: meta.anonymous, verified: meta.verified, verification: meta.verification };
+  if (meta.sender !== undefined) {
+    out['sender'] = { ...(meta.sender.id !== undefined ? { id: meta.sender.id } : {}), publicKey: Buffer.from(meta.sender.publicKey).toString('base64') };
+  }
+  return out;
+}
+
+/**
+ * The tags of a plain-text message line, in brackets, or '' for a plain message from a
+ * named sender: `anonymous`, `sealed`, `verified <id>` / `unverified(<verification>)`, and
+ * `sender <id>` when the envelope names an ID that is not verified.
+ */
+export function metaTags(meta: MessageMeta | undefined): string {
+  if (meta === undefined || (!meta.sealed && !meta.anonymous)) return '';
+  const tags: string[] = [];
+  if (meta.anonymous) tags.push('anonymous');
+  if (meta.sealed) tags.push('sealed');
+  if (meta.verified) tags.push(`verified ${meta.sender?.id ?? ''}`.trimEnd());
+  else if (meta.sealed && meta.verification !== 'none') {
+    tags.push(`unverified(${meta.verification})`);
+    if (meta.sender?.id !== undefined) tags.push(`sender ${meta.sender.id}`);
+  }
+  return `[${tags.join(', ')}]`;
+}
+
+/**
  * One JSON line for a received message. `data` is the payload as text when it is valid
  * UTF-8 (and `base64` is false); otherwise it is base64 and the object carries
- * `"encoding":"base64"`.
+ * `"encoding":"base64"`. A sealed or anonymous message also carries the fields of
+ * {@link MessageMeta} (see metaJson).
  */
-export function messageJson(from: string, data: Uint8Array, base64: boolean): string {
+export function messageJson(from: string, data: Uint8Array, base64: boolean, meta?: MessageMeta): string {
   const text = base64 ? undefined : utf8OrUndefined(data);
-  if (text !== undefined) return JSON.stringify({ type: 'message', from, data: text });
-  return JSON.stringify({ type: 'message', from, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64'), encoding: 'base64' });
+  if (text !== undefined) return JSON.stringify({ type: 'message', from, data: text, ...metaJson(meta) });
+  return JSON.stringify({ type: 'message', from, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64'), encoding: 'base64', ...metaJson(meta) });
 }
 
 /**
@@ -127,10 +172,12 @@ export function messageJson(from: string, data: Uint8Array, base64: boolean): st
  * payload is dropped (so `echo hi | postern send` prints `hi`, not `hi` and a blank line);
  * a payload that is not UTF-8 prints as `base64:<data>`.
  */
-export function messagePlain(from: string, data: Uint8Array, base64: boolean): string {
+export function messagePlain(from: string, data: Uint8Array, base64: boolean, meta?: MessageMeta): string {
+  const tags = metaTags(meta);
+  const head = tags === '' ? from : `${from} ${tags}`;
   let text = base64 ? undefined : utf8OrUndefined(data);
-  if (text === undefined) return `${from} base64:${Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64')}`;
+  if (text === undefined) return `${head} base64:${Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64')}`;
   if (text.endsWith('\r\n')) text = text.slice(0, -2);
   else if (text.endsWith('\n')) text = text.slice(0, -1);
-  return `${from} ${text}`;
+  return `${head} ${text}`;
 }

@@ -12,6 +12,8 @@ import { readFileSync } from 'node:fs';
 import { DEFAULT_PORT, ErrorCode } from '../src/index.js';
 import { DEFAULT_ROUTER } from './args.js';
 import { addIdCommand } from './commands/id.js';
+import { addKeygenCommand } from './commands/keygen.js';
+import { addLookupCommand } from './commands/lookup.js';
 import { addListenCommand } from './commands/listen.js';
 import { addRouterCommand } from './commands/router.js';
 import { addSendCommand } from './commands/send.js';
@@ -24,7 +26,8 @@ Exit status:
   0  success (a router or listener stopped by SIGINT/SIGTERM also exits 0)
   1  unexpected failure (a bug: please report it)
   2  bad input: unknown option, bad value, invalid agent ID, bad config or key file
-  3  the router refused the message, e.g. POSTERN_ERR_UNKNOWN_DESTINATION
+  3  the router refused the message or lookup, e.g. POSTERN_ERR_UNKNOWN_DESTINATION,
+     POSTERN_ERR_NO_KEY
   4  network: could not reach the router, the connection was closed or lost,
      or the router could not listen (e.g. EADDRINUSE)
 
@@ -56,6 +59,11 @@ Quick start:
   postern listen                      # prints "id <32 hex digits>", then messages
   postern send <id> hello             # the listener prints "<sender id> hello"
 
+Sealed and anonymous:
+  postern keygen --out me.key         # prints the public key
+  postern listen --key me.key         # publishes it; opens sealed messages
+  postern send --seal --anonymous <id> hello
+
 Agents dial ${DEFAULT_ROUTER} unless --router or POSTERN_ROUTER says otherwise.
 ${EXIT_STATUS_HELP}`,
     );
@@ -63,6 +71,8 @@ ${EXIT_STATUS_HELP}`,
   addRouterCommand(program);
   addListenCommand(program);
   addSendCommand(program);
+  addKeygenCommand(program);
+  addLookupCommand(program);
   addIdCommand(program);
   return program;
 }

@@ -1,37 +1,66 @@
 /**
- * `postern send`: send one message, wait until the router has routed it, exit.
+ * `postern send`: send one message (plain or sealed, named or anonymous), wait until the
+ * router has routed it, and exit, or with `--wait` stay to print the replies.
  *
  * @module
  */
-import type { Command } from 'commander';
-import { ErrorCode, formatId, parseId, PosternError } from '../../src/index.js';
-import type { RouterAddress } from '../args.js';
-import { connectTimeoutOption, dial, routerOption, withTimeout } from '../common.js';
+import { Option, type Command } from 'commander';
+import { ErrorCode, formatId, parseId, parsePublicKey, PosternError, type AgentOptions, type SendOptions } from '../../src/index.js';
+import { integerIn, type RouterAddress } from '../args.js';
+import { addAdmissionOptions, connectTimeoutOption, dial, exitQuietlyOnBrokenPipe, identity, printIncoming, routerOption, withTimeout, type IdentityOptions } from '../common.js';
+import { ExitStatus } from '../output.js';
 
-interface SendCommandOptions {
+interface SendCommandOptions extends IdentityOptions {
   router: RouterAddress;
   timeout: number;
+  seal?: boolean;
+  toKey?: string;
+  prove?: boolean;
+  wait?: number;
+  json?: boolean;
 }
 
 /** Adds `send` to `program`. */
 export function addSendCommand(program: Command): void {
-  program
+  const cmd = program
     .command('send')
     .description('send one message to an agent, wait until the router has routed it, and exit')
-    .argument('<id>', 'destination agent ID (32 hex digits, as printed by "postern listen")')
+    .argument('<id>', 'destination: an agent ID (32 hex digits, as printed by "postern listen") or a reply handle')
     .argument('[message]', 'the message as UTF-8 text; read from stdin (raw bytes, until EOF) when omitted')
     .addOption(routerOption())
-    .addOption(connectTimeoutOption())
+    .option('--seal', 'seal the message to the recipient\'s key: --to-key, else the key it registered in the router\'s directory')
+    .option('--to-key <base64>', 'with --seal: the recipient\'s public key, pinned out of band (the directory is not asked)')
+    .option('--anonymous', 'hide who sends: an anonymous connection (no ID; the recipient gets a reply handle)')
+    .option('-k, --key <file>', 'key file (postern keygen): sealed messages carry your ID and the proof that you hold this key')
+    .option('--prove', 'with --seal --anonymous --key: still prove your ID to the recipient (only routers see a reply handle)')
+    .addOption(new Option('--wait <ms>', 'after sending, stay connected this long and print replies (0: until Ctrl-C)').argParser(integerIn(0, 86_400_000)))
+    .option('--json', 'with --wait: print replies as JSON lines (as "postern listen --json")')
+    .addOption(connectTimeoutOption());
+  addAdmissionOptions(cmd)
     .addHelpText(
       'after',
       `
 Exits 0 once the router has routed the message (its delivery is not acknowledged:
 see README.md, "Delivery"). Exits 3 and prints the code when the router refused it,
-e.g. "error: POSTERN_ERR_UNKNOWN_DESTINATION: …" for an ID no agent holds.
+e.g. "error: POSTERN_ERR_UNKNOWN_DESTINATION: …" for an ID no agent holds, or
+POSTERN_ERR_NO_KEY for --seal to an agent that registered no key.
+
+Sealed and anonymous:
+  --seal                  only the recipient can read it (routers relay the envelope)
+  --seal --key FILE       ... and it proves you wrote it: the recipient sees
+                          "verified <your id>" while you are connected (use --wait;
+                          after you leave, the directory no longer knows your key)
+  --anonymous             the recipient gets a reply handle instead of your ID; your
+                          address is never logged by the router
+  --seal --anonymous --key FILE --prove
+                          routers see only a reply handle; the recipient still
+                          learns (and verifies) your ID
+  --wait <ms>             stay for replies: they come back to this connection
 
 Examples:
   postern send 00000bee6c1f9e0a4d2b7c5e81f3a9d2 hello
   echo "hello from a pipe" | postern send 00000bee6c1f9e0a4d2b7c5e81f3a9d2
+  postern send --seal --anonymous --wait 0 <id> "who goes there?"
   postern send --router 10.0.0.5:7447 <id> < photo.jpg`,
     )
     .action(async (id: string, message: string | undefined, opts: SendCommandOptions) => runSend(id, message, opts));
@@ -39,6 +68,11 @@ Examples:
 
 async function runSend(id: string, message: string | undefined, opts: SendCommandOptions): Promise<void> {
   const to = formatId(parseId(id));
+  const usage = (what: string): PosternError => new PosternError(ErrorCode.INVALID_ARGUMENT, what);
+  if (opts.toKey !== undefined && opts.seal !== true) throw usage('--to-key needs --seal');
+  if (opts.prove === true && (opts.seal !== true || opts.key === undefined)) throw usage('--prove needs --seal and --key');
+  if (opts.json === true && opts.wait === undefined) throw usage('--json applies to --wait');
+  const toKey = opts.toKey !== undefined ? parsePublicKey(opts.toKey) : undefined;
   let data: Buffer;
   if (message !== undefined) {
     data = Buffer.from(message, 'utf8');
@@ -47,11 +81,27 @@ async function runSend(id: string, message: string | undefined, opts: SendComman
     data = await readStdin();
   }
 
-  const agent = await dial(opts.router, opts.timeout, false);
+  // --anonymous alone: an anonymous connection (no ID at all, address never logged). With
+  // --prove there must be an ID to prove, so we register and send this message anonymously.
+  const ident = await identity({ ...opts, anonymous: opts.anonymous === true && opts.prove !== true });
+  const extra: AgentOptions = { ...ident };
+  const agent = await dial(opts.router, opts.timeout, false, extra);
   const refusals: PosternError[] = [];
+  const wait = opts.wait;
+  if (wait !== undefined) {
+    exitQuietlyOnBrokenPipe();
+    printIncoming(agent, { json: opts.json === true, base64: false });
+  }
   agent.on('undeliverable', (err: PosternError) => refusals.push(err));
   try {
-    const seq = agent.send(to, data);
+    const send: SendOptions = {};
+    if (opts.anonymous === true && opts.prove === true) send.anonymous = true;
+    if (opts.prove === true) send.prove = true;
+    let seq: number;
+    const routed = (p: Promise<number>): Promise<number> =>
+      withTimeout(p, opts.timeout, () => new PosternError(ErrorCode.NOT_SENT, `the router did not answer within ${opts.timeout} ms`));
+    if (opts.seal === true) seq = await routed(agent.sendSealed(to, data, toKey !== undefined ? { ...send, seal: { publicKey: toKey } } : send));
+    else seq = agent.send(to, data, send);
     // The agent drops a silent connection after the announced keepalive timeout; this bound
     // only keeps a stuck router from holding a script longer than the user asked.
     await withTimeout(agent.flush(), opts.timeout, () => new PosternError(ErrorCode.NOT_SENT, `the router did not answer within ${opts.timeout} ms`));
@@ -59,9 +109,27 @@ async function runSend(id: string, message: string | undefined, opts: SendComman
     if (refusal !== undefined) {
       throw new PosternError(refusal.code, `the router refused the message to ${to}: ${refusal.message}`, { seq: refusal.seq, to: refusal.to, wireCode: refusal.wireCode });
     }
+    if (wait !== undefined) await waitForReplies(wait, () => agent.closed());
   } finally {
     await agent.close().catch(() => undefined);
   }
+}
+
+/** Resolves after `ms` (never for 0), on SIGINT/SIGTERM, or when the connection ends. */
+function waitForReplies(ms: number, closed: () => Promise<unknown>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = ms > 0 ? setTimeout(resolve, ms) : setInterval(() => undefined, 0x7fffffff);
+    const done = (): void => {
+      clearTimeout(timer as NodeJS.Timeout);
+      clearInterval(timer as NodeJS.Timeout);
+      resolve();
+    };
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+    void closed().then(done);
+  }).then(() => {
+    process.exitCode = ExitStatus.OK;
+  });
 }
 
 function readStdin(): Promise<Buffer> {
