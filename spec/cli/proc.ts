@@ -128,8 +128,8 @@ export interface RouterProc {
 }
 
 /** Starts `postern router` on 127.0.0.1 and a free port; resolves once it is listening. */
-export async function startRouter(extra: string[] = []): Promise<RouterProc> {
-  const proc = new Proc(['router', '--host', '127.0.0.1', '--port', '0', '--log-format', 'json', ...extra]);
+export async function startRouter(extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<RouterProc> {
+  const proc = new Proc(['router', '--host', '127.0.0.1', '--port', '0', '--log-format', 'json', ...extra], env);
   const line = await proc.line((l) => l.includes('"listening"'));
   const rec = JSON.parse(line) as { msg: string; port: number; router: number };
   assert.is(rec.msg, 'listening');

@@ -1,0 +1,76 @@
+/**
+ * Issue 5, "Done when", through the CLI: two routers peered with --peer and a mesh secret
+ * (one from a file, one from POSTERN_MESH_SECRET), `postern listen` on one, `postern send`
+ * from the other arrives; stop the first router and the sender gets
+ * POSTERN_ERR_UNREACHABLE_ROUTER; a router with the wrong secret gets no link. Every child
+ * is killed in teardown; every wait is bounded.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { killAll, run, startListener, startRouter } from './proc.js';
+
+const SECRET = 'shared mesh secret for the test';
+
+const M = suite('cli: router mesh');
+let dir = '';
+M.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), 'postern-mesh-'));
+});
+M.after.each(async () => {
+  await killAll();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+M('two peered routers: a message crosses the link; with the first router stopped the sender gets UNREACHABLE_ROUTER', async () => {
+  const secretFile = join(dir, 'mesh-secret');
+  writeFileSync(secretFile, SECRET + '\n', { mode: 0o600 });
+  const a = await startRouter(['--router-id', '0xa1', '--mesh-secret-file', secretFile]);
+  const b = await startRouter(['--router-id', '0xb2', '--peer', a.address], { POSTERN_MESH_SECRET: SECRET });
+  const upB = JSON.parse(await b.proc.line((l) => l.includes('"link up"'))) as { router: number; direction: string };
+  assert.equal([upB.router, upB.direction], [0xa1, 'out']);
+  await a.proc.line((l) => l.includes('"link up"'));
+  assert.not.ok(b.proc.stdout.join('\n').includes(SECRET), 'the secret is never logged');
+
+  const listener = await startListener(a);
+  assert.ok(listener.id.startsWith('000000a1'));
+  const r = await run(['send', '--router', b.address, listener.id, 'across the mesh']);
+  assert.is(r.code, 0, r.stderr);
+  const m = JSON.parse(await listener.proc.line((l) => l.includes('across the mesh'))) as { from: string };
+  assert.ok(m.from.startsWith('000000b2'), 'from an agent of the other router');
+
+  a.proc.child.kill('SIGTERM');
+  assert.is(await a.proc.exit(), 0);
+  await b.proc.line((l) => l.includes('"link down"'));
+  const lost = await run(['send', '--router', b.address, listener.id, 'nobody there']);
+  assert.is(lost.code, 3, lost.stderr);
+  assert.match(lost.stderr, /^error: POSTERN_ERR_UNREACHABLE_ROUTER: /m);
+});
+
+M('a router with another mesh secret gets no link; a secret shorter than 16 characters is bad input', async () => {
+  const a = await startRouter(['--router-id', '0xa1'], { POSTERN_MESH_SECRET: SECRET });
+  const c = await startRouter(['--router-id', '0xc3', '--peer', a.address], { POSTERN_MESH_SECRET: 'a different secret entirely' });
+  await c.proc.line((l) => l.includes('LINK_AUTH_FAILED'));
+  assert.not.ok(c.proc.stdout.some((l) => l.includes('"link up"')), c.proc.stdout.join('\n'));
+  assert.not.ok(a.proc.stdout.some((l) => l.includes('"link up"')), a.proc.stdout.join('\n'));
+
+  const short = join(dir, 'short');
+  writeFileSync(short, 'too short\n');
+  writeFileSync(join(dir, 'empty.json'), '{}');
+  const r = await run(['router', '--check-config', join(dir, 'empty.json'), '--mesh-secret-file', short]);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /meshSecret/);
+  const ok = await run(['router', '--check-config', join(dir, 'empty.json')], { env: { POSTERN_MESH_SECRET: SECRET } });
+  assert.is(ok.code, 0, ok.stderr);
+  assert.is((JSON.parse(ok.stdout) as { meshSecret: string }).meshSecret, '***');
+  const r2 = await run(['router', '--port', '0', '--peer', '127.0.0.1:1', '--mesh-secret-file', short]);
+  assert.is(r2.code, 2);
+  assert.match(r2.stderr, /^error: POSTERN_ERR_INVALID_OPTION: .*meshSecret/m);
+  const none = await run(['router', '--port', '0', '--peer', '127.0.0.1:1'], { env: { POSTERN_MESH_SECRET: '' } });
+  assert.is(none.code, 2);
+  assert.match(none.stderr, /meshSecret/);
+});
+
+M.run();
