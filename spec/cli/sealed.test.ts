@@ -180,4 +180,23 @@ S('--to-key seals to a key given out of band; plain listeners print the tags too
   assert.match(bad.stderr, /^error: POSTERN_ERR_INVALID_ARGUMENT: /m);
 });
 
+S('listen --anonymous -i: no ID printed, what it sends arrives under a reply handle, replies come back to it', async () => {
+  const router = await startRouter();
+  const k = await keygen('a.key');
+  const named = await keyedListener(router, k.file);
+  const anon = new Proc(['listen', '--router', router.address, '--json', '--anonymous', '-i']);
+  assert.equal(JSON.parse(await anon.line(() => true)), { type: 'registered', anonymous: true });
+  anon.child.stdin.write(`${named.id} hello from nobody\n`);
+  const sent = JSON.parse(await anon.line((l) => l.includes('"sent"'))) as { to: string };
+  assert.is(sent.to, named.id);
+  const m = message(await named.proc.line((l) => l.includes('hello from nobody')));
+  assert.is(m.anonymous, true);
+  named.proc.child.stdin.write(`${m.from} hello nobody\n`);
+  const back = message(await anon.line((l) => l.includes('hello nobody')));
+  assert.is(back.from, named.id);
+  // A line that is not "<id> <text>" is reported, and reading goes on.
+  anon.child.stdin.write('not a command\n');
+  assert.match(await anon.line((l) => l.includes('"error"')), /POSTERN_ERR_INVALID_ARGUMENT/);
+});
+
 S.run();

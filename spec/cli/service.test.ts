@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, ErrorCode, type Agent, type PosternError } from '../../src/index.js';
+import { RawClient } from '../helpers/raw.js';
 import { killAll, Proc, run, startListener, within, WAIT, type RouterProc } from './proc.js';
 
 const EXAMPLE = new URL('../../../example.json', import.meta.url);
@@ -198,6 +199,40 @@ S('SIGHUP reloads admission tokens and limits without dropping agents; a bad fil
   assert.is(still.code, 4, 'the old limit still holds');
   assert.is(listener.proc.child.exitCode, null, 'the listener was never dropped');
   assert.not.ok(listener.proc.stdout.some((l) => l.includes('"disconnected"')), listener.proc.stdout.join('\n'));
+});
+
+S('flags override the file: --metrics, --no-metrics, --log-level, --peer with POSTERN_MESH_SECRET', async () => {
+  const path = exampleConfig();
+  const parse = async (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Record<string, unknown>> => {
+    const r = await run(['router', '--check-config', path, ...args], { env });
+    assert.is(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  };
+  assert.equal((await parse(['--metrics', '0.0.0.0:9100']))['metrics'], { host: '0.0.0.0', port: 9100 });
+  assert.is((await parse(['--no-metrics']))['metrics'], null);
+  assert.equal((await parse(['--log-level', 'warn', '--log-format', 'json']))['log'], { format: 'json', level: 'warn' });
+  const meshed = await parse(['--peer', '127.0.0.1:7001', '--peer', '[::1]:7002'], { POSTERN_MESH_SECRET: 'sixteen characters or more' });
+  assert.equal(meshed['peers'], ['127.0.0.1:7001', '[::1]:7002']);
+  assert.is(meshed['meshSecret'], '***');
+  const bad = await run(['router', '--check-config', path, '--peer', 'nohost']);
+  assert.is(bad.code, 2);
+});
+
+S('a second signal during a drain exits at once with status 1', async () => {
+  const router = await startConfigured(exampleConfig({ drain: { after: 1000, grace: 60000, alternates: [] } }));
+  // A raw agent that ignores DRAIN keeps the router waiting for the whole grace period.
+  const straggler = await RawClient.tcp(router.port);
+  try {
+    await straggler.register();
+    router.proc.child.kill('SIGTERM');
+    await router.proc.line((l) => l.includes('"draining"'));
+    await straggler.until(() => straggler.frames.some((f) => f.type === 0x07), WAIT, 'the DRAIN frame');
+    router.proc.child.kill('SIGTERM');
+    assert.is(await router.proc.exit(), 1);
+    assert.ok(router.proc.stdout.some((l) => l.includes('"forced exit"')), router.proc.stdout.join('\n'));
+  } finally {
+    straggler.destroy();
+  }
 });
 
 S('readiness: with NOTIFY_SOCKET set the router runs systemd-notify --ready once listening', async () => {
