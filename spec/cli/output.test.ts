@@ -98,10 +98,16 @@ errors('exit statuses by code', () => {
 errors('every code from the router has a deliberate status: ERROR codes 3, CLOSE codes 4', () => {
   for (const code of Object.values(ErrorCode)) {
     const e = new PosternError(code, 'x');
-    // INTERNAL is a bug (1); FRAME_TOO_LARGE reaches the CLI only from send()'s own size check (3).
-    if (e.wireCode === undefined || code === ErrorCode.INTERNAL || code === ErrorCode.FRAME_TOO_LARGE) continue;
+    // INTERNAL is a bug (1); FRAME_TOO_LARGE reaches the CLI only from send()'s own size check (3);
+    // DRAINING (a reserved ERROR code on the wire) reaches it only as the agent's own reason
+    // for leaving a draining router: the connection ends (4).
+    if (e.wireCode === undefined || code === ErrorCode.INTERNAL || code === ErrorCode.FRAME_TOO_LARGE || code === ErrorCode.DRAINING) continue;
     assert.is(exitStatusFor(e), e.wireCode >= 1 && e.wireCode <= 63 ? ExitStatus.REFUSED : ExitStatus.CONNECTION, code);
   }
+});
+
+errors('DRAINING ends the connection: status 4 (listen --no-reconnect on a draining router)', () => {
+  assert.is(exitStatusFor(new PosternError(ErrorCode.DRAINING, 'x')), ExitStatus.CONNECTION);
 });
 
 errors.run();
