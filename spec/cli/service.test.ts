@@ -318,6 +318,11 @@ S('kill -TERM mid-stream and a restart: every message arrives in order or was re
     assert.ok(drainSeen, 'the receiver was told to drain');
     assert.ok(restarted !== null, 'the router was restarted');
     for (let i = 1; i < got.length; i++) assert.ok(got[i]! > got[i - 1]!, `in order: ${got[i - 1]} then ${got[i]}`);
+    // Known to fail (most runs, about 10 messages just after the drain starts): the drained
+    // receiver sends CLOSE(NORMAL) after its flush and stops decoding (src/agent/session.ts
+    // close()), while the router, which has not read that CLOSE yet, still writes DELIVERs
+    // to it and counts them relayed. Those are lost and no sender is told. The fix belongs
+    // in the agent (keep delivering until the router's CLOSE after a drain) or in §12.2.
     const missing: number[] = [];
     for (let n = 0; n < TOTAL; n++) if (!got.includes(n) && !reported.has(n)) missing.push(n);
     assert.equal(missing, [], 'lost without a report');
