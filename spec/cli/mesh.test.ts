@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { killAll, run, startListener, startRouter } from './proc.js';
+import { killAll, Proc, run, startListener, startRouter } from './proc.js';
 
 const SECRET = 'shared mesh secret for the test';
 
@@ -40,6 +40,22 @@ M('two peered routers: a message crosses the link; with the first router stopped
   assert.is(r.code, 0, r.stderr);
   const m = JSON.parse(await listener.proc.line((l) => l.includes('across the mesh'))) as { from: string };
   assert.ok(m.from.startsWith('000000b2'), 'from an agent of the other router');
+
+  // The key directory and reply handles work across the link too.
+  const keyFile = join(dir, 'a.key');
+  const kg = await run(['keygen', '--out', keyFile]);
+  assert.is(kg.code, 0, kg.stderr);
+  const keyed = new Proc(['listen', '--router', a.address, '--json', '--key', keyFile, '-i']);
+  const keyedId = (JSON.parse(await keyed.line(() => true)) as { id: string }).id;
+  const looked = await run(['lookup', '--router', b.address, keyedId]);
+  assert.is(looked.code, 0, looked.stderr);
+  assert.is(looked.stdout, kg.stdout);
+  const anon = new Proc(['send', '--router', b.address, '--seal', '--anonymous', '--wait', '0', '--json', keyedId, 'sealed across']);
+  const got = JSON.parse(await keyed.line((l) => l.includes('sealed across'))) as { from: string; sealed: boolean; anonymous: boolean };
+  assert.equal([got.sealed, got.anonymous], [true, true]);
+  assert.ok(got.from.startsWith('000000b2'), 'a reply handle of the sender\'s router');
+  keyed.child.stdin.write(`${got.from} back across\n`);
+  assert.match(await anon.line((l) => l.includes('back across')), new RegExp(`"from":"${keyedId}"`));
 
   a.proc.child.kill('SIGTERM');
   assert.is(await a.proc.exit(), 0);
