@@ -722,7 +722,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
             }
           },
           message: (from, data, flags) => {
-            if (this.session === session) {
+            // A session left after DRAIN still hands over what the router had sent it.
+            if (this.session === session || session.isLingering) {
               this.onDeliver(from, data, flags);
             }
           },
@@ -846,7 +847,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       this.drainDone = null;
       if (this.session === session) this.session = null;
       this.lostAt = this.opts.clock.now();
-      session.close(WireCode.NORMAL, 'drained', err);
+      session.close(WireCode.NORMAL, 'drained', err, true);
       this.failPending(new PosternError(ErrorCode.NOT_SENT, 'the connection closed before the router answered', { cause: err }));
       if (this.state !== 'reconnecting') return;
       this.reconnectOrFinish(err, Math.floor(clampRandom(this.opts.random()) * (body.after + 1)));

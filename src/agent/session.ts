@@ -185,13 +185,16 @@ export class Session {
   }
 
   /**
-   * Closes on our initiative: CLOSE(`code`, `reason`), then end the stream; nothing is read
-   * or sent afterwards. [P-9.2] Reports `ended(err)`.
+   * Closes on our initiative: CLOSE(`code`, `reason`), then end the stream; nothing is sent
+   * afterwards. [P-9.2] Reports `ended(err)`. With `linger`, DELIVERs the router wrote
+   * before it read our CLOSE are still decoded and reported (until the router's CLOSE or
+   * the end of the stream), so leaving a draining router loses nothing. [P-12.2]
    */
-  close(code: number, reason: string, err: PosternError): void {
+  close(code: number, reason: string, err: PosternError, linger = false): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.state = 'closing';
-    this.decoder.stop();
+    if (linger) this.lingering = true;
+    else this.decoder.stop();
     this.socket.end(encodeClose(code, reason));
     // Input is ignored from now on, but must still be read (even if we had paused for a
     // lagging consumer) so that the router's end of the connection is noticed.
@@ -230,8 +233,15 @@ export class Session {
     }, this.opts.closeTimeout);
   }
 
+  /** True while closed by us with `linger`, still reading the router's last DELIVERs. */
+  get isLingering(): boolean {
+    return this.lingering;
+  }
+
+  private lingering = false;
+
   private onData(chunk: Buffer): void {
-    if (this.state === 'closing' || this.state === 'closed') return;
+    if (this.state === 'closed' || (this.state === 'closing' && !this.lingering)) return;
     this.heartbeat?.received();
     try {
       this.decoder.push(chunk);
@@ -269,6 +279,16 @@ export class Session {
 
   private onFrame(buf: Buffer, start: number, end: number): void {
     const type = buf[start + 4]!;
+    if (this.lingering) {
+      // After our CLOSE only the router's last DELIVERs matter; its CLOSE ends them.
+      if (type === FrameType.DELIVER) {
+        this.handler.message(formatId(buf, start + RELAY_ID_OFFSET), buf.subarray(start + RELAY_HEADER_SIZE, end), buf[start + 5]!);
+      } else if (type === FrameType.CLOSE) {
+        this.lingering = false;
+        this.decoder.stop();
+      }
+      return;
+    }
     if (this.badVersion !== null && type !== FrameType.CLOSE) throw this.badVersion;
     switch (type) {
       case FrameType.DELIVER:
@@ -355,6 +375,7 @@ export class Session {
   }
 
   private onEnd(): void {
+    this.lingering = false;
     if (!this.isEnded) this.end(new PosternError(ErrorCode.CONNECTION_LOST, 'the router ended the connection without CLOSE'));
     if (this.state !== 'closed') this.state = 'closing';
     this.socket.end();

@@ -905,6 +905,8 @@ export class RouterConnection implements FrameSink {
     this.ctx.log.info('agent closed', { agent: this.idText || undefined, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     // [P-9.2] a peer that receives CLOSE sends nothing more and ends. A normal close
     // means the agent is done; any other code (it judged the path dead) may come back.
+    // What was already gathered for it still goes out: a lingering agent reads it. [P-12.2]
+    this.writePending();
     this.shutdown(false, code !== WireCode.NORMAL);
     this.stream.end();
   }
