@@ -210,6 +210,7 @@ export class RouterConnection implements FrameSink {
 
   // ---- input ---------------------------------------------------------------------------
 
+  // [P-3.5] frames of one connection are handled in order, and what they cause is written in order
   private readonly onData = (chunk: Buffer): void => {
     this.lastRx = this.ctx.clock.now();
     this.pinged = false;
@@ -299,7 +300,8 @@ export class RouterConnection implements FrameSink {
 
   /**
    * Routes one SEND: to a local agent as a DELIVER from `from` rewritten in place, or
-   * untouched towards the link of the router that issued the destination ID.
+   * untouched towards the link of the router that issued the destination ID. The payload
+   * is never read. [P-6.6]
    */
   private route(buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
     let dest: RouterConnection;
@@ -585,7 +587,7 @@ export class RouterConnection implements FrameSink {
         this.sendError(WireCode.NOT_REGISTERED, buf.readUInt32BE(start + RELAY_SEQ_OFFSET), buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + 16));
         return;
     }
-    // REGISTERED, DELIVER, ERROR are router-to-agent only; link frames belong on links. [P-3.4]
+    // REGISTERED, DELIVER, ERROR are router-to-agent only; link frames belong on links. [P-3.4] [P-10.1]
     this.close(WireCode.MALFORMED, `frame type 0x${type!.toString(16).padStart(2, '0')} is not allowed here`);
   }
 
@@ -1135,7 +1137,7 @@ export class RouterConnection implements FrameSink {
   tick(now: number, slack: number): void {
     const o = this.ctx.options;
     if (this.state === ConnState.PREAMBLE || this.state === ConnState.HANDSHAKE) {
-      if (now - this.openedAt + slack >= o.handshakeTimeout) {
+      if (now - this.openedAt + slack >= o.handshakeTimeout) { // [P-2.5]
         this.ctx.stats.handshakeTimeouts++;
         this.close(WireCode.HANDSHAKE_TIMEOUT, `no registration within ${o.handshakeTimeout} ms`);
       }
