@@ -90,6 +90,32 @@ export class Decoder {
     return this.stopped;
   }
 
+  /**
+   * True when the next byte pushed starts a frame: no preamble, partial frame or skip in
+   * progress, not stopped. A caller may then handle whole frames itself and push the rest.
+   */
+  get atFrameStart(): boolean {
+    return !this.stopped && this.preambleLeft === 0 && this.skipLeft === 0 && this.partial === null && this.headLen === 0;
+  }
+
+  /**
+   * Feeds only the bytes of `chunk` that complete a frame already begun in an earlier
+   * push (emitting it), and returns how many were used: 0 when no frame was begun. The
+   * rest of the chunk is the caller's, starting at a frame boundary when
+   * {@link atFrameStart} is true afterwards. Throws like {@link push}.
+   */
+  finishPartial(chunk: Buffer): number {
+    if (this.stopped || this.preambleLeft > 0) return 0;
+    if (this.skipLeft > 0) {
+      const n = Math.min(this.skipLeft, chunk.length);
+      this.skipLeft -= n;
+      return n;
+    }
+    if (this.partial !== null) return this.fillPartial(chunk, 0);
+    if (this.headLen > 0) return this.fillHead(chunk, 0);
+    return 0;
+  }
+
   /** Bytes held for an incomplete frame (for memory accounting and tests). */
   get buffered(): number {
     return this.partial !== null ? this.partialLen : this.headLen;

@@ -9,6 +9,7 @@ import {
   PROTOCOL_VERSION,
   ID_SIZE,
   MAX_MAX_FRAME,
+  RELAY_HEADER_SIZE,
   RELAY_ID_OFFSET,
   SOURCE_SIZE,
   RELAY_SEQ_OFFSET,
@@ -52,6 +53,16 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 const EMPTY = Buffer.alloc(0);
+
+// Plain byte arithmetic: Buffer's read methods validate their offset on every call, which
+// on the relay path costs more than the read.
+function u32be(b: Buffer, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+function i32le(b: Buffer, o: number): number {
+  return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
+}
 
 /** A PING from an agent waiting for PONGs from the links its earlier SENDs took. [P-10.6] */
 interface Barrier {
@@ -219,7 +230,13 @@ export class RouterConnection implements FrameSink {
     this.bytesIn += chunk.length;
     const before = this.framesIn;
     try {
-      this.decoder.push(chunk);
+      let off = 0;
+      if (this.kind === 'agent' && !this.anonymous && this.state === ConnState.OPEN) {
+        // Let the decoder finish a frame split across reads, then take whole frames here.
+        off = this.decoder.finishPartial(chunk);
+        if (this.decoder.atFrameStart && this.state === ConnState.OPEN) off = this.relayWhole(chunk, off);
+      }
+      if (off < chunk.length) this.decoder.push(off === 0 ? chunk : chunk.subarray(off));
     } catch (err) {
       this.flushRun();
       this.fail(err);
@@ -260,6 +277,29 @@ export class RouterConnection implements FrameSink {
     }, Math.ceil(wait));
   }
 
+  /**
+   * The relay fast path: plain SENDs lying whole in the chunk go straight to route(),
+   * without the decoder's per-frame dispatch. It stops at the first frame that is not one
+   * (another type, flags, a size the decoder must judge, or the chunk's end) and returns
+   * its offset: the decoder takes it from there, at a frame boundary. [P-3.3]
+   */
+  private relayWhole(chunk: Buffer, from: number): number {
+    const len = chunk.length;
+    const max = this.decoder.maxFrame;
+    let off = from;
+    let n = 0;
+    while (len - off >= RELAY_HEADER_SIZE) {
+      const total = u32be(chunk, off) + 4;
+      if (total < RELAY_HEADER_SIZE || total > max || total > len - off || chunk[off + 4] !== FrameType.SEND || chunk[off + 5] !== 0) break;
+      this.route(chunk, off, off + total, u32be(chunk, off + RELAY_SEQ_OFFSET), this.id);
+      off += total;
+      n++;
+    }
+    this.framesIn += n;
+    this.ctx.stats.framesIn += n;
+    return off;
+  }
+
   /** [P-2.2] [P-2.3] */
   preamble(version: number): void {
     if (this.dialled) {
@@ -289,7 +329,7 @@ export class RouterConnection implements FrameSink {
       this.control(buf, start, end);
       return;
     }
-    const seq = buf.readUInt32BE(start + RELAY_SEQ_OFFSET);
+    const seq = u32be(buf, start + RELAY_SEQ_OFFSET);
     const flags = buf[start + 5]!;
     if (flags !== 0 || this.anonymous) {
       this.flaggedSend(buf, start, end, seq, flags);
@@ -310,10 +350,10 @@ export class RouterConnection implements FrameSink {
     if (
       c !== null &&
       c.state === ConnState.OPEN &&
-      buf.readInt32LE(at) === c.w0 &&
-      buf.readInt32LE(at + 4) === c.w1 &&
-      buf.readInt32LE(at + 8) === c.w2 &&
-      buf.readInt32LE(at + 12) === c.w3
+      i32le(buf, at) === c.w0 &&
+      i32le(buf, at + 4) === c.w1 &&
+      i32le(buf, at + 8) === c.w2 &&
+      i32le(buf, at + 12) === c.w3
     ) {
       // Same agent as the last SEND (an open agent is always registered under its ID).
       dest = c;
@@ -324,7 +364,7 @@ export class RouterConnection implements FrameSink {
         }
         buf[start + 5] |= this.sourceFlags;
       }
-    } else if (buf.readUInt32BE(at) === this.ctx.options.routerId) {
+    } else if (u32be(buf, at) === this.ctx.options.routerId) {
       let entry = this.ctx.registry.lookup(buf, at);
       if (entry === undefined && this.ctx.inRestartWindow()) {
         // [P-12.4] a restarted router holds messages for IDs that may yet resume
@@ -356,20 +396,33 @@ export class RouterConnection implements FrameSink {
         this.relayError(code, seq, buf, start);
         return;
       }
-      dest = this.ctx.mesh.linkFor(buf.readUInt32BE(start + RELAY_ID_OFFSET))!;
+      dest = this.ctx.mesh.linkFor(u32be(buf, start + RELAY_ID_OFFSET))!;
     }
     if (dest.kind !== 'link') {
       // [P-6.3] SEND -> DELIVER in place: type, sender ID, seq zeroed; payload untouched.
       buf[start + 4] = FrameType.DELIVER;
-      if (from === this.id) {
-        buf.writeInt32LE(this.w0, at);
-        buf.writeInt32LE(this.w1, at + 4);
-        buf.writeInt32LE(this.w2, at + 8);
-        buf.writeInt32LE(this.w3, at + 12);
-      } else {
-        buf.set(from, at);
-      }
-      buf.writeInt32LE(0, start + RELAY_SEQ_OFFSET);
+      // Unrolled byte stores: writeInt32LE validates its arguments on every call, and
+      // Buffer.set makes a view; on the relay path both cost more than the copy itself.
+      buf[at] = from[0]!;
+      buf[at + 1] = from[1]!;
+      buf[at + 2] = from[2]!;
+      buf[at + 3] = from[3]!;
+      buf[at + 4] = from[4]!;
+      buf[at + 5] = from[5]!;
+      buf[at + 6] = from[6]!;
+      buf[at + 7] = from[7]!;
+      buf[at + 8] = from[8]!;
+      buf[at + 9] = from[9]!;
+      buf[at + 10] = from[10]!;
+      buf[at + 11] = from[11]!;
+      buf[at + 12] = from[12]!;
+      buf[at + 13] = from[13]!;
+      buf[at + 14] = from[14]!;
+      buf[at + 15] = from[15]!;
+      buf[start + 22] = 0;
+      buf[start + 23] = 0;
+      buf[start + 24] = 0;
+      buf[start + 25] = 0;
     }
     if (dest === this.runDest && buf === this.runBuf && start === this.runEnd) {
       this.runEnd = end;
@@ -469,7 +522,7 @@ export class RouterConnection implements FrameSink {
 
   /** 0 when a SEND for another router may be forwarded, else the wire code refusing it. */
   private forwardCheck(buf: Buffer, start: number, end: number): number {
-    const link = this.ctx.mesh.linkFor(buf.readUInt32BE(start + RELAY_ID_OFFSET));
+    const link = this.ctx.mesh.linkFor(u32be(buf, start + RELAY_ID_OFFSET));
     if (link === undefined) return WireCode.UNREACHABLE_ROUTER;
     if (this.kind === 'link' && this.sourceHops >= this.ctx.options.meshHopLimit) return WireCode.HOP_LIMIT; // [P-10.4]
     if (end - start > link.peerMaxFrame) return WireCode.MESSAGE_TOO_LARGE;
