@@ -141,7 +141,8 @@ export class Decoder {
       off = this.fillHead(chunk, off);
     }
     while (len - off >= HEADER_SIZE && !this.stopped) {
-      const total = chunk.readUInt32BE(off) + LENGTH_SIZE;
+      // Byte arithmetic: readUInt32BE validates its offset on every call.
+      const total = (((chunk[off]! << 24) | (chunk[off + 1]! << 16) | (chunk[off + 2]! << 8) | chunk[off + 3]!) >>> 0) + LENGTH_SIZE;
       const type = chunk[off + LENGTH_SIZE]!;
       if (!this.check(total, type)) {
         // An unknown optional frame: skip it.
