@@ -222,7 +222,9 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
 
   /**
    * Serves one connection over any Duplex (a TCP socket, an in-memory pair, a TLS stream).
-   * `remote` is what logs show as the peer's address (nothing when omitted).
+   * `remote` is what logs show as the peer's address (nothing when omitted); `address` is
+   * the peer's IP for the per-address registration rate (none applies when omitted).
+   * Connection limits are checked by {@link listen}'s server, not here.
    */
   handle(stream: Duplex, remote?: string, address = ''): void {
     if (this.closingP !== null) {
@@ -302,7 +304,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   /** @internal A token bucket per address: `registrationRate` per second, bursts of twice that. */
   registrationAllowed(address: string): boolean {
     const rate = this.options.registrationRate;
-    if (rate === 0) return true;
+    // Streams handed in without an address share no bucket: nothing says they share a host.
+    if (rate === 0 || address === '') return true;
     const a = this.addrs.get(address);
     if (a === undefined) return true;
     const now = this.clock.now();
