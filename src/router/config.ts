@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../net/log.js';
-import { resolveRouterOptions, ROUTER_DEFAULTS, type ResolvedRouterOptions, type RouterOptions } from './options.js';
+import { isHostPort, resolveRouterOptions, ROUTER_DEFAULTS, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 
 /**
  * The router's JSON config file: every router option under its own name, plus the
@@ -102,7 +102,7 @@ export function resolveConfig(config: RouterConfig, overrides: RouterConfig = {}
   const d = { after: drain?.after ?? 1000, grace: drain?.grace ?? 10_000, alternates: drain?.alternates ?? [] };
   if (!Number.isInteger(d.after) || d.after < 0 || d.after > 3_600_000) bad('drain.after', 'must be an integer in 0..3600000 (ms)');
   if (!Number.isInteger(d.grace) || d.grace < 0 || d.grace > 3_600_000) bad('drain.grace', 'must be an integer in 0..3600000 (ms)');
-  if (!Array.isArray(d.alternates) || !d.alternates.every((a) => typeof a === 'string' && /^(\[[^\]]+\]|[^:\s]+):\d{1,5}$/.test(a))) {
+  if (!Array.isArray(d.alternates) || !d.alternates.every(isHostPort)) {
     bad('drain.alternates', 'must be an array of host:port strings');
   }
   return { router, log: { format, level }, metrics: m, drain: d };

@@ -357,13 +357,6 @@ export class RouterConnection implements FrameSink {
     ) {
       // Same agent as the last SEND (an open agent is always registered under its ID).
       dest = c;
-      if (this.kind === 'link') {
-        if (end - start > this.ctx.options.maxFrame) {
-          this.relayError(WireCode.MESSAGE_TOO_LARGE, seq, buf, start);
-          return;
-        }
-        buf[start + 5] |= this.sourceFlags;
-      }
     } else if (u32be(buf, at) === this.ctx.options.routerId) {
       let entry = this.ctx.registry.lookup(buf, at);
       if (entry === undefined && this.ctx.inRestartWindow()) {
@@ -377,17 +370,6 @@ export class RouterConnection implements FrameSink {
       dest = entry.conn;
       // Cache agents only: a reply handle can be retired while its connection stays open.
       this.lastDest = entry === dest ? dest : null;
-      if (this.kind === 'link') {
-        if (end - start > this.ctx.options.maxFrame) {
-          this.relayError(WireCode.MESSAGE_TOO_LARGE, seq, buf, start); // [P-10.4]
-          return;
-        }
-        buf[start + 5] |= this.sourceFlags;
-      }
-      if (dest.state !== ConnState.OPEN) {
-        this.hold(dest, buf, start, end, seq, from);
-        return;
-      }
     } else {
       // [P-10.4] another router's agent: forward the SEND untouched over the link to it;
       // a SOURCE frame written ahead of the run names the sender.
@@ -399,6 +381,13 @@ export class RouterConnection implements FrameSink {
       dest = this.ctx.mesh.linkFor(u32be(buf, start + RELAY_ID_OFFSET))!;
     }
     if (dest.kind !== 'link') {
+      if (this.kind === 'link') {
+        if (end - start > this.ctx.options.maxFrame) {
+          this.relayError(WireCode.MESSAGE_TOO_LARGE, seq, buf, start); // [P-10.4]
+          return;
+        }
+        buf[start + 5] |= this.sourceFlags;
+      }
       // [P-6.3] SEND -> DELIVER in place: type, sender ID, seq zeroed; payload untouched.
       buf[start + 4] = FrameType.DELIVER;
       // Unrolled byte stores: writeInt32LE validates its arguments on every call, and
@@ -423,6 +412,10 @@ export class RouterConnection implements FrameSink {
       buf[start + 23] = 0;
       buf[start + 24] = 0;
       buf[start + 25] = 0;
+      if (dest.state !== ConnState.OPEN) {
+        this.hold(dest, buf, start, end, seq, from);
+        return;
+      }
     }
     if (dest === this.runDest && buf === this.runBuf && start === this.runEnd) {
       this.runEnd = end;
@@ -439,25 +432,24 @@ export class RouterConnection implements FrameSink {
     this.runSeq = seq;
   }
 
-  /** A SEND for an agent whose connection was lost but may resume: keep a copy, bounded. [P-12.4] */
+  /**
+   * A SEND, already rewritten into its DELIVER, for an agent whose connection was lost but
+   * may resume: keep a copy, bounded. [P-12.4]
+   */
   private hold(dest: RouterConnection, buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
     this.flushRun();
     const p = dest.parked;
-    const destId = buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + ID_SIZE);
     if (p === null) {
-      this.relayError(WireCode.UNKNOWN_DESTINATION, seq, buf, start);
+      this.refuse(WireCode.UNKNOWN_DESTINATION, seq, dest.id, null);
       return;
     }
     const o = this.ctx.options;
     if (p.held.length >= o.holdMessages || p.bytes + (end - start) > o.holdBytes) {
       this.ctx.stats.dropped.holdFull++;
-      this.refuse(WireCode.DESTINATION_SLOW, seq, destId, null);
+      this.refuse(WireCode.DESTINATION_SLOW, seq, dest.id, null);
       return;
     }
     const frame = Buffer.from(buf.subarray(start, end));
-    frame[4] = FrameType.DELIVER;
-    frame.set(from, RELAY_ID_OFFSET);
-    frame.writeUInt32BE(0, RELAY_SEQ_OFFSET);
     p.held.push({ frame, seq, replyTo: Buffer.from(from) });
     p.bytes += frame.length;
     this.ctx.stats.held++;

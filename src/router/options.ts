@@ -123,8 +123,7 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   int('closeTimeout', o.closeTimeout, 1, 3_600_000);
   if (!Array.isArray(o.peers)) bad('peers', 'must be an array of host:port strings');
   for (const p of o.peers) {
-    const m = typeof p === 'string' ? /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(p) : null;
-    if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) bad('peers', `entry ${JSON.stringify(p)} is not host:port`);
+    if (!isHostPort(p)) bad('peers', `entry ${JSON.stringify(p)} is not host:port`);
   }
   if (o.meshSecret !== undefined && (typeof o.meshSecret !== 'string' || o.meshSecret.length < 16)) {
     bad('meshSecret', 'must be a string of at least 16 characters');
@@ -154,6 +153,12 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
     if (typeof o.logger?.[m] !== 'function') bad('logger', `must have a ${m}() method`);
   }
   return o;
+}
+
+/** True for `host:port` or `[v6]:port` with a port in 1..65535 (the port is required). */
+export function isHostPort(v: unknown): v is string {
+  const m = typeof v === 'string' ? /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(v) : null;
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
 }
 
 /** Options {@link Router.reload} may change on a live router. */

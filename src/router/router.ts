@@ -152,15 +152,13 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
       const frame = this.codec.encodeDrain({ after, grace, alternates });
       for (const c of agents) c.writeChunks(frame);
       await new Promise<void>((resolve) => {
-        const check = (): void => {
-          if (![...this.conns].some((c) => c.kind !== 'link' && c.state < ConnState.CLOSING)) resolve();
-        };
         const timer = this.clock.setTimeout(resolve, grace);
-        this.drainCheck = () => {
-          check();
+        this.drainCheck = (): void => {
+          if ([...this.conns].some((c) => c.kind !== 'link' && c.state < ConnState.CLOSING)) return;
+          timer.cancel();
+          resolve();
         };
-        check();
-        void timer;
+        this.drainCheck();
       });
       this.drainCheck = null;
     }

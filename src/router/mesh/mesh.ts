@@ -4,6 +4,7 @@ import { WIRE_CODE_NAMES } from '../../protocol/frame.js';
 import { formatId, routerIdOf } from '../../protocol/id.js';
 import type { Timer } from '../../net/clock.js';
 import { backoffDelay } from '../../agent/reconnect.js';
+import { parseRouterAddress } from '../../agent/options.js';
 import type { RouterConnection } from '../connection.js';
 
 /** What the mesh needs from its router. */
@@ -68,10 +69,15 @@ export class Mesh {
 
   constructor(host: MeshHost) {
     this.host = host;
-    this.peers = host.options.peers.map((address) => {
-      const i = address.lastIndexOf(':');
-      return { address, host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)), attempt: 0, previousDelay: 0, conn: null, timer: null, lastError: '' };
-    });
+    this.peers = host.options.peers.map((address) => ({
+      address,
+      ...parseRouterAddress(address, 'peers'),
+      attempt: 0,
+      previousDelay: 0,
+      conn: null,
+      timer: null,
+      lastError: '',
+    }));
   }
 
   /** Starts dialling every configured peer. */
