@@ -1,3 +1,4 @@
+import { Socket } from 'node:net';
 import { PassThrough, type Duplex } from 'node:stream';
 import { Decoder, type FrameSink } from '../protocol/decoder.js';
 import {
@@ -53,6 +54,7 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 const EMPTY = Buffer.alloc(0);
+const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
 
 // Plain byte arithmetic: Buffer's read methods validate their offset on every call, which
 // on the relay path costs more than the read.
@@ -84,6 +86,13 @@ function barrierDone(b: Barrier): void {
 }
 /** Gathered runs shorter than this are copied together; longer ones are written as they are. */
 const SMALL_RUN = 4096;
+/** Runs up to this size are copied four bytes at a time in JS; longer ones with Buffer.copy (a native call with a fixed cost). */
+const COPY_LOOP_MAX = 256;
+/** Sizes of a destination's slab, the buffer short runs for it are copied into. */
+const MIN_SLAB = 2048;
+const MAX_SLAB = 256 * 1024;
+/** Slots of a sender's destination cache (a power of two), indexed by the last byte of the ID. */
+const DEST_CACHE_SLOTS = 64;
 
 /**
  * One agent connection on a router: reads frames with a {@link Decoder}, relays SENDs by
@@ -104,8 +113,12 @@ export class RouterConnection implements FrameSink {
   w1 = 0;
   w2 = 0;
   w3 = 0;
-  /** The agent the last SEND went to, to skip the registry lookup on a run. */
-  private lastDest: RouterConnection | null = null;
+  /**
+   * Agents this connection sent to lately, by the low bits of the ID's last byte, to skip
+   * the registry lookup; allocated at the first SEND. A hit is checked against all 16
+   * bytes of the ID and the agent's state.
+   */
+  private destCache: Array<RouterConnection | null> | null = null;
   /** Text form of `id` ('' until registered), for logs. */
   idText = '';
   state: ConnState = ConnState.PREAMBLE;
@@ -157,6 +170,19 @@ export class RouterConnection implements FrameSink {
   private readonly outFroms: RouterConnection[] = [];
   private readonly outSeqs: number[] = [];
   private outBytes = 0;
+  // As an agent destination: short runs are copied into this slab (one write for many of
+  // them), reused once the stream has taken every byte of it (net.Socket only: another
+  // Duplex may keep the written buffer). slabSize adapts to how much one turn brings.
+  private slab: Buffer | null = null;
+  private slabView: DataView = EMPTY_VIEW;
+  private slabPos = 0;
+  private slabSize = MIN_SLAB;
+  private readonly reuseSlab: boolean;
+  // A DataView of the buffer being relayed from (the chunk read, or a frame the decoder
+  // assembled): DataView reads and writes compile to single loads and stores, where
+  // Buffer's methods validate every call and byte arithmetic takes four.
+  private viewBuf: Buffer = EMPTY;
+  private viewOf: DataView = EMPTY_VIEW;
   // As a link destination: whose SOURCE the peer router holds now (sender and its version).
   private srcOwner: RouterConnection | null = null;
   private srcVersion = 0;
@@ -205,6 +231,7 @@ export class RouterConnection implements FrameSink {
     this.dialled = dial;
     this.openedAt = this.lastRx = ctx.clock.now();
     this.decoder = new Decoder(this, { maxFrame: PRE_REGISTER_MAX_FRAME, preamble: true }); // [P-4.1]
+    this.reuseSlab = stream instanceof Socket;
     if (dial) {
       // [P-10.2] the dialler speaks first: preamble and LINK_HELLO together
       this.preambleSent = true;
@@ -239,10 +266,12 @@ export class RouterConnection implements FrameSink {
       if (off < chunk.length) this.decoder.push(off === 0 ? chunk : chunk.subarray(off));
     } catch (err) {
       this.flushRun();
+      this.dropView();
       this.fail(err);
       return;
     }
     this.flushRun();
+    this.dropView();
     const o = this.ctx.options;
     if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.meter(chunk.length, this.framesIn - before);
   };
@@ -286,12 +315,40 @@ export class RouterConnection implements FrameSink {
   private relayWhole(chunk: Buffer, from: number): number {
     const len = chunk.length;
     const max = this.decoder.maxFrame;
+    const dv = this.view(chunk);
     let off = from;
     let n = 0;
     while (len - off >= RELAY_HEADER_SIZE) {
-      const total = u32be(chunk, off) + 4;
-      if (total < RELAY_HEADER_SIZE || total > max || total > len - off || chunk[off + 4] !== FrameType.SEND || chunk[off + 5] !== 0) break;
-      this.route(chunk, off, off + total, u32be(chunk, off + RELAY_SEQ_OFFSET), this.id);
+      const total = dv.getUint32(off) + 4;
+      const flags = chunk[off + 5];
+      // SEALED alone needs nothing but routing (the router never looks inside). [P-11.4]
+      if (total < RELAY_HEADER_SIZE || total > max || total > len - off || chunk[off + 4] !== FrameType.SEND || (flags !== 0 && flags !== Flag.SEALED)) break;
+      const d = this.runDest;
+      const at = off + RELAY_ID_OFFSET;
+      if (
+        d !== null &&
+        this.runEnd === off &&
+        this.runBuf === chunk &&
+        d.kind === 'agent' &&
+        d.state === ConnState.OPEN &&
+        dv.getInt32(at, true) === d.w0 &&
+        dv.getInt32(at + 4, true) === d.w1 &&
+        dv.getInt32(at + 8, true) === d.w2 &&
+        dv.getInt32(at + 12, true) === d.w3
+      ) {
+        // The next SEND of a run to one agent: what route() does for it, inline. [P-6.3]
+        this.runSeq = dv.getUint32(off + RELAY_SEQ_OFFSET);
+        chunk[off + 4] = FrameType.DELIVER;
+        dv.setInt32(at, this.w0, true);
+        dv.setInt32(at + 4, this.w1, true);
+        dv.setInt32(at + 8, this.w2, true);
+        dv.setInt32(at + 12, this.w3, true);
+        dv.setInt32(off + RELAY_SEQ_OFFSET, 0, true);
+        this.runEnd = off + total;
+        this.runCount++;
+      } else {
+        this.route(chunk, off, off + total, dv.getUint32(off + RELAY_SEQ_OFFSET), this.id);
+      }
       off += total;
       n++;
     }
@@ -345,19 +402,22 @@ export class RouterConnection implements FrameSink {
    */
   private route(buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
     let dest: RouterConnection;
+    const dv = this.view(buf);
     const at = start + RELAY_ID_OFFSET;
-    const c = this.lastDest;
+    const cache = this.destCache;
+    const slot = buf[at + 15]! & (DEST_CACHE_SLOTS - 1);
+    const c = cache === null ? null : cache[slot]!;
     if (
       c !== null &&
       c.state === ConnState.OPEN &&
-      i32le(buf, at) === c.w0 &&
-      i32le(buf, at + 4) === c.w1 &&
-      i32le(buf, at + 8) === c.w2 &&
-      i32le(buf, at + 12) === c.w3
+      dv.getInt32(at, true) === c.w0 &&
+      dv.getInt32(at + 4, true) === c.w1 &&
+      dv.getInt32(at + 8, true) === c.w2 &&
+      dv.getInt32(at + 12, true) === c.w3
     ) {
-      // Same agent as the last SEND (an open agent is always registered under its ID).
+      // An agent sent to lately (an open agent is always registered under its ID).
       dest = c;
-    } else if (u32be(buf, at) === this.ctx.options.routerId) {
+    } else if (dv.getUint32(at) === this.ctx.options.routerId) {
       let entry = this.ctx.registry.lookup(buf, at);
       if (entry === undefined && this.ctx.inRestartWindow()) {
         // [P-12.4] a restarted router holds messages for IDs that may yet resume
@@ -369,7 +429,7 @@ export class RouterConnection implements FrameSink {
       }
       dest = entry.conn;
       // Cache agents only: a reply handle can be retired while its connection stays open.
-      this.lastDest = entry === dest ? dest : null;
+      if (entry === dest && dest.state === ConnState.OPEN) (this.destCache ??= new Array<RouterConnection | null>(DEST_CACHE_SLOTS).fill(null))[slot] = dest;
     } else {
       // [P-10.4] another router's agent: forward the SEND untouched over the link to it;
       // a SOURCE frame written ahead of the run names the sender.
@@ -390,28 +450,18 @@ export class RouterConnection implements FrameSink {
       }
       // [P-6.3] SEND -> DELIVER in place: type, sender ID, seq zeroed; payload untouched.
       buf[start + 4] = FrameType.DELIVER;
-      // Unrolled byte stores: writeInt32LE validates its arguments on every call, and
-      // Buffer.set makes a view; on the relay path both cost more than the copy itself.
-      buf[at] = from[0]!;
-      buf[at + 1] = from[1]!;
-      buf[at + 2] = from[2]!;
-      buf[at + 3] = from[3]!;
-      buf[at + 4] = from[4]!;
-      buf[at + 5] = from[5]!;
-      buf[at + 6] = from[6]!;
-      buf[at + 7] = from[7]!;
-      buf[at + 8] = from[8]!;
-      buf[at + 9] = from[9]!;
-      buf[at + 10] = from[10]!;
-      buf[at + 11] = from[11]!;
-      buf[at + 12] = from[12]!;
-      buf[at + 13] = from[13]!;
-      buf[at + 14] = from[14]!;
-      buf[at + 15] = from[15]!;
-      buf[start + 22] = 0;
-      buf[start + 23] = 0;
-      buf[start + 24] = 0;
-      buf[start + 25] = 0;
+      if (from === this.id) {
+        dv.setInt32(at, this.w0, true);
+        dv.setInt32(at + 4, this.w1, true);
+        dv.setInt32(at + 8, this.w2, true);
+        dv.setInt32(at + 12, this.w3, true);
+      } else {
+        dv.setInt32(at, i32le(from, 0), true);
+        dv.setInt32(at + 4, i32le(from, 4), true);
+        dv.setInt32(at + 8, i32le(from, 8), true);
+        dv.setInt32(at + 12, i32le(from, 12), true);
+      }
+      dv.setInt32(start + RELAY_SEQ_OFFSET, 0, true);
       if (dest.state !== ConnState.OPEN) {
         this.hold(dest, buf, start, end, seq, from);
         return;
@@ -538,8 +588,66 @@ export class RouterConnection implements FrameSink {
         dest.srcVersion = this.sourceVersion;
       }
     }
-    dest.enqueue(this.runBuf, this.runStart, this.runEnd, this, this.runSeq);
+    if (dest.kind === 'link' || this.runEnd - this.runStart >= SMALL_RUN) dest.enqueue(this.runBuf, this.runStart, this.runEnd, this, this.runSeq);
+    else dest.copyIn(this.runBuf, this.view(this.runBuf), this.runStart, this.runEnd, this, this.runSeq);
     this.runBuf = EMPTY;
+  }
+
+  /** The DataView of `buf`, made once per buffer relayed from. */
+  private view(buf: Buffer): DataView {
+    if (buf !== this.viewBuf) {
+      this.viewBuf = buf;
+      this.viewOf = new DataView(buf.buffer, buf.byteOffset, buf.length);
+    }
+    return this.viewOf;
+  }
+
+  /** Forgets the view at the end of a read, so it keeps no chunk alive. */
+  private dropView(): void {
+    this.viewBuf = EMPTY;
+    this.viewOf = EMPTY_VIEW;
+  }
+
+  /**
+   * As an agent destination: copies a short run (already rewritten) into this connection's
+   * slab, next to the runs before it, so a turn's runs from many reads go out as one
+   * buffer. A run from the same sender right after its last one extends that entry.
+   */
+  private copyIn(buf: Buffer, dv: DataView, start: number, end: number, from: RouterConnection, seq: number): void {
+    const n = end - start;
+    let slab = this.slab;
+    if (slab === null || slab.length - this.slabPos < n) {
+      // A slab that filled up within one turn: the next one is twice as large.
+      if (slab !== null) this.slabSize = Math.min(MAX_SLAB, this.slabSize * 2);
+      const size = Math.max(n, this.slabSize);
+      slab = this.slab = size < 4096 ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size);
+      this.slabView = new DataView(slab.buffer, slab.byteOffset, slab.length);
+      this.slabPos = 0;
+    }
+    const p = this.slabPos;
+    if (n <= COPY_LOOP_MAX) {
+      const out = this.slabView;
+      let s = start;
+      let d = p;
+      for (const e = end - 3; s < e; s += 4, d += 4) out.setInt32(d, dv.getInt32(s, true), true);
+      for (; s < end; s++, d++) slab[d] = buf[s]!;
+    } else {
+      buf.copy(slab, p, start, end);
+    }
+    this.slabPos = p + n;
+    this.outBytes += n;
+    const i = this.outBufs.length - 1;
+    if (i >= 0 && this.outBufs[i] === slab && this.outEnds[i] === p && this.outFroms[i] === from) {
+      this.outEnds[i] = p + n;
+      this.outSeqs[i] = seq;
+      return;
+    }
+    if (i < 0) this.ctx.schedule(this);
+    this.outBufs.push(slab);
+    this.outStarts.push(p);
+    this.outEnds.push(p + n);
+    this.outFroms.push(from);
+    this.outSeqs.push(seq);
   }
 
   private enqueue(buf: Buffer, start: number, end: number, from: RouterConnection, seq: number): void {
@@ -1072,6 +1180,7 @@ export class RouterConnection implements FrameSink {
         this.outFroms[i]!.refuse(code, seq, dest, null);
       }
       this.clearPending();
+      this.slab = null;
       return;
     }
     this.ctx.stats.bytesOut += bytes;
@@ -1080,14 +1189,26 @@ export class RouterConnection implements FrameSink {
     const bufs = this.outBufs;
     const starts = this.outStarts;
     const ends = this.outEnds;
-    if (n === 1) {
+    // Entries back to back in one buffer (a slab's runs from several senders) are one range.
+    let m = 1;
+    for (let i = 1; i < n; i++) {
+      if (bufs[i] === bufs[m - 1] && starts[i] === ends[m - 1]) {
+        ends[m - 1] = ends[i]!;
+        continue;
+      }
+      bufs[m] = bufs[i]!;
+      starts[m] = starts[i]!;
+      ends[m] = ends[i]!;
+      m++;
+    }
+    if (m === 1) {
       this.stream.write(bufs[0]!.subarray(starts[0], ends[0]));
     } else {
       // Consecutive small runs are copied into one buffer (a copy costs less than a write
       // call each); large runs go out as they are. All of it in one writev.
       this.stream.cork();
       let i = 0;
-      while (i < n) {
+      while (i < m) {
         if (ends[i]! - starts[i]! >= SMALL_RUN) {
           this.stream.write(bufs[i]!.subarray(starts[i], ends[i]));
           i++;
@@ -1095,7 +1216,7 @@ export class RouterConnection implements FrameSink {
         }
         let j = i;
         let sum = 0;
-        while (j < n && ends[j]! - starts[j]! < SMALL_RUN) sum += ends[j]! - starts[j++]!;
+        while (j < m && ends[j]! - starts[j]! < SMALL_RUN) sum += ends[j]! - starts[j++]!;
         if (j === i + 1) {
           this.stream.write(bufs[i]!.subarray(starts[i], ends[i]));
         } else {
@@ -1114,10 +1235,25 @@ export class RouterConnection implements FrameSink {
       }
       this.stream.uncork();
     }
-    if (this.stream.writableLength > this.ctx.options.maxOutbound) {
+    const queued = this.stream.writableLength;
+    if (queued > this.ctx.options.maxOutbound) {
       for (let i = 0; i < n; i++) if (this.outSeqs[i]! >= 0) this.congested(this.outFroms[i]!, this.outSeqs[i]!);
     }
     this.clearPending();
+    const slab = this.slab;
+    if (slab !== null) {
+      if (!this.reuseSlab || queued > 0) {
+        // The stream still holds what was written of it: the next run starts a new slab.
+        this.slab = null;
+      } else if (this.slabPos * 8 < slab.length) {
+        // A quiet turn: an idle connection keeps no slab.
+        this.slab = null;
+        this.slabSize = Math.max(MIN_SLAB, this.slabSize >> 1);
+      } else {
+        // The kernel has its copy of every byte: write over it next turn.
+        this.slabPos = 0;
+      }
+    }
   }
 
   /** The SOURCE frame naming this connection's sender, for SENDs forwarded onward. */
