@@ -130,7 +130,8 @@ const ROUTER_CORE = 0;
 const GEN_CORE = 1;
 
 async function startRouter(options: Record<string, unknown>, profileName?: string): Promise<ServerChild> {
-  const nodeArgs: string[] = [];
+  // BENCH_ROUTER_NODE_ARGS: extra Node.js flags for the router (e.g. GC settings), space-separated.
+  const nodeArgs: string[] = (process.env['BENCH_ROUTER_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
   if (profileName !== undefined) {
     mkdirSync(resultsDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${resultsDir}`, `--cpu-prof-name=${profileName}`);

@@ -81,7 +81,13 @@ export interface CellResult {
   errors: string[];
 }
 
+/**
+ * Batch buffers per sender: a buffer is busy until its write completes. At a fixed rate a
+ * sender writes what is due at each ~1 ms tick, so it needs enough of them for a tick's
+ * worth (with 4 of 16 KiB, K = 4 senders could not offer more than about 5 M msg/s).
+ */
 const RING = 4;
+const RATE_RING = 32;
 
 class Receiver {
   /** Next expected sequence number from each sender. */
@@ -117,6 +123,9 @@ class Receiver {
     const delivered = this.delivered;
     const k = this.k;
     const hist = this.hist;
+    // One clock read per chunk: its frames were all read at once (a clock read per message
+    // cost the generator more than the rest of its receive path).
+    const now = hist !== null ? performance.now() : 0;
     let n = 0;
     while (end - off >= frame && dv.getUint32(off) === lenField && chunk[off + 4] === type) {
       const p = off + head;
@@ -136,7 +145,7 @@ class Receiver {
       }
       if (hist !== null) {
         const ts = dv.getFloat64(p + 8, true);
-        if (ts >= this.windowStart && ts < this.windowEnd) hist.record((performance.now() - ts) * 1000);
+        if (ts >= this.windowStart && ts < this.windowEnd) hist.record((now - ts) * 1000);
       }
       off += frame;
     }
@@ -176,7 +185,8 @@ class Sender {
   private readonly window: number;
   private readonly ring: Buffer[] = [];
   private readonly views: DataView[] = [];
-  private readonly busy = new Uint8Array(RING);
+  private readonly busy: Uint8Array;
+  private readonly ringSize: number;
   private readonly done: Array<() => void> = [];
   private next = 0;
   private waitDrain = false;
@@ -222,7 +232,9 @@ class Sender {
     const wb = spec.windowBytes ?? Math.max(128 * 1024, Math.min(1 << 20, (16 << 20) / k));
     this.window = Math.max(2 * batch, Math.floor(wb / this.frame));
     this.slotDest = periodic ? new Int32Array(batch) : null;
-    for (let r = 0; r < RING; r++) {
+    this.ringSize = spec.rate !== undefined ? RATE_RING : RING;
+    this.busy = new Uint8Array(this.ringSize);
+    for (let r = 0; r < this.ringSize; r++) {
       const b = Buffer.alloc(batch * this.frame);
       for (let j = 0; j < batch; j++) {
         const d = spray ? (index + j) % k : index;
@@ -303,7 +315,7 @@ class Sender {
       }
       this.busy[i] = 1;
       this.lastWrite = now;
-      this.next = i + 1 === RING ? 0 : i + 1;
+      this.next = i + 1 === this.ringSize ? 0 : i + 1;
       this.sent += n;
       const ok = sock.write(n === this.batch ? b : b.subarray(0, n * fs), this.done[i]);
       if (!ok) this.waitDrain = true;
