@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Router } from '../../src/router/router.js';
 import { readError } from '../../src/protocol/control.js';
-import { encodeSend, writeRelayHeader } from '../../src/protocol/encoder.js';
+import { encodePreamble, encodeSend, writeRelayHeader } from '../../src/protocol/encoder.js';
 import { Flag, FrameType, RELAY_HEADER_SIZE, WireCode } from '../../src/protocol/frame.js';
 import { RawClient } from '../helpers/raw.js';
 
@@ -166,6 +166,29 @@ T('SEALED SENDs in a run with plain ones: delivered in order, each with its own 
     assert.equal(f.bytes.subarray(6, 22), Buffer.from(rs.id));
     assert.is(f.bytes[RELAY_HEADER_SIZE], i);
   });
+});
+
+T('a run to an anonymous agent through its reply handle does not take a SEND to the all-zero ID', async () => {
+  // The anonymous agent has no ID: the words the relay compares a run's next SEND with are
+  // zeros, which must not make 00...00 an address of whoever the run goes to.
+  const anon = await client();
+  anon.write(encodePreamble(1), ...anon.codec.encodeRegister({ anonymous: true }));
+  assert.is((await anon.next()).type, FrameType.REGISTERED);
+  const b = await client();
+  const bId = (await b.register()).id;
+  anon.write(...encodeSend(bId, 1, Buffer.from('hi')));
+  const d = await b.next();
+  const handle = Buffer.from(d.bytes.subarray(6, 22));
+  b.write(Buffer.concat([...encodeSend(handle, 7, Buffer.from('reply')), ...encodeSend(Buffer.alloc(16), 8, Buffer.from('stray'))]));
+  const e = await b.next();
+  assert.is(e.type, FrameType.ERROR);
+  const err = readError(e.bytes, 0, e.bytes.length);
+  assert.is(err.seq, 8);
+  assert.is(err.code, WireCode.UNREACHABLE_ROUTER);
+  const r = await anon.next();
+  assert.equal(r.bytes.subarray(RELAY_HEADER_SIZE), Buffer.from('reply'));
+  await new Promise((res) => setTimeout(res, 50));
+  assert.is(anon.frames.length, 0, 'nothing else reached the anonymous agent');
 });
 
 T.run();

@@ -159,6 +159,8 @@ export class RouterConnection implements FrameSink {
   private runEnd = 0;
   private runCount = 0;
   private runSeq = 0;
+  /** The run's destination is an agent reached by its own ID (not a reply handle, not a link). */
+  private runById = false;
 
   // As a destination: DELIVER runs (and, for links, SOURCE frames) gathered from the reads
   // of one event-loop turn, as (buffer, start, end) with the sender and its last seq;
@@ -325,11 +327,13 @@ export class RouterConnection implements FrameSink {
       if (total < RELAY_HEADER_SIZE || total > max || total > len - off || chunk[off + 4] !== FrameType.SEND || (flags !== 0 && flags !== Flag.SEALED)) break;
       const d = this.runDest;
       const at = off + RELAY_ID_OFFSET;
+      // Only a run to an agent reached by its own ID: an anonymous agent reached through a
+      // reply handle has no ID to compare with (its words are zeros).
       if (
         d !== null &&
+        this.runById &&
         this.runEnd === off &&
         this.runBuf === chunk &&
-        d.kind === 'agent' &&
         d.state === ConnState.OPEN &&
         dv.getInt32(at, true) === d.w0 &&
         dv.getInt32(at + 4, true) === d.w1 &&
@@ -402,6 +406,7 @@ export class RouterConnection implements FrameSink {
    */
   private route(buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
     let dest: RouterConnection;
+    let byId = false;
     const dv = this.view(buf);
     const at = start + RELAY_ID_OFFSET;
     const cache = this.destCache;
@@ -417,6 +422,7 @@ export class RouterConnection implements FrameSink {
     ) {
       // An agent sent to lately (an open agent is always registered under its ID).
       dest = c;
+      byId = true;
     } else if (dv.getUint32(at) === this.ctx.options.routerId) {
       let entry = this.ctx.registry.lookup(buf, at);
       if (entry === undefined && this.ctx.inRestartWindow()) {
@@ -428,8 +434,9 @@ export class RouterConnection implements FrameSink {
         return;
       }
       dest = entry.conn;
+      byId = entry === dest;
       // Cache agents only: a reply handle can be retired while its connection stays open.
-      if (entry === dest && dest.state === ConnState.OPEN) (this.destCache ??= new Array<RouterConnection | null>(DEST_CACHE_SLOTS).fill(null))[slot] = dest;
+      if (byId && dest.state === ConnState.OPEN) (this.destCache ??= new Array<RouterConnection | null>(DEST_CACHE_SLOTS).fill(null))[slot] = dest;
     } else {
       // [P-10.4] another router's agent: forward the SEND untouched over the link to it;
       // a SOURCE frame written ahead of the run names the sender.
@@ -475,6 +482,7 @@ export class RouterConnection implements FrameSink {
     }
     this.flushRun();
     this.runDest = dest;
+    this.runById = byId;
     this.runBuf = buf;
     this.runStart = start;
     this.runEnd = end;
