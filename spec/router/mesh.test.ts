@@ -69,6 +69,57 @@ M('three routers: agents on each reach agents on the others, both ways, with sen
   assert.ok(l.every((x) => x.bytesOut > 0 || x.bytesIn > 0));
 });
 
+M('runs across a link: SENDs from two agents and an anonymous one, interleaved and in runs, arrive in order under their own senders', async () => {
+  const r1 = await start(1, []);
+  const r2 = await start(2, [addr(r1)]);
+  await eventually(() => r1.links().length === 1 && r2.links().length === 1, 3000, 'link');
+  const b = await agent(r2);
+  const c2 = await agent(r2);
+  const x = await agent(r1);
+  const y = await agent(r1);
+  const anon = await RawClient.tcp(r1.address()!.port);
+  clients.push(anon);
+  anon.write(encodePreamble(1), ...anon.codec.encodeRegister({ anonymous: true }));
+  assert.is((await anon.next()).type, FrameType.REGISTERED);
+  // Each sender writes runs to b with single SENDs to c2 between them, all in one write, so
+  // the link carries long runs, short ones and SOURCE frames between senders.
+  const n = 300;
+  const script = (tag: number): Buffer => {
+    const parts: Buffer[] = [];
+    for (let i = 0; i < n; i++) parts.push(...encodeSend(i % 50 === 49 ? c2.id : b.id, i + 1, Buffer.of(tag, i >> 8, i & 0xff)));
+    return Buffer.concat(parts);
+  };
+  x.c.write(script(1));
+  y.c.write(script(2));
+  anon.write(script(3));
+  const perSender = n - n / 50;
+  await b.c.until(() => b.c.frames.length === 3 * perSender && c2.c.frames.length === 3 * (n / 50), 5000, 'deliveries');
+  const next = new Map<number, number>();
+  const handles = new Set<string>();
+  for (const f of b.c.frames) {
+    assert.is(f.type, FrameType.DELIVER);
+    const tag = f.bytes[26]!;
+    const i = (f.bytes[27]! << 8) | f.bytes[28]!;
+    let want = next.get(tag) ?? 0;
+    if (want % 50 === 49) want++;
+    assert.is(i, want, `sender ${tag} in order`);
+    next.set(tag, want + 1);
+    const from = f.bytes.subarray(6, 22);
+    if (tag === 1) assert.equal(from, x.id);
+    else if (tag === 2) assert.equal(from, y.id);
+    else {
+      // anonymous: a reply handle of r1, flagged ANONYMOUS, never an agent's ID
+      assert.is(f.flags & 0x01, 0x01);
+      assert.is(routerIdOf(from), 1);
+      assert.not.equal(from, x.id);
+      assert.not.equal(from, y.id);
+      handles.add(from.toString('hex'));
+    }
+    if (tag !== 3) assert.is(f.flags, 0);
+  }
+  assert.is(handles.size, perSender, 'a fresh handle per anonymous message');
+});
+
 M('errors travel back with the seq: unknown destination on the far router arrives before the flush PONG', async () => {
   const r1 = await start(1, []);
   const r2 = await start(2, [addr(r1)]);

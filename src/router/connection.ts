@@ -194,6 +194,11 @@ export class RouterConnection implements FrameSink {
   private sourceHops = 0;
   private hasSource = false;
   private sourceFlags = 0;
+  // `source` as four little-endian int32 words, for the relay fast path.
+  private srcW0 = 0;
+  private srcW1 = 0;
+  private srcW2 = 0;
+  private srcW3 = 0;
   // Bumped by every SOURCE frame, so link destinations know when to name the sender again.
   private sourceVersion = 0;
   private hs: { nonce: Buffer; peer: LinkHello | null } | null = null;
@@ -260,7 +265,7 @@ export class RouterConnection implements FrameSink {
     const before = this.framesIn;
     try {
       let off = 0;
-      if (this.kind === 'agent' && !this.anonymous && this.state === ConnState.OPEN) {
+      if (((this.kind === 'agent' && !this.anonymous) || this.kind === 'link') && this.state === ConnState.OPEN) {
         // Let the decoder finish a frame split across reads, then take whole frames here.
         off = this.decoder.finishPartial(chunk);
         if (this.decoder.atFrameStart && this.state === ConnState.OPEN) off = this.relayWhole(chunk, off);
@@ -318,41 +323,71 @@ export class RouterConnection implements FrameSink {
     const len = chunk.length;
     const max = this.decoder.maxFrame;
     const dv = this.view(chunk);
+    const link = this.kind === 'link';
     let off = from;
     let n = 0;
     while (len - off >= RELAY_HEADER_SIZE) {
       const total = dv.getUint32(off) + 4;
+      const type = chunk[off + 4];
       const flags = chunk[off + 5];
+      if (total > len - off) break;
+      if (link && type === FrameType.SOURCE && total === SOURCE_SIZE) {
+        // On a link, SOURCE frames name the sender of the SENDs after them. [P-10.4]
+        this.flushRun();
+        this.control(chunk, off, off + total);
+        off += total;
+        n++;
+        continue;
+      }
       // SEALED alone needs nothing but routing (the router never looks inside). [P-11.4]
-      if (total < RELAY_HEADER_SIZE || total > max || total > len - off || chunk[off + 4] !== FrameType.SEND || (flags !== 0 && flags !== Flag.SEALED)) break;
+      if (total < RELAY_HEADER_SIZE || total > max || type !== FrameType.SEND || (flags !== 0 && flags !== Flag.SEALED)) break;
       const d = this.runDest;
       const at = off + RELAY_ID_OFFSET;
-      // Only a run to an agent reached by its own ID: an anonymous agent reached through a
-      // reply handle has no ID to compare with (its words are zeros).
-      if (
-        d !== null &&
-        this.runById &&
-        this.runEnd === off &&
-        this.runBuf === chunk &&
-        d.state === ConnState.OPEN &&
-        dv.getInt32(at, true) === d.w0 &&
-        dv.getInt32(at + 4, true) === d.w1 &&
-        dv.getInt32(at + 8, true) === d.w2 &&
-        dv.getInt32(at + 12, true) === d.w3
-      ) {
-        // The next SEND of a run to one agent: what route() does for it, inline. [P-6.3]
-        this.runSeq = dv.getUint32(off + RELAY_SEQ_OFFSET);
-        chunk[off + 4] = FrameType.DELIVER;
-        dv.setInt32(at, this.w0, true);
-        dv.setInt32(at + 4, this.w1, true);
-        dv.setInt32(at + 8, this.w2, true);
-        dv.setInt32(at + 12, this.w3, true);
-        dv.setInt32(off + RELAY_SEQ_OFFSET, 0, true);
-        this.runEnd = off + total;
-        this.runCount++;
-      } else {
-        this.route(chunk, off, off + total, dv.getUint32(off + RELAY_SEQ_OFFSET), this.id);
+      // The next SEND of an open run: what route() does for it, inline.
+      if (d !== null && this.runEnd === off && this.runBuf === chunk && d.state === ConnState.OPEN) {
+        if (this.runById) {
+          // A run to an agent reached by its own ID (an anonymous agent, reached through a
+          // reply handle, has no ID to compare with: its words are zeros).
+          if (
+            dv.getInt32(at, true) === d.w0 &&
+            dv.getInt32(at + 4, true) === d.w1 &&
+            dv.getInt32(at + 8, true) === d.w2 &&
+            dv.getInt32(at + 12, true) === d.w3 &&
+            (!link || total <= this.ctx.options.maxFrame) // [P-10.4]
+          ) {
+            // [P-6.3] from an agent: its own ID; from a link: the sender its SOURCE named.
+            this.runSeq = dv.getUint32(off + RELAY_SEQ_OFFSET);
+            chunk[off + 4] = FrameType.DELIVER;
+            if (link) {
+              chunk[off + 5] = flags | this.sourceFlags;
+              dv.setInt32(at, this.srcW0, true);
+              dv.setInt32(at + 4, this.srcW1, true);
+              dv.setInt32(at + 8, this.srcW2, true);
+              dv.setInt32(at + 12, this.srcW3, true);
+            } else {
+              dv.setInt32(at, this.w0, true);
+              dv.setInt32(at + 4, this.w1, true);
+              dv.setInt32(at + 8, this.w2, true);
+              dv.setInt32(at + 12, this.w3, true);
+            }
+            dv.setInt32(off + RELAY_SEQ_OFFSET, 0, true);
+            this.runEnd = off + total;
+            this.runCount++;
+            off += total;
+            n++;
+            continue;
+          }
+        } else if (!link && d.kind === 'link' && dv.getUint32(at) === d.peerRouterId && total <= d.peerMaxFrame) {
+          // A run over the link to the destination's own router: forwarded untouched. [P-10.4]
+          this.runSeq = dv.getUint32(off + RELAY_SEQ_OFFSET);
+          this.runEnd = off + total;
+          this.runCount++;
+          off += total;
+          n++;
+          continue;
+        }
       }
+      this.route(chunk, off, off + total, dv.getUint32(off + RELAY_SEQ_OFFSET), link ? this.source : this.id);
       off += total;
       n++;
     }
@@ -711,6 +746,10 @@ export class RouterConnection implements FrameSink {
         // Runs gathered so far were rewritten (or given their SOURCE) already.
         this.sourceVersion++;
         buf.copy(this.source, 0, start + 6, start + 6 + ID_SIZE);
+        this.srcW0 = this.source.readInt32LE(0);
+        this.srcW1 = this.source.readInt32LE(4);
+        this.srcW2 = this.source.readInt32LE(8);
+        this.srcW3 = this.source.readInt32LE(12);
         this.sourceHops = buf[start + 6 + ID_SIZE]!;
         this.sourceFlags = buf[start + 5]! & Flag.ANONYMOUS;
         this.hasSource = true;
