@@ -339,7 +339,7 @@ export class RouterConnection implements FrameSink {
         n++;
         continue;
       }
-      // SEALED alone needs nothing but routing (the router never looks inside). [P-11.4]
+      // SEALED alone needs nothing but routing (the router never looks inside). [P-11.2]
       if (total < RELAY_HEADER_SIZE || total > max || type !== FrameType.SEND || (flags !== 0 && flags !== Flag.SEALED)) break;
       const d = this.runDest;
       const at = off + RELAY_ID_OFFSET;
