@@ -15,6 +15,8 @@ import { cpus, loadavg, totalmem, release } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import type { ProbeJob } from './probe-worker.js';
 import { runCell, type CellResult, type CellSpec, type Pattern } from './lib/load.js';
 import { natsWire, plainWire, posternWire, probeMesh, type SystemName, type Wire } from './lib/wire.js';
 import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild } from './lib/proc.js';
@@ -259,6 +261,8 @@ function find(cells: CellSummary[], system: SystemName, pattern: Pattern, size: 
 
 /** The latency cell: few connections, so a moderate rate still goes out in batches. */
 const LATENCY_CELL = { pattern: 'pairs' as Pattern, size: 16, k: 4 };
+/** Messages/s of the latency probe that runs beside the load (one pair of its own). */
+const PROBE_RATE = 10_000;
 
 interface LatencyRow {
   system: SystemName;
@@ -270,7 +274,28 @@ interface LatencyRow {
   p99: number;
   p999: number;
   max: number;
+  /** The probe beside the load: medians of p50, p99, p99.9; max the worst. */
+  probe: { p50: number; p99: number; p999: number; max: number };
   runs: CellResult[];
+  probeRuns: CellResult[];
+}
+
+/** Runs the latency probe (benchmarks/probe-worker.js) in a worker thread of this process. */
+function runProbe(job: ProbeJob): Promise<CellResult> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL('./probe-worker.js', import.meta.url), { workerData: job });
+    let done = false;
+    w.once('message', (m: { ok: boolean; result?: CellResult; error?: string }) => {
+      done = true;
+      if (m.ok) resolve(m.result!);
+      else reject(new Error(`latency probe: ${m.error}`));
+      void w.terminate();
+    });
+    w.once('error', (e) => reject(new Error(`latency probe: ${e.message}`)));
+    w.once('exit', (code) => {
+      if (!done) reject(new Error(`latency probe exited with code ${code}`));
+    });
+  });
 }
 
 async function latency(
@@ -300,7 +325,15 @@ async function latency(
       const rate = Math.max(1000, Math.round(sat * fraction));
       const label = `${name} latency at ${fraction * 100}% (${fmtRate(rate)} msg/s)`;
       const runs: CellResult[] = [];
+      const probeRuns: CellResult[] = [];
       for (let rep = 0; rep < Math.min(cfg.repeats, 3); rep++) {
+        // The load and the probe (a thread of its own) start together, once both are connected.
+        const startAt = performance.timeOrigin + performance.now() + 500;
+        const probe = runProbe({
+          system: name,
+          port: server.port,
+          spec: { pattern: 'pairs', size: base.size, k: 1, rate: PROBE_RATE, latency: true, warmupMs: cfg.warmupMs, durationMs: cfg.latencyMs, batchBytes: 4096, indexBase: 1000, startAt },
+        });
         const r = await runCell(wire, {
           ...base,
           rate,
@@ -309,10 +342,14 @@ async function latency(
           durationMs: cfg.latencyMs,
           serverPid: server.pid,
           batchBytes: 16384,
+          startAt,
           progress: (x) => progress(`${label} rep ${rep + 1}: ${fmtRate(x)} msg/s delivered`),
         });
         record(name, label, r);
         runs.push(r);
+        const p = await probe;
+        record(name, `${label}, probe`, p);
+        probeRuns.push(p);
       }
       const row: LatencyRow = {
         system: name,
@@ -324,9 +361,16 @@ async function latency(
         p99: median(runs.map((r) => r.latency?.p99 ?? NaN)),
         p999: median(runs.map((r) => r.latency?.p999 ?? NaN)),
         max: Math.max(...runs.map((r) => r.latency?.max ?? 0)),
+        probe: {
+          p50: median(probeRuns.map((r) => r.latency?.p50 ?? NaN)),
+          p99: median(probeRuns.map((r) => r.latency?.p99 ?? NaN)),
+          p999: median(probeRuns.map((r) => r.latency?.p999 ?? NaN)),
+          max: Math.max(...probeRuns.map((r) => r.latency?.max ?? 0)),
+        },
         runs,
+        probeRuns,
       };
-      if (!tty) note(`${label}: p50 ${row.p50} µs, p99 ${row.p99} µs, p99.9 ${row.p999} µs`);
+      if (!tty) note(`${label}: p50 ${row.p50} µs, p99 ${row.p99} µs, p99.9 ${row.p999} µs; probe p99 ${row.probe.p99} µs`);
       rows.push(row);
     }
   }
@@ -634,7 +678,8 @@ async function main(): Promise<number> {
     t('pairs 16 B K=16 vs plain forwarder', '>= 0.5x', pairs16?.vsPlainMsgs, (v) => v >= 0.5, fmtRatio),
     t('spray 16 B K=16 vs nats-server', '>= 1.5x', spray16?.vsNats, (v) => v >= 1.5, fmtRatio),
     t('pairs 64 KiB vs plain forwarder bytes/s (worst K)', '>= 0.9x', big.length === 0 ? undefined : Math.min(...big.map((r) => r.vsPlainBytes)), (v) => v >= 0.9, fmtRatio),
-    t('p99 one-way latency at 50% of saturation', '<= 1000 µs', lat50?.p99, (v) => v <= 1000, (v) => `${v} µs`),
+    t('p99 one-way latency at 50% of saturation (load)', '<= 1000 µs', lat50?.p99, (v) => v <= 1000, (v) => `${v} µs`),
+    t('  the same, probe beside the load', '<= 1000 µs', lat50?.probe.p99, (v) => v <= 1000, (v) => `${v} µs`),
     t('router RSS for 100,000 idle agents', '<= 2 GiB', scale?.rssAt100k, (v) => v <= 2 * 2 ** 30, (v) => `${fmtBytes(v)}${scale !== null && scale.agents < 100_000 ? ` (extrapolated from ${scale.agents})` : ''}`),
     t('keepalive expiries of live agents', '0', scale === null ? undefined : scale.expired + scale.lost, (v) => v === 0, String),
     t('sealed throughput vs plain (worst cell)', 'same (>= 0.9x)', seal === null || seal.rows.length === 0 ? undefined : Math.min(...seal.rows.map((r) => r.ratio)), (v) => v >= 0.9, fmtRatio),
@@ -678,10 +723,24 @@ async function main(): Promise<number> {
   if (lat.length > 0) {
     lines.push('');
     lines.push(`one-way latency, pairs ${LATENCY_CELL.size} B K=${LATENCY_CELL.k}, at a fraction of each system's own saturation of that cell (µs)`);
+    lines.push(`(load: the load's own messages, sent in 1 ms bursts; probe: ${fmtRate(PROBE_RATE)} msg/s on a pair of its own beside the load)`);
     lines.push(
       table(
-        ['system', 'load', 'offered', 'delivered', 'p50', 'p99', 'p99.9', 'max'],
-        lat.map((l) => [l.system, `${l.fraction * 100}%`, fmtRate(l.offeredPerSec), fmtRate(l.deliveredPerSec), String(l.p50), String(l.p99), String(l.p999), String(l.max)]),
+        ['system', 'load', 'offered', 'delivered', 'p50', 'p99', 'p99.9', 'max', 'probe p50', 'p99', 'p99.9', 'max'],
+        lat.map((l) => [
+          l.system,
+          `${l.fraction * 100}%`,
+          fmtRate(l.offeredPerSec),
+          fmtRate(l.deliveredPerSec),
+          String(l.p50),
+          String(l.p99),
+          String(l.p999),
+          String(l.max),
+          String(l.probe.p50),
+          String(l.probe.p99),
+          String(l.probe.p999),
+          String(l.probe.max),
+        ]),
       ),
     );
   }

@@ -39,6 +39,14 @@ export interface CellSpec {
   latency?: boolean;
   /** pid of the server process, to report its CPU use over the window. */
   serverPid?: number;
+  /** Added to the connection indices given to the wire (the plain forwarder pairs sender N with receiver N), so that two cells can share a server. Default 0. */
+  indexBase?: number;
+  /**
+   * When traffic starts, as `performance.timeOrigin + performance.now()` (ms, the same clock
+   * in every thread): cells run side by side in two threads start together. Default: as
+   * soon as the connections are open.
+   */
+  startAt?: number;
   /** Local addresses to spread connections over. */
   localAddresses?: string[];
   /** Called about every 250 ms with the current delivery rate (messages/s). */
@@ -348,10 +356,15 @@ export async function runCell(wire: Wire, spec: CellSpec): Promise<CellResult> {
   const la = (i: number): string | undefined => (spec.localAddresses === undefined ? undefined : spec.localAddresses[i % spec.localAddresses.length]);
   const delivered = new Float64Array(k);
   const receivers = Array.from({ length: k }, () => new Receiver(k, spec.size, delivered, spec.latency === true, onError));
-  const rconns = await mapLimit(k, 64, (i) => wire.openReceiver(i, receivers[i]!.onMessage, onError, la(i), receivers[i]!.bulk));
+  const base = spec.indexBase ?? 0;
+  const rconns = await mapLimit(k, 64, (i) => wire.openReceiver(base + i, receivers[i]!.onMessage, onError, la(i), receivers[i]!.bulk));
   const dests = rconns.map((c) => c.dest);
-  const sconns = await mapLimit(k, 64, (i) => wire.openSender(i, onError, la(k + i)));
+  const sconns = await mapLimit(k, 64, (i) => wire.openSender(base + i, onError, la(k + i)));
   const senders = sconns.map((c, i) => new Sender(i, c, wire, dests, spec, delivered));
+  if (spec.startAt !== undefined) {
+    const wait = spec.startAt - (performance.timeOrigin + performance.now());
+    if (wait > 0) await sleep(wait);
+  }
   const received = (): number => {
     let n = 0;
     for (const r of receivers) n += r.count;

@@ -41,6 +41,12 @@ test('bench --quick delivers every message in order and exits 0', async () => {
       failures: string[];
       throughput: Array<{ system: string; inOrder: boolean; runs: Array<{ sent: number; received: number; lost: number; outOfOrder: number }> }>;
       scale: { agents: number; expired: number; lost: number } | null;
+      latency: Array<{
+        system: string;
+        probe: { p99: number };
+        runs: Array<{ inOrder: boolean; latency?: { count: number } }>;
+        probeRuns: Array<{ inOrder: boolean; latency?: { count: number } }>;
+      }>;
     };
     assert.is(json.allInOrder, true);
     assert.equal(json.failures, []);
@@ -53,6 +59,16 @@ test('bench --quick delivers every message in order and exits 0', async () => {
         assert.is(run.received, run.sent);
         assert.is(run.lost, 0);
         assert.is(run.outOfOrder, 0);
+      }
+    }
+    // Latency runs: the load's messages and the probe's were timed, and all arrived in order.
+    assert.ok(json.latency.length > 0, 'latency cells ran');
+    for (const row of json.latency) {
+      assert.ok(row.probe.p99 > 0, `${row.system}: probe p99`);
+      assert.ok(row.probeRuns.length > 0 && row.probeRuns.length === row.runs.length);
+      for (const run of [...row.runs, ...row.probeRuns]) {
+        assert.ok(run.inOrder);
+        assert.ok((run.latency?.count ?? 0) > 0);
       }
     }
     assert.ok(json.scale !== null && json.scale.agents > 0);
