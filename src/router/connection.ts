@@ -345,31 +345,33 @@ export class RouterConnection implements FrameSink {
       const at = off + RELAY_ID_OFFSET;
       // The next SEND of an open run: what route() does for it, inline.
       if (d !== null && this.runEnd === off && this.runBuf === chunk && d.state === ConnState.OPEN) {
-        if (this.runById) {
+        if (this.runById && !link) {
           // A run to an agent reached by its own ID (an anonymous agent, reached through a
           // reply handle, has no ID to compare with: its words are zeros).
+          const before = this.runCount;
+          const o = this.extendAgentRun(chunk, dv, off, max, d);
+          if (o !== off) {
+            n += this.runCount - before;
+            off = o;
+            continue;
+          }
+        } else if (this.runById) {
+          // From a link, a run to an agent: rewritten with the sender its SOURCE named.
           if (
             dv.getInt32(at, true) === d.w0 &&
             dv.getInt32(at + 4, true) === d.w1 &&
             dv.getInt32(at + 8, true) === d.w2 &&
             dv.getInt32(at + 12, true) === d.w3 &&
-            (!link || total <= this.ctx.options.maxFrame) // [P-10.4]
+            total <= this.ctx.options.maxFrame // [P-10.4]
           ) {
-            // [P-6.3] from an agent: its own ID; from a link: the sender its SOURCE named.
+            // [P-6.3]
             this.runSeq = dv.getUint32(off + RELAY_SEQ_OFFSET);
             chunk[off + 4] = FrameType.DELIVER;
-            if (link) {
-              chunk[off + 5] = flags | this.sourceFlags;
-              dv.setInt32(at, this.srcW0, true);
-              dv.setInt32(at + 4, this.srcW1, true);
-              dv.setInt32(at + 8, this.srcW2, true);
-              dv.setInt32(at + 12, this.srcW3, true);
-            } else {
-              dv.setInt32(at, this.w0, true);
-              dv.setInt32(at + 4, this.w1, true);
-              dv.setInt32(at + 8, this.w2, true);
-              dv.setInt32(at + 12, this.w3, true);
-            }
+            chunk[off + 5] = flags | this.sourceFlags;
+            dv.setInt32(at, this.srcW0, true);
+            dv.setInt32(at + 4, this.srcW1, true);
+            dv.setInt32(at + 8, this.srcW2, true);
+            dv.setInt32(at + 12, this.srcW3, true);
             dv.setInt32(off + RELAY_SEQ_OFFSET, 0, true);
             this.runEnd = off + total;
             this.runCount++;
@@ -393,6 +395,46 @@ export class RouterConnection implements FrameSink {
     }
     this.framesIn += n;
     this.ctx.stats.framesIn += n;
+    return off;
+  }
+
+  /**
+   * The run of an agent's SENDs to one agent, in a loop of its own: every whole SEND from
+   * `from` on with the run's destination ID is rewritten into its DELIVER in place [P-6.3]
+   * and added to the run. Returns the offset of the first frame it did not take.
+   */
+  private extendAgentRun(chunk: Buffer, dv: DataView, from: number, max: number, d: RouterConnection): number {
+    const len = chunk.length;
+    const w0 = d.w0;
+    const w1 = d.w1;
+    const w2 = d.w2;
+    const w3 = d.w3;
+    const f0 = this.w0;
+    const f1 = this.w1;
+    const f2 = this.w2;
+    const f3 = this.w3;
+    let off = from;
+    let seq = this.runSeq;
+    let n = 0;
+    while (len - off >= RELAY_HEADER_SIZE) {
+      const total = dv.getUint32(off) + 4;
+      const flags = chunk[off + 5];
+      if (total < RELAY_HEADER_SIZE || total > max || total > len - off || chunk[off + 4] !== FrameType.SEND || (flags !== 0 && flags !== Flag.SEALED)) break;
+      const at = off + RELAY_ID_OFFSET;
+      if (dv.getInt32(at, true) !== w0 || dv.getInt32(at + 4, true) !== w1 || dv.getInt32(at + 8, true) !== w2 || dv.getInt32(at + 12, true) !== w3) break;
+      seq = dv.getUint32(off + RELAY_SEQ_OFFSET);
+      chunk[off + 4] = FrameType.DELIVER;
+      dv.setInt32(at, f0, true);
+      dv.setInt32(at + 4, f1, true);
+      dv.setInt32(at + 8, f2, true);
+      dv.setInt32(at + 12, f3, true);
+      dv.setInt32(off + RELAY_SEQ_OFFSET, 0, true);
+      off += total;
+      n++;
+    }
+    this.runEnd = off;
+    this.runCount += n;
+    this.runSeq = seq;
     return off;
   }
 
