@@ -55,7 +55,8 @@ const cfg = {
   durationMs: Number(flags.duration ?? (quick ? 250 : 2000)),
   warmupMs: Number(flags.warmup ?? (quick ? 100 : 500)),
   repeats: Number(flags.repeats ?? (quick ? 1 : 3)),
-  latencyFractions: [0.1, 0.5],
+  // 0: no load, the probe alone (the floor of the measurement on this machine).
+  latencyFractions: [0, 0.1, 0.5],
   latencyMs: quick ? 300 : 2000,
   scaleN: Number(flags['scale-n'] ?? (quick ? 500 : 100_000)),
   scaleKeepaliveMs: quick ? 1000 : 2000,
@@ -322,8 +323,8 @@ async function latency(
       sat = median(sats);
     }
     for (const fraction of cfg.latencyFractions) {
-      const rate = Math.max(1000, Math.round(sat * fraction));
-      const label = `${name} latency at ${fraction * 100}% (${fmtRate(rate)} msg/s)`;
+      const rate = fraction === 0 ? 0 : Math.max(1000, Math.round(sat * fraction));
+      const label = fraction === 0 ? `${name} latency, probe alone` : `${name} latency at ${fraction * 100}% (${fmtRate(rate)} msg/s)`;
       const runs: CellResult[] = [];
       const probeRuns: CellResult[] = [];
       for (let rep = 0; rep < Math.min(cfg.repeats, 3); rep++) {
@@ -334,19 +335,21 @@ async function latency(
           port: server.port,
           spec: { pattern: 'pairs', size: base.size, k: 1, rate: PROBE_RATE, latency: true, warmupMs: cfg.warmupMs, durationMs: cfg.latencyMs, batchBytes: 4096, indexBase: 1000, startAt },
         });
-        const r = await runCell(wire, {
-          ...base,
-          rate,
-          latency: true,
-          warmupMs: cfg.warmupMs,
-          durationMs: cfg.latencyMs,
-          serverPid: server.pid,
-          batchBytes: 16384,
-          startAt,
-          progress: (x) => progress(`${label} rep ${rep + 1}: ${fmtRate(x)} msg/s delivered`),
-        });
-        record(name, label, r);
-        runs.push(r);
+        if (rate > 0) {
+          const r = await runCell(wire, {
+            ...base,
+            rate,
+            latency: true,
+            warmupMs: cfg.warmupMs,
+            durationMs: cfg.latencyMs,
+            serverPid: server.pid,
+            batchBytes: 16384,
+            startAt,
+            progress: (x) => progress(`${label} rep ${rep + 1}: ${fmtRate(x)} msg/s delivered`),
+          });
+          record(name, label, r);
+          runs.push(r);
+        }
         const p = await probe;
         record(name, `${label}, probe`, p);
         probeRuns.push(p);
@@ -726,19 +729,19 @@ async function main(): Promise<number> {
   if (lat.length > 0) {
     lines.push('');
     lines.push(`one-way latency, pairs ${LATENCY_CELL.size} B K=${LATENCY_CELL.k}, at a fraction of each system's own saturation of that cell (µs)`);
-    lines.push(`(load: the load's own messages, sent in 1 ms bursts; probe: ${fmtRate(PROBE_RATE)} msg/s on a pair of its own beside the load)`);
+    lines.push(`(load: the load's own messages, sent in 1 ms bursts; probe: ${fmtRate(PROBE_RATE)} msg/s on a pair of its own beside the load; load none: the probe alone)`);
     lines.push(
       table(
         ['system', 'load', 'offered', 'delivered', 'p50', 'p99', 'p99.9', 'max', 'probe p50', 'p99', 'p99.9', 'max'],
         lat.map((l) => [
           l.system,
-          `${l.fraction * 100}%`,
-          fmtRate(l.offeredPerSec),
-          fmtRate(l.deliveredPerSec),
-          String(l.p50),
-          String(l.p99),
-          String(l.p999),
-          String(l.max),
+          l.fraction === 0 ? 'none' : `${l.fraction * 100}%`,
+          l.fraction === 0 ? '-' : fmtRate(l.offeredPerSec),
+          l.fraction === 0 ? '-' : fmtRate(l.deliveredPerSec),
+          l.fraction === 0 ? '-' : String(l.p50),
+          l.fraction === 0 ? '-' : String(l.p99),
+          l.fraction === 0 ? '-' : String(l.p999),
+          l.fraction === 0 ? '-' : String(l.max),
           String(l.probe.p50),
           String(l.probe.p99),
           String(l.probe.p999),
