@@ -151,6 +151,49 @@ T('short runs copied for a reader that stops reading: every byte arrives intact 
   for (const s of senders) assert.is(s.frames.length, 0, 'no errors to senders');
 });
 
+T('a reader that stops reading pins only what was written for it, not a slab per turn', async () => {
+  // The router's queue to D holds what was written, as views of the slabs it was copied
+  // into. A busy turn makes D's slabs large; afterwards, one short SEND per turn must not
+  // pin a large slab each (2,000 turns x 256 KiB would be 500 MiB).
+  await router.close();
+  router = new Router({ host: '127.0.0.1', port: 0, routerId: 0x0a0b0c0d, maxConnectionsPerAddress: 0, registrationRate: 0, resumeGrace: 0, maxOutbound: 1 << 30, slowConsumerTimeout: 600_000 });
+  port = (await router.listen()).port;
+  const d = await client();
+  const e = await client();
+  const dId = (await d.register()).id;
+  const eId = (await e.register()).id;
+  const s = await client();
+  await s.register();
+  d.stream.pause();
+  // Busy turns: 12 MB for D, alternating with E so every run is one frame, copied.
+  const size = 200;
+  const frame = RELAY_HEADER_SIZE + size;
+  const busy = Buffer.alloc(2 * 1000 * frame);
+  for (let j = 0; j < 2000; j++) writeRelayHeader(busy, j * frame, FrameType.SEND, 0, j % 2 === 0 ? dId : eId, j + 1, size);
+  for (let i = 0; i < 30; i++) {
+    s.write(busy);
+    await new Promise((r) => setImmediate(r));
+  }
+  await e.until(() => e.frames.length === 30 * 1000, 10_000, 'E deliveries (busy)');
+  await s.until(() => router.queues().maxOutboundBytes > 0, 5000, 'a queue for D');
+  e.frames.length = 0;
+  e.raw.length = 0;
+  const before = process.memoryUsage().arrayBuffers;
+  // Quiet turns: one SEND for D and one for E per write, a turn each.
+  const quiet = Buffer.alloc(2 * (RELAY_HEADER_SIZE + 16));
+  writeRelayHeader(quiet, 0, FrameType.SEND, 0, dId, 1, 16);
+  writeRelayHeader(quiet, RELAY_HEADER_SIZE + 16, FrameType.SEND, 0, eId, 2, 16);
+  for (let i = 0; i < 2000; i++) {
+    s.write(quiet);
+    await e.until(() => e.frames.length === i + 1, 5000, 'E keeps up');
+  }
+  await e.until(() => e.frames.length === 2000, 5000, 'E deliveries (quiet)');
+  const grown = process.memoryUsage().arrayBuffers - before;
+  assert.ok(grown < 64 * 1024 * 1024, `array buffers grew by ${(grown / 1048576).toFixed(1)} MiB over 2,000 quiet turns`);
+  d.stream.resume();
+  await d.until(() => d.frames.length === 30 * 1000 + 2000, 20_000, 'D deliveries');
+});
+
 T('SEALED SENDs in a run with plain ones: delivered in order, each with its own flags', async () => {
   const s = await client();
   const rs = await s.register();

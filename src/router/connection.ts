@@ -173,12 +173,16 @@ export class RouterConnection implements FrameSink {
   private readonly outSeqs: number[] = [];
   private outBytes = 0;
   // As an agent destination: short runs are copied into this slab (one write for many of
-  // them), reused once the stream has taken every byte of it (net.Socket only: another
-  // Duplex may keep the written buffer). slabSize adapts to how much one turn brings.
+  // them). Bytes before slabPos may be held by the stream until written: they are written
+  // over only once the stream has taken every byte (net.Socket only: another Duplex may
+  // keep the written buffer); until then runs go after them, and a new slab starts only
+  // when this one is full, so a queue pins about what it holds. slabSize, the size of the
+  // next slab, follows how much a turn brings (slabTurn).
   private slab: Buffer | null = null;
   private slabView: DataView = EMPTY_VIEW;
   private slabPos = 0;
   private slabSize = MIN_SLAB;
+  private slabTurn = 0;
   private readonly reuseSlab: boolean;
   // A DataView of the buffer being relayed from (the chunk read, or a frame the decoder
   // assembled): DataView reads and writes compile to single loads and stores, where
@@ -702,8 +706,6 @@ export class RouterConnection implements FrameSink {
     const n = end - start;
     let slab = this.slab;
     if (slab === null || slab.length - this.slabPos < n) {
-      // A slab that filled up within one turn: the next one is twice as large.
-      if (slab !== null) this.slabSize = Math.min(MAX_SLAB, this.slabSize * 2);
       const size = Math.max(n, this.slabSize);
       slab = this.slab = size < 4096 ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size);
       this.slabView = new DataView(slab.buffer, slab.byteOffset, slab.length);
@@ -720,6 +722,7 @@ export class RouterConnection implements FrameSink {
       buf.copy(slab, p, start, end);
     }
     this.slabPos = p + n;
+    this.slabTurn += n;
     this.outBytes += n;
     const i = this.outBufs.length - 1;
     if (i >= 0 && this.outBufs[i] === slab && this.outEnds[i] === p && this.outFroms[i] === from) {
@@ -1329,20 +1332,18 @@ export class RouterConnection implements FrameSink {
       for (let i = 0; i < n; i++) if (this.outSeqs[i]! >= 0) this.congested(this.outFroms[i]!, this.outSeqs[i]!);
     }
     this.clearPending();
+    const turn = this.slabTurn;
+    this.slabTurn = 0;
+    if (turn > this.slabSize) this.slabSize = Math.min(MAX_SLAB, this.slabSize * 2);
+    else if (turn * 8 < this.slabSize) this.slabSize = Math.max(MIN_SLAB, this.slabSize >> 1);
     const slab = this.slab;
-    if (slab !== null) {
-      if (!this.reuseSlab || queued > 0) {
-        // The stream still holds what was written of it: the next run starts a new slab.
-        this.slab = null;
-      } else if (this.slabPos * 8 < slab.length) {
-        // A quiet turn: an idle connection keeps no slab.
-        this.slab = null;
-        this.slabSize = Math.max(MIN_SLAB, this.slabSize >> 1);
-      } else {
-        // The kernel has its copy of every byte: write over it next turn.
-        this.slabPos = 0;
-      }
+    if (slab !== null && this.reuseSlab && queued === 0) {
+      // The kernel has its copy of every byte: write over it next turn, or, after a quiet
+      // turn, let it go (an idle connection keeps no slab).
+      if (turn * 8 < slab.length) this.slab = null;
+      else this.slabPos = 0;
     }
+    // Otherwise the stream may still hold what was written of it: the next runs go after it.
   }
 
   /** The SOURCE frame naming this connection's sender, for SENDs forwarded onward. */
