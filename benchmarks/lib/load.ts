@@ -127,9 +127,6 @@ class Receiver {
     const frame = head + this.size;
     const lenField = frame - 4;
     const end = chunk.length;
-    const expected = this.expected;
-    const delivered = this.delivered;
-    const k = this.k;
     const hist = this.hist;
     // One clock read per chunk: its frames were all read at once (a clock read per message
     // cost the generator more than the rest of its receive path).
@@ -137,20 +134,8 @@ class Receiver {
     let n = 0;
     while (end - off >= frame && dv.getUint32(off) === lenField && chunk[off + 4] === type) {
       const p = off + head;
-      const s = dv.getUint32(p, true);
-      const q = dv.getUint32(p + 4, true);
+      this.check(dv.getUint32(p, true), dv.getUint32(p + 4, true), true);
       n++;
-      if (s < k && q === expected[s]) {
-        expected[s] = q + 1;
-        delivered[s]++;
-      } else {
-        this.bad++;
-        if (this.bad <= 3) this.onBad(`out of order: sender ${s} seq ${q} expected ${expected[s] ?? '?'}`);
-        if (s < k) {
-          expected[s] = q + 1;
-          delivered[s]++;
-        }
-      }
       if (hist !== null) {
         const ts = dv.getFloat64(p + 8, true);
         if (ts >= this.windowStart && ts < this.windowEnd) hist.record((now - ts) * 1000);
@@ -161,21 +146,24 @@ class Receiver {
     return off;
   };
 
-  readonly onMessage = (buf: Buffer, off: number, len: number): void => {
-    const s = buf.readUInt32LE(off);
-    const q = buf.readUInt32LE(off + 4);
-    this.count++;
-    if (s < this.k && q === this.expected[s] && len === this.size) {
+  /** Sequence check of one message from sender `s` with sequence number `q` (`sized`: its length is the cell's). */
+  private check(s: number, q: number, sized: boolean): void {
+    if (s < this.k && q === this.expected[s] && sized) {
       this.expected[s] = q + 1;
       this.delivered[s]++;
-    } else {
-      this.bad++;
-      if (this.bad <= 3) this.onBad(`out of order: sender ${s} seq ${q} expected ${this.expected[s] ?? '?'} len ${len}`);
-      if (s < this.k) {
-        this.expected[s] = q + 1;
-        this.delivered[s]++;
-      }
+      return;
     }
+    this.bad++;
+    if (this.bad <= 3) this.onBad(`out of order: sender ${s} seq ${q} expected ${this.expected[s] ?? '?'}${sized ? '' : ', wrong length'}`);
+    if (s < this.k) {
+      this.expected[s] = q + 1;
+      this.delivered[s]++;
+    }
+  }
+
+  readonly onMessage = (buf: Buffer, off: number, len: number): void => {
+    this.count++;
+    this.check(buf.readUInt32LE(off), buf.readUInt32LE(off + 4), len === this.size);
     if (this.hist !== null) {
       const ts = buf.readDoubleLE(off + 8);
       if (ts >= this.windowStart && ts < this.windowEnd) this.hist.record((performance.now() - ts) * 1000);

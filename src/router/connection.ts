@@ -84,7 +84,7 @@ function barrierDone(b: Barrier): void {
   b.left--;
   b.owner.pumpBarriers();
 }
-/** Gathered runs shorter than this are copied together; longer ones are written as they are. */
+/** Runs shorter than this are copied into their destination's slab; longer ones are written as they are. */
 const SMALL_RUN = 4096;
 /** Runs up to this size are copied four bytes at a time in JS; longer ones with Buffer.copy (a native call with a fixed cost). */
 const COPY_LOOP_MAX = 256;
@@ -172,7 +172,7 @@ export class RouterConnection implements FrameSink {
   private readonly outFroms: RouterConnection[] = [];
   private readonly outSeqs: number[] = [];
   private outBytes = 0;
-  // As an agent destination: short runs are copied into this slab (one write for many of
+  // As a destination: short runs (and, for links, SOURCE frames) are copied into this slab (one write for many of
   // them). Bytes before slabPos may be held by the stream until written: they are written
   // over only once the stream has taken every byte (net.Socket only: another Duplex may
   // keep the written buffer); until then runs go after them, and a new slab starts only
@@ -349,7 +349,7 @@ export class RouterConnection implements FrameSink {
       const at = off + RELAY_ID_OFFSET;
       // The next SEND of an open run: what route() does for it, inline.
       if (d !== null && this.runEnd === off && this.runBuf === chunk && d.state === ConnState.OPEN) {
-        if (this.runById && !link) {
+        if (this.runById) {
           // A run to an agent reached by its own ID (an anonymous agent, reached through a
           // reply handle, has no ID to compare with: its words are zeros).
           const before = this.runCount;
@@ -357,30 +357,6 @@ export class RouterConnection implements FrameSink {
           if (o !== off) {
             n += this.runCount - before;
             off = o;
-            continue;
-          }
-        } else if (this.runById) {
-          // From a link, a run to an agent: rewritten with the sender its SOURCE named.
-          if (
-            dv.getInt32(at, true) === d.w0 &&
-            dv.getInt32(at + 4, true) === d.w1 &&
-            dv.getInt32(at + 8, true) === d.w2 &&
-            dv.getInt32(at + 12, true) === d.w3 &&
-            total <= this.ctx.options.maxFrame // [P-10.4]
-          ) {
-            // [P-6.3]
-            this.runSeq = dv.getUint32(off + RELAY_SEQ_OFFSET);
-            chunk[off + 4] = FrameType.DELIVER;
-            chunk[off + 5] = flags | this.sourceFlags;
-            dv.setInt32(at, this.srcW0, true);
-            dv.setInt32(at + 4, this.srcW1, true);
-            dv.setInt32(at + 8, this.srcW2, true);
-            dv.setInt32(at + 12, this.srcW3, true);
-            dv.setInt32(off + RELAY_SEQ_OFFSET, 0, true);
-            this.runEnd = off + total;
-            this.runCount++;
-            off += total;
-            n++;
             continue;
           }
         } else if (!link && d.kind === 'link' && dv.getUint32(at) === d.peerRouterId && total <= d.peerMaxFrame) {
@@ -403,31 +379,37 @@ export class RouterConnection implements FrameSink {
   }
 
   /**
-   * The run of an agent's SENDs to one agent, in a loop of its own: every whole SEND from
-   * `from` on with the run's destination ID is rewritten into its DELIVER in place [P-6.3]
-   * and added to the run. Returns the offset of the first frame it did not take.
+   * A run of SENDs to one agent, in a loop of its own: every whole SEND from `from` on with
+   * the run's destination ID is rewritten into its DELIVER in place [P-6.3] and added to
+   * the run. The sender is this agent, or on a link the one its SOURCE named (whose flags
+   * the DELIVER carries, and whose SENDs may be no larger than this router's maxFrame
+   * [P-10.4]). Returns the offset of the first frame it did not take.
    */
   private extendAgentRun(chunk: Buffer, dv: DataView, from: number, max: number, d: RouterConnection): number {
     const len = chunk.length;
+    const link = this.kind === 'link';
+    const limit = link ? Math.min(max, this.ctx.options.maxFrame) : max;
+    const orFlags = link ? this.sourceFlags : 0;
     const w0 = d.w0;
     const w1 = d.w1;
     const w2 = d.w2;
     const w3 = d.w3;
-    const f0 = this.w0;
-    const f1 = this.w1;
-    const f2 = this.w2;
-    const f3 = this.w3;
+    const f0 = link ? this.srcW0 : this.w0;
+    const f1 = link ? this.srcW1 : this.w1;
+    const f2 = link ? this.srcW2 : this.w2;
+    const f3 = link ? this.srcW3 : this.w3;
     let off = from;
     let seq = this.runSeq;
     let n = 0;
     while (len - off >= RELAY_HEADER_SIZE) {
       const total = dv.getUint32(off) + 4;
       const flags = chunk[off + 5];
-      if (total < RELAY_HEADER_SIZE || total > max || total > len - off || chunk[off + 4] !== FrameType.SEND || (flags !== 0 && flags !== Flag.SEALED)) break;
+      if (total < RELAY_HEADER_SIZE || total > limit || total > len - off || chunk[off + 4] !== FrameType.SEND || (flags !== 0 && flags !== Flag.SEALED)) break;
       const at = off + RELAY_ID_OFFSET;
       if (dv.getInt32(at, true) !== w0 || dv.getInt32(at + 4, true) !== w1 || dv.getInt32(at + 8, true) !== w2 || dv.getInt32(at + 12, true) !== w3) break;
       seq = dv.getUint32(off + RELAY_SEQ_OFFSET);
       chunk[off + 4] = FrameType.DELIVER;
+      if (orFlags !== 0) chunk[off + 5] = flags | orFlags;
       dv.setInt32(at, f0, true);
       dv.setInt32(at + 4, f1, true);
       dv.setInt32(at + 8, f2, true);
@@ -670,14 +652,14 @@ export class RouterConnection implements FrameSink {
       if (this.kind === 'agent') (this.linksUsed ??= new Set()).add(dest);
       // [P-10.4] SENDs on a link belong to the last SOURCE: name this sender if it is not that.
       if (dest.srcOwner !== this || dest.srcVersion !== this.sourceVersion) {
-        const src = Buffer.allocUnsafe(SOURCE_SIZE);
-        this.writeSourceFor(src, 0);
-        dest.enqueue(src, 0, SOURCE_SIZE, this, -1);
+        const p = dest.slabRoom(SOURCE_SIZE);
+        this.writeSourceFor(dest.slab!, p);
+        dest.slabTake(p, SOURCE_SIZE, this, -1);
         dest.srcOwner = this;
         dest.srcVersion = this.sourceVersion;
       }
     }
-    if (dest.kind === 'link' || this.runEnd - this.runStart >= SMALL_RUN) dest.enqueue(this.runBuf, this.runStart, this.runEnd, this, this.runSeq);
+    if (this.runEnd - this.runStart >= SMALL_RUN) dest.enqueue(this.runBuf, this.runStart, this.runEnd, this, this.runSeq);
     else dest.copyIn(this.runBuf, this.view(this.runBuf), this.runStart, this.runEnd, this, this.runSeq);
     this.runBuf = EMPTY;
   }
@@ -698,20 +680,14 @@ export class RouterConnection implements FrameSink {
   }
 
   /**
-   * As an agent destination: copies a short run (already rewritten) into this connection's
-   * slab, next to the runs before it, so a turn's runs from many reads go out as one
-   * buffer. A run from the same sender right after its last one extends that entry.
+   * As a destination: copies a short run (already rewritten, or forwarded as it is) into
+   * this connection's slab, next to the runs before it, so a turn's runs from many reads
+   * go out as one buffer.
    */
   private copyIn(buf: Buffer, dv: DataView, start: number, end: number, from: RouterConnection, seq: number): void {
     const n = end - start;
-    let slab = this.slab;
-    if (slab === null || slab.length - this.slabPos < n) {
-      const size = Math.max(n, this.slabSize);
-      slab = this.slab = size < 4096 ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size);
-      this.slabView = new DataView(slab.buffer, slab.byteOffset, slab.length);
-      this.slabPos = 0;
-    }
-    const p = this.slabPos;
+    const p = this.slabRoom(n);
+    const slab = this.slab!;
     if (n <= COPY_LOOP_MAX) {
       const out = this.slabView;
       let s = start;
@@ -721,21 +697,38 @@ export class RouterConnection implements FrameSink {
     } else {
       buf.copy(slab, p, start, end);
     }
+    this.slabTake(p, n, from, seq);
+  }
+
+  /** Where `n` more bytes go in the slab: after what it holds, or in a new one. */
+  private slabRoom(n: number): number {
+    const slab = this.slab;
+    if (slab === null || slab.length - this.slabPos < n) {
+      const size = Math.max(n, this.slabSize);
+      const fresh = (this.slab = size < 4096 ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size));
+      this.slabView = new DataView(fresh.buffer, fresh.byteOffset, fresh.length);
+      this.slabPos = 0;
+    }
+    return this.slabPos;
+  }
+
+  /**
+   * Queues the `n` bytes written into the slab at `p`. On an agent, a run from the same
+   * sender right after its last one extends that entry; on a link every run keeps its own
+   * (a refusal names the destination of the run's first SEND).
+   */
+  private slabTake(p: number, n: number, from: RouterConnection, seq: number): void {
+    const slab = this.slab!;
     this.slabPos = p + n;
     this.slabTurn += n;
-    this.outBytes += n;
     const i = this.outBufs.length - 1;
-    if (i >= 0 && this.outBufs[i] === slab && this.outEnds[i] === p && this.outFroms[i] === from) {
+    if (this.kind !== 'link' && i >= 0 && this.outBufs[i] === slab && this.outEnds[i] === p && this.outFroms[i] === from) {
       this.outEnds[i] = p + n;
       this.outSeqs[i] = seq;
+      this.outBytes += n;
       return;
     }
-    if (i < 0) this.ctx.schedule(this);
-    this.outBufs.push(slab);
-    this.outStarts.push(p);
-    this.outEnds.push(p + n);
-    this.outFroms.push(from);
-    this.outSeqs.push(seq);
+    this.enqueue(slab, p, p + n, from, seq);
   }
 
   private enqueue(buf: Buffer, start: number, end: number, from: RouterConnection, seq: number): void {
@@ -1253,9 +1246,10 @@ export class RouterConnection implements FrameSink {
   }
 
   /**
-   * Writes everything gathered for this connection as one buffer: one slice as it is,
-   * small runs copied into one buffer (a copy costs less than a write call per run), large
-   * ones corked into one writev. Pauses the senders when this queue is over the limit. [P-9.3]
+   * Writes everything gathered for this connection in one write: one slice as it is, else
+   * the large runs (slices of the chunks read) and the slab ranges (short runs, copied when
+   * they were routed) corked into one writev. Pauses the senders when this queue is over
+   * the limit. [P-9.3]
    */
   writePending(): void {
     const n = this.outBufs.length;
@@ -1296,35 +1290,9 @@ export class RouterConnection implements FrameSink {
     if (m === 1) {
       this.stream.write(bufs[0]!.subarray(starts[0], ends[0]));
     } else {
-      // Consecutive small runs are copied into one buffer (a copy costs less than a write
-      // call each); large runs go out as they are. All of it in one writev.
+      // Short runs are in slabs already; what is left is large runs and slab ranges: one writev.
       this.stream.cork();
-      let i = 0;
-      while (i < m) {
-        if (ends[i]! - starts[i]! >= SMALL_RUN) {
-          this.stream.write(bufs[i]!.subarray(starts[i], ends[i]));
-          i++;
-          continue;
-        }
-        let j = i;
-        let sum = 0;
-        while (j < m && ends[j]! - starts[j]! < SMALL_RUN) sum += ends[j]! - starts[j++]!;
-        if (j === i + 1) {
-          this.stream.write(bufs[i]!.subarray(starts[i], ends[i]));
-        } else {
-          const out = Buffer.allocUnsafe(sum);
-          let o = 0;
-          for (let k = i; k < j; k++) {
-            // A byte loop: Buffer.copy makes a view (garbage) and validates on every call,
-            // which for one short frame costs more than copying it.
-            const b = bufs[k]!;
-            const e = ends[k]!;
-            for (let x = starts[k]!; x < e; x++) out[o++] = b[x]!;
-          }
-          this.stream.write(out);
-        }
-        i = j;
-      }
+      for (let i = 0; i < m; i++) this.stream.write(bufs[i]!.subarray(starts[i], ends[i]));
       this.stream.uncork();
     }
     const queued = this.stream.writableLength;
