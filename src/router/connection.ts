@@ -276,9 +276,8 @@ export class RouterConnection implements FrameSink {
       }
       if (off < chunk.length) this.decoder.push(off === 0 ? chunk : chunk.subarray(off));
     } catch (err) {
-      this.flushRun();
       this.dropView();
-      this.fail(err);
+      this.failSafely(err);
       return;
     }
     this.flushRun();
@@ -1151,6 +1150,22 @@ export class RouterConnection implements FrameSink {
     this.stream.end();
   }
 
+  /**
+   * An exception while handling this connection ends this connection, never the process:
+   * when even closing it properly throws, the stream is destroyed.
+   */
+  private failSafely(err: unknown): void {
+    try {
+      this.flushRun();
+      this.fail(err);
+    } catch (again) {
+      this.ctx.log.error('internal error while closing', { agent: this.idText || undefined, error: String(again) });
+      this.runDest = null;
+      this.clearPending();
+      this.stream.destroy();
+    }
+  }
+
   private fail(err: unknown): void {
     if (err instanceof PosternError && err.wireCode !== undefined && err.wireCode !== 0) {
       if (err.code === ErrorCode.BAD_MAGIC) {
@@ -1256,17 +1271,24 @@ export class RouterConnection implements FrameSink {
     if (n === 0) return;
     const bytes = this.outBytes;
     if (this.state !== ConnState.OPEN) {
+      // Take the entries out before telling their senders: telling writes, and a write
+      // flushes what is pending, which must not be these again (a sender may be this very
+      // connection).
       const code = this.kind === 'link' ? WireCode.UNREACHABLE_ROUTER : WireCode.UNKNOWN_DESTINATION;
-      for (let i = 0; i < n; i++) {
-        const seq = this.outSeqs[i]!;
-        if (seq < 0) continue;
-        const b = this.outBufs[i]!;
-        const st = this.outStarts[i]!;
-        const dest = this.kind === 'link' ? b.subarray(st + RELAY_ID_OFFSET, st + RELAY_ID_OFFSET + ID_SIZE) : this.id;
-        this.outFroms[i]!.refuse(code, seq, dest, null);
-      }
+      const bufs = this.outBufs.splice(0);
+      const starts = this.outStarts.splice(0);
+      const froms = this.outFroms.splice(0);
+      const seqs = this.outSeqs.splice(0);
       this.clearPending();
       this.slab = null;
+      for (let i = 0; i < n; i++) {
+        const seq = seqs[i]!;
+        const from = froms[i]!;
+        if (seq < 0 || from === this) continue;
+        const st = starts[i]!;
+        const dest = this.kind === 'link' ? bufs[i]!.subarray(st + RELAY_ID_OFFSET, st + RELAY_ID_OFFSET + ID_SIZE) : this.id;
+        from.refuse(code, seq, dest, null);
+      }
       return;
     }
     this.ctx.stats.bytesOut += bytes;
