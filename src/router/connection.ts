@@ -1253,9 +1253,9 @@ export class RouterConnection implements FrameSink {
 
   // ---- output --------------------------------------------------------------------------
 
-  /** Bytes queued to this connection's stream. */
+  /** Bytes queued for this connection: gathered for this turn's flush, and held by its stream. */
   get queuedBytes(): number {
-    return this.stream.writableLength;
+    return this.outBytes + this.stream.writableLength;
   }
 
   /** Messages held while parked, or -1 when not parked. */
@@ -1372,6 +1372,7 @@ export class RouterConnection implements FrameSink {
     }
     const queued = this.stream.writableLength;
     if (queued > this.ctx.options.maxOutbound) {
+      this.overLimit();
       for (let i = 0; i < n; i++) if (this.outSeqs[i]! >= 0) this.congested(this.outFroms[i]!, this.outSeqs[i]!);
     }
     this.clearPending();
@@ -1404,10 +1405,21 @@ export class RouterConnection implements FrameSink {
     this.outBytes = 0;
   }
 
-  private congested(from: RouterConnection, lastSeq: number): void {
+  /**
+   * This connection's queue is over maxOutbound, whatever filled it: DELIVERs or the
+   * router's own replies (PONG, ERROR, LOOKUP_RESULT, ...), which count the same. Unless it
+   * drains within slowConsumerTimeout it is closed as a slow consumer; meanwhile an agent's
+   * input is not read, so a peer that never reads its replies cannot make more of them. A
+   * link keeps being read: two routers pausing each other's links would deadlock. [P-9.3]
+   */
+  private overLimit(): void {
     if (this.slowTimer === null) {
       this.slowTimer = this.ctx.clock.setTimeout(this.guarded(this.onSlowConsumer), this.ctx.options.slowConsumerTimeout);
     }
+    if (this.kind !== 'link' && !this.blockedOn.has(this)) this.blockOn(this);
+  }
+
+  private congested(from: RouterConnection, lastSeq: number): void {
     if (from === this) return;
     this.waiters.set(from, { seq: lastSeq, src: from.kind === 'link' && from.hasSource ? Buffer.from(from.source) : null });
     from.blockOn(this);
@@ -1429,6 +1441,7 @@ export class RouterConnection implements FrameSink {
         this.slowTimer.cancel();
         this.slowTimer = null;
       }
+      this.unblock(this);
       this.releaseWaiters(false);
     } catch (err) {
       this.failSafely(err);
