@@ -54,6 +54,11 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 const EMPTY = Buffer.alloc(0);
+
+/** A router ID as logs show it: 8 hex digits, as it starts every agent ID it issues. [P-5.2] */
+export function routerHex(id: number): string {
+  return (id >>> 0).toString(16).padStart(8, '0');
+}
 const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
 
 // Plain byte arithmetic: Buffer's read methods validate their offset on every call, which
@@ -162,6 +167,8 @@ export class RouterConnection implements FrameSink {
   /** For links: the peer router's ID and its announced maxFrame. */
   peerRouterId = 0;
   peerMaxFrame = 0;
+  /** For links: the peer router's instance tag, when it sent one. [P-10.3] */
+  peerInstance: Buffer | null = null;
   /** For links: true when this router dialled it. */
   readonly dialled: boolean;
   /** The peer's IP address, for per-address limits (never relayed; logged only as `remote`). */
@@ -285,7 +292,7 @@ export class RouterConnection implements FrameSink {
       this.preambleSent = true;
       this.hs = { nonce: linkNonce(), peer: null };
       this.write(encodePreamble(PROTOCOL_VERSION));
-      this.writeChunks(encodeLinkHello(ctx.codec, ctx.options.routerId, this.hs.nonce, ctx.options.maxFrame));
+      this.writeChunks(encodeLinkHello(ctx.codec, ctx.options.routerId, this.hs.nonce, ctx.options.maxFrame, ctx.mesh.instance));
     }
     stream.on('data', this.onData);
     stream.on('end', this.onEnd);
@@ -851,6 +858,8 @@ export class RouterConnection implements FrameSink {
         return;
       case FrameType.LINK_READY:
         if (!this.dialled || this.kind !== '' || this.hs === null || this.hs.peer === null) break;
+        // checked again: another dialled link to that ID may have come up meanwhile
+        if (this.refuseDuplicate(this.hs.peer)) return;
         this.linkUp();
         return;
       case FrameType.CLOSE:
@@ -934,12 +943,13 @@ export class RouterConnection implements FrameSink {
       return;
     }
     if (hello.router === o.routerId) {
-      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${o.routerId}`); // [P-10.3]
+      this.ctx.log.error('link refused: peer has this router ID', { router: routerHex(o.routerId), remote: this.remote, code: WIRE_CODE_NAMES[WireCode.DUPLICATE_ROUTER_ID] });
+      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${routerHex(o.routerId)}`); // [P-10.3]
       return;
     }
     this.hs = { nonce: linkNonce(), peer: hello };
     const proof = acceptProof(this.ctx.meshSecret, hello.nonce, this.hs.nonce, hello.router, o.routerId);
-    this.writeChunks(encodeLinkChallenge(this.ctx.codec, o.routerId, this.hs.nonce, proof, o.maxFrame));
+    this.writeChunks(encodeLinkChallenge(this.ctx.codec, o.routerId, this.hs.nonce, proof, o.maxFrame, this.ctx.mesh.instance));
   }
 
   /** Dialler: LINK_CHALLENGE -> LINK_AUTH, after checking the acceptor's proof. [P-10.2] */
@@ -948,13 +958,15 @@ export class RouterConnection implements FrameSink {
     const ch = readLinkHello(this.ctx.codec, buf, start, end, true);
     const hs = this.hs!;
     if (ch.router === o.routerId) {
-      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${o.routerId}`);
+      this.ctx.log.error('link refused: peer has this router ID', { router: routerHex(o.routerId), remote: this.remote, code: WIRE_CODE_NAMES[WireCode.DUPLICATE_ROUTER_ID] });
+      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${routerHex(o.routerId)}`); // [P-10.3]
       return;
     }
     if (!proofMatches(ch.proof, acceptProof(this.ctx.meshSecret, hs.nonce, ch.nonce, o.routerId, ch.router))) {
       this.close(WireCode.LINK_AUTH_FAILED, 'peer router does not know the mesh secret');
       return;
     }
+    if (this.refuseDuplicate(ch)) return;
     hs.peer = ch;
     this.writeChunks(encodeLinkAuth(this.ctx.codec, dialProof(this.ctx.meshSecret, ch.nonce, hs.nonce, ch.router, o.routerId)));
   }
@@ -969,8 +981,24 @@ export class RouterConnection implements FrameSink {
       this.close(WireCode.LINK_AUTH_FAILED, 'wrong mesh secret');
       return;
     }
+    if (this.refuseDuplicate(peer)) return;
     this.writeChunks(encodeLinkReady(this.ctx.codec));
     this.linkUp();
+  }
+
+  /**
+   * [P-10.3] A peer (its proof checked) announcing the router ID of a router already linked
+   * under another instance tag is a second router with that ID: refused on this link, which
+   * the peer sees as CLOSE(DUPLICATE_ROUTER_ID). The same router linked twice, or back after
+   * its old link closed, is not refused.
+   */
+  private refuseDuplicate(peer: LinkHello): boolean {
+    const other = this.ctx.mesh.duplicateOf(peer.router, peer.instance);
+    if (other === undefined) return false;
+    const router = routerHex(peer.router);
+    this.ctx.log.error('link refused: duplicate router ID', { router, remote: this.remote, linked: other.remote, code: WIRE_CODE_NAMES[WireCode.DUPLICATE_ROUTER_ID] });
+    this.close(WireCode.DUPLICATE_ROUTER_ID, `another router with ID ${router} is linked here already`);
+    return true;
   }
 
   private linkUp(): void {
@@ -978,6 +1006,7 @@ export class RouterConnection implements FrameSink {
     this.hs = null;
     this.kind = 'link';
     this.peerRouterId = peer.router;
+    this.peerInstance = peer.instance ?? null;
     this.peerMaxFrame = peer.maxFrame;
     this.state = ConnState.OPEN;
     // A peer forwards SENDs up to its own maxFrame; refuse to deliver more than ours later.
@@ -1183,13 +1212,31 @@ export class RouterConnection implements FrameSink {
     const code = buf.readUInt16BE(start + 6);
     const reason = buf.toString('utf8', start + 8, Math.min(end, start + 8 + 256));
     this.closeCode = code;
-    this.ctx.log.info('agent closed', { agent: this.idText || undefined, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+    if (this.isLink()) {
+      // A refused link is a configuration error an operator must see. [P-10.3]
+      const refused = code === WireCode.DUPLICATE_ROUTER_ID || code === WireCode.LINK_AUTH_FAILED;
+      this.ctx.log[refused ? 'error' : 'info']('link closed by peer', { ...this.logId(), code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+    } else {
+      this.ctx.log.info('agent closed', { agent: this.idText || undefined, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+    }
     // [P-9.2] a peer that receives CLOSE sends nothing more and ends. A normal close
     // means the agent is done; any other code (it judged the path dead) may come back.
     // What was already gathered for it still goes out: a lingering agent reads it. [P-12.2]
     this.writePending();
     this.shutdown(code !== WireCode.NORMAL);
     this.stream.end();
+  }
+
+  /** A router link, up or in its handshake. */
+  private isLink(): boolean {
+    return this.kind === 'link' || this.dialled || this.hs !== null;
+  }
+
+  /** Who this connection is, for logs: an agent by its ID, a link by its peer's router ID in hex. */
+  private logId(): Record<string, string | undefined> {
+    if (!this.isLink()) return { agent: this.idText || undefined };
+    const router = this.kind === 'link' ? this.peerRouterId : (this.hs?.peer?.router ?? 0);
+    return { router: router !== 0 ? routerHex(router) : undefined, remote: this.remote };
   }
 
   /**

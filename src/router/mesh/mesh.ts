@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { randomBytes } from 'node:crypto';
 import type { RouteErrorFrame } from '../../protocol/control.js';
 import { WIRE_CODE_NAMES } from '../../protocol/frame.js';
 import { formatId, routerIdOf } from '../../protocol/id.js';
@@ -6,6 +7,7 @@ import type { Timer } from '../../net/clock.js';
 import { backoffDelay } from '../../agent/reconnect.js';
 import { parseRouterAddress } from '../../agent/options.js';
 import type { RouterConnection } from '../connection.js';
+import { LINK_INSTANCE_SIZE } from './handshake.js';
 
 /** What the mesh needs from its router. */
 export interface MeshHost {
@@ -62,6 +64,11 @@ export interface PeerInfo {
  * redialling with jittered backoff, and routing ROUTE_ERRORs back to senders. [P-10]
  */
 export class Mesh {
+  /**
+   * This router process's instance tag, sent in the link handshake: two links announcing
+   * one router ID with different tags come from two routers sharing an ID. [P-10.3]
+   */
+  readonly instance: Buffer = randomBytes(LINK_INSTANCE_SIZE);
   private readonly host: MeshHost;
   private readonly byRouter = new Map<number, RouterConnection[]>();
   private readonly peers: Peer[];
@@ -97,6 +104,15 @@ export class Mesh {
   /** The link to carry SENDs for agents of `routerId`, if one is up. */
   linkFor(routerId: number): RouterConnection | undefined {
     return this.byRouter.get(routerId)?.[0];
+  }
+
+  /**
+   * A link that is up to another router announcing `routerId` (a different instance tag),
+   * or undefined. A router that sent no tag cannot be told apart and is never a duplicate.
+   */
+  duplicateOf(routerId: number, instance: Buffer | undefined): RouterConnection | undefined {
+    if (instance === undefined) return undefined;
+    return this.byRouter.get(routerId)?.find((c) => c.peerInstance !== null && !c.peerInstance.equals(instance));
   }
 
   /** Every link that is up. */
