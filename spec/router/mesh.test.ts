@@ -232,6 +232,26 @@ M('two routers with one router ID peered with a third: the second link is refuse
   await eventually(() => r1.links().length === 1 && again.links().length === 1, 3000, 'the restarted router 2 linked');
 });
 
+M('logs: links are logged as link events with hex router IDs, close codes are wire-code names', async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({ level: 'debug', format: 'json', write: (l) => void lines.push(JSON.parse(l)) });
+  const r1 = await start(0x1a, [], { logger });
+  const r2 = await start(0x2b, [addr(r1)]);
+  await eventually(() => r1.links().length === 1, 3000, 'link');
+  const a = await agent(r1);
+  a.c.destroy();
+  await r2.close();
+  await eventually(() => r1.links().length === 0 && r1.connections === 0, 3000, 'link and agent gone');
+  assert.ok(lines.some((l) => l['msg'] === 'link up' && l['router'] === '0000002b'), 'link up with hex router ID');
+  assert.ok(lines.some((l) => l['msg'] === 'link closed by peer' && l['router'] === '0000002b' && l['code'] === 'GOING_AWAY'), 'link close as a link event');
+  assert.ok(lines.some((l) => l['msg'] === 'agent disconnected' && l['code'] === 'CONNECTION_LOST'));
+  for (const l of lines) {
+    assert.not.ok(String(l['msg']).startsWith('agent') && l['router'] !== undefined, `a link logged as an agent: ${JSON.stringify(l)}`);
+    if (l['code'] !== undefined) assert.not.ok(String(l['code']).startsWith('POSTERN_ERR_'), `code not a wire-code name: ${JSON.stringify(l)}`);
+    if (l['router'] !== undefined) assert.match(String(l['router']), /^[0-9a-f]{8}$/);
+  }
+});
+
 M('the instance tag: LINK_HELLO with it matches its vector and decodes; a bad tag is MALFORMED', () => {
   const v = vector('link-hello-instance');
   const b = v.decoded!['body'] as Record<string, string | number>;

@@ -54,6 +54,8 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 const EMPTY = Buffer.alloc(0);
+/** How logs name a connection that ended without CLOSE: POSTERN_ERR_CONNECTION_LOST without its prefix, like the wire-code names. */
+const LOST = 'CONNECTION_LOST';
 
 /** A router ID as logs show it: 8 hex digits, as it starts every agent ID it issues. [P-5.2] */
 export function routerHex(id: number): string {
@@ -1227,6 +1229,12 @@ export class RouterConnection implements FrameSink {
     this.stream.end();
   }
 
+  /** The TCP connection ended without a CLOSE. */
+  private logLost(): void {
+    // Close codes in logs are wire-code names; this one has none on the wire (§7.3).
+    this.ctx.log.info(this.isLink() ? 'link lost' : 'agent disconnected', { ...this.logId(), code: LOST });
+  }
+
   /** A router link, up or in its handshake. */
   private isLink(): boolean {
     return this.kind === 'link' || this.dialled || this.hs !== null;
@@ -1251,7 +1259,7 @@ export class RouterConnection implements FrameSink {
       if (this.state >= ConnState.CLOSING) throw err;
       this.fail(err);
     } catch (again) {
-      this.ctx.log.error('internal error while closing', { agent: this.idText || undefined, error: String(again) });
+      this.ctx.log.error('internal error while closing', { ...this.logId(), error: String(again) });
       this.runDest = null;
       this.clearPending();
       try {
@@ -1269,18 +1277,18 @@ export class RouterConnection implements FrameSink {
         this.rejectStranger();
         return;
       }
-      this.ctx.log.warn('protocol violation', { agent: this.idText || undefined, remote: this.remote, code: err.code });
+      this.ctx.log.warn('protocol violation', { ...this.logId(), remote: this.remote, code: WIRE_CODE_NAMES[err.wireCode] ?? err.wireCode });
       this.close(err.wireCode, err.message);
       return;
     }
-    this.ctx.log.error('internal error', { agent: this.idText || undefined, error: String(err) });
+    this.ctx.log.error('internal error', { ...this.logId(), error: String(err) });
     this.close(WireCode.INTERNAL, 'internal error');
   }
 
   /** [P-2.2] Not a postern peer: say so in a way the other side can read, then close. */
   private rejectStranger(): void {
     this.ctx.stats.closes[WireCode.BAD_MAGIC] = (this.ctx.stats.closes[WireCode.BAD_MAGIC] ?? 0) + 1;
-    this.ctx.log.warn('not a postern client', { remote: this.remote, code: ErrorCode.BAD_MAGIC });
+    this.ctx.log.warn('not a postern client', { remote: this.remote, code: WIRE_CODE_NAMES[WireCode.BAD_MAGIC] });
     if (this.firstByte >= 0x41 && this.firstByte <= 0x5a) {
       const body = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
       this.write(
@@ -1300,7 +1308,7 @@ export class RouterConnection implements FrameSink {
     try {
       // The peer stopped writing without CLOSE: nothing more will come, so finish too.
       if (this.state < ConnState.CLOSING) {
-        this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+        this.logLost();
         this.shutdown(true);
       }
       this.stream.end();
@@ -1310,7 +1318,7 @@ export class RouterConnection implements FrameSink {
   };
 
   private readonly onError = (err: Error): void => {
-    this.ctx.log.debug('stream error', { agent: this.idText || undefined, error: (err as NodeJS.ErrnoException).code ?? err.message });
+    this.ctx.log.debug('stream error', { ...this.logId(), error: (err as NodeJS.ErrnoException).code ?? err.message });
     try {
       this.destroyNow();
     } catch (again) {
@@ -1321,7 +1329,7 @@ export class RouterConnection implements FrameSink {
   private readonly onStreamClose = (): void => {
     try {
       if (this.state < ConnState.CLOSING) {
-        this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+        this.logLost();
       }
       this.shutdown(true);
       // What the stream still held when it ended is lost: tell the senders. [P-9.4]
@@ -1329,7 +1337,7 @@ export class RouterConnection implements FrameSink {
       this.dropUnsent();
       this.releaseWaiters();
     } catch (err) {
-      this.ctx.log.error('internal error while closing', { agent: this.idText || undefined, error: String(err) });
+      this.ctx.log.error('internal error while closing', { ...this.logId(), error: String(err) });
     }
     this.state = ConnState.CLOSED;
     this.closeTimer?.cancel();
@@ -1706,7 +1714,7 @@ export class RouterConnection implements FrameSink {
     this.flushRun();
     this.ctx.stats.closes[code] = (this.ctx.stats.closes[code] ?? 0) + 1;
     if (code !== WireCode.GOING_AWAY) {
-      this.ctx.log.info('closing connection', { agent: this.idText || undefined, remote: this.remote, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+      this.ctx.log.info(this.isLink() ? 'closing link' : 'closing connection', { remote: this.remote, ...this.logId(), code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     }
     // [P-9.2] frames queued before the CLOSE (replies included) are written before it; a
     // slow consumer's are not, it did not read them.

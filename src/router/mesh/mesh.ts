@@ -6,7 +6,7 @@ import { formatId, routerIdOf } from '../../protocol/id.js';
 import type { Timer } from '../../net/clock.js';
 import { backoffDelay } from '../../agent/reconnect.js';
 import { parseRouterAddress } from '../../agent/options.js';
-import type { RouterConnection } from '../connection.js';
+import { routerHex, type RouterConnection } from '../connection.js';
 import { LINK_INSTANCE_SIZE } from './handshake.js';
 
 /** What the mesh needs from its router. */
@@ -148,7 +148,7 @@ export class Mesh {
       peer.previousDelay = 0;
       peer.lastError = '';
     }
-    this.host.log.info('link up', { router: conn.peerRouterId, direction: conn.dialled ? 'out' : 'in', peer: peer?.address });
+    this.host.log.info('link up', { router: routerHex(conn.peerRouterId), direction: conn.dialled ? 'out' : 'in', peer: peer?.address });
   }
 
   onLinkDown(conn: RouterConnection): void {
@@ -158,7 +158,7 @@ export class Mesh {
     if (i < 0) return;
     list.splice(i, 1);
     if (list.length === 0) this.byRouter.delete(conn.peerRouterId);
-    this.host.log.info('link down', { router: conn.peerRouterId, direction: conn.dialled ? 'out' : 'in' });
+    this.host.log.info('link down', { router: routerHex(conn.peerRouterId), direction: conn.dialled ? 'out' : 'in' });
   }
 
   /** A connection ended: redial it if it was one of ours. */
