@@ -6,7 +6,7 @@ import { WireCode } from '../protocol/frame.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { Clock, Timer } from '../net/clock.js';
 import type { Logger } from '../net/log.js';
-import { ConnState, RouterConnection, routerHex } from './connection.js';
+import { ConnState, RouterConnection } from './connection.js';
 import type { RouterContext } from './context.js';
 import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
@@ -205,7 +205,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
         server.off('error', onError);
         server.on('error', (err) => this.emit('error', err));
         const addr = server.address() as AddressInfo;
-        this.log.info('listening', { host: addr.address, port: addr.port, router: routerHex(this.routerId) });
+        this.log.info('listening', { host: addr.address, port: addr.port, router: this.routerId });
         this.emit('listening', addr);
         this.mesh.start();
         resolve(addr);
