@@ -116,7 +116,7 @@ export async function e2eSection(env: E2EEnv): Promise<E2EReport> {
     // Warm the JIT of the library and of each server before measuring.
     for (const system of new Set(cells.map((c) => c.system))) {
       const s = serverOf(system);
-      if (s === null || system === 'raw') continue;
+      if (s === null || system === 'raw' || env.quick) continue;
       env.progress(`e2e warm-up ${system}`);
       await runE2E({ system: system as E2ESystem, host: '127.0.0.1', port: s.port, size: 256, k: 1, warmupMs: 0, durationMs: env.quick ? 100 : 500 });
     }

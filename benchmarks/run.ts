@@ -67,7 +67,7 @@ const cfg = {
   scaleKeepaliveMs: quick ? 1000 : 2000,
   scaleIdleMs: quick ? 2200 : 8000,
   // Hard stop, whatever happens.
-  deadlineMs: quick ? 60_000 : 45 * 60_000,
+  deadlineMs: quick ? 85_000 : 60 * 60_000,
 };
 
 const here = fileURLToPath(new URL('.', import.meta.url));
