@@ -39,7 +39,7 @@ export interface RouterStats {
   /** Messages held for parked agents. */
   held: number;
   /** Messages not delivered, by reason (the sender was told each time). */
-  dropped: { holdFull: number; resumeExpired: number };
+  dropped: { holdFull: number; resumeExpired: number; connectionEnded: number };
 }
 
 /** Fresh zeroed counters. */
@@ -64,6 +64,6 @@ export function newStats(): RouterStats {
     parked: 0,
     resumes: 0,
     held: 0,
-    dropped: { holdFull: 0, resumeExpired: 0 },
+    dropped: { holdFull: 0, resumeExpired: 0, connectionEnded: 0 },
   };
 }
