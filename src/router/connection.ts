@@ -233,6 +233,11 @@ export class RouterConnection implements FrameSink {
   private bucketMsgs = 0;
   private bucketStamp = -1;
   private ratePaused = false;
+  // [P-12.8] This connection's share of the router's partialBytes, and the start of the
+  // current window of minFrameRate (clock time, bytesIn then; -1 when no frame is incomplete).
+  private partialCharge = 0;
+  private stallSince = -1;
+  private stallMark = 0;
 
   /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
   constructor(ctx: RouterContext, stream: Duplex, remote: string | undefined, dial = false) {
@@ -282,9 +287,56 @@ export class RouterConnection implements FrameSink {
     }
     this.flushRun();
     this.dropView();
+    if (this.decoder.reserved !== this.partialCharge) this.chargePartial();
     const o = this.ctx.options;
     if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.meter(chunk.length, this.framesIn - before);
   };
+
+  /**
+   * [P-12.8] Moves this connection's share of the router's budget for incomplete frames to
+   * what its decoder holds now. A frame that would take the total over the budget closes
+   * the connection that brought it, not the one holding most: the newcomer is known here
+   * in O(1) (finding the largest holder is a scan or a heap per read), the frames already
+   * held are each bounded in time by minFrameRate so the budget frees by itself, and an
+   * attacker who filled the budget first gains nothing by choosing the victim order.
+   */
+  private chargePartial(): void {
+    const held = this.decoder.reserved;
+    const grow = held - this.partialCharge;
+    if (grow > 0 && this.ctx.partialBytes + grow > this.ctx.options.partialBytesBudget) {
+      this.close(WireCode.OVERLOADED, 'no room for another incomplete frame');
+      return;
+    }
+    this.ctx.partialBytes += grow;
+    this.partialCharge = held;
+    if (held === 0) this.stallSince = -1;
+  }
+
+  /** [P-12.8] Closes the connection when its incomplete frame comes slower than minFrameRate; true when it did. */
+  private frameTooSlow(now: number, slack: number): boolean {
+    const o = this.ctx.options;
+    if (this.partialCharge === 0 || o.minFrameRate === 0) {
+      this.stallSince = -1;
+      return false;
+    }
+    // Time with reading paused by this router (backpressure, rate limit) is not the peer's fault.
+    if (this.stallSince < 0 || this.blockedOn.size > 0 || this.ratePaused) {
+      this.stallSince = now;
+      this.stallMark = this.bytesIn;
+      return false;
+    }
+    const span = now - this.stallSince;
+    if (span + slack < o.frameRateWindow) return false;
+    if ((this.bytesIn - this.stallMark) * 1000 < o.minFrameRate * span) {
+      this.close(WireCode.FRAME_TOO_SLOW, `incomplete frame came at less than ${o.minFrameRate} bytes/s`);
+      // Nothing it still sends is wanted; let the memory go now.
+      this.stream.destroy();
+      return true;
+    }
+    this.stallSince = now;
+    this.stallMark = this.bytesIn;
+    return false;
+  }
 
   /**
    * [P-12.6] Per-connection rate limits as token buckets holding one second's worth. Over
@@ -1403,6 +1455,7 @@ export class RouterConnection implements FrameSink {
   /** Keepalive and handshake deadlines, called by the router's sweep. `slack` is the sweep period. [P-8.2] */
   tick(now: number, slack: number): void {
     const o = this.ctx.options;
+    if (this.partialCharge > 0 && this.frameTooSlow(now, slack)) return;
     if (this.state === ConnState.PREAMBLE || this.state === ConnState.HANDSHAKE) {
       if (now - this.openedAt + slack >= o.handshakeTimeout) { // [P-2.5]
         this.ctx.stats.handshakeTimeouts++;
@@ -1458,6 +1511,8 @@ export class RouterConnection implements FrameSink {
     if (this.state >= ConnState.CLOSING) return;
     this.state = ConnState.CLOSING;
     this.decoder.stop();
+    this.ctx.partialBytes -= this.partialCharge;
+    this.partialCharge = 0;
     // Input is ignored from now on; keep reading it so the peer's FIN is noticed even if
     // this connection was paused for backpressure or a rate limit.
     this.stream.resume();

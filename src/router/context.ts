@@ -20,6 +20,8 @@ export interface RouterContext {
   readonly mesh: Mesh;
   /** The mesh secret as bytes (empty when none). */
   readonly meshSecret: Buffer;
+  /** Bytes reserved for incomplete frames across all connections (each connection adds and removes its own share). [P-12.8] */
+  partialBytes: number;
   onRegistered(conn: RouterConnection): void;
   /** Asks for `conn.writePending()` once this event-loop turn's reads are done. */
   schedule(conn: RouterConnection): void;

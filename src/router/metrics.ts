@@ -56,6 +56,7 @@ export function renderMetrics(router: Router): string {
   family(out, 'postern_outbound_queue_max_bytes', 'gauge', 'Largest queue to one connection now.', [[null, q.maxOutboundBytes]]);
   family(out, 'postern_parked_agents', 'gauge', 'Lost agents whose ID is held for resume.', [[null, q.parked]]);
   family(out, 'postern_held_messages', 'gauge', 'Messages held for parked agents.', [[null, q.held]]);
+  family(out, 'postern_partial_frame_bytes', 'gauge', 'Bytes reserved for incomplete frames now (bounded by partialBytesBudget).', [[null, q.partialBytes]]);
   const links = router.links();
   family(out, 'postern_mesh_links', 'gauge', 'Router links up.', [[null, links.length]]);
   family(out, 'postern_mesh_peers_down', 'gauge', 'Configured peers without a link.', [[null, router.peersDown().length]]);

@@ -59,6 +59,20 @@ export interface RouterOptions {
   maxHandles?: number;
   /** Whether log lines may carry remote IP addresses. Default true. Anonymous connections' addresses are never logged. */
   logAddresses?: boolean;
+  /**
+   * Bytes the router may reserve for incomplete frames across all connections; a frame
+   * counts its whole declared size once its header is read. A connection whose frame
+   * would go over is closed with OVERLOADED. Default 128 MiB (128 frames of the default
+   * `maxFrame`). [P-12.8]
+   */
+  partialBytesBudget?: number;
+  /**
+   * Bytes per second a connection must keep sending while one of its frames is
+   * incomplete, or be closed with FRAME_TOO_SLOW; 0 for no minimum. Default 1024. [P-12.8]
+   */
+  minFrameRate?: number;
+  /** Ms over which `minFrameRate` is measured (time with reading paused by the router does not count). Default 10000. */
+  frameRateWindow?: number;
   /** Time source. Default the system clock. */
   clock?: Clock;
   /** Where events are logged. Default: nowhere. */
@@ -99,6 +113,9 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   maxByteRate: 0,
   admissionTokens: [] as string[],
   logAddresses: true,
+  partialBytesBudget: 128 * 1024 * 1024,
+  minFrameRate: 1024,
+  frameRateWindow: 10_000,
   clock: systemClock,
   logger: silentLogger,
 });
@@ -147,6 +164,9 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   }
   int('holdMessages', o.holdMessages, 0, 1 << 20);
   int('holdBytes', o.holdBytes, 0, 1 << 30);
+  int('partialBytesBudget', o.partialBytesBudget, 4096, 2 ** 40);
+  int('minFrameRate', o.minFrameRate, 0, 1 << 30);
+  int('frameRateWindow', o.frameRateWindow, 10, 3_600_000);
   if (typeof o.logAddresses !== 'boolean') bad('logAddresses', 'must be a boolean');
   if (typeof o.clock?.now !== 'function' || typeof o.clock.setTimeout !== 'function') bad('clock', 'must be a Clock');
   for (const m of ['debug', 'info', 'warn', 'error'] as const) {
@@ -175,6 +195,9 @@ export const RELOADABLE = Object.freeze([
   'holdMessages',
   'holdBytes',
   'logAddresses',
+  'partialBytesBudget',
+  'minFrameRate',
+  'frameRateWindow',
 ] as const);
 
 function int(name: string, v: unknown, min: number, max: number): void {

@@ -67,6 +67,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   readonly mesh: Mesh;
   /** @internal */
   readonly meshSecret: Buffer;
+  /** @internal Bytes reserved for incomplete frames now, across all connections. [P-12.8] */
+  partialBytes = 0;
 
   private readonly conns = new Set<RouterConnection>();
   // Per IP address: open connections and the registration token bucket.
@@ -239,8 +241,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.armSweep();
   }
 
-  /** Queue depths now: bytes queued to connections (total and largest), parked agents and messages held for them. */
-  queues(): { outboundBytes: number; maxOutboundBytes: number; parked: number; held: number } {
+  /** Queue depths now: bytes queued to connections (total and largest), parked agents and messages held for them, bytes reserved for incomplete frames. */
+  queues(): { outboundBytes: number; maxOutboundBytes: number; parked: number; held: number; partialBytes: number } {
     let outboundBytes = 0;
     let maxOutboundBytes = 0;
     for (const c of this.conns) {
@@ -257,7 +259,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
         held += h;
       }
     }
-    return { outboundBytes, maxOutboundBytes, parked, held };
+    return { outboundBytes, maxOutboundBytes, parked, held, partialBytes: this.partialBytes };
   }
 
   /** Router links that are up, with their traffic. */
