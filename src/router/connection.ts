@@ -1476,6 +1476,12 @@ export class RouterConnection implements FrameSink {
     }
   }
 
+  /** Sends CLOSE(code) and lets the descriptor go at once, without waiting for a flush. */
+  evict(code: number, reason: string): void {
+    this.close(code, reason);
+    this.stream.destroy();
+  }
+
   /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1] */
   close(code: number, reason = '', park = false): void {
     if (this.state >= ConnState.CLOSING) return;

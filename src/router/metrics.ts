@@ -33,6 +33,7 @@ export function renderMetrics(router: Router): string {
   family(out, 'postern_agents', 'gauge', 'Registered agents connected now.', [[null, router.agents]]);
   family(out, 'postern_connections_accepted_total', 'counter', 'Connections accepted.', [[null, s.accepted]]);
   family(out, 'postern_connections_refused_total', 'counter', 'Connections refused by connection limits.', [[null, s.refused]]);
+  family(out, 'postern_accept_fd_exhausted_total', 'counter', 'Connections not accepted for lack of file descriptors (EMFILE, ENFILE).', [[null, s.fdExhausted]]);
   family(out, 'postern_registrations_total', 'counter', 'Successful registrations.', [[null, s.registrations]]);
   family(out, 'postern_registrations_rate_limited_total', 'counter', 'REGISTERs answered RATE_LIMITED.', [[null, s.registrationsLimited]]);
   family(out, 'postern_admission_denied_total', 'counter', 'Registrations refused by admission.', [[null, s.admissionDenied]]);

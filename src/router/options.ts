@@ -4,6 +4,7 @@ import { isValidRouterId } from '../protocol/id.js';
 import { systemClock, type Clock } from '../net/clock.js';
 import { silentLogger, type Logger } from '../net/log.js';
 import { randomInt } from 'node:crypto';
+import { connectionsWithin, readFdLimit } from '../net/fd-limit.js';
 
 /** Options of a {@link Router}. Every field is optional; defaults are in {@link ROUTER_DEFAULTS}. */
 export interface RouterOptions {
@@ -43,7 +44,12 @@ export interface RouterOptions {
   holdMessages?: number;
   /** Bytes held for one lost agent while it may resume. Default 1 MiB. */
   holdBytes?: number;
-  /** Most connections at once; more are refused with TOO_MANY_CONNECTIONS. Default 200000. Reloadable. */
+  /**
+   * Most connections at once; more are refused with TOO_MANY_CONNECTIONS. Default 200000,
+   * lowered to fit under the process's file descriptor limit (`ulimit -n`, less a tenth, at
+   * least 32, kept for other files); a value given above that is kept, with a warning at
+   * listen. Reloadable.
+   */
   maxConnections?: number;
   /** Most connections at once from one IP address; 0 = no limit. Default 1000. Reloadable. */
   maxConnectionsPerAddress?: number;
@@ -129,6 +135,12 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   }
   const o = { ...ROUTER_DEFAULTS, ...stripUndefined(options) } as ResolvedRouterOptions;
   if (options.routerId === undefined) o.routerId = randomInt(1, 0xffffffff);
+  if (options.maxConnections === undefined) {
+    // The default stays under the descriptor limit, so connections over it are refused
+    // cleanly (TOO_MANY_CONNECTIONS) rather than failing in accept().
+    const limit = readFdLimit();
+    if (limit !== null) o.maxConnections = Math.min(o.maxConnections, connectionsWithin(limit));
+  }
   if (!isValidRouterId(o.routerId)) bad('routerId', 'must be an integer in 1..4294967295');
   if (typeof o.host !== 'string' || o.host.length === 0) bad('host', 'must be a non-empty string');
   int('port', o.port, 0, 65535);
