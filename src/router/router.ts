@@ -5,7 +5,7 @@ import { ControlCodec } from '../protocol/control.js';
 import { WireCode } from '../protocol/frame.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { Clock, Timer } from '../net/clock.js';
-import type { Logger } from '../net/log.js';
+import { limitLog, type LimitedLogger } from '../net/log-limit.js';
 import { ConnState, RouterConnection } from './connection.js';
 import type { RouterContext } from './context.js';
 import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
@@ -65,8 +65,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   readonly codec = new ControlCodec();
   /** @internal */
   readonly clock: Clock;
-  /** @internal */
-  readonly log: Logger;
+  /** @internal The options' logger, with repeated per-connection events summarised. */
+  readonly log: LimitedLogger;
   /** @internal */
   readonly mesh: Mesh;
   /** @internal */
@@ -101,7 +101,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.options = resolveRouterOptions(options);
     this.routerId = this.options.routerId;
     this.clock = this.options.clock;
-    this.log = this.options.logger;
+    // A flood of hostile connections must not turn into a flood of log lines. [issue 10, item 6]
+    this.log = limitLog(this.options.logger, { clock: this.clock });
     this.meshSecret = Buffer.from(this.options.meshSecret ?? '');
     this.resumeKey = this.options.resumeSecret !== undefined ? Buffer.from(this.options.resumeSecret) : randomBytes(32);
     this.startedAt = this.clock.now();
@@ -425,6 +426,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
       await Promise.all([serverClosed, this.allClosed()]);
       this.sweepTimer?.cancel();
       this.sweepTimer = null;
+      this.log.flush();
       this.log.info('closed');
     })();
     return this.closingP;
