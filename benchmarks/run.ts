@@ -22,6 +22,7 @@ import { natsWire, plainWire, posternWire, probeMesh, type SystemName, type Wire
 import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild } from './lib/proc.js';
 import { median } from './lib/stats.js';
 import { runScale, type ScaleResult } from './lib/scale.js';
+import { abuseLegend, abuseSection, abuseTable, ATTACKS, type AbuseRow, type AttackName } from './abuse.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -35,6 +36,7 @@ const { values: flags } = parseArgs({
     ks: { type: 'string' },
     patterns: { type: 'string' },
     'scale-n': { type: 'string' },
+    attacks: { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -61,6 +63,8 @@ const cfg = {
   scaleN: Number(flags['scale-n'] ?? (quick ? 500 : 100_000)),
   scaleKeepaliveMs: quick ? 1000 : 2000,
   scaleIdleMs: quick ? 2200 : 8000,
+  // The abuse section runs only when asked for (--sections abuse): about 3 minutes.
+  attacks: list(flags.attacks, [...ATTACKS]) as AttackName[],
   // Hard stop, whatever happens.
   deadlineMs: quick ? 60_000 : 45 * 60_000,
 };
@@ -648,6 +652,20 @@ async function main(): Promise<number> {
   since = performance.now();
   const seal = cfg.sections.includes('sealed') && cfg.systems.includes('postern') ? await sealedSection(cells) : null;
   lap('sealed', since);
+  since = performance.now();
+  let abuse: AbuseRow[] = [];
+  if (cfg.sections.includes('abuse')) {
+    try {
+      abuse = await abuseSection({
+        startRouter, core: GEN_CORE, repeats: cfg.repeats, warmupMs: cfg.warmupMs, durationMs: cfg.durationMs,
+        quick, attacks: cfg.attacks, profile: flags.profile === true, progress,
+        record: (label, r) => record('postern', label, r),
+      });
+    } catch (err) {
+      failures.push(`abuse: ${(err as Error).message}`);
+    }
+  }
+  lap('abuse', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
@@ -784,6 +802,12 @@ async function main(): Promise<number> {
       lines.push(table(['op', 'bytes', 'ops/s', 'MB/s'], so.rows.map((r) => [r.op, String(r.size), fmtRate(r.opsPerSec), fmtMB(r.mbPerSec)]), 1));
     } else if (so?.note !== undefined) lines.push(`seal/open: ${so.note}`);
   }
+  if (abuse.length > 0) {
+    lines.push('');
+    lines.push('abuse: a normal pair (256 B, K=1) alone and under each attack, same router, median of repeats (goal >= 0.90x)');
+    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'router RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
+    lines.push(...abuseLegend(abuse));
+  }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');
   lines.push('targets (issue 3)');
@@ -812,6 +836,7 @@ async function main(): Promise<number> {
     scale,
     mesh,
     sealed: seal,
+    abuse,
     targets,
     notes,
     timings,

@@ -82,6 +82,28 @@ P('budget: the frame that would go over it closes its connection with OVERLOADED
   await eventually(() => r.partialBytes === 0, 2000, 'released when the connection is lost');
 });
 
+P('budget: a smaller frame that does not fit closes the holders of larger ones, largest first', async () => {
+  const clock = new ManualClock();
+  const r = new Router({ routerId: 9, clock, maxFrame: 65_536, partialBytesBudget: 100_000 });
+  routers.push(r);
+  const dest = mem(r);
+  const { id } = await dest.register();
+  const [big, mid, small] = [mem(r), mem(r), mem(r)];
+  for (const s of [big, mid, small]) await s.register();
+  big.write(send(id, 60_000).subarray(0, 100));
+  mid.write(send(id, 35_000).subarray(0, 100));
+  await eventually(() => r.partialBytes === 95_000, 2000, 'two frames reserved');
+  // 10,000 more do not fit: the 60,000-byte frame goes, the 35,000-byte one stays.
+  const frame = send(id, 10_000);
+  small.write(frame.subarray(0, 100));
+  assert.is(closeCode(await big.next()), WireCode.OVERLOADED);
+  await eventually(() => r.partialBytes === 45_000, 2000, 'the largest released');
+  assert.is(mid.frames.length, 0);
+  small.write(frame.subarray(100));
+  assert.is((await dest.next()).type, FrameType.DELIVER);
+  assert.is(r.partialBytes, 35_000);
+});
+
 P('minimum rate: a trickled frame is closed with FRAME_TOO_SLOW and its memory released; a slow but steady one completes', async () => {
   const clock = new ManualClock();
   const r = new Router({ routerId: 9, clock, minFrameRate: 1024, frameRateWindow: 10_000, keepaliveInterval: 30_000 });

@@ -233,9 +233,9 @@ export class RouterConnection implements FrameSink {
   private bucketMsgs = 0;
   private bucketStamp = -1;
   private ratePaused = false;
-  // [P-12.8] This connection's share of the router's partialBytes, and the start of the
-  // current window of minFrameRate (clock time, bytesIn then; -1 when no frame is incomplete).
-  private partialCharge = 0;
+  /** [P-12.8] This connection's share of the router's partialBytes: the size of its incomplete frame. */
+  partialCharge = 0;
+  // The start of the current window of minFrameRate (clock time, bytesIn then; -1 when no frame is incomplete).
   private stallSince = -1;
   private stallMark = 0;
 
@@ -292,22 +292,13 @@ export class RouterConnection implements FrameSink {
     if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.meter(chunk.length, this.framesIn - before);
   };
 
-  /**
-   * [P-12.8] Moves this connection's share of the router's budget for incomplete frames to
-   * what its decoder holds now. A frame that would take the total over the budget closes
-   * the connection that brought it, not the one holding most: the newcomer is known here
-   * in O(1) (finding the largest holder is a scan or a heap per read), the frames already
-   * held are each bounded in time by minFrameRate so the budget frees by itself, and an
-   * attacker who filled the budget first gains nothing by choosing the victim order.
-   */
+  /** [P-12.8] Moves this connection's share of the router's budget for incomplete frames to what its decoder holds now. */
   private chargePartial(): void {
     const held = this.decoder.reserved;
-    const grow = held - this.partialCharge;
-    if (grow > 0 && this.ctx.partialBytes + grow > this.ctx.options.partialBytesBudget) {
+    if (!this.ctx.reservePartial(this, held - this.partialCharge, held)) {
       this.close(WireCode.OVERLOADED, 'no room for another incomplete frame');
       return;
     }
-    this.ctx.partialBytes += grow;
     this.partialCharge = held;
     if (held === 0) this.stallSince = -1;
   }
@@ -1517,7 +1508,7 @@ export class RouterConnection implements FrameSink {
     if (this.state >= ConnState.CLOSING) return;
     this.state = ConnState.CLOSING;
     this.decoder.stop();
-    this.ctx.partialBytes -= this.partialCharge;
+    this.ctx.reservePartial(this, -this.partialCharge, 0);
     this.partialCharge = 0;
     // Input is ignored from now on; keep reading it so the peer's FIN is noticed even if
     // this connection was paused for backpressure or a rate limit.

@@ -67,8 +67,8 @@ export interface RouterOptions {
   logAddresses?: boolean;
   /**
    * Bytes the router may reserve for incomplete frames across all connections; a frame
-   * counts its whole declared size once its header is read. A connection whose frame
-   * would go over is closed with OVERLOADED. Default 128 MiB (128 frames of the default
+   * counts its whole declared size once its header is read. Over it, holders of larger
+   * frames are closed with OVERLOADED, else the newcomer is. Default 128 MiB (128 frames of the default
    * `maxFrame`). [P-12.8]
    */
   partialBytesBudget?: number;

@@ -73,6 +73,34 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   readonly meshSecret: Buffer;
   /** @internal Bytes reserved for incomplete frames now, across all connections. [P-12.8] */
   partialBytes = 0;
+  // Connections with an incomplete frame (partialCharge > 0).
+  private readonly partialHolders = new Set<RouterConnection>();
+
+  /**
+   * @internal [P-12.8] When a frame would take the total over partialBytesBudget, the
+   * connections holding larger frames than it are closed (largest first) until it fits; when
+   * none is larger, it is the one refused. Not simply the newcomer: a normal agent's small
+   * frame that happens to straddle two reads must not be refused because a few peers fill
+   * the budget with huge frames, and huge frames are the cheapest way to fill it (the size
+   * is reserved when the header is read). The scan is over holders, and only when full.
+   */
+  reservePartial(conn: RouterConnection, delta: number, held: number): boolean {
+    const budget = this.options.partialBytesBudget;
+    while (delta > 0 && this.partialBytes + delta > budget) {
+      let victim: RouterConnection | null = null;
+      for (const h of this.partialHolders) {
+        if (h !== conn && h.partialCharge > held && (victim === null || h.partialCharge > victim.partialCharge)) victim = h;
+      }
+      if (victim === null) return false;
+      // Its shutdown gives its share back (through this method), so the loop ends.
+      victim.evict(WireCode.OVERLOADED, 'largest incomplete frame while the router had no room');
+      if (this.partialHolders.has(victim)) return false;
+    }
+    this.partialBytes += delta;
+    if (held > 0) this.partialHolders.add(conn);
+    else this.partialHolders.delete(conn);
+    return true;
+  }
 
   private readonly conns = new Set<RouterConnection>();
   // Per IP address: open connections and the registration token bucket.
