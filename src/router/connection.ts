@@ -4,6 +4,7 @@ import { Decoder, type FrameSink } from '../protocol/decoder.js';
 import {
   Flag,
   FrameType,
+  MAGIC,
   MIN_PROTOCOL_VERSION,
   SEND_FLAGS,
   PRE_REGISTER_MAX_FRAME,
@@ -54,6 +55,14 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 const EMPTY = Buffer.alloc(0);
+
+// [P-2.2] What strangers are told, built once: a flood of them allocates nothing per reply.
+// Shared by every connection that writes them; never written to.
+const STRANGER_BODY = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
+const HTTP_REFUSAL = Buffer.from(
+  `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(STRANGER_BODY)}\r\nConnection: close\r\n\r\n${STRANGER_BODY}`,
+);
+const STRANGER_CLOSE = Buffer.concat([encodePreamble(PROTOCOL_VERSION), encodeClose(WireCode.BAD_MAGIC, 'not a postern peer')]);
 const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
 
 // Plain byte arithmetic: Buffer's read methods validate their offset on every call, which
@@ -268,9 +277,17 @@ export class RouterConnection implements FrameSink {
   private readonly onData = (chunk: Buffer): void => {
     this.lastRx = this.ctx.clock.now();
     this.pinged = false;
-    if (this.firstByte < 0 && chunk.length > 0) this.firstByte = chunk[0]!;
     this.ctx.stats.bytesIn += chunk.length;
     this.bytesIn += chunk.length;
+    if (this.firstByte < 0 && chunk.length > 0) {
+      this.firstByte = chunk[0]!;
+      // [P-2.2] Most strangers differ at the first byte: turn them away here, without the
+      // decoder's exception (and its stack trace) for each one during a flood.
+      if (this.firstByte !== MAGIC[0] && this.state === ConnState.PREAMBLE) {
+        this.rejectStranger();
+        return;
+      }
+    }
     const before = this.framesIn;
     try {
       let off = 0;
@@ -1228,12 +1245,10 @@ export class RouterConnection implements FrameSink {
     this.ctx.stats.closes[WireCode.BAD_MAGIC] = (this.ctx.stats.closes[WireCode.BAD_MAGIC] ?? 0) + 1;
     this.ctx.log.warn('not a postern client', { remote: this.remote, code: ErrorCode.BAD_MAGIC });
     if (this.firstByte >= 0x41 && this.firstByte <= 0x5a) {
-      const body = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
-      this.write(
-        Buffer.from(
-          `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-        ),
-      );
+      this.write(HTTP_REFUSAL);
+    } else if (!this.preambleSent) {
+      this.preambleSent = true;
+      this.write(STRANGER_CLOSE);
     } else {
       this.writeCloseFrame(WireCode.BAD_MAGIC, 'not a postern peer');
     }
