@@ -63,7 +63,7 @@ const cfg = {
   scaleN: Number(flags['scale-n'] ?? (quick ? 500 : 100_000)),
   scaleKeepaliveMs: quick ? 1000 : 2000,
   scaleIdleMs: quick ? 2200 : 8000,
-  // The abuse section runs only when asked for (--sections abuse): about 3 minutes.
+  // The abuse section runs only when asked for (--sections abuse): about 8 minutes.
   attacks: list(flags.attacks, [...ATTACKS]) as AttackName[],
   // Hard stop, whatever happens.
   deadlineMs: quick ? 60_000 : 45 * 60_000,
