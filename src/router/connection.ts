@@ -4,6 +4,7 @@ import { Decoder, type FrameSink } from '../protocol/decoder.js';
 import {
   Flag,
   FrameType,
+  MAGIC,
   MIN_PROTOCOL_VERSION,
   SEND_FLAGS,
   PRE_REGISTER_MAX_FRAME,
@@ -54,6 +55,14 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 const EMPTY = Buffer.alloc(0);
+
+// [P-2.2] What strangers are told, built once: a flood of them allocates nothing per reply.
+// Shared by every connection that writes them; never written to.
+const STRANGER_BODY = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
+const HTTP_REFUSAL = Buffer.from(
+  `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(STRANGER_BODY)}\r\nConnection: close\r\n\r\n${STRANGER_BODY}`,
+);
+const STRANGER_CLOSE = Buffer.concat([encodePreamble(PROTOCOL_VERSION), encodeClose(WireCode.BAD_MAGIC, 'not a postern peer')]);
 const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
 
 // Plain byte arithmetic: Buffer's read methods validate their offset on every call, which
@@ -270,6 +279,11 @@ export class RouterConnection implements FrameSink {
   private bucketMsgs = 0;
   private bucketStamp = -1;
   private ratePaused = false;
+  /** [P-12.8] This connection's share of the router's partialBytes: the size of its incomplete frame. */
+  partialCharge = 0;
+  // The start of the current window of minFrameRate (clock time, bytesIn then; -1 when no frame is incomplete).
+  private stallSince = -1;
+  private stallMark = 0;
 
   /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
   constructor(ctx: RouterContext, stream: Duplex, remote: string | undefined, dial = false) {
@@ -300,9 +314,17 @@ export class RouterConnection implements FrameSink {
   private readonly onData = (chunk: Buffer): void => {
     this.lastRx = this.ctx.clock.now();
     this.pinged = false;
-    if (this.firstByte < 0 && chunk.length > 0) this.firstByte = chunk[0]!;
     this.ctx.stats.bytesIn += chunk.length;
     this.bytesIn += chunk.length;
+    if (this.firstByte < 0 && chunk.length > 0) {
+      this.firstByte = chunk[0]!;
+      // [P-2.2] Most strangers differ at the first byte: turn them away here, without the
+      // decoder's exception (and its stack trace) for each one during a flood.
+      if (this.firstByte !== MAGIC[0] && this.state === ConnState.PREAMBLE) {
+        this.rejectStranger();
+        return;
+      }
+    }
     const before = this.framesIn;
     try {
       let off = 0;
@@ -319,9 +341,47 @@ export class RouterConnection implements FrameSink {
     }
     this.flushRun();
     this.dropView();
+    if (this.decoder.reserved !== this.partialCharge) this.chargePartial();
     const o = this.ctx.options;
     if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.meter(chunk.length, this.framesIn - before);
   };
+
+  /** [P-12.8] Moves this connection's share of the router's budget for incomplete frames to what its decoder holds now. */
+  private chargePartial(): void {
+    const held = this.decoder.reserved;
+    if (!this.ctx.reservePartial(this, held - this.partialCharge, held)) {
+      this.close(WireCode.OVERLOADED, 'no room for another incomplete frame');
+      return;
+    }
+    this.partialCharge = held;
+    if (held === 0) this.stallSince = -1;
+  }
+
+  /** [P-12.8] Closes the connection when its incomplete frame comes slower than minFrameRate; true when it did. */
+  private frameTooSlow(now: number, slack: number): boolean {
+    const o = this.ctx.options;
+    if (this.partialCharge === 0 || o.minFrameRate === 0) {
+      this.stallSince = -1;
+      return false;
+    }
+    // Time with reading paused by this router (backpressure, rate limit) is not the peer's fault.
+    if (this.stallSince < 0 || this.blockedOn.size > 0 || this.ratePaused) {
+      this.stallSince = now;
+      this.stallMark = this.bytesIn;
+      return false;
+    }
+    const span = now - this.stallSince;
+    if (span + slack < o.frameRateWindow) return false;
+    if ((this.bytesIn - this.stallMark) * 1000 < o.minFrameRate * span) {
+      this.close(WireCode.FRAME_TOO_SLOW, `incomplete frame came at less than ${o.minFrameRate} bytes/s`);
+      // Nothing it still sends is wanted; let the memory go now.
+      this.stream.destroy();
+      return true;
+    }
+    this.stallSince = now;
+    this.stallMark = this.bytesIn;
+    return false;
+  }
 
   /**
    * [P-12.6] Per-connection rate limits as token buckets holding one second's worth. Over
@@ -1235,12 +1295,10 @@ export class RouterConnection implements FrameSink {
     this.ctx.stats.closes[WireCode.BAD_MAGIC] = (this.ctx.stats.closes[WireCode.BAD_MAGIC] ?? 0) + 1;
     this.ctx.log.warn('not a postern client', { remote: this.remote, code: ErrorCode.BAD_MAGIC });
     if (this.firstByte >= 0x41 && this.firstByte <= 0x5a) {
-      const body = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
-      this.write(
-        Buffer.from(
-          `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-        ),
-      );
+      this.write(HTTP_REFUSAL);
+    } else if (!this.preambleSent) {
+      this.preambleSent = true;
+      this.write(STRANGER_CLOSE);
     } else {
       this.writeCloseFrame(WireCode.BAD_MAGIC, 'not a postern peer');
     }
@@ -1632,6 +1690,7 @@ export class RouterConnection implements FrameSink {
   /** Keepalive and handshake deadlines, called by the router's sweep. `slack` is the sweep period. [P-8.2] */
   tick(now: number, slack: number): void {
     const o = this.ctx.options;
+    if (this.partialCharge > 0 && this.frameTooSlow(now, slack)) return;
     if (this.state === ConnState.PREAMBLE || this.state === ConnState.HANDSHAKE) {
       if (now - this.openedAt + slack >= o.handshakeTimeout) { // [P-2.5]
         this.ctx.stats.handshakeTimeouts++;
@@ -1650,6 +1709,12 @@ export class RouterConnection implements FrameSink {
       this.pinged = true;
       this.write(encodePing());
     }
+  }
+
+  /** Sends CLOSE(code) and lets the descriptor go at once, without waiting for a flush. */
+  evict(code: number, reason: string): void {
+    this.close(code, reason);
+    this.stream.destroy();
   }
 
   /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1] */
@@ -1690,6 +1755,8 @@ export class RouterConnection implements FrameSink {
     if (this.state >= ConnState.CLOSING) return;
     this.state = ConnState.CLOSING;
     this.decoder.stop();
+    this.ctx.reservePartial(this, -this.partialCharge, 0);
+    this.partialCharge = 0;
     // Input is ignored from now on; keep reading it so the peer's FIN is noticed even if
     // this connection was paused for backpressure or a rate limit.
     this.stream.resume();

@@ -20,6 +20,11 @@ export interface RouterContext {
   readonly mesh: Mesh;
   /** The mesh secret as bytes (empty when none). */
   readonly meshSecret: Buffer;
+  /**
+   * [P-12.8] Changes `conn`'s share of the bytes reserved for incomplete frames by `delta`
+   * (its frame is now `held` bytes); false, changing nothing, when it does not fit.
+   */
+  reservePartial(conn: RouterConnection, delta: number, held: number): boolean;
   onRegistered(conn: RouterConnection): void;
   /** Asks for `conn.writePending()` once this event-loop turn's reads are done. */
   schedule(conn: RouterConnection): void;
