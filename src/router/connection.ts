@@ -272,7 +272,7 @@ export class RouterConnection implements FrameSink {
       if (((this.kind === 'agent' && !this.anonymous) || this.kind === 'link') && this.state === ConnState.OPEN) {
         // Let the decoder finish a frame split across reads, then take whole frames here.
         off = this.decoder.finishPartial(chunk);
-        if (this.decoder.atFrameStart && this.state === ConnState.OPEN) off = this.relayWhole(chunk, off);
+        if (this.decoder.atFrameStart && this.state === ConnState.OPEN && this.ctx.options.relayFastPath) off = this.relayWhole(chunk, off);
       }
       if (off < chunk.length) this.decoder.push(off === 0 ? chunk : chunk.subarray(off));
     } catch (err) {

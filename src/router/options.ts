@@ -59,6 +59,12 @@ export interface RouterOptions {
   maxHandles?: number;
   /** Whether log lines may carry remote IP addresses. Default true. Anonymous connections' addresses are never logged. */
   logAddresses?: boolean;
+  /**
+   * @internal For tests and benchmarks only: `false` turns the relay fast path off, so every
+   * frame goes through the decoder (the slow twin the fast path must match byte for byte,
+   * see spec/router/relay-model.test.ts). Default true.
+   */
+  relayFastPath?: boolean;
   /** Time source. Default the system clock. */
   clock?: Clock;
   /** Where events are logged. Default: nowhere. */
@@ -99,6 +105,7 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   maxByteRate: 0,
   admissionTokens: [] as string[],
   logAddresses: true,
+  relayFastPath: true,
   clock: systemClock,
   logger: silentLogger,
 });
@@ -148,6 +155,7 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   int('holdMessages', o.holdMessages, 0, 1 << 20);
   int('holdBytes', o.holdBytes, 0, 1 << 30);
   if (typeof o.logAddresses !== 'boolean') bad('logAddresses', 'must be a boolean');
+  if (typeof o.relayFastPath !== 'boolean') bad('relayFastPath', 'must be a boolean');
   if (typeof o.clock?.now !== 'function' || typeof o.clock.setTimeout !== 'function') bad('clock', 'must be a Clock');
   for (const m of ['debug', 'info', 'warn', 'error'] as const) {
     if (typeof o.logger?.[m] !== 'function') bad('logger', `must have a ${m}() method`);
