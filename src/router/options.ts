@@ -2,6 +2,7 @@ import { DEFAULT_PORT, MAX_MAX_FRAME, MIN_MAX_FRAME } from '../protocol/frame.js
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { isValidRouterId } from '../protocol/id.js';
 import { systemClock, type Clock } from '../net/clock.js';
+import { isHostPort } from '../net/address.js';
 import { silentLogger, type Logger } from '../net/log.js';
 import { randomInt } from 'node:crypto';
 
@@ -161,12 +162,6 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
     if (typeof o.logger?.[m] !== 'function') bad('logger', `must have a ${m}() method`);
   }
   return o;
-}
-
-/** True for `host:port` or `[v6]:port` with a port in 1..65535 (the port is required). */
-export function isHostPort(v: unknown): v is string {
-  const m = typeof v === 'string' ? /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(v) : null;
-  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
 }
 
 /** Options {@link Router.reload} may change on a live router. */

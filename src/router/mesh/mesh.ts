@@ -3,8 +3,8 @@ import type { RouteErrorFrame } from '../../protocol/control.js';
 import { WIRE_CODE_NAMES } from '../../protocol/frame.js';
 import { formatId, routerIdOf } from '../../protocol/id.js';
 import type { Timer } from '../../net/clock.js';
-import { backoffDelay } from '../../agent/reconnect.js';
-import { parseRouterAddress } from '../../agent/options.js';
+import { backoffDelay } from '../../net/backoff.js';
+import { parseRouterAddress } from '../../net/address.js';
 import type { RouterConnection } from '../connection.js';
 
 /** What the mesh needs from its router. */
