@@ -29,7 +29,7 @@ import { ManualClock } from '../../src/net/clock.js';
 import { ControlCodec } from '../../src/protocol/control.js';
 import { encodePreamble, encodeSource, writeRelayHeader } from '../../src/protocol/encoder.js';
 import { Flag, FrameType, FRAME_TYPE_NAMES, PROTOCOL_VERSION, WIRE_CODE_NAMES } from '../../src/protocol/frame.js';
-import { dialProof, encodeLinkAuth, encodeLinkHello, linkNonce, readLinkHello } from '../../src/router/mesh/handshake.js';
+import { dialProof, encodeLinkAuth, encodeLinkHello, linkNonce, readLinkHello } from '../../src/protocol/link.js';
 import { ModelPeer, RelayModel, type ModelOptions } from './relay-model.js';
 
 const T = suite('relay model');

@@ -30,7 +30,7 @@ import {
   proofMatches,
   readLinkHello,
   type LinkHello,
-} from './mesh/handshake.js';
+} from '../protocol/link.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { formatId, NO_ID, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
