@@ -34,6 +34,7 @@ import {
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { formatId, NO_ID, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
+import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
 import { Handle } from './registry.js';
 import { timingSafeEqual } from 'node:crypto';
@@ -228,10 +229,8 @@ export class RouterConnection implements FrameSink {
   // Destinations this connection is paused for.
   private readonly blockedOn = new Set<RouterConnection>();
   private slowTimer: Timer | null = null;
-  // Rate limits: token buckets, and whether reading is paused to let them refill.
-  private bucketBytes = 0;
-  private bucketMsgs = 0;
-  private bucketStamp = -1;
+  // Rate limits: token buckets (made at the first read), and whether reading is paused to let them refill.
+  private buckets: { bytes: TokenBucket; msgs: TokenBucket } | null = null;
   private ratePaused = false;
 
   /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
@@ -294,18 +293,10 @@ export class RouterConnection implements FrameSink {
   private meter(bytes: number, msgs: number): void {
     const o = this.ctx.options;
     const now = this.ctx.clock.now();
-    if (this.bucketStamp < 0) {
-      this.bucketBytes = o.maxByteRate;
-      this.bucketMsgs = o.maxMessageRate;
-    } else {
-      const dt = (now - this.bucketStamp) / 1000;
-      this.bucketBytes = Math.min(o.maxByteRate, this.bucketBytes + o.maxByteRate * dt);
-      this.bucketMsgs = Math.min(o.maxMessageRate, this.bucketMsgs + o.maxMessageRate * dt);
-    }
-    this.bucketStamp = now;
-    this.bucketBytes -= bytes;
-    this.bucketMsgs -= msgs;
-    const wait = Math.max(o.maxByteRate > 0 ? -this.bucketBytes / o.maxByteRate : 0, o.maxMessageRate > 0 ? -this.bucketMsgs / o.maxMessageRate : 0) * 1000;
+    const b = (this.buckets ??= { bytes: new TokenBucket(1, o.maxByteRate, now), msgs: new TokenBucket(1, o.maxMessageRate, now) });
+    const leftBytes = b.bytes.take(bytes, o.maxByteRate, now);
+    const leftMsgs = b.msgs.take(msgs, o.maxMessageRate, now);
+    const wait = Math.max(o.maxByteRate > 0 ? -leftBytes / o.maxByteRate : 0, o.maxMessageRate > 0 ? -leftMsgs / o.maxMessageRate : 0) * 1000;
     if (wait <= 0 || this.ratePaused) return;
     this.ctx.stats.rateLimited++;
     this.ratePaused = true;

@@ -6,6 +6,7 @@ import { WireCode } from '../protocol/frame.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { Clock, Timer } from '../net/clock.js';
 import type { Logger } from '../net/log.js';
+import { TokenBucket } from '../net/token-bucket.js';
 import { ConnState, RouterConnection } from './connection.js';
 import type { RouterContext } from './context.js';
 import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
@@ -69,8 +70,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   readonly meshSecret: Buffer;
 
   private readonly conns = new Set<RouterConnection>();
-  // Per IP address: open connections and the registration token bucket.
-  private readonly addrs = new Map<string, { conns: number; tokens: number; stamp: number }>();
+  // Per IP address: open connections and the registration token bucket (burst: two seconds' worth).
+  private readonly addrs = new Map<string, { conns: number; bucket: TokenBucket }>();
   private server: net.Server | null = null;
   private sweepTimer: Timer | null = null;
   private readonly sweepPeriod: number;
@@ -232,7 +233,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     const conn = new RouterConnection(this, stream, remote);
     conn.address = address;
     const a = this.addrs.get(address);
-    if (a === undefined) this.addrs.set(address, { conns: 1, tokens: this.options.registrationRate * 2, stamp: this.clock.now() });
+    if (a === undefined) this.addrs.set(address, { conns: 1, bucket: new TokenBucket(2, this.options.registrationRate, this.clock.now()) });
     else a.conns++;
     this.conns.add(conn);
     this.stats.accepted++;
@@ -306,15 +307,9 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     if (rate === 0 || address === '') return true;
     const a = this.addrs.get(address);
     if (a === undefined) return true;
-    const now = this.clock.now();
-    a.tokens = Math.min(rate * 2, a.tokens + ((now - a.stamp) * rate) / 1000);
-    a.stamp = now;
-    if (a.tokens < 1) {
-      this.stats.registrationsLimited++;
-      return false;
-    }
-    a.tokens -= 1;
-    return true;
+    if (a.bucket.tryTake(1, rate, this.clock.now())) return true;
+    this.stats.registrationsLimited++;
+    return false;
   }
 
   /**
@@ -408,7 +403,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     // Forget addresses with no connections once their bucket would be full again.
     const rate = this.options.registrationRate;
     for (const [k, a] of this.addrs) {
-      if (a.conns <= 0 && (rate === 0 || a.tokens + ((now - a.stamp) * rate) / 1000 >= rate * 2)) this.addrs.delete(k);
+      if (a.conns <= 0 && (rate === 0 || a.bucket.full(rate, now))) this.addrs.delete(k);
     }
     if (this.conns.size > 0) this.armSweep();
   };
