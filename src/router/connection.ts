@@ -37,6 +37,7 @@ import type { Timer } from '../net/clock.js';
 import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
 import { Handle } from './registry.js';
+import { countCode } from './stats.js';
 import { timingSafeEqual } from 'node:crypto';
 
 /** Connection states. [P-9] */
@@ -743,7 +744,7 @@ export class RouterConnection implements FrameSink {
    */
   refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void {
     if (this.kind === 'link') {
-      this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
+      countCode(this.ctx.stats.errors, code);
       this.write(encodeRouteError(code, seq, dest, src ?? this.source));
     } else {
       this.sendError(code, seq, dest);
@@ -1173,7 +1174,7 @@ export class RouterConnection implements FrameSink {
 
   /** [P-2.2] Not a postern peer: say so in a way the other side can read, then close. */
   private rejectStranger(): void {
-    this.ctx.stats.closes[WireCode.BAD_MAGIC] = (this.ctx.stats.closes[WireCode.BAD_MAGIC] ?? 0) + 1;
+    countCode(this.ctx.stats.closes, WireCode.BAD_MAGIC);
     this.ctx.log.warn('not a postern client', { remote: this.remote, code: ErrorCode.BAD_MAGIC });
     if (this.firstByte >= 0x41 && this.firstByte <= 0x5a) {
       const body = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
@@ -1247,7 +1248,7 @@ export class RouterConnection implements FrameSink {
 
   /** Sends an ERROR frame. [P-7.1] */
   sendError(code: number, seq: number, id: Uint8Array | null, text = ''): void {
-    this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
+    countCode(this.ctx.stats.errors, code);
     this.write(encodeError(code, seq, id, text));
   }
 
@@ -1419,7 +1420,7 @@ export class RouterConnection implements FrameSink {
     if (this.state >= ConnState.CLOSING) return;
     this.closeCode = code;
     this.flushRun();
-    this.ctx.stats.closes[code] = (this.ctx.stats.closes[code] ?? 0) + 1;
+    countCode(this.ctx.stats.closes, code);
     if (code !== WireCode.GOING_AWAY) {
       this.ctx.log.info('closing connection', { agent: this.idText || undefined, remote: this.remote, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     }

@@ -11,7 +11,7 @@ import { ConnState, RouterConnection } from './connection.js';
 import type { RouterContext } from './context.js';
 import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
-import { newStats, type RouterStats } from './stats.js';
+import { countCode, newStats, type RouterStats } from './stats.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import { encodeClose, encodePreamble, encodeRouteError } from '../protocol/encoder.js';
 import { PROTOCOL_VERSION } from '../protocol/frame.js';
@@ -282,7 +282,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   /** Refuses a connection over the limits: our preamble and CLOSE(TOO_MANY_CONNECTIONS), nothing read. */
   private refuse(socket: net.Socket): void {
     this.stats.refused++;
-    this.stats.closes[WireCode.TOO_MANY_CONNECTIONS] = (this.stats.closes[WireCode.TOO_MANY_CONNECTIONS] ?? 0) + 1;
+    countCode(this.stats.closes, WireCode.TOO_MANY_CONNECTIONS);
     socket.on('error', () => {});
     // Read and drop whatever comes, so the peer's FIN is seen and the socket can close.
     socket.resume();
