@@ -146,7 +146,7 @@ export class RouterConnection implements FrameSink {
   bytesIn = 0;
   bytesOut = 0;
 
-  private readonly ctx: RouterContext;
+  private readonly ctx: RouterContext<RouterConnection>;
   private readonly stream: Duplex;
   private readonly decoder: Decoder;
   private pinged = false;
@@ -235,7 +235,7 @@ export class RouterConnection implements FrameSink {
   private ratePaused = false;
 
   /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
-  constructor(ctx: RouterContext, stream: Duplex, remote: string | undefined, dial = false) {
+  constructor(ctx: RouterContext<RouterConnection>, stream: Duplex, remote: string | undefined, dial = false) {
     this.ctx = ctx;
     this.stream = stream;
     this.remote = remote;
@@ -1100,7 +1100,7 @@ export class RouterConnection implements FrameSink {
    * it holds messages like a lost agent's parking and expires the same way. It has no
    * stream of its own.
    */
-  static placeholder(ctx: RouterContext, id: Uint8Array): RouterConnection {
+  static placeholder(ctx: RouterContext<RouterConnection>, id: Uint8Array): RouterConnection {
     const c = new RouterConnection(ctx, new PassThrough(), undefined);
     c.decoder.stop();
     c.id = Buffer.from(id);

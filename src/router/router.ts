@@ -49,7 +49,7 @@ export interface RouterEvents {
  * await router.close();
  * ```
  */
-export class Router extends EventEmitter<RouterEvents> implements RouterContext {
+export class Router extends EventEmitter<RouterEvents> implements RouterContext<RouterConnection> {
   /** The resolved options (defaults filled in). */
   readonly options: ResolvedRouterOptions;
   /** This router's ID (the first 4 bytes of every ID it issues). */
@@ -65,7 +65,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   /** @internal */
   readonly log: Logger;
   /** @internal */
-  readonly mesh: Mesh;
+  readonly mesh: Mesh<RouterConnection>;
   /** @internal */
   readonly meshSecret: Buffer;
 
