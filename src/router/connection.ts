@@ -1125,7 +1125,7 @@ export class RouterConnection implements FrameSink {
     if (this.isPlaceholder) this.ctx.placeholderGone();
     for (const h of p.held) {
       this.ctx.stats.dropped.resumeExpired++;
-      this.ctx.report(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);
+      this.ctx.refuseTo(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);
     }
   }
 

@@ -49,7 +49,7 @@ export interface RouterContext<C> {
   placeholder(id: Uint8Array): C | undefined;
   /** A stand-in was resumed or expired. */
   placeholderGone(): void;
-  /** Tells the sender `replyTo` (an ID or handle, here or across the mesh) that its SEND `seq` to `dest` failed. */
-  report(replyTo: Buffer, code: number, seq: number, dest: Buffer): void;
+  /** Refuses a SEND after the fact: tells its sender `replyTo` (an ID or handle, here or across the mesh) that SEND `seq` to `dest` failed. */
+  refuseTo(replyTo: Buffer, code: number, seq: number, dest: Buffer): void;
   onClosed(conn: C): void;
 }

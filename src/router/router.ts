@@ -125,7 +125,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
   }
 
   /** @internal */
-  report(replyTo: Buffer, code: number, seq: number, dest: Buffer): void {
+  refuseTo(replyTo: Buffer, code: number, seq: number, dest: Buffer): void {
     const entry = this.registry.lookup(replyTo, 0);
     if (entry !== undefined) {
       if (entry.conn.state === ConnState.OPEN) entry.conn.refuse(code, seq, dest, null);
@@ -189,7 +189,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
       const o = this.options;
       // [P-12.5] limits are checked before anything is read
       if (this.conns.size >= o.maxConnections || (o.maxConnectionsPerAddress > 0 && (this.addrs.get(address)?.conns ?? 0) >= o.maxConnectionsPerAddress)) {
-        this.refuse(socket);
+        this.turnAway(socket);
         return;
       }
       const remote = o.logAddresses ? `${address}:${socket.remotePort}` : undefined;
@@ -279,8 +279,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     return conn;
   }
 
-  /** Refuses a connection over the limits: our preamble and CLOSE(TOO_MANY_CONNECTIONS), nothing read. */
-  private refuse(socket: net.Socket): void {
+  /** Turns away a connection over the limits: our preamble and CLOSE(TOO_MANY_CONNECTIONS), nothing read. */
+  private turnAway(socket: net.Socket): void {
     this.stats.refused++;
     countCode(this.stats.closes, WireCode.TOO_MANY_CONNECTIONS);
     socket.on('error', () => {});
