@@ -31,12 +31,14 @@ import {
   proofMatches,
   readLinkHello,
   type LinkHello,
-} from './mesh/handshake.js';
+} from '../protocol/link.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { formatId, NO_ID, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
+import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
 import { Handle } from './registry.js';
+import { countCode } from './stats.js';
 import { timingSafeEqual } from 'node:crypto';
 
 /** Connection states. [P-9] */
@@ -182,7 +184,7 @@ export class RouterConnection implements FrameSink {
   bytesIn = 0;
   bytesOut = 0;
 
-  private readonly ctx: RouterContext;
+  private readonly ctx: RouterContext<RouterConnection>;
   private readonly stream: Duplex;
   private readonly decoder: Decoder;
   private pinged = false;
@@ -274,10 +276,8 @@ export class RouterConnection implements FrameSink {
   // Destinations this connection is paused for.
   private readonly blockedOn = new Set<RouterConnection>();
   private slowTimer: Timer | null = null;
-  // Rate limits: token buckets, and whether reading is paused to let them refill.
-  private bucketBytes = 0;
-  private bucketMsgs = 0;
-  private bucketStamp = -1;
+  // Rate limits: token buckets (made at the first read), and whether reading is paused to let them refill.
+  private buckets: { bytes: TokenBucket; msgs: TokenBucket } | null = null;
   private ratePaused = false;
   /** [P-12.8] This connection's share of the router's partialBytes: the size of its incomplete frame. */
   partialCharge = 0;
@@ -286,7 +286,7 @@ export class RouterConnection implements FrameSink {
   private stallMark = 0;
 
   /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
-  constructor(ctx: RouterContext, stream: Duplex, remote: string | undefined, dial = false) {
+  constructor(ctx: RouterContext<RouterConnection>, stream: Duplex, remote: string | undefined, dial = false) {
     this.ctx = ctx;
     this.stream = stream;
     this.remote = remote;
@@ -331,7 +331,7 @@ export class RouterConnection implements FrameSink {
       if (((this.kind === 'agent' && !this.anonymous) || this.kind === 'link') && this.state === ConnState.OPEN) {
         // Let the decoder finish a frame split across reads, then take whole frames here.
         off = this.decoder.finishPartial(chunk);
-        if (this.decoder.atFrameStart && this.state === ConnState.OPEN) off = this.relayWhole(chunk, off);
+        if (this.decoder.atFrameStart && this.state === ConnState.OPEN && this.ctx.options.relayFastPath) off = this.relayWhole(chunk, off);
       }
       if (off < chunk.length) this.decoder.push(off === 0 ? chunk : chunk.subarray(off));
     } catch (err) {
@@ -391,18 +391,10 @@ export class RouterConnection implements FrameSink {
   private meter(bytes: number, msgs: number): void {
     const o = this.ctx.options;
     const now = this.ctx.clock.now();
-    if (this.bucketStamp < 0) {
-      this.bucketBytes = o.maxByteRate;
-      this.bucketMsgs = o.maxMessageRate;
-    } else {
-      const dt = (now - this.bucketStamp) / 1000;
-      this.bucketBytes = Math.min(o.maxByteRate, this.bucketBytes + o.maxByteRate * dt);
-      this.bucketMsgs = Math.min(o.maxMessageRate, this.bucketMsgs + o.maxMessageRate * dt);
-    }
-    this.bucketStamp = now;
-    this.bucketBytes -= bytes;
-    this.bucketMsgs -= msgs;
-    const wait = Math.max(o.maxByteRate > 0 ? -this.bucketBytes / o.maxByteRate : 0, o.maxMessageRate > 0 ? -this.bucketMsgs / o.maxMessageRate : 0) * 1000;
+    const b = (this.buckets ??= { bytes: new TokenBucket(1, o.maxByteRate, now), msgs: new TokenBucket(1, o.maxMessageRate, now) });
+    const leftBytes = b.bytes.take(bytes, o.maxByteRate, now);
+    const leftMsgs = b.msgs.take(msgs, o.maxMessageRate, now);
+    const wait = Math.max(o.maxByteRate > 0 ? -leftBytes / o.maxByteRate : 0, o.maxMessageRate > 0 ? -leftMsgs / o.maxMessageRate : 0) * 1000;
     if (wait <= 0 || this.ratePaused) return;
     this.ctx.stats.rateLimited++;
     this.ratePaused = true;
@@ -855,7 +847,7 @@ export class RouterConnection implements FrameSink {
    */
   refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void {
     if (this.kind === 'link') {
-      this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
+      countCode(this.ctx.stats.errors, code);
       this.reply(encodeRouteError(code, seq, dest, src ?? this.source));
     } else {
       this.sendError(code, seq, dest);
@@ -1210,7 +1202,7 @@ export class RouterConnection implements FrameSink {
    * it holds messages like a lost agent's parking and expires the same way. It has no
    * stream of its own.
    */
-  static placeholder(ctx: RouterContext, id: Uint8Array): RouterConnection {
+  static placeholder(ctx: RouterContext<RouterConnection>, id: Uint8Array): RouterConnection {
     const c = new RouterConnection(ctx, new PassThrough(), undefined);
     c.decoder.stop();
     c.id = Buffer.from(id);
@@ -1235,7 +1227,7 @@ export class RouterConnection implements FrameSink {
     if (this.isPlaceholder) this.ctx.placeholderGone();
     for (const h of p.held) {
       this.ctx.stats.dropped.resumeExpired++;
-      this.ctx.report(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);
+      this.ctx.refuseTo(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);
     }
   }
 
@@ -1292,7 +1284,7 @@ export class RouterConnection implements FrameSink {
 
   /** [P-2.2] Not a postern peer: say so in a way the other side can read, then close. */
   private rejectStranger(): void {
-    this.ctx.stats.closes[WireCode.BAD_MAGIC] = (this.ctx.stats.closes[WireCode.BAD_MAGIC] ?? 0) + 1;
+    countCode(this.ctx.stats.closes, WireCode.BAD_MAGIC);
     this.ctx.log.warn('not a postern client', { remote: this.remote, code: ErrorCode.BAD_MAGIC });
     if (this.firstByte >= 0x41 && this.firstByte <= 0x5a) {
       this.write(HTTP_REFUSAL);
@@ -1419,7 +1411,7 @@ export class RouterConnection implements FrameSink {
 
   /** Sends an ERROR frame. [P-7.1] */
   sendError(code: number, seq: number, id: Uint8Array | null, text = ''): void {
-    this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
+    countCode(this.ctx.stats.errors, code);
     this.reply(encodeError(code, seq, id, text));
   }
 
@@ -1588,12 +1580,12 @@ export class RouterConnection implements FrameSink {
         sender = id;
       } else if (type === FrameType.SEND && lost) {
         this.ctx.stats.dropped.connectionEnded++;
-        this.ctx.report(sender, code, u32be(buf, o + RELAY_SEQ_OFFSET), id);
+        this.ctx.refuseTo(sender, code, u32be(buf, o + RELAY_SEQ_OFFSET), id);
       } else if (type === FrameType.DELIVER) {
         if (lost) {
           const seq = oneByOne ? (u.first + k) >>> 0 : k === 0 ? u.first : k === total - 1 ? u.last : 0;
           this.ctx.stats.dropped.connectionEnded++;
-          this.ctx.report(id, code, seq, this.id);
+          this.ctx.refuseTo(id, code, seq, this.id);
         }
         k++;
       }
@@ -1722,7 +1714,7 @@ export class RouterConnection implements FrameSink {
     if (this.state >= ConnState.CLOSING) return;
     this.closeCode = code;
     this.flushRun();
-    this.ctx.stats.closes[code] = (this.ctx.stats.closes[code] ?? 0) + 1;
+    countCode(this.ctx.stats.closes, code);
     if (code !== WireCode.GOING_AWAY) {
       this.ctx.log.info('closing connection', { agent: this.idText || undefined, remote: this.remote, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     }

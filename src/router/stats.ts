@@ -70,3 +70,8 @@ export function newStats(): RouterStats {
     dropped: { holdFull: 0, resumeExpired: 0, connectionEnded: 0 },
   };
 }
+
+/** Counts one more of wire code `code` in `table` ({@link RouterStats.errors} or {@link RouterStats.closes}). */
+export function countCode(table: Record<number, number>, code: number): void {
+  table[code] = (table[code] ?? 0) + 1;
+}
