@@ -4,6 +4,7 @@ import { Decoder, type FrameSink } from '../protocol/decoder.js';
 import {
   Flag,
   FrameType,
+  MAGIC,
   MIN_PROTOCOL_VERSION,
   SEND_FLAGS,
   PRE_REGISTER_MAX_FRAME,
@@ -30,12 +31,14 @@ import {
   proofMatches,
   readLinkHello,
   type LinkHello,
-} from './mesh/handshake.js';
+} from '../protocol/link.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { formatId, NO_ID, routerIdOf } from '../protocol/id.js';
+import { formatId, NO_ID, routerHex, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
+import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
 import { Handle } from './registry.js';
+import { countCode } from './stats.js';
 import { timingSafeEqual } from 'node:crypto';
 
 /** Connection states. [P-9] */
@@ -57,10 +60,13 @@ const EMPTY = Buffer.alloc(0);
 /** How logs name a connection that ended without CLOSE: POSTERN_ERR_CONNECTION_LOST without its prefix, like the wire-code names. */
 const LOST = 'CONNECTION_LOST';
 
-/** A router ID as logs show it: 8 hex digits, as it starts every agent ID it issues. [P-5.2] */
-export function routerHex(id: number): string {
-  return (id >>> 0).toString(16).padStart(8, '0');
-}
+// [P-2.2] What strangers are told, built once: a flood of them allocates nothing per reply.
+// Shared by every connection that writes them; never written to.
+const STRANGER_BODY = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
+const HTTP_REFUSAL = Buffer.from(
+  `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(STRANGER_BODY)}\r\nConnection: close\r\n\r\n${STRANGER_BODY}`,
+);
+const STRANGER_CLOSE = Buffer.concat([encodePreamble(PROTOCOL_VERSION), encodeClose(WireCode.BAD_MAGIC, 'not a postern peer')]);
 const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
 
 // Plain byte arithmetic: Buffer's read methods validate their offset on every call, which
@@ -182,7 +188,7 @@ export class RouterConnection implements FrameSink {
   bytesIn = 0;
   bytesOut = 0;
 
-  private readonly ctx: RouterContext;
+  private readonly ctx: RouterContext<RouterConnection>;
   private readonly stream: Duplex;
   private readonly decoder: Decoder;
   private pinged = false;
@@ -274,14 +280,17 @@ export class RouterConnection implements FrameSink {
   // Destinations this connection is paused for.
   private readonly blockedOn = new Set<RouterConnection>();
   private slowTimer: Timer | null = null;
-  // Rate limits: token buckets, and whether reading is paused to let them refill.
-  private bucketBytes = 0;
-  private bucketMsgs = 0;
-  private bucketStamp = -1;
+  // Rate limits: token buckets (made at the first read), and whether reading is paused to let them refill.
+  private buckets: { bytes: TokenBucket; msgs: TokenBucket } | null = null;
   private ratePaused = false;
+  /** [P-12.8] This connection's share of the router's partialBytes: the size of its incomplete frame. */
+  partialCharge = 0;
+  // The start of the current window of minFrameRate (clock time, bytesIn then; -1 when no frame is incomplete).
+  private stallSince = -1;
+  private stallMark = 0;
 
   /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
-  constructor(ctx: RouterContext, stream: Duplex, remote: string | undefined, dial = false) {
+  constructor(ctx: RouterContext<RouterConnection>, stream: Duplex, remote: string | undefined, dial = false) {
     this.ctx = ctx;
     this.stream = stream;
     this.remote = remote;
@@ -309,16 +318,24 @@ export class RouterConnection implements FrameSink {
   private readonly onData = (chunk: Buffer): void => {
     this.lastRx = this.ctx.clock.now();
     this.pinged = false;
-    if (this.firstByte < 0 && chunk.length > 0) this.firstByte = chunk[0]!;
     this.ctx.stats.bytesIn += chunk.length;
     this.bytesIn += chunk.length;
+    if (this.firstByte < 0 && chunk.length > 0) {
+      this.firstByte = chunk[0]!;
+      // [P-2.2] Most strangers differ at the first byte: turn them away here, without the
+      // decoder's exception (and its stack trace) for each one during a flood.
+      if (this.firstByte !== MAGIC[0] && this.state === ConnState.PREAMBLE) {
+        this.rejectStranger();
+        return;
+      }
+    }
     const before = this.framesIn;
     try {
       let off = 0;
       if (((this.kind === 'agent' && !this.anonymous) || this.kind === 'link') && this.state === ConnState.OPEN) {
         // Let the decoder finish a frame split across reads, then take whole frames here.
         off = this.decoder.finishPartial(chunk);
-        if (this.decoder.atFrameStart && this.state === ConnState.OPEN) off = this.relayWhole(chunk, off);
+        if (this.decoder.atFrameStart && this.state === ConnState.OPEN && this.ctx.options.relayFastPath) off = this.relayWhole(chunk, off);
       }
       if (off < chunk.length) this.decoder.push(off === 0 ? chunk : chunk.subarray(off));
     } catch (err) {
@@ -328,9 +345,47 @@ export class RouterConnection implements FrameSink {
     }
     this.flushRun();
     this.dropView();
+    if (this.decoder.reserved !== this.partialCharge) this.chargePartial();
     const o = this.ctx.options;
     if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.meter(chunk.length, this.framesIn - before);
   };
+
+  /** [P-12.8] Moves this connection's share of the router's budget for incomplete frames to what its decoder holds now. */
+  private chargePartial(): void {
+    const held = this.decoder.reserved;
+    if (!this.ctx.reservePartial(this, held - this.partialCharge, held)) {
+      this.close(WireCode.OVERLOADED, 'no room for another incomplete frame');
+      return;
+    }
+    this.partialCharge = held;
+    if (held === 0) this.stallSince = -1;
+  }
+
+  /** [P-12.8] Closes the connection when its incomplete frame comes slower than minFrameRate; true when it did. */
+  private frameTooSlow(now: number, slack: number): boolean {
+    const o = this.ctx.options;
+    if (this.partialCharge === 0 || o.minFrameRate === 0) {
+      this.stallSince = -1;
+      return false;
+    }
+    // Time with reading paused by this router (backpressure, rate limit) is not the peer's fault.
+    if (this.stallSince < 0 || this.blockedOn.size > 0 || this.ratePaused) {
+      this.stallSince = now;
+      this.stallMark = this.bytesIn;
+      return false;
+    }
+    const span = now - this.stallSince;
+    if (span + slack < o.frameRateWindow) return false;
+    if ((this.bytesIn - this.stallMark) * 1000 < o.minFrameRate * span) {
+      this.close(WireCode.FRAME_TOO_SLOW, `incomplete frame came at less than ${o.minFrameRate} bytes/s`);
+      // Nothing it still sends is wanted; let the memory go now.
+      this.stream.destroy();
+      return true;
+    }
+    this.stallSince = now;
+    this.stallMark = this.bytesIn;
+    return false;
+  }
 
   /**
    * [P-12.6] Per-connection rate limits as token buckets holding one second's worth. Over
@@ -340,18 +395,10 @@ export class RouterConnection implements FrameSink {
   private meter(bytes: number, msgs: number): void {
     const o = this.ctx.options;
     const now = this.ctx.clock.now();
-    if (this.bucketStamp < 0) {
-      this.bucketBytes = o.maxByteRate;
-      this.bucketMsgs = o.maxMessageRate;
-    } else {
-      const dt = (now - this.bucketStamp) / 1000;
-      this.bucketBytes = Math.min(o.maxByteRate, this.bucketBytes + o.maxByteRate * dt);
-      this.bucketMsgs = Math.min(o.maxMessageRate, this.bucketMsgs + o.maxMessageRate * dt);
-    }
-    this.bucketStamp = now;
-    this.bucketBytes -= bytes;
-    this.bucketMsgs -= msgs;
-    const wait = Math.max(o.maxByteRate > 0 ? -this.bucketBytes / o.maxByteRate : 0, o.maxMessageRate > 0 ? -this.bucketMsgs / o.maxMessageRate : 0) * 1000;
+    const b = (this.buckets ??= { bytes: new TokenBucket(1, o.maxByteRate, now), msgs: new TokenBucket(1, o.maxMessageRate, now) });
+    const leftBytes = b.bytes.take(bytes, o.maxByteRate, now);
+    const leftMsgs = b.msgs.take(msgs, o.maxMessageRate, now);
+    const wait = Math.max(o.maxByteRate > 0 ? -leftBytes / o.maxByteRate : 0, o.maxMessageRate > 0 ? -leftMsgs / o.maxMessageRate : 0) * 1000;
     if (wait <= 0 || this.ratePaused) return;
     this.ctx.stats.rateLimited++;
     this.ratePaused = true;
@@ -804,7 +851,7 @@ export class RouterConnection implements FrameSink {
    */
   refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void {
     if (this.kind === 'link') {
-      this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
+      countCode(this.ctx.stats.errors, code);
       this.reply(encodeRouteError(code, seq, dest, src ?? this.source));
     } else {
       this.sendError(code, seq, dest);
@@ -1181,7 +1228,7 @@ export class RouterConnection implements FrameSink {
    * it holds messages like a lost agent's parking and expires the same way. It has no
    * stream of its own.
    */
-  static placeholder(ctx: RouterContext, id: Uint8Array): RouterConnection {
+  static placeholder(ctx: RouterContext<RouterConnection>, id: Uint8Array): RouterConnection {
     const c = new RouterConnection(ctx, new PassThrough(), undefined);
     c.decoder.stop();
     c.id = Buffer.from(id);
@@ -1206,7 +1253,7 @@ export class RouterConnection implements FrameSink {
     if (this.isPlaceholder) this.ctx.placeholderGone();
     for (const h of p.held) {
       this.ctx.stats.dropped.resumeExpired++;
-      this.ctx.report(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);
+      this.ctx.refuseTo(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);
     }
   }
 
@@ -1287,15 +1334,13 @@ export class RouterConnection implements FrameSink {
 
   /** [P-2.2] Not a postern peer: say so in a way the other side can read, then close. */
   private rejectStranger(): void {
-    this.ctx.stats.closes[WireCode.BAD_MAGIC] = (this.ctx.stats.closes[WireCode.BAD_MAGIC] ?? 0) + 1;
+    countCode(this.ctx.stats.closes, WireCode.BAD_MAGIC);
     this.ctx.log.warn('not a postern client', { remote: this.remote, code: WIRE_CODE_NAMES[WireCode.BAD_MAGIC] });
     if (this.firstByte >= 0x41 && this.firstByte <= 0x5a) {
-      const body = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
-      this.write(
-        Buffer.from(
-          `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-        ),
-      );
+      this.write(HTTP_REFUSAL);
+    } else if (!this.preambleSent) {
+      this.preambleSent = true;
+      this.write(STRANGER_CLOSE);
     } else {
       this.writeCloseFrame(WireCode.BAD_MAGIC, 'not a postern peer');
     }
@@ -1416,7 +1461,7 @@ export class RouterConnection implements FrameSink {
 
   /** Sends an ERROR frame. [P-7.1] */
   sendError(code: number, seq: number, id: Uint8Array | null, text = ''): void {
-    this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
+    countCode(this.ctx.stats.errors, code);
     this.reply(encodeError(code, seq, id, text));
   }
 
@@ -1585,12 +1630,12 @@ export class RouterConnection implements FrameSink {
         sender = id;
       } else if (type === FrameType.SEND && lost) {
         this.ctx.stats.dropped.connectionEnded++;
-        this.ctx.report(sender, code, u32be(buf, o + RELAY_SEQ_OFFSET), id);
+        this.ctx.refuseTo(sender, code, u32be(buf, o + RELAY_SEQ_OFFSET), id);
       } else if (type === FrameType.DELIVER) {
         if (lost) {
           const seq = oneByOne ? (u.first + k) >>> 0 : k === 0 ? u.first : k === total - 1 ? u.last : 0;
           this.ctx.stats.dropped.connectionEnded++;
-          this.ctx.report(id, code, seq, this.id);
+          this.ctx.refuseTo(id, code, seq, this.id);
         }
         k++;
       }
@@ -1687,6 +1732,7 @@ export class RouterConnection implements FrameSink {
   /** Keepalive and handshake deadlines, called by the router's sweep. `slack` is the sweep period. [P-8.2] */
   tick(now: number, slack: number): void {
     const o = this.ctx.options;
+    if (this.partialCharge > 0 && this.frameTooSlow(now, slack)) return;
     if (this.state === ConnState.PREAMBLE || this.state === ConnState.HANDSHAKE) {
       if (now - this.openedAt + slack >= o.handshakeTimeout) { // [P-2.5]
         this.ctx.stats.handshakeTimeouts++;
@@ -1707,12 +1753,18 @@ export class RouterConnection implements FrameSink {
     }
   }
 
+  /** Sends CLOSE(code) and lets the descriptor go at once, without waiting for a flush. */
+  evict(code: number, reason: string): void {
+    this.close(code, reason);
+    this.stream.destroy();
+  }
+
   /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1] */
   close(code: number, reason = '', park = false): void {
     if (this.state >= ConnState.CLOSING) return;
     this.closeCode = code;
     this.flushRun();
-    this.ctx.stats.closes[code] = (this.ctx.stats.closes[code] ?? 0) + 1;
+    countCode(this.ctx.stats.closes, code);
     if (code !== WireCode.GOING_AWAY) {
       this.ctx.log.info(this.isLink() ? 'closing link' : 'closing connection', { remote: this.remote, ...this.logId(), code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     }
@@ -1745,6 +1797,8 @@ export class RouterConnection implements FrameSink {
     if (this.state >= ConnState.CLOSING) return;
     this.state = ConnState.CLOSING;
     this.decoder.stop();
+    this.ctx.reservePartial(this, -this.partialCharge, 0);
+    this.partialCharge = 0;
     // Input is ignored from now on; keep reading it so the peer's FIN is noticed even if
     // this connection was paused for backpressure or a rate limit.
     this.stream.resume();
