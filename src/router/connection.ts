@@ -130,6 +130,9 @@ interface Unsent {
   readonly pos: number;
 }
 
+/** Messages remembered as unsent before the first look at what the OS took. */
+const UNSENT_CHECK = 64;
+
 /** The parts of a Node stream that say how much of what was written the OS has not taken. */
 interface StreamInternals {
   readonly _writableState?: { readonly writelen?: unknown };
@@ -224,6 +227,7 @@ export class RouterConnection implements FrameSink {
   // handed to the OS when last looked at (null when none).
   private sent = 0;
   private unsentMsgs: Unsent[] | null = null;
+  private unsentCheck = UNSENT_CHECK;
   /** The code senders of dropped messages are told: DESTINATION_SLOW for a slow consumer. */
   private dropCode = 0;
   // As a destination: short runs (and, for links, SOURCE frames) are copied into this slab (one write for many of
@@ -1519,11 +1523,14 @@ export class RouterConnection implements FrameSink {
       for (let i = 0; i < m; i++) this.stream.write(W_BUFS[i]!.subarray(W_STARTS[i], W_ENDS[i]));
       this.stream.uncork();
     }
-    W_BUFS.length = 0; // keeps no buffer alive
+    for (let i = 0; i < m; i++) W_BUFS[i] = EMPTY; // keeps no buffer alive (and keeps the array's storage)
     const queued = this.stream.writableLength;
     if (queued === 0) {
       // The OS has every byte: nothing written can be lost by this router any more.
-      if (this.unsentMsgs !== null) this.unsentMsgs = null;
+      if (this.unsentMsgs !== null) {
+        this.unsentMsgs = null;
+        this.unsentCheck = UNSENT_CHECK;
+      }
     } else {
       this.keepUnsent(base, n);
     }
@@ -1561,10 +1568,14 @@ export class RouterConnection implements FrameSink {
       if (seq >= 0) list.push({ buf: this.outBufs[i]!, start, end, from: this.outFroms[i]!, first: this.outFirsts[i]!, last: seq, pos });
       pos += end - start;
     }
+    // Forgetting what the OS took costs a look at the stream's internals: do it once the
+    // list has doubled, so a reader that keeps up under load pays it rarely.
+    if (list.length < this.unsentCheck) return;
     const taken = this.sent - this.unsentBytes();
     let k = 0;
     while (k < list.length && list[k]!.pos + (list[k]!.end - list[k]!.start) <= taken) k++;
     if (k > 0) list.splice(0, k);
+    this.unsentCheck = Math.max(UNSENT_CHECK, list.length * 2);
   }
 
   /**
