@@ -23,6 +23,7 @@ import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild }
 import { median } from './lib/stats.js';
 import { runScale, type ScaleResult } from './lib/scale.js';
 import { abuseLegend, abuseSection, abuseTable, ATTACKS, type AbuseRow, type AttackName } from './abuse.js';
+import { e2eSection, e2eTargets, type E2EReport } from './e2e.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -39,6 +40,8 @@ const { values: flags } = parseArgs({
     attacks: { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
+    'e2e-systems': { type: 'string' },
+    'e2e-ks': { type: 'string' },
   },
   allowPositionals: false,
 });
@@ -53,7 +56,9 @@ const cfg = {
   ks: nums(flags.ks, quick ? [1, 16] : [1, 16, 256]),
   patterns: list(flags.patterns, ['pairs', 'spray']) as Pattern[],
   systems: list(flags.systems, quick ? ['postern', 'plain'] : ['postern', 'plain', 'nats']) as SystemName[],
-  sections: list(flags.sections, ['throughput', 'latency', 'mesh', 'scale', 'sealed']),
+  sections: list(flags.sections, ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e']),
+  e2eSystems: list(flags['e2e-systems'], quick ? ['postern', 'postern-iter', 'sealed-anon', 'sealed-proof'] : ['raw', 'postern', 'postern-iter', 'natsjs', 'mqttjs', 'sealed-anon', 'sealed-proof']),
+  e2eKs: nums(flags['e2e-ks'], quick ? [1] : [1, 16]),
   durationMs: Number(flags.duration ?? (quick ? 250 : 2000)),
   warmupMs: Number(flags.warmup ?? (quick ? 100 : 500)),
   repeats: Number(flags.repeats ?? (quick ? 1 : 3)),
@@ -66,7 +71,7 @@ const cfg = {
   // The abuse section runs only when asked for (--sections abuse): about 8 minutes.
   attacks: list(flags.attacks, [...ATTACKS]) as AttackName[],
   // Hard stop, whatever happens.
-  deadlineMs: quick ? 60_000 : 45 * 60_000,
+  deadlineMs: quick ? 85_000 : 60 * 60_000,
 };
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -666,6 +671,26 @@ async function main(): Promise<number> {
     }
   }
   lap('abuse', since);
+  since = performance.now();
+  let e2e: E2EReport | null = null;
+  if (cfg.sections.includes('e2e')) {
+    e2e = await e2eSection({
+      quick,
+      sizes: cfg.sizes,
+      ks: cfg.e2eKs,
+      repeats: cfg.repeats,
+      durationMs: cfg.durationMs,
+      warmupMs: cfg.warmupMs,
+      resultsDir,
+      systems: cfg.e2eSystems,
+      startRouter: () => startRouter({ keepaliveInterval: 60_000 }),
+      startNats,
+      progress,
+      note,
+      misses: (system, label, r) => record(system === 'natsjs' || system === 'mqttjs' ? 'nats' : 'postern', label, { genCpu: NaN, ...r }),
+    });
+  }
+  lap('e2e', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
@@ -706,6 +731,8 @@ async function main(): Promise<number> {
     t('  the same, probe beside the load', '<= 1000 µs', lat50?.probe.p99, (v) => v <= 1000, (v) => `${v} µs`),
     t('router RSS for 100,000 idle agents', '<= 2 GiB', scale?.rssAt100k, (v) => v <= 2 * 2 ** 30, (v) => `${fmtBytes(v)}${scale !== null && scale.agents < 100_000 ? ` (extrapolated from ${scale.agents})` : ''}`),
     t('keepalive expiries of live agents', '0', scale === null ? undefined : scale.expired + scale.lost, (v) => v === 0, String),
+    ...(e2e === null ? [] : e2eTargets(e2e.rows).map((x) => t(x.name, x.want, x.value, x.ok, fmtRatio))),
+    t('probe p99 at 50% load: postern vs plain forwarder', '<= 1.2x', lat50 === undefined ? undefined : lat50.probe.p99 / (lat.find((l) => l.system === 'plain' && l.fraction === 0.5)?.probe.p99 ?? NaN), (v) => v <= 1.2, fmtRatio),
     t('sealed throughput vs plain (worst cell)', 'same (>= 0.9x)', seal === null || seal.rows.length === 0 ? undefined : Math.min(...seal.rows.map((r) => r.ratio)), (v) => v >= 0.9, fmtRatio),
   ];
 
@@ -808,6 +835,19 @@ async function main(): Promise<number> {
     lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'router cpu%', 'router RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
     lines.push(...abuseLegend(abuse));
   }
+  if (e2e !== null && e2e.rows.length > 0) {
+    lines.push('');
+    lines.push('end to end: program to program through one server with each client library (raw: the load generator through the same router, no library)');
+    lines.push('(msg/s delivered; MB/s payload; cpu = server/client process % of a core)');
+    const base = (r: { size: number; k: number }): number => e2e!.rows.find((x) => x.system === 'natsjs' && x.size === r.size && x.k === r.k)?.msgsPerSec ?? NaN;
+    lines.push(
+      table(
+        ['system', 'size', 'K', 'msg/s', 'MB/s', 'cpu%', 'vs nats.js', 'ordered'],
+        [...e2e.rows].sort((a, b) => a.size - b.size || a.k - b.k).map((r) => [r.system, sizeName(r.size), `K=${r.k}`, fmtRate(r.msgsPerSec), fmtMB(r.mbPerSec), `${r.serverCpu.toFixed(0)}/${r.clientCpu.toFixed(0)}`, fmtRatio(r.msgsPerSec / base(r)), r.inOrder ? 'yes' : 'NO']),
+      ),
+    );
+    for (const n of e2e.notes) lines.push(`e2e: ${n}`);
+  }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');
   lines.push('targets (issue 3)');
@@ -837,6 +877,7 @@ async function main(): Promise<number> {
     mesh,
     sealed: seal,
     abuse,
+    e2e,
     targets,
     notes,
     timings,

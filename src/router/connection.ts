@@ -370,10 +370,13 @@ export class RouterConnection implements FrameSink {
     this.ctx.stats.rateLimited++;
     this.ratePaused = true;
     this.stream.pause();
-    this.ctx.clock.setTimeout(() => {
-      this.ratePaused = false;
-      if (this.blockedOn.size === 0 && this.state === ConnState.OPEN) this.stream.resume();
-    }, Math.ceil(wait));
+    this.ctx.clock.setTimeout(
+      this.guarded(() => {
+        this.ratePaused = false;
+        if (this.blockedOn.size === 0 && this.state === ConnState.OPEN) this.stream.resume();
+      }),
+      Math.ceil(wait),
+    );
   }
 
   /**
@@ -668,7 +671,8 @@ export class RouterConnection implements FrameSink {
     const out = Buffer.allocUnsafe(SOURCE_SIZE + end - start);
     writeSource(out, 0, handle, 1, Flag.ANONYMOUS);
     buf.copy(out, SOURCE_SIZE, start, end);
-    link.write(out);
+    // Queued, not written: this runs inside another connection's read. [P-6.5]
+    link.enqueue(out, 0, out.length, this, seq);
     link.srcOwner = null; // the peer now holds the handle as its SOURCE
     this.ctx.stats.relayed++;
     (this.linksUsed ??= new Set()).add(link);
@@ -781,7 +785,7 @@ export class RouterConnection implements FrameSink {
     this.slabPos = p + n;
     this.slabTurn += n;
     const i = this.outBufs.length - 1;
-    if (this.kind !== 'link' && i >= 0 && this.outBufs[i] === slab && this.outEnds[i] === p && this.outFroms[i] === from) {
+    if (this.kind !== 'link' && i >= 0 && this.outBufs[i] === slab && this.outEnds[i] === p && this.outFroms[i] === from && seq >= 0 === this.outSeqs[i]! >= 0) {
       this.outEnds[i] = p + n;
       this.outSeqs[i] = seq;
       this.outBytes += n;
@@ -813,7 +817,7 @@ export class RouterConnection implements FrameSink {
   refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void {
     if (this.kind === 'link') {
       this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
-      this.write(encodeRouteError(code, seq, dest, src ?? this.source));
+      this.reply(encodeRouteError(code, seq, dest, src ?? this.source));
     } else {
       this.sendError(code, seq, dest);
     }
@@ -825,7 +829,7 @@ export class RouterConnection implements FrameSink {
       case FrameType.PING:
         if (this.linksUsed !== null && this.linksUsed.size > 0) this.barrier(buf.subarray(start + 6, end));
         else if (this.barriers !== null && this.barriers.length > 0) this.queueBarrier(Buffer.from(buf.subarray(start + 6, end)), 0);
-        else this.write(encodePong(buf.subarray(start + 6, end))); // [P-8.1]
+        else this.reply(encodePong(buf.subarray(start + 6, end))); // [P-8.1]
         return;
       case FrameType.PONG:
         if (this.tokens !== null && end - start === 10) this.onBarrierPong(buf.readUInt32BE(start + 6));
@@ -911,7 +915,7 @@ export class RouterConnection implements FrameSink {
         this.refuse(WireCode.UNREACHABLE_ROUTER, q.ref, q.id, from);
         return;
       }
-      next.writeChunks(this.ctx.codec.encodeLookup({ ref: q.ref, id: q.id, from: this.anonymous ? this.newHandle() : this.id }));
+      next.replyChunks(this.ctx.codec.encodeLookup({ ref: q.ref, id: q.id, from: this.anonymous ? this.newHandle() : this.id }));
       (this.linksUsed ??= new Set()).add(next);
       return;
     }
@@ -925,7 +929,7 @@ export class RouterConnection implements FrameSink {
       this.refuse(WireCode.NO_KEY, q.ref, q.id, from);
       return;
     }
-    this.writeChunks(this.ctx.codec.encodeLookupResult({ ref: q.ref, id: q.id, key, ...(from !== null ? { to: from } : {}) }));
+    this.replyChunks(this.ctx.codec.encodeLookupResult({ ref: q.ref, id: q.id, key, ...(from !== null ? { to: from } : {}) }));
   }
 
   private onLinkLookupResult(buf: Buffer, start: number, end: number): void {
@@ -938,7 +942,7 @@ export class RouterConnection implements FrameSink {
     }
     const to = r.to === undefined ? undefined : this.ctx.registry.lookup(r.to, 0);
     if (to === undefined) return; // the asker is gone
-    to.conn.writeChunks(this.ctx.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key }));
+    to.conn.replyChunks(this.ctx.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key }));
   }
 
   // ---- router links --------------------------------------------------------------------
@@ -1025,7 +1029,7 @@ export class RouterConnection implements FrameSink {
   pumpBarriers(): void {
     const q = this.barriers;
     if (q === null) return;
-    while (q.length > 0 && q[0]!.left <= 0) this.write(encodePong(q.shift()!.payload));
+    while (q.length > 0 && q[0]!.left <= 0) this.reply(encodePong(q.shift()!.payload));
   }
 
   /** On a link: a PING whose PONG means every earlier frame on this link was handled. */
@@ -1040,7 +1044,7 @@ export class RouterConnection implements FrameSink {
     else list.push(b);
     const p = Buffer.allocUnsafe(4);
     p.writeUInt32BE(token, 0);
-    this.write(encodePing(p));
+    this.reply(encodePing(p));
   }
 
   private onBarrierPong(token: number): void {
@@ -1159,7 +1163,7 @@ export class RouterConnection implements FrameSink {
   /** [P-12.4] The agent's connection is gone: keep its ID and hold its messages for a while. */
   private park(): void {
     const o = this.ctx.options;
-    this.parked = { held: [], bytes: 0, timer: this.ctx.clock.setTimeout(() => this.unpark(), o.resumeGrace) };
+    this.parked = { held: [], bytes: 0, timer: this.ctx.clock.setTimeout(this.guarded(() => this.unpark()), o.resumeGrace) };
     this.ctx.stats.parked++;
   }
 
@@ -1212,11 +1216,14 @@ export class RouterConnection implements FrameSink {
 
   /**
    * An exception while handling this connection ends this connection, never the process:
-   * when even closing it properly throws, the stream is destroyed.
+   * when even closing it properly throws, or it was closing already, the stream is
+   * destroyed. Every entry point (a read, a stream event, a timer, the router's flush and
+   * sweep) lands here on an exception.
    */
-  private failSafely(err: unknown): void {
+  failSafely(err: unknown): void {
     try {
       this.flushRun();
+      if (this.state >= ConnState.CLOSING) throw err;
       this.fail(err);
     } catch (again) {
       this.ctx.log.error('internal error while closing', { agent: this.idText || undefined, error: String(again) });
@@ -1258,12 +1265,16 @@ export class RouterConnection implements FrameSink {
   }
 
   private readonly onEnd = (): void => {
-    // The peer stopped writing without CLOSE: nothing more will come, so finish too.
-    if (this.state < ConnState.CLOSING) {
-      this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
-      this.shutdown(false, true);
+    try {
+      // The peer stopped writing without CLOSE: nothing more will come, so finish too.
+      if (this.state < ConnState.CLOSING) {
+        this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+        this.shutdown(false, true);
+      }
+      this.stream.end();
+    } catch (err) {
+      this.failSafely(err);
     }
-    this.stream.end();
   };
 
   private readonly onError = (err: Error): void => {
@@ -1272,21 +1283,37 @@ export class RouterConnection implements FrameSink {
   };
 
   private readonly onStreamClose = (): void => {
-    if (this.state < ConnState.CLOSING) {
-      this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+    try {
+      if (this.state < ConnState.CLOSING) {
+        this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+      }
+      this.shutdown(false, true);
+    } catch (err) {
+      this.ctx.log.error('internal error while closing', { agent: this.idText || undefined, error: String(err) });
     }
-    this.shutdown(false, true);
     this.state = ConnState.CLOSED;
     this.closeTimer?.cancel();
     this.closeTimer = null;
+    // The router forgets it whatever happened above, so nothing leaks.
     this.ctx.onClosed(this);
   };
 
+  /** Runs a timer's work for this connection: an exception ends this connection only. */
+  private guarded(fn: () => void): () => void {
+    return () => {
+      try {
+        fn();
+      } catch (err) {
+        this.failSafely(err);
+      }
+    };
+  }
+
   // ---- output --------------------------------------------------------------------------
 
-  /** Bytes queued to this connection's stream. */
+  /** Bytes queued for this connection: gathered for this turn's flush, and held by its stream. */
   get queuedBytes(): number {
-    return this.stream.writableLength;
+    return this.outBytes + this.stream.writableLength;
   }
 
   /** Messages held while parked, or -1 when not parked. */
@@ -1312,10 +1339,36 @@ export class RouterConnection implements FrameSink {
     this.stream.uncork();
   }
 
+  /**
+   * Queues a reply (PONG, ERROR, ROUTE_ERROR, LOOKUP_RESULT, a barrier PING) behind what is
+   * gathered for this connection, and returns. It never writes: telling a peer that
+   * something failed happens inside other connections' reads and writes, and must not
+   * call back into a writer (a refusal that wrote would flush a queue whose refusals write
+   * again). The router's flush after this turn's reads writes it, in order. Nothing is
+   * sent once CLOSE was sent or received. [P-9.2]
+   */
+  reply(buf: Buffer): void {
+    if (this.state >= ConnState.CLOSING || this.stream.writableEnded) return;
+    const n = buf.length;
+    if (n > SMALL_RUN) {
+      this.enqueue(buf, 0, n, this, -1);
+      return;
+    }
+    // Small replies go into the slab, so a flood of them is one buffer, not one entry each.
+    const p = this.slabRoom(n);
+    buf.copy(this.slab!, p);
+    this.slabTake(p, n, this, -1);
+  }
+
+  /** {@link reply} for a frame given as chunks. */
+  replyChunks(chunks: Buffer[]): void {
+    for (const c of chunks) this.reply(c);
+  }
+
   /** Sends an ERROR frame. [P-7.1] */
   sendError(code: number, seq: number, id: Uint8Array | null, text = ''): void {
     this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
-    this.write(encodeError(code, seq, id, text));
+    this.reply(encodeError(code, seq, id, text));
   }
 
   /**
@@ -1328,7 +1381,7 @@ export class RouterConnection implements FrameSink {
     const n = this.outBufs.length;
     if (n === 0) return;
     const bytes = this.outBytes;
-    if (this.state !== ConnState.OPEN) {
+    if (this.state >= ConnState.CLOSING) {
       // Take the entries out before telling their senders: telling writes, and a write
       // flushes what is pending, which must not be these again (a sender may be this very
       // connection).
@@ -1377,6 +1430,7 @@ export class RouterConnection implements FrameSink {
     }
     const queued = this.stream.writableLength;
     if (queued > this.ctx.options.maxOutbound) {
+      this.overLimit();
       for (let i = 0; i < n; i++) if (this.outSeqs[i]! >= 0) this.congested(this.outFroms[i]!, this.outSeqs[i]!);
     }
     this.clearPending();
@@ -1409,10 +1463,21 @@ export class RouterConnection implements FrameSink {
     this.outBytes = 0;
   }
 
-  private congested(from: RouterConnection, lastSeq: number): void {
+  /**
+   * This connection's queue is over maxOutbound, whatever filled it: DELIVERs or the
+   * router's own replies (PONG, ERROR, LOOKUP_RESULT, ...), which count the same. Unless it
+   * drains within slowConsumerTimeout it is closed as a slow consumer; meanwhile an agent's
+   * input is not read, so a peer that never reads its replies cannot make more of them. A
+   * link keeps being read: two routers pausing each other's links would deadlock. [P-9.3]
+   */
+  private overLimit(): void {
     if (this.slowTimer === null) {
-      this.slowTimer = this.ctx.clock.setTimeout(this.onSlowConsumer, this.ctx.options.slowConsumerTimeout);
+      this.slowTimer = this.ctx.clock.setTimeout(this.guarded(this.onSlowConsumer), this.ctx.options.slowConsumerTimeout);
     }
+    if (this.kind !== 'link' && !this.blockedOn.has(this)) this.blockOn(this);
+  }
+
+  private congested(from: RouterConnection, lastSeq: number): void {
     if (from === this) return;
     this.waiters.set(from, { seq: lastSeq, src: from.kind === 'link' && from.hasSource ? Buffer.from(from.source) : null });
     from.blockOn(this);
@@ -1429,11 +1494,16 @@ export class RouterConnection implements FrameSink {
   }
 
   private readonly onDrain = (): void => {
-    if (this.slowTimer !== null) {
-      this.slowTimer.cancel();
-      this.slowTimer = null;
+    try {
+      if (this.slowTimer !== null) {
+        this.slowTimer.cancel();
+        this.slowTimer = null;
+      }
+      this.unblock(this);
+      this.releaseWaiters(false);
+    } catch (err) {
+      this.failSafely(err);
     }
-    this.releaseWaiters(false);
   };
 
   private releaseWaiters(report: boolean): void {
@@ -1497,6 +1567,9 @@ export class RouterConnection implements FrameSink {
     if (code !== WireCode.GOING_AWAY) {
       this.ctx.log.info('closing connection', { agent: this.idText || undefined, remote: this.remote, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     }
+    // [P-9.2] frames queued before the CLOSE (replies included) are written before it; a
+    // slow consumer's are not, it did not read them.
+    if (code !== WireCode.SLOW_CONSUMER && this.state === ConnState.OPEN) this.writePending();
     this.shutdown(code === WireCode.SLOW_CONSUMER, park);
     this.writeCloseFrame(code, reason);
     this.stream.end();

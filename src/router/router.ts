@@ -219,7 +219,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
       return;
     }
     const link = routerIdOf(replyTo) === this.routerId ? undefined : this.mesh.linkFor(routerIdOf(replyTo));
-    link?.write(encodeRouteError(code, seq, dest, replyTo));
+    link?.reply(encodeRouteError(code, seq, dest, replyTo));
   }
 
   /**
@@ -474,7 +474,15 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   private readonly flushPending = (): void => {
     const list = this.pending;
     this.pending = [];
-    for (let i = 0; i < list.length; i++) list[i]!.writePending();
+    // One connection's failure must not stop the others' writes. [P-9.3]
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i]!;
+      try {
+        c.writePending();
+      } catch (err) {
+        c.failSafely(err);
+      }
+    }
   };
 
   /** @internal */
@@ -512,7 +520,12 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.sweepTimer = null;
     const now = this.clock.now();
     for (const c of this.conns) {
-      if (c.state < ConnState.CLOSING) c.tick(now, this.sweepPeriod);
+      if (c.state >= ConnState.CLOSING) continue;
+      try {
+        c.tick(now, this.sweepPeriod);
+      } catch (err) {
+        c.failSafely(err);
+      }
     }
     // Forget addresses with no connections once their bucket would be full again.
     const rate = this.options.registrationRate;
