@@ -75,6 +75,8 @@ export interface AbuseContext {
   profile: boolean;
   progress(text: string): void;
   record(label: string, r: CellResult): void;
+  /** Reports an attack that could not be measured. */
+  fail(what: string): void;
 }
 
 function routerOptions(attack: AttackName): Record<string, unknown> {
@@ -92,11 +94,17 @@ function routerOptions(attack: AttackName): Record<string, unknown> {
 export async function abuseSection(ctx: AbuseContext): Promise<AbuseRow[]> {
   const rows: AbuseRow[] = [];
   for (const attack of ctx.attacks) {
-    const router = await ctx.startRouter(routerOptions(attack), ctx.profile ? `abuse-${attack}-${Date.now()}.cpuprofile` : undefined);
+    // One attack that fails (e.g. the pair cannot register on a starved machine) is reported
+    // and the others still run.
     try {
-      rows.push(await measure(ctx, attack, router));
-    } finally {
-      await router.stop();
+      const router = await ctx.startRouter(routerOptions(attack), ctx.profile ? `abuse-${attack}-${Date.now()}.cpuprofile` : undefined);
+      try {
+        rows.push(await measure(ctx, attack, router));
+      } finally {
+        await router.stop();
+      }
+    } catch (err) {
+      ctx.fail(`abuse ${attack}: ${(err as Error).message}`);
     }
   }
   return rows;

@@ -665,6 +665,7 @@ async function main(): Promise<number> {
         startRouter, core: GEN_CORE, repeats: cfg.repeats, warmupMs: cfg.warmupMs, durationMs: cfg.durationMs,
         quick, attacks: cfg.attacks, profile: flags.profile === true, progress,
         record: (label, r) => record('postern', label, r),
+        fail: (what) => failures.push(what),
       });
     } catch (err) {
       failures.push(`abuse: ${(err as Error).message}`);
