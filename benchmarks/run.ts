@@ -22,8 +22,8 @@ import { natsWire, plainWire, posternWire, probeMesh, type SystemName, type Wire
 import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild } from './lib/proc.js';
 import { median } from './lib/stats.js';
 import { runScale, type ScaleResult } from './lib/scale.js';
-import { abuseLegend, abuseSection, abuseTable, ATTACKS, type AbuseRow, type AttackName } from './abuse.js';
 import { e2eSection, e2eTargets, type E2EReport } from './e2e.js';
+import { abuseLegend, abuseSection, abuseTable, ATTACKS, type AbuseRow, type AttackName } from './abuse.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -658,21 +658,6 @@ async function main(): Promise<number> {
   const seal = cfg.sections.includes('sealed') && cfg.systems.includes('postern') ? await sealedSection(cells) : null;
   lap('sealed', since);
   since = performance.now();
-  let abuse: AbuseRow[] = [];
-  if (cfg.sections.includes('abuse')) {
-    try {
-      abuse = await abuseSection({
-        startRouter, core: GEN_CORE, repeats: cfg.repeats, warmupMs: cfg.warmupMs, durationMs: cfg.durationMs,
-        quick, attacks: cfg.attacks, profile: flags.profile === true, progress,
-        record: (label, r) => record('postern', label, r),
-        fail: (what) => failures.push(what),
-      });
-    } catch (err) {
-      failures.push(`abuse: ${(err as Error).message}`);
-    }
-  }
-  lap('abuse', since);
-  since = performance.now();
   let e2e: E2EReport | null = null;
   if (cfg.sections.includes('e2e')) {
     e2e = await e2eSection({
@@ -692,6 +677,21 @@ async function main(): Promise<number> {
     });
   }
   lap('e2e', since);
+  since = performance.now();
+  let abuse: AbuseRow[] = [];
+  if (cfg.sections.includes('abuse')) {
+    try {
+      abuse = await abuseSection({
+        startRouter, core: GEN_CORE, repeats: cfg.repeats, warmupMs: cfg.warmupMs, durationMs: cfg.durationMs,
+        quick, attacks: cfg.attacks, profile: flags.profile === true, progress,
+        record: (label, r) => record('postern', label, r),
+        fail: (what) => failures.push(what),
+      });
+    } catch (err) {
+      failures.push(`abuse: ${(err as Error).message}`);
+    }
+  }
+  lap('abuse', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
@@ -830,12 +830,6 @@ async function main(): Promise<number> {
       lines.push(table(['op', 'bytes', 'ops/s', 'MB/s'], so.rows.map((r) => [r.op, String(r.size), fmtRate(r.opsPerSec), fmtMB(r.mbPerSec)]), 1));
     } else if (so?.note !== undefined) lines.push(`seal/open: ${so.note}`);
   }
-  if (abuse.length > 0) {
-    lines.push('');
-    lines.push('abuse: a normal pair (256 B, K=1) alone and under each attack, same router, median of repeats (goal >= 0.90x)');
-    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'router cpu%', 'router RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
-    lines.push(...abuseLegend(abuse));
-  }
   if (e2e !== null && e2e.rows.length > 0) {
     lines.push('');
     lines.push('end to end: program to program through one server with each client library (raw: the load generator through the same router, no library)');
@@ -848,6 +842,12 @@ async function main(): Promise<number> {
       ),
     );
     for (const n of e2e.notes) lines.push(`e2e: ${n}`);
+  }
+  if (abuse.length > 0) {
+    lines.push('');
+    lines.push('abuse: a normal pair (256 B, K=1) alone and under each attack, same router, median of repeats (goal >= 0.90x)');
+    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'router cpu%', 'router RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
+    lines.push(...abuseLegend(abuse));
   }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');
@@ -877,8 +877,8 @@ async function main(): Promise<number> {
     scale,
     mesh,
     sealed: seal,
-    abuse,
     e2e,
+    abuse,
     targets,
     notes,
     timings,

@@ -5,7 +5,7 @@
 import type { Duplex } from 'node:stream';
 import { encodePreamble } from '../../src/protocol/encoder.js';
 import { FrameType, PROTOCOL_VERSION } from '../../src/protocol/frame.js';
-import { dialProof, encodeLinkAuth, encodeLinkHello, linkNonce, readLinkHello } from '../../src/router/mesh/handshake.js';
+import { dialProof, encodeLinkAuth, encodeLinkHello, linkNonce, readLinkHello } from '../../src/protocol/link.js';
 import { RawClient } from './raw.js';
 
 /**

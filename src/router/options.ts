@@ -2,6 +2,7 @@ import { DEFAULT_PORT, MAX_MAX_FRAME, MIN_MAX_FRAME } from '../protocol/frame.js
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { isValidRouterId } from '../protocol/id.js';
 import { systemClock, type Clock } from '../net/clock.js';
+import { isHostPort } from '../net/address.js';
 import { silentLogger, type Logger } from '../net/log.js';
 import { randomInt } from 'node:crypto';
 import { connectionsWithin, readFdLimit } from '../net/fd-limit.js';
@@ -79,6 +80,12 @@ export interface RouterOptions {
   minFrameRate?: number;
   /** Ms over which `minFrameRate` is measured (time with reading paused by the router does not count). Default 10000. */
   frameRateWindow?: number;
+  /**
+   * @internal For tests and benchmarks only: `false` turns the relay fast path off, so every
+   * frame goes through the decoder (the slow twin the fast path must match byte for byte,
+   * see spec/router/relay-model.test.ts). Default true.
+   */
+  relayFastPath?: boolean;
   /** Time source. Default the system clock. */
   clock?: Clock;
   /** Where events are logged. Default: nowhere. */
@@ -122,6 +129,7 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   partialBytesBudget: 128 * 1024 * 1024,
   minFrameRate: 1024,
   frameRateWindow: 10_000,
+  relayFastPath: true,
   clock: systemClock,
   logger: silentLogger,
 });
@@ -180,17 +188,12 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   int('minFrameRate', o.minFrameRate, 0, 1 << 30);
   int('frameRateWindow', o.frameRateWindow, 10, 3_600_000);
   if (typeof o.logAddresses !== 'boolean') bad('logAddresses', 'must be a boolean');
+  if (typeof o.relayFastPath !== 'boolean') bad('relayFastPath', 'must be a boolean');
   if (typeof o.clock?.now !== 'function' || typeof o.clock.setTimeout !== 'function') bad('clock', 'must be a Clock');
   for (const m of ['debug', 'info', 'warn', 'error'] as const) {
     if (typeof o.logger?.[m] !== 'function') bad('logger', `must have a ${m}() method`);
   }
   return o;
-}
-
-/** True for `host:port` or `[v6]:port` with a port in 1..65535 (the port is required). */
-export function isHostPort(v: unknown): v is string {
-  const m = typeof v === 'string' ? /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(v) : null;
-  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
 }
 
 /** Options {@link Router.reload} may change on a live router. */

@@ -6,11 +6,12 @@ import { WireCode } from '../protocol/frame.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { Clock, Timer } from '../net/clock.js';
 import { limitLog, type LimitedLogger } from '../net/log-limit.js';
+import { TokenBucket } from '../net/token-bucket.js';
 import { ConnState, RouterConnection } from './connection.js';
 import type { RouterContext } from './context.js';
 import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
-import { newStats, type RouterStats } from './stats.js';
+import { countCode, newStats, type RouterStats } from './stats.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import { encodeClose, encodePreamble, encodeRouteError } from '../protocol/encoder.js';
 import { PROTOCOL_VERSION } from '../protocol/frame.js';
@@ -52,7 +53,7 @@ export interface RouterEvents {
  * await router.close();
  * ```
  */
-export class Router extends EventEmitter<RouterEvents> implements RouterContext {
+export class Router extends EventEmitter<RouterEvents> implements RouterContext<RouterConnection> {
   /** The resolved options (defaults filled in). */
   readonly options: ResolvedRouterOptions;
   /** This router's ID (the first 4 bytes of every ID it issues). */
@@ -68,7 +69,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   /** @internal The options' logger, with repeated per-connection events summarised. */
   readonly log: LimitedLogger;
   /** @internal */
-  readonly mesh: Mesh;
+  readonly mesh: Mesh<RouterConnection>;
   /** @internal */
   readonly meshSecret: Buffer;
   /** @internal Bytes reserved for incomplete frames now, across all connections. [P-12.8] */
@@ -103,8 +104,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   }
 
   private readonly conns = new Set<RouterConnection>();
-  // Per IP address: open connections and the registration token bucket.
-  private readonly addrs = new Map<string, { conns: number; tokens: number; stamp: number }>();
+  // Per IP address: open connections and the registration token bucket (burst: two seconds' worth).
+  private readonly addrs = new Map<string, { conns: number; bucket: TokenBucket }>();
   private server: net.Server | null = null;
   private sweepTimer: Timer | null = null;
   private readonly sweepPeriod: number;
@@ -212,7 +213,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   }
 
   /** @internal */
-  report(replyTo: Buffer, code: number, seq: number, dest: Buffer): void {
+  refuseTo(replyTo: Buffer, code: number, seq: number, dest: Buffer): void {
     const entry = this.registry.lookup(replyTo, 0);
     if (entry !== undefined) {
       if (entry.conn.state === ConnState.OPEN) entry.conn.refuse(code, seq, dest, null);
@@ -283,7 +284,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
       }
       // [P-12.5] limits are checked before anything is read
       if (this.conns.size >= o.maxConnections || (o.maxConnectionsPerAddress > 0 && (this.addrs.get(address)?.conns ?? 0) >= o.maxConnectionsPerAddress)) {
-        this.refuse(socket);
+        this.turnAway(socket);
         return;
       }
       const remote = o.logAddresses ? `${address}:${socket.remotePort}` : undefined;
@@ -337,7 +338,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     const conn = new RouterConnection(this, stream, remote);
     conn.address = address;
     const a = this.addrs.get(address);
-    if (a === undefined) this.addrs.set(address, { conns: 1, tokens: this.options.registrationRate * 2, stamp: this.clock.now() });
+    if (a === undefined) this.addrs.set(address, { conns: 1, bucket: new TokenBucket(2, this.options.registrationRate, this.clock.now()) });
     else a.conns++;
     this.conns.add(conn);
     this.stats.accepted++;
@@ -383,10 +384,10 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     return conn;
   }
 
-  /** Refuses a connection over the limits: our preamble and CLOSE(TOO_MANY_CONNECTIONS), nothing read. */
-  private refuse(socket: net.Socket): void {
+  /** Turns away a connection over the limits: our preamble and CLOSE(TOO_MANY_CONNECTIONS), nothing read. */
+  private turnAway(socket: net.Socket): void {
     this.stats.refused++;
-    this.stats.closes[WireCode.TOO_MANY_CONNECTIONS] = (this.stats.closes[WireCode.TOO_MANY_CONNECTIONS] ?? 0) + 1;
+    countCode(this.stats.closes, WireCode.TOO_MANY_CONNECTIONS);
     socket.on('error', () => {});
     this.refusing++;
     socket.on('close', () => this.refusing--);
@@ -413,15 +414,9 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     if (rate === 0 || address === '') return true;
     const a = this.addrs.get(address);
     if (a === undefined) return true;
-    const now = this.clock.now();
-    a.tokens = Math.min(rate * 2, a.tokens + ((now - a.stamp) * rate) / 1000);
-    a.stamp = now;
-    if (a.tokens < 1) {
-      this.stats.registrationsLimited++;
-      return false;
-    }
-    a.tokens -= 1;
-    return true;
+    if (a.bucket.tryTake(1, rate, this.clock.now())) return true;
+    this.stats.registrationsLimited++;
+    return false;
   }
 
   /**
@@ -530,7 +525,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     // Forget addresses with no connections once their bucket would be full again.
     const rate = this.options.registrationRate;
     for (const [k, a] of this.addrs) {
-      if (a.conns <= 0 && (rate === 0 || a.tokens + ((now - a.stamp) * rate) / 1000 >= rate * 2)) this.addrs.delete(k);
+      if (a.conns <= 0 && (rate === 0 || a.bucket.full(rate, now))) this.addrs.delete(k);
     }
     // The rest of a burst of failed accepts, once the interval is over.
     this.logDescriptors();

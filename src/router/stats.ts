@@ -41,7 +41,7 @@ export interface RouterStats {
   /** Messages held for parked agents. */
   held: number;
   /** Messages not delivered, by reason (the sender was told each time). */
-  dropped: { holdFull: number; resumeExpired: number };
+  dropped: { holdFull: number; resumeExpired: number; connectionEnded: number };
 }
 
 /** Fresh zeroed counters. */
@@ -67,6 +67,11 @@ export function newStats(): RouterStats {
     parked: 0,
     resumes: 0,
     held: 0,
-    dropped: { holdFull: 0, resumeExpired: 0 },
+    dropped: { holdFull: 0, resumeExpired: 0, connectionEnded: 0 },
   };
+}
+
+/** Counts one more of wire code `code` in `table` ({@link RouterStats.errors} or {@link RouterStats.closes}). */
+export function countCode(table: Record<number, number>, code: number): void {
+  table[code] = (table[code] ?? 0) + 1;
 }
