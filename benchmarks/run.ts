@@ -846,7 +846,7 @@ async function main(): Promise<number> {
   if (abuse.length > 0) {
     lines.push('');
     lines.push('abuse: a normal pair (256 B, K=1) alone and under each attack, same router, median of repeats (goal >= 0.90x)');
-    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'router cpu%', 'router RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
+    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'router cpu%', 'gen / attacker cpu%', 'router RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
     lines.push(...abuseLegend(abuse));
   }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
