@@ -10,7 +10,8 @@
  * parked agent and two router links (a real link handshake; the peers announce a smaller
  * and a larger maxFrame than ours), sending SENDs with every flag and size up to maxFrame
  * (to each other, to themselves, to unknown, parked, remote and unreachable IDs), SOURCE
- * runs on the links, PINGs (barriers across links, answered by the links), LOOKUPs,
+ * runs, ROUTE_ERRORs and LOOKUP_RESULTs on the links, PINGs (barriers across links,
+ * answered by the links), LOOKUPs,
  * skippable frames and framing violations, every stream cut at random points. The same
  * chunks go, one event-loop turn each, through the reference model and through the real
  * Router (in-memory streams, `Router.handle`) with its fast path on and forced off; every
@@ -27,7 +28,7 @@ import * as assert from 'uvu/assert';
 import { Router } from '../../src/router/router.js';
 import { ManualClock } from '../../src/net/clock.js';
 import { ControlCodec } from '../../src/protocol/control.js';
-import { encodePreamble, encodeSource, writeRelayHeader } from '../../src/protocol/encoder.js';
+import { encodePreamble, encodeRouteError, encodeSource, writeRelayHeader } from '../../src/protocol/encoder.js';
 import { Flag, FrameType, FRAME_TYPE_NAMES, PROTOCOL_VERSION, WIRE_CODE_NAMES } from '../../src/protocol/frame.js';
 import { dialProof, encodeLinkAuth, encodeLinkHello, linkNonce, readLinkHello } from '../../src/protocol/link.js';
 import { ModelPeer, RelayModel, type ModelOptions } from './relay-model.js';
@@ -184,6 +185,13 @@ function plan(seed: number, count: number): Plan {
         const pong = header(6, FrameType.PONG, 4);
         pong.writeUInt32BE(t, 6);
         out.push(pong);
+      }
+    } else if (roll < 0.83 && link) {
+      // Answers from the peer router: a ROUTE_ERROR for a sender (here, elsewhere, gone), a LOOKUP_RESULT for an asker.
+      for (let j = 1 + int(3); j > 0; j--) {
+        const src = pick([...dests.slice(0, 5), idOf(1), pick(remote)]);
+        if (r() < 0.6) out.push(encodeRouteError(pick([1, 5, 6, 8, 18, 20]), int(0x10000), pick(dests), src, r() < 0.5 ? '' : 'far away'));
+        else out.push(Buffer.concat(model.codec.encodeLookupResult({ ref: int(0x10000), id: pick(dests), key: bytes(32), to: src })));
       }
     } else if (roll < 0.84) {
       // Optional frame types are skipped, by both paths.
@@ -460,6 +468,9 @@ T('the real router writes what the reference model writes, fast path on and off 
     'LOOKUP',
     'LOOKUP_RESULT',
     'held',
+    'ERROR DESTINATION_SLOW',
+    'ERROR NOT_DELIVERED',
+    'ERROR HOP_LIMIT',
     'ERROR UNKNOWN_DESTINATION',
     'ERROR UNSUPPORTED_FLAGS',
     'ERROR UNREACHABLE_ROUTER',

@@ -1,7 +1,8 @@
 /**
  * A reference router: plain, slow and obviously correct. Every frame is decoded with the
  * project's {@link Decoder} and handled one at a time, straight from PROTOCOL.md (§6
- * relay, §7 errors, §8 PING, §10 links, §11 anonymity and LOOKUP, §12.4 held messages).
+ * relay, §7 errors, §8 PING, §10 links and ROUTE_ERROR, §11 anonymity and LOOKUP, §12.4
+ * held messages).
  * No fast path, no runs, no slabs: the real router must write the same bytes.
  *
  * What it models of the real router's timing: frames relayed in one event-loop turn are
@@ -9,7 +10,7 @@
  * pending for that peer. Reply handles are placeholders (`routerId`, 8 x 0xee, a counter):
  * the real ones are random, so a comparison maps one onto the other.
  */
-import { ControlCodec } from '../../src/protocol/control.js';
+import { ControlCodec, readRouteError } from '../../src/protocol/control.js';
 import { Decoder } from '../../src/protocol/decoder.js';
 import { encodeClose, encodeError, encodePing, encodePong, encodeRouteError, encodeSource } from '../../src/protocol/encoder.js';
 import { PosternError } from '../../src/protocol/errors.js';
@@ -137,6 +138,21 @@ export class RelayModel {
       return;
     }
     if (type === FrameType.LOOKUP) return this.lookup(s, f);
+    if (type === FrameType.ROUTE_ERROR && s.kind === 'link') {
+      // To the sender it names: an agent here gets an ERROR, another router's goes on over its link.
+      const e = readRouteError(f, 0, f.length);
+      const to = this.agents.get(Buffer.from(e.src).toString('hex'));
+      if (to !== undefined) return this.refuse(to, e.code, e.seq, e.id);
+      const l = e.src.readUInt32BE(0) === this.o.routerId ? undefined : this.links.get(e.src.readUInt32BE(0));
+      if (l !== undefined) this.write(l, Buffer.from(f));
+      return;
+    }
+    if (type === FrameType.LOOKUP_RESULT && s.kind === 'link') {
+      const r = this.codec.decodeLookupResult(f, 0, f.length);
+      const to = r.to === undefined ? undefined : this.agents.get(Buffer.from(r.to).toString('hex'));
+      if (to !== undefined) this.write(to, Buffer.concat(this.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key })));
+      return;
+    }
     if (type === FrameType.SOURCE && s.kind === 'link') {
       s.version++;
       s.source = Buffer.from(f.subarray(6, 22));
