@@ -9,10 +9,10 @@
  * Each seed makes one random mix: four agents (two with keys), an anonymous agent, a
  * parked agent and two router links (a real link handshake; the peers announce a smaller
  * and a larger maxFrame than ours), sending SENDs with every flag and size up to maxFrame
- * (to each other, to themselves, to unknown, parked, remote and unreachable IDs), SOURCE
- * runs, ROUTE_ERRORs and LOOKUP_RESULTs on the links, PINGs (barriers across links,
- * answered by the links), LOOKUPs,
- * skippable frames and framing violations, every stream cut at random points. The same
+ * (to each other, to themselves, to reply handles, to unknown, parked, remote and
+ * unreachable IDs), SOURCE runs, ROUTE_ERRORs and LOOKUP_RESULTs on the links, PINGs
+ * (barriers across links, answered by the links), LOOKUPs, skippable frames and framing
+ * violations, every stream cut at random points. The same
  * chunks go, one event-loop turn each, through the reference model and through the real
  * Router (in-memory streams, `Router.handle`) with its fast path on and forced off; every
  * peer must receive the same bytes in the same order, and the parked agent, on resuming,
