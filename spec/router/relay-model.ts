@@ -318,9 +318,11 @@ export class RelayModel {
     this.write(s, Buffer.concat(this.codec.encodeLookupResult({ ref: q.ref, id: q.id, key: d.key, ...(from !== undefined ? { to: from } : {}) })));
   }
 
-  /** CLOSE(code): the peer leaves the registry (or the mesh) first, then the CLOSE goes out. */
+  /** CLOSE(code): what was queued for the peer goes out, it leaves the registry (or the mesh), then the CLOSE goes out. */
   close(p: ModelPeer, code: number, reason: string): void {
     if (!p.open) return;
+    // [P-9.2] frames queued for it before the CLOSE are written before it
+    this.flush(p);
     p.open = false;
     p.decoder.stop();
     if (p.kind === 'agent') {

@@ -34,6 +34,11 @@ export interface RouterContext<C> {
   readonly mesh: MeshRoutes<C>;
   /** The mesh secret as bytes (empty when none). */
   readonly meshSecret: Buffer;
+  /**
+   * [P-12.8] Changes `conn`'s share of the bytes reserved for incomplete frames by `delta`
+   * (its frame is now `held` bytes); false, changing nothing, when it does not fit.
+   */
+  reservePartial(conn: C, delta: number, held: number): boolean;
   onRegistered(conn: C): void;
   /** Asks for `conn.writePending()` once this event-loop turn's reads are done. */
   schedule(conn: C): void;

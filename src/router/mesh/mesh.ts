@@ -17,7 +17,8 @@ export interface MeshLink {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly framesIn: number;
-  write(buf: Buffer): void;
+  /** Queues a frame behind what is gathered for this link; never writes from an error path. */
+  reply(buf: Buffer): void;
 }
 
 /** What the mesh needs from its router; `C` is the router's connection type. */
@@ -176,7 +177,7 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
     }
     const rid = routerIdOf(e.src);
     const link = rid === this.host.options.routerId ? undefined : this.linkFor(rid);
-    if (link !== undefined) link.write(Buffer.from(frame));
+    if (link !== undefined) link.reply(Buffer.from(frame));
     else this.host.log.info('route error for a sender that is gone', { code: WIRE_CODE_NAMES[e.code] ?? e.code, agent: formatId(e.src) });
   }
 
@@ -198,7 +199,14 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
         socket.destroy();
         return;
       }
-      peer.conn = this.host.dialled(socket, peer.address);
+      try {
+        peer.conn = this.host.dialled(socket, peer.address);
+      } catch (err) {
+        // A link that fails while starting is one failed dial, never the process's end.
+        peer.lastError = String(err);
+        socket.destroy();
+        this.schedule(peer);
+      }
     });
   }
 
@@ -207,6 +215,14 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
     const o = this.host.options;
     const delay = backoffDelay({ initialDelay: o.linkRetryMin, maxDelay: o.linkRetryMax, jitter: 'full' }, peer.attempt, peer.previousDelay, Math.random);
     peer.previousDelay = delay;
-    peer.timer = this.host.clock.setTimeout(() => this.dial(peer), Math.max(delay, o.linkRetryMin / 2));
+    peer.timer = this.host.clock.setTimeout(() => {
+      try {
+        this.dial(peer);
+      } catch (err) {
+        peer.lastError = String(err);
+        this.host.log.warn('link dial failed', { peer: peer.address, attempt: peer.attempt, error: peer.lastError });
+        this.schedule(peer);
+      }
+    }, Math.max(delay, o.linkRetryMin / 2));
   }
 }
