@@ -421,6 +421,8 @@ export class RouterConnection implements FrameSink {
    * without the decoder's per-frame dispatch. It stops at the first frame that is not one
    * (another type, flags, a size the decoder must judge, or the chunk's end) and returns
    * its offset: the decoder takes it from there, at a frame boundary. [P-3.3]
+   * Invariant: it takes exactly the frames the decoder would accept, writes the bytes the
+   * decoder path writes, and leaves every refusal to that path (spec/router/relay-model.test.ts).
    */
   private relayWhole(chunk: Buffer, from: number): number {
     const len = chunk.length;
