@@ -39,6 +39,7 @@ import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
 import { Handle } from './registry.js';
 import { countCode } from './stats.js';
+import { Outbox } from './relay/outbox.js';
 import { timingSafeEqual } from 'node:crypto';
 
 /** Connection states. [P-9] */
@@ -99,21 +100,8 @@ function barrierDone(b: Barrier): void {
 }
 /** Runs shorter than this are copied into their destination's slab; longer ones are written as they are. */
 const SMALL_RUN = 4096;
-/** Runs up to this size are copied four bytes at a time in JS; longer ones with Buffer.copy (a native call with a fixed cost). */
-const COPY_LOOP_MAX = 256;
-/** Sizes of a destination's slab, the buffer short runs for it are copied into. */
-const MIN_SLAB = 2048;
-const MAX_SLAB = 256 * 1024;
 /** Slots of a sender's destination cache (a power of two), indexed by the last byte of the ID. */
 const DEST_CACHE_SLOTS = 64;
-
-/**
- * Scratch for writePending's merge of back-to-back ranges, shared by all connections:
- * writePending never runs inside another writePending (replies are queued, not written).
- */
-const W_BUFS: Buffer[] = [];
-const W_STARTS: number[] = [];
-const W_ENDS: number[] = [];
 
 /**
  * Messages written to the stream that it had not yet handed to the OS at the time, kept
@@ -210,19 +198,11 @@ export class RouterConnection implements FrameSink {
   /** The run's destination is an agent reached by its own ID (not a reply handle, not a link). */
   private runById = false;
 
-  // As a destination: DELIVER runs (and, for links, SOURCE frames) gathered from the reads
-  // of one event-loop turn, as (buffer, start, end) with the sender and its last seq;
-  // written together once the turn's reads are done, so frames from many senders to one
-  // destination leave in one write. [P-9.3]
-  private readonly outBufs: Buffer[] = [];
-  private readonly outStarts: number[] = [];
-  private readonly outEnds: number[] = [];
-  private readonly outFroms: RouterConnection[] = [];
-  private readonly outSeqs: number[] = [];
-  // The seq of each entry's first SEND (its last is in outSeqs), so that every message of
-  // an entry that is dropped can be reported with its own seq. [P-9.4]
-  private readonly outFirsts: number[] = [];
-  private outBytes = 0;
+  /**
+   * As a destination: DELIVER runs (and, for links, SOURCE frames) and replies gathered
+   * from the reads of one event-loop turn, written together by {@link writePending}. [P-9.3]
+   */
+  readonly out: Outbox<RouterConnection>;
   // Bytes handed to the stream so far, and the messages among them the stream had not yet
   // handed to the OS when last looked at (null when none).
   private sent = 0;
@@ -230,18 +210,6 @@ export class RouterConnection implements FrameSink {
   private unsentCheck = UNSENT_CHECK;
   /** The code senders of dropped messages are told: DESTINATION_SLOW for a slow consumer. */
   private dropCode = 0;
-  // As a destination: short runs (and, for links, SOURCE frames) are copied into this slab (one write for many of
-  // them). Bytes before slabPos may be held by the stream until written: they are written
-  // over only once the stream has taken every byte (net.Socket only: another Duplex may
-  // keep the written buffer); until then runs go after them, and a new slab starts only
-  // when this one is full, so a queue pins about what it holds. slabSize, the size of the
-  // next slab, follows how much a turn brings (slabTurn).
-  private slab: Buffer | null = null;
-  private slabView: DataView = EMPTY_VIEW;
-  private slabPos = 0;
-  private slabSize = MIN_SLAB;
-  private slabTurn = 0;
-  private readonly reuseSlab: boolean;
   // A DataView of the buffer being relayed from (the chunk read, or a frame the decoder
   // assembled): DataView reads and writes compile to single loads and stores, where
   // Buffer's methods validate every call and byte arithmetic takes four.
@@ -301,7 +269,7 @@ export class RouterConnection implements FrameSink {
     this.dialled = dial;
     this.openedAt = this.lastRx = ctx.clock.now();
     this.decoder = new Decoder(this, { maxFrame: PRE_REGISTER_MAX_FRAME, preamble: true }); // [P-4.1]
-    this.reuseSlab = stream instanceof Socket;
+    this.out = new Outbox<RouterConnection>(stream instanceof Socket, () => ctx.schedule(this));
     if (dial) {
       // [P-10.2] the dialler speaks first: preamble and LINK_HELLO together
       this.preambleSent = true;
@@ -712,7 +680,7 @@ export class RouterConnection implements FrameSink {
     writeSource(out, 0, handle, 1, Flag.ANONYMOUS);
     buf.copy(out, SOURCE_SIZE, start, end);
     // Queued, not written: this runs inside another connection's read. [P-6.5]
-    link.enqueue(out, 0, out.length, this, seq, seq);
+    link.out.enqueue(out, 0, out.length, this, seq, seq);
     link.srcOwner = null; // the peer now holds the handle as its SOURCE
     this.ctx.stats.relayed++;
     (this.linksUsed ??= new Set()).add(link);
@@ -755,15 +723,15 @@ export class RouterConnection implements FrameSink {
       if (this.kind === 'agent') (this.linksUsed ??= new Set()).add(dest);
       // [P-10.4] SENDs on a link belong to the last SOURCE: name this sender if it is not that.
       if (dest.srcOwner !== this || dest.srcVersion !== this.sourceVersion) {
-        const p = dest.slabRoom(SOURCE_SIZE);
-        this.writeSourceFor(dest.slab!, p);
-        dest.slabTake(p, SOURCE_SIZE, this, -1, -1);
+        const p = dest.out.room(SOURCE_SIZE);
+        this.writeSourceFor(dest.out.slab!, p);
+        dest.out.take(p, SOURCE_SIZE, this, -1, -1);
         dest.srcOwner = this;
         dest.srcVersion = this.sourceVersion;
       }
     }
-    if (this.runEnd - this.runStart >= SMALL_RUN) dest.enqueue(this.runBuf, this.runStart, this.runEnd, this, this.runSeq, this.runFirst);
-    else dest.copyIn(this.runBuf, this.view(this.runBuf), this.runStart, this.runEnd, this, this.runSeq, this.runFirst);
+    if (this.runEnd - this.runStart >= SMALL_RUN) dest.out.enqueue(this.runBuf, this.runStart, this.runEnd, this, this.runSeq, this.runFirst);
+    else dest.out.copyIn(this.runBuf, this.view(this.runBuf), this.runStart, this.runEnd, this, this.runSeq, this.runFirst);
     this.runBuf = EMPTY;
   }
 
@@ -780,69 +748,6 @@ export class RouterConnection implements FrameSink {
   private dropView(): void {
     this.viewBuf = EMPTY;
     this.viewOf = EMPTY_VIEW;
-  }
-
-  /**
-   * As a destination: copies a short run (already rewritten, or forwarded as it is) into
-   * this connection's slab, next to the runs before it, so a turn's runs from many reads
-   * go out as one buffer.
-   */
-  private copyIn(buf: Buffer, dv: DataView, start: number, end: number, from: RouterConnection, seq: number, first: number): void {
-    const n = end - start;
-    const p = this.slabRoom(n);
-    const slab = this.slab!;
-    if (n <= COPY_LOOP_MAX) {
-      const out = this.slabView;
-      let s = start;
-      let d = p;
-      for (const e = end - 3; s < e; s += 4, d += 4) out.setInt32(d, dv.getInt32(s, true), true);
-      for (; s < end; s++, d++) slab[d] = buf[s]!;
-    } else {
-      buf.copy(slab, p, start, end);
-    }
-    this.slabTake(p, n, from, seq, first);
-  }
-
-  /** Where `n` more bytes go in the slab: after what it holds, or in a new one. */
-  private slabRoom(n: number): number {
-    const slab = this.slab;
-    if (slab === null || slab.length - this.slabPos < n) {
-      const size = Math.max(n, this.slabSize);
-      const fresh = (this.slab = size < 4096 ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size));
-      this.slabView = new DataView(fresh.buffer, fresh.byteOffset, fresh.length);
-      this.slabPos = 0;
-    }
-    return this.slabPos;
-  }
-
-  /**
-   * Queues the `n` bytes written into the slab at `p`. On an agent, a run from the same
-   * sender right after its last one extends that entry; on a link every run keeps its own
-   * (a refusal names the destination of the run's first SEND).
-   */
-  private slabTake(p: number, n: number, from: RouterConnection, seq: number, first: number): void {
-    const slab = this.slab!;
-    this.slabPos = p + n;
-    this.slabTurn += n;
-    const i = this.outBufs.length - 1;
-    if (this.kind !== 'link' && i >= 0 && this.outBufs[i] === slab && this.outEnds[i] === p && this.outFroms[i] === from && seq >= 0 === this.outSeqs[i]! >= 0) {
-      this.outEnds[i] = p + n;
-      this.outSeqs[i] = seq;
-      this.outBytes += n;
-      return;
-    }
-    this.enqueue(slab, p, p + n, from, seq, first);
-  }
-
-  private enqueue(buf: Buffer, start: number, end: number, from: RouterConnection, seq: number, first: number): void {
-    if (this.outBufs.length === 0) this.ctx.schedule(this);
-    this.outBufs.push(buf);
-    this.outStarts.push(start);
-    this.outEnds.push(end);
-    this.outFroms.push(from);
-    this.outSeqs.push(seq);
-    this.outFirsts.push(first);
-    this.outBytes += end - start;
   }
 
   private relayError(code: number, seq: number, buf: Buffer, start: number): void {
@@ -1060,6 +965,7 @@ export class RouterConnection implements FrameSink {
     const peer = this.hs!.peer!;
     this.hs = null;
     this.kind = 'link';
+    this.out.mergeSenders = false;
     this.peerRouterId = peer.router;
     this.peerInstance = peer.instance ?? null;
     this.peerMaxFrame = peer.maxFrame;
@@ -1314,7 +1220,7 @@ export class RouterConnection implements FrameSink {
     } catch (again) {
       this.ctx.log.error('internal error while closing', { ...this.logId(), error: String(again) });
       this.runDest = null;
-      this.clearPending();
+      this.out.clear();
       try {
         this.dropUnsent();
       } catch {
@@ -1412,7 +1318,7 @@ export class RouterConnection implements FrameSink {
 
   /** Bytes queued for this connection: gathered for this turn's flush, and held by its stream. */
   get queuedBytes(): number {
-    return this.outBytes + this.stream.writableLength;
+    return this.out.bytes + this.stream.writableLength;
   }
 
   /** Messages held while parked, or -1 when not parked. */
@@ -1424,7 +1330,7 @@ export class RouterConnection implements FrameSink {
   write(buf: Buffer): void {
     if (this.state === ConnState.CLOSED || this.stream.writableEnded) return;
     // Runs gathered for this connection go first, so answers keep wire order. [P-6.5]
-    if (this.outBufs.length > 0) this.writePending();
+    if (this.out.bufs.length > 0) this.writePending();
     this.ctx.stats.bytesOut += buf.length;
     this.bytesOut += buf.length;
     this.sent += buf.length;
@@ -1451,13 +1357,11 @@ export class RouterConnection implements FrameSink {
     if (this.state >= ConnState.CLOSING || this.stream.writableEnded) return;
     const n = buf.length;
     if (n > SMALL_RUN) {
-      this.enqueue(buf, 0, n, this, -1, -1);
+      this.out.enqueue(buf, 0, n, this, -1, -1);
       return;
     }
     // Small replies go into the slab, so a flood of them is one buffer, not one entry each.
-    const p = this.slabRoom(n);
-    buf.copy(this.slab!, p);
-    this.slabTake(p, n, this, -1, -1);
+    this.out.copyAll(buf, this);
   }
 
   /** {@link reply} for a frame given as chunks. */
@@ -1478,19 +1382,20 @@ export class RouterConnection implements FrameSink {
    * the limit. [P-9.3]
    */
   writePending(): void {
-    const n = this.outBufs.length;
+    const out = this.out;
+    const n = out.bufs.length;
     if (n === 0) return;
-    const bytes = this.outBytes;
+    const bytes = out.bytes;
     if (this.state >= ConnState.CLOSING) {
       // Take the entries out before telling their senders, so nothing can reach them again.
-      const bufs = this.outBufs.splice(0);
-      const starts = this.outStarts.splice(0);
-      const ends = this.outEnds.splice(0);
-      const froms = this.outFroms.splice(0);
-      const seqs = this.outSeqs.splice(0);
-      const firsts = this.outFirsts.splice(0);
-      this.clearPending();
-      this.slab = null;
+      const bufs = out.bufs.splice(0);
+      const starts = out.starts.splice(0);
+      const ends = out.ends.splice(0);
+      const froms = out.froms.splice(0);
+      const seqs = out.seqs.splice(0);
+      const firsts = out.firsts.splice(0);
+      out.clear();
+      out.dropSlab();
       for (let i = 0; i < n; i++) {
         if (seqs[i]! < 0) continue; // a reply or a SOURCE frame: nobody to tell
         this.tellDropped({ buf: bufs[i]!, start: starts[i]!, end: ends[i]!, from: froms[i]!, first: firsts[i]!, last: seqs[i]!, pos: 0 }, -1);
@@ -1502,30 +1407,16 @@ export class RouterConnection implements FrameSink {
     this.bytesOut += bytes;
     const base = this.sent;
     this.sent += bytes;
-    const bufs = this.outBufs;
-    const starts = this.outStarts;
-    const ends = this.outEnds;
-    // Entries back to back in one buffer (a slab's runs from several senders) are one range.
-    let m = 0;
-    for (let i = 0; i < n; i++) {
-      if (m > 0 && bufs[i] === W_BUFS[m - 1] && starts[i] === W_ENDS[m - 1]) {
-        W_ENDS[m - 1] = ends[i]!;
-        continue;
-      }
-      W_BUFS[m] = bufs[i]!;
-      W_STARTS[m] = starts[i]!;
-      W_ENDS[m] = ends[i]!;
-      m++;
-    }
+    const m = out.ranges();
     if (m === 1) {
-      this.stream.write(W_BUFS[0]!.subarray(W_STARTS[0], W_ENDS[0]));
+      this.stream.write(out.range(0));
     } else {
       // Short runs are in slabs already; what is left is large runs and slab ranges: one writev.
       this.stream.cork();
-      for (let i = 0; i < m; i++) this.stream.write(W_BUFS[i]!.subarray(W_STARTS[i], W_ENDS[i]));
+      for (let i = 0; i < m; i++) this.stream.write(out.range(i));
       this.stream.uncork();
     }
-    for (let i = 0; i < m; i++) W_BUFS[i] = EMPTY; // keeps no buffer alive (and keeps the array's storage)
+    out.forgetRanges(m);
     const queued = this.stream.writableLength;
     if (queued === 0) {
       // The OS has every byte: nothing written can be lost by this router any more.
@@ -1538,21 +1429,10 @@ export class RouterConnection implements FrameSink {
     }
     if (queued > this.ctx.options.maxOutbound) {
       this.overLimit();
-      for (let i = 0; i < n; i++) if (this.outSeqs[i]! >= 0) this.congested(this.outFroms[i]!);
+      for (let i = 0; i < n; i++) if (out.seqs[i]! >= 0) this.congested(out.froms[i]!);
     }
-    this.clearPending();
-    const turn = this.slabTurn;
-    this.slabTurn = 0;
-    if (turn > this.slabSize) this.slabSize = Math.min(MAX_SLAB, this.slabSize * 2);
-    else if (turn * 8 < this.slabSize) this.slabSize = Math.max(MIN_SLAB, this.slabSize >> 1);
-    const slab = this.slab;
-    if (slab !== null && this.reuseSlab && queued === 0) {
-      // The kernel has its copy of every byte: write over it next turn, or, after a quiet
-      // turn, let it go (an idle connection keeps no slab).
-      if (turn * 8 < slab.length) this.slab = null;
-      else this.slabPos = 0;
-    }
-    // Otherwise the stream may still hold what was written of it: the next runs go after it.
+    out.clear();
+    out.endTurn(queued);
   }
 
   /**
@@ -1562,12 +1442,13 @@ export class RouterConnection implements FrameSink {
    */
   private keepUnsent(base: number, n: number): void {
     const list = (this.unsentMsgs ??= []);
+    const out = this.out;
     let pos = base;
     for (let i = 0; i < n; i++) {
-      const start = this.outStarts[i]!;
-      const end = this.outEnds[i]!;
-      const seq = this.outSeqs[i]!;
-      if (seq >= 0) list.push({ buf: this.outBufs[i]!, start, end, from: this.outFroms[i]!, first: this.outFirsts[i]!, last: seq, pos });
+      const start = out.starts[i]!;
+      const end = out.ends[i]!;
+      const seq = out.seqs[i]!;
+      if (seq >= 0) list.push({ buf: out.bufs[i]!, start, end, from: out.froms[i]!, first: out.firsts[i]!, last: seq, pos });
       pos += end - start;
     }
     // Forgetting what the OS took costs a look at the stream's internals: do it once the
@@ -1660,16 +1541,6 @@ export class RouterConnection implements FrameSink {
   private writeSourceFor(out: Buffer, offset: number): void {
     if (this.kind === 'link') writeSource(out, offset, this.source, this.sourceHops + 1, this.sourceFlags);
     else writeSource(out, offset, this.id, 1);
-  }
-
-  private clearPending(): void {
-    this.outBufs.length = 0;
-    this.outStarts.length = 0;
-    this.outEnds.length = 0;
-    this.outFroms.length = 0;
-    this.outSeqs.length = 0;
-    this.outFirsts.length = 0;
-    this.outBytes = 0;
   }
 
   /**
