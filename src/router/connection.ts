@@ -1,5 +1,5 @@
 import { Socket } from 'node:net';
-import { PassThrough, type Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { Decoder, type FrameSink } from '../protocol/decoder.js';
 import {
   Flag,
@@ -37,7 +37,8 @@ import { formatId, NO_ID, routerHex, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
 import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
-import { Handle } from './registry.js';
+import { Handle, type Registered } from './registry.js';
+import { Parked, type Held } from './parked.js';
 import { countCode } from './stats.js';
 import { Outbox } from './relay/outbox.js';
 import { timingSafeEqual } from 'node:crypto';
@@ -85,13 +86,6 @@ interface Barrier {
   readonly owner: RouterConnection;
   readonly payload: Buffer;
   left: number;
-}
-
-/** A DELIVER held for a parked agent, with who to tell if it is never delivered. */
-interface Held {
-  readonly frame: Buffer;
-  readonly seq: number;
-  readonly replyTo: Buffer;
 }
 
 function barrierDone(b: Barrier): void {
@@ -237,8 +231,6 @@ export class RouterConnection implements FrameSink {
   /** The X25519 public key the agent registered, for LOOKUP. */
   publicKey: Buffer | null = null;
   private handles: Array<Handle<RouterConnection>> | null = null;
-  // Resume: while parked (connection lost, ID kept for resumeGrace), DELIVERs are held here.
-  private parked: { held: Held[]; bytes: number; timer: Timer } | null = null;
   private sticky: Handle<RouterConnection> | null = null;
   // Agents: links their SENDs took since the last PING, and PINGs waiting on them.
   private linksUsed: Set<RouterConnection> | null = null;
@@ -537,7 +529,8 @@ export class RouterConnection implements FrameSink {
    * is never read. [P-6.6]
    */
   private route(buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
-    let dest: RouterConnection;
+    let dest: RouterConnection | null;
+    let entry: Registered<RouterConnection> | undefined;
     let byId = false;
     const dv = this.view(buf);
     const at = start + RELAY_ID_OFFSET;
@@ -556,7 +549,7 @@ export class RouterConnection implements FrameSink {
       dest = c;
       byId = true;
     } else if (dv.getUint32(at) === this.ctx.options.routerId) {
-      let entry = this.ctx.registry.lookup(buf, at);
+      entry = this.ctx.registry.lookup(buf, at);
       if (entry === undefined && this.ctx.inRestartWindow()) {
         // [P-12.4] a restarted router holds messages for IDs that may yet resume
         entry = this.ctx.placeholder(buf.subarray(at, at + ID_SIZE));
@@ -565,10 +558,11 @@ export class RouterConnection implements FrameSink {
         this.relayError(WireCode.UNKNOWN_DESTINATION, seq, buf, start);
         return;
       }
+      // null: a parked ID, which holds the message.
       dest = entry.conn;
       byId = entry === dest;
       // Cache agents only: a reply handle can be retired while its connection stays open.
-      if (byId && dest.state === ConnState.OPEN) (this.destCache ??= new Array<RouterConnection | null>(DEST_CACHE_SLOTS).fill(null))[slot] = dest;
+      if (byId && dest!.state === ConnState.OPEN) (this.destCache ??= new Array<RouterConnection | null>(DEST_CACHE_SLOTS).fill(null))[slot] = dest;
     } else {
       // [P-10.4] another router's agent: forward the SEND untouched over the link to it;
       // a SOURCE frame written ahead of the run names the sender.
@@ -579,7 +573,7 @@ export class RouterConnection implements FrameSink {
       }
       dest = this.ctx.mesh.linkFor(u32be(buf, start + RELAY_ID_OFFSET))!;
     }
-    if (dest.kind !== 'link') {
+    if (dest === null || dest.kind !== 'link') {
       if (this.kind === 'link') {
         if (end - start > this.ctx.options.maxFrame) {
           this.relayError(WireCode.MESSAGE_TOO_LARGE, seq, buf, start); // [P-10.4]
@@ -601,8 +595,8 @@ export class RouterConnection implements FrameSink {
         dv.setInt32(at + 12, i32le(from, 12), true);
       }
       dv.setInt32(start + RELAY_SEQ_OFFSET, 0, true);
-      if (dest.state !== ConnState.OPEN) {
-        this.hold(dest, buf, start, end, seq, from);
+      if (dest === null || dest.state !== ConnState.OPEN) {
+        this.hold(entry, buf, start, end, seq, from);
         return;
       }
     }
@@ -627,23 +621,15 @@ export class RouterConnection implements FrameSink {
    * A SEND, already rewritten into its DELIVER, for an agent whose connection was lost but
    * may resume: keep a copy, bounded. [P-12.4]
    */
-  private hold(dest: RouterConnection, buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
+  private hold(entry: Registered<RouterConnection> | undefined, buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
     this.flushRun();
-    const p = dest.parked;
-    if (p === null) {
-      this.refuse(WireCode.UNKNOWN_DESTINATION, seq, dest.id, null);
+    if (!(entry instanceof Parked)) {
+      // Not parked yet not open (never expected: a closed connection leaves the registry).
+      this.refuse(WireCode.UNKNOWN_DESTINATION, seq, entry?.conn?.id ?? NO_ID, null);
       return;
     }
-    const o = this.ctx.options;
-    if (p.held.length >= o.holdMessages || p.bytes + (end - start) > o.holdBytes) {
-      this.ctx.stats.dropped.holdFull++;
-      this.refuse(WireCode.DESTINATION_SLOW, seq, dest.id, null);
-      return;
-    }
-    const frame = Buffer.from(buf.subarray(start, end));
-    p.held.push({ frame, seq, replyTo: Buffer.from(from) });
-    p.bytes += frame.length;
-    this.ctx.stats.held++;
+    const code = entry.hold(buf, start, end, seq, from);
+    if (code !== 0) this.refuse(code, seq, entry.id, null);
   }
 
   /** SENDs with flags, or from an anonymous connection. [P-6.4] [P-11.2] */
@@ -867,11 +853,13 @@ export class RouterConnection implements FrameSink {
       return;
     }
     const entry = this.ctx.registry.lookup(q.id, 0);
-    if (entry === undefined || entry.conn.id !== entry.id) {
+    // A parked agent's key is still answered; a reply handle has none to give.
+    const agent = entry === undefined ? null : entry instanceof Parked ? entry : entry.conn !== null && entry.conn.id === entry.id ? entry.conn : null;
+    if (agent === null) {
       this.refuse(WireCode.UNKNOWN_DESTINATION, q.ref, q.id, from);
       return;
     }
-    const key = entry.conn.publicKey;
+    const key = agent.publicKey;
     if (key === null) {
       this.refuse(WireCode.NO_KEY, q.ref, q.id, from);
       return;
@@ -888,7 +876,7 @@ export class RouterConnection implements FrameSink {
       return;
     }
     const to = r.to === undefined ? undefined : this.ctx.registry.lookup(r.to, 0);
-    if (to === undefined) return; // the asker is gone
+    if (to === undefined || to.conn === null) return; // the asker is gone
     to.conn.replyChunks(this.ctx.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key }));
   }
 
@@ -1113,60 +1101,12 @@ export class RouterConnection implements FrameSink {
     }
     const entry = this.ctx.registry.lookup(id, 0);
     if (entry === undefined) return this.ctx.inRestartWindow() ? { id: Buffer.from(id), held: [] } : null;
+    if (entry instanceof Parked) return { id: entry.id, held: entry.resume() };
     const old = entry.conn;
-    if (old === this || !old.id.equals(Buffer.from(id))) return null; // a reply handle, not an agent
-    if (old.parked !== null) {
-      const held = old.parked.held;
-      old.parked.timer.cancel();
-      old.parked = null;
-      this.ctx.registry.delete(old);
-      if (old.isPlaceholder) this.ctx.placeholderGone();
-      return { id: old.id, held };
-    }
+    if (old === null || old === this || !old.id.equals(Buffer.from(id))) return null; // a reply handle, not an agent
     // A stale connection (a NAT rebinding, a path that died silently): this one replaces it.
     old.close(WireCode.GOING_AWAY, 'replaced by a resumed connection');
     return { id: old.id, held: [] };
-  }
-
-  /** [P-12.4] The agent's connection is gone: keep its ID and hold its messages for a while. */
-  private park(): void {
-    const o = this.ctx.options;
-    this.parked = { held: [], bytes: 0, timer: this.ctx.clock.setTimeout(this.guarded(() => this.unpark()), o.resumeGrace) };
-    this.ctx.stats.parked++;
-  }
-
-  /**
-   * A parked stand-in for an ID this router issued before a restart and that may resume:
-   * it holds messages like a lost agent's parking and expires the same way. It has no
-   * stream of its own.
-   */
-  static placeholder(ctx: RouterContext<RouterConnection>, id: Uint8Array): RouterConnection {
-    const c = new RouterConnection(ctx, new PassThrough(), undefined);
-    c.decoder.stop();
-    c.id = Buffer.from(id);
-    c.idText = formatId(c.id);
-    c.kind = 'agent';
-    c.state = ConnState.CLOSING;
-    c.isPlaceholder = true;
-    c.park();
-    ctx.registry.add(c);
-    return c;
-  }
-
-  /** True for a {@link placeholder}. */
-  isPlaceholder = false;
-
-  /** Resume grace is over: drop the ID and tell every sender whose message was held. */
-  private unpark(): void {
-    const p = this.parked;
-    if (p === null) return;
-    this.parked = null;
-    this.ctx.registry.delete(this);
-    if (this.isPlaceholder) this.ctx.placeholderGone();
-    for (const h of p.held) {
-      this.ctx.stats.dropped.resumeExpired++;
-      this.ctx.refuseTo(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);
-    }
   }
 
   private onPeerClose(buf: Buffer, start: number, end: number): void {
@@ -1319,11 +1259,6 @@ export class RouterConnection implements FrameSink {
   /** Bytes queued for this connection: gathered for this turn's flush, and held by its stream. */
   get queuedBytes(): number {
     return this.out.bytes + this.stream.writableLength;
-  }
-
-  /** Messages held while parked, or -1 when not parked. */
-  get heldCount(): number {
-    return this.parked === null ? -1 : this.parked.held.length;
   }
 
   /** Writes one buffer to this connection (the only writer besides {@link writePending}). */
@@ -1686,8 +1621,9 @@ export class RouterConnection implements FrameSink {
     // Input is ignored from now on; keep reading it so the peer's FIN is noticed even if
     // this connection was paused for backpressure or a rate limit.
     this.stream.resume();
-    if (park && this.kind === 'agent' && !this.anonymous && this.ctx.options.resumeGrace > 0 && !this.ctx.closing) this.park();
-    else this.ctx.registry.delete(this);
+    this.ctx.registry.delete(this);
+    // [P-12.4] A lost agent's ID is kept for a while, and its messages held.
+    if (park && this.kind === 'agent' && !this.anonymous && this.ctx.options.resumeGrace > 0 && !this.ctx.closing) new Parked(this.ctx, this.id, this.publicKey, false);
     if (this.slowTimer !== null) {
       this.slowTimer.cancel();
       this.slowTimer = null;

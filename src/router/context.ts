@@ -2,7 +2,7 @@ import type { Clock } from '../net/clock.js';
 import type { Logger } from '../net/log.js';
 import type { ControlCodec, RouteErrorFrame } from '../protocol/control.js';
 import type { ResolvedRouterOptions } from './options.js';
-import type { Registry } from './registry.js';
+import type { Registered, Registry } from './registry.js';
 import type { RouterStats } from './stats.js';
 
 /**
@@ -54,8 +54,8 @@ export interface RouterContext<C> {
   resumeToken(id: Uint8Array): Buffer;
   /** True while a restarted router still accepts resume tokens for IDs it has no record of. */
   inRestartWindow(): boolean;
-  /** A parked stand-in for `id` (see RouterConnection.placeholder), or undefined past the cap. */
-  placeholder(id: Uint8Array): C | undefined;
+  /** A parked entry for `id`, an ID issued before a restart that may resume (see parked.ts), or undefined past the cap. */
+  placeholder(id: Uint8Array): Registered<C> | undefined;
   /** A stand-in was resumed or expired. */
   placeholderGone(): void;
   /** Refuses a SEND after the fact: tells its sender `replyTo` (an ID or handle, here or across the mesh) that SEND `seq` to `dest` failed. */

@@ -5,8 +5,11 @@ import { idEquals, newAgentId } from '../protocol/id.js';
 /** What the registry stores: a 16-byte ID and the connection it routes to. */
 export interface Registered<C = unknown> {
   readonly id: Buffer;
-  /** The connection messages for `id` go to (the agent itself, or the owner of a reply handle). */
-  readonly conn: C;
+  /**
+   * The connection messages for `id` go to (the agent itself, or the owner of a reply
+   * handle); null for a parked ID (see parked.ts), which holds them instead.
+   */
+  readonly conn: C | null;
 }
 
 /** A reply handle: an ID that routes to an anonymous sender's connection while it lives. [P-11.2] */

@@ -11,6 +11,7 @@ import { ConnState, RouterConnection } from './connection.js';
 import type { RouterContext } from './context.js';
 import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
+import { Parked } from './parked.js';
 import { countCode, newStats, type RouterStats } from './stats.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import { encodeClose, encodePreamble, encodeRouteError } from '../protocol/encoder.js';
@@ -153,10 +154,10 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
   private placeholders = 0;
 
   /** @internal Stand-ins are capped, so random IDs sent during the window cannot grow memory without bound. */
-  placeholder(id: Uint8Array): RouterConnection | undefined {
+  placeholder(id: Uint8Array): Parked<RouterConnection> | undefined {
     if (this.placeholders >= MAX_PLACEHOLDERS) return undefined;
     this.placeholders++;
-    return RouterConnection.placeholder(this, id);
+    return new Parked(this, Buffer.from(id), null, true);
   }
 
   /** @internal */
@@ -168,7 +169,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
   refuseTo(replyTo: Buffer, code: number, seq: number, dest: Buffer): void {
     const entry = this.registry.lookup(replyTo, 0);
     if (entry !== undefined) {
-      if (entry.conn.state === ConnState.OPEN) entry.conn.refuse(code, seq, dest, null);
+      if (entry.conn !== null && entry.conn.state === ConnState.OPEN) entry.conn.refuse(code, seq, dest, null);
       return;
     }
     const link = routerIdOf(replyTo) === this.routerId ? undefined : this.mesh.linkFor(routerIdOf(replyTo));
@@ -307,10 +308,9 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     let parked = 0;
     let held = 0;
     for (const e of this.registry.values()) {
-      const h = e.conn === e ? e.conn.heldCount : -1;
-      if (h >= 0) {
+      if (e instanceof Parked) {
         parked++;
-        held += h;
+        held += e.held.length;
       }
     }
     return { outboundBytes, maxOutboundBytes, parked, held, partialBytes: this.partialBytes };

@@ -35,7 +35,7 @@ export interface MeshHost<C extends MeshLink> {
   };
   readonly clock: { setTimeout(fn: () => void, ms: number): Timer };
   readonly log: { info(msg: string, f?: Record<string, unknown>): void; warn(msg: string, f?: Record<string, unknown>): void };
-  readonly registry: { lookup(buf: Uint8Array, off: number): { readonly conn: { refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void } } | undefined };
+  readonly registry: { lookup(buf: Uint8Array, off: number): { readonly conn: { refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void } | null } | undefined };
   /** Wraps a connected socket to a peer router in a dialling link connection. */
   dialled(socket: net.Socket, remote: string): C;
 }
@@ -190,7 +190,8 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
   routeError(e: RouteErrorFrame, frame: Buffer): void {
     const sender = this.host.registry.lookup(e.src, 0);
     if (sender !== undefined) {
-      sender.conn.refuse(e.code, e.seq, e.id, null);
+      // A parked sender is told nothing: it has no connection to tell.
+      sender.conn?.refuse(e.code, e.seq, e.id, null);
       return;
     }
     const rid = routerIdOf(e.src);
