@@ -37,7 +37,8 @@ import { formatId, NO_ID, routerHex, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
 import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
-import { Handle, type Registered } from './registry.js';
+import type { Registered } from './registry.js';
+import { ReplyHandles } from './handles.js';
 import { Parked, type Held } from './parked.js';
 import { countCode } from './stats.js';
 import { Outbox } from './relay/outbox.js';
@@ -230,8 +231,7 @@ export class RouterConnection implements FrameSink {
   anonymous = false;
   /** The X25519 public key the agent registered, for LOOKUP. */
   publicKey: Buffer | null = null;
-  private handles: Array<Handle<RouterConnection>> | null = null;
-  private sticky: Handle<RouterConnection> | null = null;
+  private replyHandles: ReplyHandles<RouterConnection> | null = null;
   // Agents: links their SENDs took since the last PING, and PINGs waiting on them.
   private linksUsed: Set<RouterConnection> | null = null;
   private barriers: Barrier[] | null = null;
@@ -646,7 +646,7 @@ export class RouterConnection implements FrameSink {
       return;
     }
     // Anonymous: the receiver sees a reply handle, never this connection's ID. [P-11.2]
-    const handle = (flags & Flag.STICKY) !== 0 ? this.stickyHandle() : this.newHandle();
+    const handle = (flags & Flag.STICKY) !== 0 ? this.handles().stickyId() : this.handles().next();
     const outFlags = Flag.ANONYMOUS | (flags & Flag.SEALED);
     if (buf.readUInt32BE(start + RELAY_ID_OFFSET) === this.ctx.options.routerId) {
       buf[start + 5] = outFlags;
@@ -672,22 +672,9 @@ export class RouterConnection implements FrameSink {
     (this.linksUsed ??= new Set()).add(link);
   }
 
-  /** A fresh reply handle routed to this connection, evicting the oldest past the limit. [P-11.3] */
-  private newHandle(): Buffer {
-    const h = new Handle<RouterConnection>(this.ctx.registry.newHandleId(this.ctx.options.routerId), this);
-    this.ctx.registry.add(h);
-    const list = (this.handles ??= []);
-    list.push(h);
-    if (list.length > this.ctx.options.maxHandles) this.ctx.registry.delete(list.shift()!);
-    return h.id;
-  }
-
-  private stickyHandle(): Buffer {
-    if (this.sticky === null) {
-      this.sticky = new Handle<RouterConnection>(this.ctx.registry.newHandleId(this.ctx.options.routerId), this);
-      this.ctx.registry.add(this.sticky);
-    }
-    return this.sticky.id;
+  /** Reply handles for this connection (made at the first anonymous SEND or LOOKUP). [P-11.3] */
+  private handles(): ReplyHandles<RouterConnection> {
+    return (this.replyHandles ??= new ReplyHandles(this.ctx, this));
   }
 
   /** 0 when a SEND for another router may be forwarded, else the wire code refusing it. */
@@ -848,7 +835,7 @@ export class RouterConnection implements FrameSink {
         this.refuse(WireCode.UNREACHABLE_ROUTER, q.ref, q.id, from);
         return;
       }
-      next.replyChunks(this.ctx.codec.encodeLookup({ ref: q.ref, id: q.id, from: this.anonymous ? this.newHandle() : this.id }));
+      next.replyChunks(this.ctx.codec.encodeLookup({ ref: q.ref, id: q.id, from: this.anonymous ? this.handles().next() : this.id }));
       (this.linksUsed ??= new Set()).add(next);
       return;
     }
@@ -1641,9 +1628,7 @@ export class RouterConnection implements FrameSink {
     }
     if (this.kind === 'link') this.ctx.mesh.onLinkDown(this);
     // [P-11.3] reply handles die with their connection
-    if (this.handles !== null) for (const h of this.handles) this.ctx.registry.delete(h);
-    this.handles = null;
-    if (this.sticky !== null) this.ctx.registry.delete(this.sticky);
-    this.sticky = null;
+    this.replyHandles?.release();
+    this.replyHandles = null;
   }
 }
