@@ -20,18 +20,6 @@ import {
 } from '../protocol/frame.js';
 import { encodeClose, encodeError, encodePing, encodePong, encodePreamble, encodeRouteError, writeSource } from '../protocol/encoder.js';
 import { readRouteError, type LookupBody, type LookupResultBody } from '../protocol/control.js';
-import {
-  acceptProof,
-  dialProof,
-  encodeLinkAuth,
-  encodeLinkChallenge,
-  encodeLinkHello,
-  encodeLinkReady,
-  linkNonce,
-  proofMatches,
-  readLinkHello,
-  type LinkHello,
-} from '../protocol/link.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { formatId, NO_ID, routerHex, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
@@ -39,6 +27,7 @@ import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
 import type { Registered } from './registry.js';
 import { ReplyHandles } from './handles.js';
+import { LinkHandshake } from './mesh/link.js';
 import { Parked, type Held } from './parked.js';
 import { countCode } from './stats.js';
 import { Outbox } from './relay/outbox.js';
@@ -225,7 +214,8 @@ export class RouterConnection implements FrameSink {
   private srcW3 = 0;
   // Bumped by every SOURCE frame, so link destinations know when to name the sender again.
   private sourceVersion = 0;
-  private hs: { nonce: Buffer; peer: LinkHello | null } | null = null;
+  /** The link handshake while it runs (null for agents, and once the link is up). */
+  private hs: LinkHandshake<RouterConnection> | null = null;
   // Anonymity: no ID (anonymous connection), reply handles issued, the sticky one.
   /** True for a connection registered without an identity. */
   anonymous = false;
@@ -265,9 +255,8 @@ export class RouterConnection implements FrameSink {
     if (dial) {
       // [P-10.2] the dialler speaks first: preamble and LINK_HELLO together
       this.preambleSent = true;
-      this.hs = { nonce: linkNonce(), peer: null };
       this.write(encodePreamble(PROTOCOL_VERSION));
-      this.writeChunks(encodeLinkHello(ctx.codec, ctx.options.routerId, this.hs.nonce, ctx.options.maxFrame, ctx.mesh.instance));
+      this.hs = LinkHandshake.dial(ctx, this);
     }
     stream.on('data', this.onData);
     stream.on('end', this.onEnd);
@@ -779,21 +768,19 @@ export class RouterConnection implements FrameSink {
         return;
       case FrameType.LINK_HELLO:
         if (this.kind !== '' || this.dialled || this.hs !== null || this.state !== ConnState.HANDSHAKE) break;
-        this.onLinkHello(buf, start, end);
+        this.hs = LinkHandshake.accept(this.ctx, this, buf, start, end);
         return;
       case FrameType.LINK_CHALLENGE:
         if (!this.dialled || this.kind !== '' || this.hs === null || this.hs.peer !== null) break;
-        this.onLinkChallenge(buf, start, end);
+        this.hs.challenge(buf, start, end);
         return;
       case FrameType.LINK_AUTH:
         if (this.dialled || this.kind !== '' || this.hs === null || this.hs.peer === null) break;
-        this.onLinkAuth(buf, start, end);
+        if (this.hs.auth(buf, start, end)) this.linkUp();
         return;
       case FrameType.LINK_READY:
         if (!this.dialled || this.kind !== '' || this.hs === null || this.hs.peer === null) break;
-        // checked again: another dialled link to that ID may have come up meanwhile
-        if (this.refuseDuplicate(this.hs.peer)) return;
-        this.linkUp();
+        if (this.hs.ready()) this.linkUp();
         return;
       case FrameType.CLOSE:
         this.onPeerClose(buf, start, end);
@@ -868,73 +855,6 @@ export class RouterConnection implements FrameSink {
   }
 
   // ---- router links --------------------------------------------------------------------
-
-  /** Acceptor: LINK_HELLO -> LINK_CHALLENGE. [P-10.2] */
-  private onLinkHello(buf: Buffer, start: number, end: number): void {
-    const o = this.ctx.options;
-    const hello = readLinkHello(this.ctx.codec, buf, start, end, false);
-    if (o.meshSecret === undefined) {
-      this.close(WireCode.LINK_AUTH_FAILED, 'this router accepts no router links (no mesh secret)');
-      return;
-    }
-    if (hello.router === o.routerId) {
-      this.ctx.log.error('link refused: peer has this router ID', { router: routerHex(o.routerId), remote: this.remote, code: WIRE_CODE_NAMES[WireCode.DUPLICATE_ROUTER_ID] });
-      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${routerHex(o.routerId)}`); // [P-10.3]
-      return;
-    }
-    this.hs = { nonce: linkNonce(), peer: hello };
-    const proof = acceptProof(this.ctx.meshSecret, hello.nonce, this.hs.nonce, hello.router, o.routerId);
-    this.writeChunks(encodeLinkChallenge(this.ctx.codec, o.routerId, this.hs.nonce, proof, o.maxFrame, this.ctx.mesh.instance));
-  }
-
-  /** Dialler: LINK_CHALLENGE -> LINK_AUTH, after checking the acceptor's proof. [P-10.2] */
-  private onLinkChallenge(buf: Buffer, start: number, end: number): void {
-    const o = this.ctx.options;
-    const ch = readLinkHello(this.ctx.codec, buf, start, end, true);
-    const hs = this.hs!;
-    if (ch.router === o.routerId) {
-      this.ctx.log.error('link refused: peer has this router ID', { router: routerHex(o.routerId), remote: this.remote, code: WIRE_CODE_NAMES[WireCode.DUPLICATE_ROUTER_ID] });
-      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${routerHex(o.routerId)}`); // [P-10.3]
-      return;
-    }
-    if (!proofMatches(ch.proof, acceptProof(this.ctx.meshSecret, hs.nonce, ch.nonce, o.routerId, ch.router))) {
-      this.close(WireCode.LINK_AUTH_FAILED, 'peer router does not know the mesh secret');
-      return;
-    }
-    if (this.refuseDuplicate(ch)) return;
-    hs.peer = ch;
-    this.writeChunks(encodeLinkAuth(this.ctx.codec, dialProof(this.ctx.meshSecret, ch.nonce, hs.nonce, ch.router, o.routerId)));
-  }
-
-  /** Acceptor: LINK_AUTH -> LINK_READY, after checking the dialler's proof. [P-10.2] */
-  private onLinkAuth(buf: Buffer, start: number, end: number): void {
-    const o = this.ctx.options;
-    const hs = this.hs!;
-    const peer = hs.peer!;
-    const m = this.ctx.codec.decodeMap(buf, start, end, 'LINK_AUTH');
-    if (!proofMatches(m['proof'], dialProof(this.ctx.meshSecret, hs.nonce, peer.nonce, o.routerId, peer.router))) {
-      this.close(WireCode.LINK_AUTH_FAILED, 'wrong mesh secret');
-      return;
-    }
-    if (this.refuseDuplicate(peer)) return;
-    this.writeChunks(encodeLinkReady(this.ctx.codec));
-    this.linkUp();
-  }
-
-  /**
-   * [P-10.3] A peer (its proof checked) announcing the router ID of a router already linked
-   * under another instance tag is a second router with that ID: refused on this link, which
-   * the peer sees as CLOSE(DUPLICATE_ROUTER_ID). The same router linked twice, or back after
-   * its old link closed, is not refused.
-   */
-  private refuseDuplicate(peer: LinkHello): boolean {
-    const other = this.ctx.mesh.duplicateOf(peer.router, peer.instance);
-    if (other === undefined) return false;
-    const router = routerHex(peer.router);
-    this.ctx.log.error('link refused: duplicate router ID', { router, remote: this.remote, linked: other.remote, code: WIRE_CODE_NAMES[WireCode.DUPLICATE_ROUTER_ID] });
-    this.close(WireCode.DUPLICATE_ROUTER_ID, `another router with ID ${router} is linked here already`);
-    return true;
-  }
 
   private linkUp(): void {
     const peer = this.hs!.peer!;
