@@ -28,6 +28,7 @@ import type { RouterContext } from './context.js';
 import type { Registered } from './registry.js';
 import { ReplyHandles } from './handles.js';
 import { LinkHandshake } from './mesh/link.js';
+import { answerLookup, passLookupResult } from './keys.js';
 import { Parked, type Held } from './parked.js';
 import { countCode } from './stats.js';
 import { Outbox } from './relay/outbox.js';
@@ -809,36 +810,7 @@ export class RouterConnection implements FrameSink {
       this.fail(err);
       return;
     }
-    const link = this.kind === 'link';
-    if (link && q.from === undefined) {
-      this.close(WireCode.MALFORMED, 'LOOKUP on a router link needs from');
-      return;
-    }
-    const from = link ? Buffer.from(q.from!) : null;
-    const rid = routerIdOf(q.id);
-    if (rid !== this.ctx.options.routerId) {
-      const next = link ? undefined : this.ctx.mesh.linkFor(rid);
-      if (next === undefined) {
-        this.refuse(WireCode.UNREACHABLE_ROUTER, q.ref, q.id, from);
-        return;
-      }
-      next.replyChunks(this.ctx.codec.encodeLookup({ ref: q.ref, id: q.id, from: this.anonymous ? this.handles().next() : this.id }));
-      (this.linksUsed ??= new Set()).add(next);
-      return;
-    }
-    const entry = this.ctx.registry.lookup(q.id, 0);
-    // A parked agent's key is still answered; a reply handle has none to give.
-    const agent = entry === undefined ? null : entry instanceof Parked ? entry : entry.conn !== null && entry.conn.id === entry.id ? entry.conn : null;
-    if (agent === null) {
-      this.refuse(WireCode.UNKNOWN_DESTINATION, q.ref, q.id, from);
-      return;
-    }
-    const key = agent.publicKey;
-    if (key === null) {
-      this.refuse(WireCode.NO_KEY, q.ref, q.id, from);
-      return;
-    }
-    this.replyChunks(this.ctx.codec.encodeLookupResult({ ref: q.ref, id: q.id, key, ...(from !== null ? { to: from } : {}) }));
+    answerLookup(this.ctx, this, q);
   }
 
   private onLinkLookupResult(buf: Buffer, start: number, end: number): void {
@@ -849,9 +821,17 @@ export class RouterConnection implements FrameSink {
       this.fail(err);
       return;
     }
-    const to = r.to === undefined ? undefined : this.ctx.registry.lookup(r.to, 0);
-    if (to === undefined || to.conn === null) return; // the asker is gone
-    to.conn.replyChunks(this.ctx.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key }));
+    passLookupResult(this.ctx, r);
+  }
+
+  /** A fresh reply handle routed to this connection. [P-11.3] */
+  replyHandle(): Buffer {
+    return this.handles().next();
+  }
+
+  /** Notes that this agent's requests went over `link`: its next PING waits for that link. [P-10.6] */
+  usedLink(link: RouterConnection): void {
+    (this.linksUsed ??= new Set()).add(link);
   }
 
   // ---- router links --------------------------------------------------------------------
