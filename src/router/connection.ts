@@ -38,6 +38,7 @@ import type { Registered } from './registry.js';
 import { ReplyHandles } from './handles.js';
 import { LinkHandshake } from './mesh/link.js';
 import { answerLookup, passLookupResult } from './keys.js';
+import { barrierDone, BarrierTokens, type Barrier } from './mesh/barrier.js';
 import { Parked, type Held } from './parked.js';
 import { countCode } from './stats.js';
 import { Outbox } from './relay/outbox.js';
@@ -81,17 +82,6 @@ function i32le(b: Buffer, o: number): number {
   return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
 }
 
-/** A PING from an agent waiting for PONGs from the links its earlier SENDs took. [P-10.6] */
-interface Barrier {
-  readonly owner: RouterConnection;
-  readonly payload: Buffer;
-  left: number;
-}
-
-function barrierDone(b: Barrier): void {
-  b.left--;
-  b.owner.pumpBarriers();
-}
 /** Runs shorter than this are copied into their destination's slab; longer ones are written as they are. */
 const SMALL_RUN = 4096;
 /** Slots of a sender's destination cache (a power of two), indexed by the last byte of the ID. */
@@ -236,8 +226,7 @@ export class RouterConnection implements FrameSink {
   private linksUsed: Set<RouterConnection> | null = null;
   private barriers: Barrier[] | null = null;
   // Links: barrier tokens sent as PING payloads, awaiting PONG.
-  private tokens: Map<number, Barrier[]> | null = null;
-  private nextToken = 0;
+  private tokens: BarrierTokens | null = null;
 
   // Backpressure. Senders paused because this connection's queue is over the limit.
   private readonly waiters = new Set<RouterConnection>();
@@ -750,7 +739,7 @@ export class RouterConnection implements FrameSink {
         else this.reply(encodePong(buf.subarray(start + 6, end))); // [P-8.1]
         return;
       case FrameType.PONG:
-        if (this.tokens !== null && end - start === 10) this.onBarrierPong(buf.readUInt32BE(start + 6));
+        if (this.tokens !== null && end - start === 10) this.tokens.answered(buf.readUInt32BE(start + 6));
         return;
       case FrameType.LOOKUP:
         if (this.state !== ConnState.OPEN) break;
@@ -856,7 +845,7 @@ export class RouterConnection implements FrameSink {
     this.state = ConnState.OPEN;
     // A peer forwards SENDs up to its own maxFrame; refuse to deliver more than ours later.
     this.decoder.maxFrame = Math.min(MAX_MAX_FRAME, Math.max(peer.maxFrame, this.ctx.options.maxFrame));
-    this.tokens = new Map();
+    this.tokens = new BarrierTokens();
     this.ctx.mesh.onLinkUp(this);
   }
 
@@ -890,20 +879,7 @@ export class RouterConnection implements FrameSink {
       barrierDone(b);
       return;
     }
-    const token = (this.nextToken = (this.nextToken + 1) >>> 0);
-    const list = this.tokens.get(token);
-    if (list === undefined) this.tokens.set(token, [b]);
-    else list.push(b);
-    const p = Buffer.allocUnsafe(4);
-    p.writeUInt32BE(token, 0);
-    this.reply(encodePing(p));
-  }
-
-  private onBarrierPong(token: number): void {
-    const list = this.tokens!.get(token);
-    if (list === undefined) return;
-    this.tokens!.delete(token);
-    for (const b of list) barrierDone(b);
+    this.reply(encodePing(this.tokens.issue(b)));
   }
 
   private register(buf: Buffer, start: number, end: number): void {
@@ -1529,12 +1505,8 @@ export class RouterConnection implements FrameSink {
     if (this.dropCode !== WireCode.DESTINATION_SLOW) this.releaseWaiters();
     for (const d of this.blockedOn) d.waiters.delete(this);
     this.blockedOn.clear();
-    if (this.tokens !== null) {
-      // A lost link answers no barrier: release them, so flushes do not hang.
-      const lists = [...this.tokens.values()];
-      this.tokens.clear();
-      for (const list of lists) for (const b of list) barrierDone(b);
-    }
+    // A lost link answers no barrier: release them, so flushes do not hang.
+    this.tokens?.releaseAll();
     if (this.kind === 'link') this.ctx.mesh.onLinkDown(this);
     // [P-11.3] reply handles die with their connection
     this.replyHandles?.release();
