@@ -2,10 +2,11 @@
  * Why this file is still over 500 lines: it holds the connection proper (stream, state
  * machine, close, timers, rate limits) and, for now, the relay forwarding code (relayWhole,
  * extendAgentRun, route, flushRun, the unsent bookkeeping and backpressure), the SOURCE state
- * of a link, flush barriers and the control() switch. The outbox (relay/outbox.ts), parked
- * IDs (parked.ts), reply handles (handles.ts), the key directory (keys.ts) and the link
- * handshake (mesh/link.ts) are out already; what is left moves next, with the fast path kept
- * on one object shape (role objects in fields, never subclasses).
+ * of a link, an agent's side of flush barriers and the control() switch. The outbox
+ * (relay/outbox.ts), parked IDs (parked.ts), reply handles (handles.ts), the key directory
+ * (keys.ts), the link handshake (mesh/link.ts) and a link's barrier tokens (mesh/barrier.ts)
+ * are out already; what is left moves next, with the fast path kept on one object shape
+ * (role objects in fields, never subclasses).
  */
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
