@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ControlCodec, type DrainBody, type LookupResultBody, type RegisteredBody } from '../protocol/control.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
@@ -9,10 +8,12 @@ import { formatId } from '../protocol/id.js';
 import { open, seal, type OpenedEnvelope } from '../crypto/seal.js';
 import { KeyCache } from './key-cache.js';
 import { IncomingMessage, type Message, type MessageSender, type RejectedMessage, type Replier, type SendOptions, type Verification } from './message.js';
-import { parseRouterAddress, resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
+import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
 import { BoundedQueue } from './queue.js';
 import { ReconnectLoop } from './reconnect.js';
 import { Session } from './session.js';
+import { parseEndpoint, type Endpoint } from '../net/address.js';
+import { openTransport } from '../net/dial.js';
 
 /**
  * The agent: one logical endpoint that stays registered with a router across connections.
@@ -154,12 +155,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private sealedPending = 0;
   private wantDrain = false;
   /** Where to dial: the configured router, or a draining router's alternates. */
-  private targets: { host: string; port: number }[];
+  private targets: Endpoint[];
   private targetIndex = 0;
   /** Resume state of the last registration: token, grace, which target issued it, when it was lost. */
   private resumeToken: Buffer | null = null;
   private resumeGrace = 0;
-  private resumeTarget: { host: string; port: number } | null = null;
+  private resumeTarget: Endpoint | null = null;
   private lostAt = 0;
   private readonly lookups = new Map<number, { resolve(key: Buffer): void; reject(err: unknown): void }>();
   /** Why the last connection or attempt ended; carried by the next `reconnecting` status. */
@@ -178,7 +179,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   constructor(opts: ResolvedAgentOptions) {
     super();
     this.opts = opts;
-    this.targets = [{ host: opts.host, port: opts.port }];
+    this.targets = [...opts.endpoints];
     this.inbox = new BoundedQueue<Message>({
       capacity: opts.maxQueue,
       overflow: 'backpressure',
@@ -643,7 +644,15 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       signal.addEventListener('abort', this.onAbort, { once: true });
     }
     try {
-      await this.dial(1);
+      // One attempt per configured router: the first that registers wins. [P-13.7]
+      for (let i = 1; ; i++) {
+        try {
+          await this.dial(i);
+          break;
+        } catch (err) {
+          if (i >= this.opts.endpoints.length || this.opts.createConnection !== undefined || isPermanentError(err) || this.state !== 'connecting') throw err;
+        }
+      }
     } catch (err) {
       const e = this.state === 'closing' || this.state === 'closed'
         ? new PosternError(ErrorCode.CLOSED, 'closed while connecting', { cause: signal?.reason ?? err })
@@ -659,7 +668,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   /** The REGISTER body for an attempt at `target`. [P-4.1] [P-11.1] [P-12.3] [P-12.7] */
-  private registerBody(target: { host: string; port: number }): Record<string, unknown> {
+  private registerBody(target: Endpoint): Record<string, unknown> {
     const body: Record<string, unknown> = {};
     if (this.opts.token !== undefined) body['token'] = this.opts.token;
     if (this.opts.anonymous) body['anonymous'] = true;
@@ -684,15 +693,32 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     if (this.state === 'closing' || this.state === 'closed') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
     this.emitStatus({ type: 'connecting', attempt });
     const target = this.targets[this.targetIndex % this.targets.length]!;
-    return new Promise<void>((resolve, reject) => {
-      let socket: Duplex;
-      try {
-        socket = this.opts.createConnection !== undefined ? this.opts.createConnection() : this.openTcp(target);
-      } catch (err) {
+    let opened: Duplex | Promise<Duplex>;
+    try {
+      opened = this.opts.createConnection !== undefined ? this.opts.createConnection() : openTransport(target, this.opts.transport, this.opts.connectTimeout);
+    } catch (err) {
+      this.targetIndex++;
+      return Promise.reject(err instanceof PosternError ? err : new PosternError(ErrorCode.CONNECTION_LOST, 'could not open a connection', { cause: err }));
+    }
+    if (!(opened instanceof Promise)) return this.startSession(opened, target);
+    // TLS, upgrades and proxies first finish their own handshakes (PROTOCOL.md §13).
+    return opened.then(
+      (socket) => {
+        if (this.state !== 'closing' && this.state !== 'closed') return this.startSession(socket, target);
+        socket.destroy();
+        throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
+      },
+      (err: unknown) => {
         this.targetIndex++;
-        reject(new PosternError(ErrorCode.CONNECTION_LOST, 'could not open a connection', { cause: err }));
-        return;
-      }
+        this.lastError = toPosternError(err);
+        throw this.lastError;
+      },
+    );
+  }
+
+  /** Runs the postern handshake on an open transport: resolves when registered, rejects with why it failed. */
+  private startSession(socket: Duplex, target: Endpoint): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       let registered = false;
       const session: Session = new Session(
         socket,
@@ -751,25 +777,22 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       this.session = session;
       if (this.readPaused) session.pause();
       session.start();
+      // A stream whose handshake read an HTTP head was left paused: data flows from here.
+      if (!this.readPaused) socket.resume();
     });
   }
 
-  private openTcp(target: { host: string; port: number }): Duplex {
-    const socket = netConnect({ host: target.host, port: target.port });
-    // Frames are coalesced per tick by cork(); Nagle would only add latency on top.
-    socket.setNoDelay(true);
-    return socket;
-  }
-
-  private onRegistered(session: Session, body: RegisteredBody, target: { host: string; port: number }): void {
+  private onRegistered(session: Session, body: RegisteredBody, target: Endpoint): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     // [P-4.4] a registration brings a new ID unless it resumed the old one [P-12.3].
     const resumed = body.resumed === true;
     this.resumeToken = body.resume === undefined ? null : Buffer.from(body.resume);
     this.resumeGrace = body.resumeGrace ?? 0;
     this.resumeTarget = target;
-    this.targets = [target];
-    this.targetIndex = 0;
+    // After a loss, this router first (to resume), then the configured list in order. [P-13.7]
+    const i = this.opts.endpoints.indexOf(target);
+    this.targets = i >= 0 ? [...this.opts.endpoints] : [target, ...this.opts.endpoints];
+    this.targetIndex = Math.max(i, 0);
     this.idBuf = Buffer.from(body.id);
     this.idText = formatId(this.idBuf);
     this.info = Object.freeze({
@@ -824,10 +847,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     this.lastError = err;
     this.hold ??= setInterval(noop, 0x7fffffff);
     if (this.opts.createConnection === undefined) {
-      const alternates: { host: string; port: number }[] = [];
+      const alternates: Endpoint[] = [];
       for (const a of body.alternates) {
         try {
-          alternates.push(parseRouterAddress(a));
+          alternates.push(parseEndpoint(a, 'alternates'));
         } catch {
           // A bad entry is skipped; the others (or the same router) still serve.
         }
