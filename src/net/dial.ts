@@ -15,7 +15,7 @@ import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { hostPort, usesTls, type Endpoint } from './address.js';
 import { openTunnel, parseProxy, proxyFromEnv, type ProxySpec } from './proxy.js';
 import { clientUpgrade, UPGRADE_TOKEN } from './upgrade.js';
-import { WebSocketDuplex } from './ws-stream.js';
+import { MAX_WS_MESSAGE, WebSocketDuplex } from './ws-stream.js';
 
 /** The ALPN protocol ID of a postern stream directly inside TLS. [P-13.2] */
 export const ALPN = 'postern/1';
@@ -164,9 +164,9 @@ function startTls(ep: Endpoint, t: ResolvedTransport, socket: Socket | undefined
       clearTimeout(timer);
       s.off('error', fail);
       // [P-13.2] a server that chose ALPN chose ours; one that chose none is accepted.
-      if (alpn !== undefined && s.alpnProtocol !== false && s.alpnProtocol !== ALPN) {
+      if (alpn !== undefined && typeof s.alpnProtocol === 'string' && !alpn.includes(s.alpnProtocol)) {
         s.destroy();
-        reject(new PosternError(ErrorCode.TLS_FAILED, `${ep.url}: the server chose ALPN ${JSON.stringify(s.alpnProtocol)}, not ${ALPN}`));
+        reject(new PosternError(ErrorCode.TLS_FAILED, `${ep.url}: the server chose ALPN ${JSON.stringify(s.alpnProtocol)}, not ${alpn.join(' or ')}`));
         return;
       }
       resolve(s);
@@ -183,7 +183,7 @@ function webSocket(ep: Endpoint, t: ResolvedTransport, socket: Duplex | undefine
       ...topts,
       perMessageDeflate: false,
       handshakeTimeout: timeout,
-      maxPayload: 64 * 1024 * 1024 + 64,
+      maxPayload: MAX_WS_MESSAGE,
       ...(socket !== undefined ? { createConnection: () => socket as Socket } : {}),
     });
     const fail = (err: unknown): void => {
@@ -258,7 +258,8 @@ export function openTransport(ep: Endpoint, t: ResolvedTransport, timeout: numbe
           return await clientUpgrade(s, ep.path, ep.port === defaultPort ? hostForHeader(ep.host) : hostPort(ep.host, ep.port), left());
         }
         default:
-          return await webSocket(ep, t, base, left());
+          // Through a tunnel, TLS is ours to start: ws would otherwise speak plain HTTP into it.
+          return await webSocket(ep, t, base !== undefined && ep.scheme === 'wss' ? await startTls(ep, t, base, ['http/1.1'], left()) : base, left());
       }
     } catch (err) {
       base?.destroy();

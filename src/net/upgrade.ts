@@ -102,6 +102,8 @@ export function readHead(stream: Duplex, timeout: number, code: ErrorCode = Erro
     stream.on('data', onData);
     stream.on('end', onEnd);
     stream.on('error', onError);
+    // A caller that peeked at the first chunk left the stream paused.
+    stream.resume();
   });
 }
 

@@ -14,6 +14,12 @@ import { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 
+/**
+ * Largest WebSocket message either side sends or accepts, in bytes. [P-13.4] A write batch
+ * larger than this leaves as several messages (the stream may be split anywhere).
+ */
+export const MAX_WS_MESSAGE = 1 << 20;
+
 /** WebSocket close code sent after the peer broke §13.4 (a text message): 1003, unsupported data. */
 const UNSUPPORTED_DATA = 1003;
 
@@ -67,7 +73,12 @@ export class WebSocketDuplex extends Duplex {
       return;
     }
     // The callback fires when the socket took the bytes, so backpressure reaches the writer.
-    ws.send(data, { binary: true, compress: false, fin: true }, cb);
+    let off = 0;
+    while (data.length - off > MAX_WS_MESSAGE) {
+      ws.send(data.subarray(off, off + MAX_WS_MESSAGE), { binary: true, compress: false, fin: true });
+      off += MAX_WS_MESSAGE;
+    }
+    ws.send(off === 0 ? data : data.subarray(off), { binary: true, compress: false, fin: true }, cb);
   }
 
   override _final(cb: (err?: Error | null) => void): void {

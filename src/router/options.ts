@@ -4,6 +4,7 @@ import { isValidRouterId } from '../protocol/id.js';
 import { systemClock, type Clock } from '../net/clock.js';
 import { silentLogger, type Logger } from '../net/log.js';
 import { randomInt } from 'node:crypto';
+import { resolveListeners, type ListenerOptions } from './listeners.js';
 
 /** Options of a {@link Router}. Every field is optional; defaults are in {@link ROUTER_DEFAULTS}. */
 export interface RouterOptions {
@@ -59,6 +60,12 @@ export interface RouterOptions {
   maxHandles?: number;
   /** Whether log lines may carry remote IP addresses. Default true. Anonymous connections' addresses are never logged. */
   logAddresses?: boolean;
+  /**
+   * The ports to listen on, each plain TCP, TLS, and/or HTTP Upgrade + WebSocket
+   * (PROTOCOL.md §13), e.g. `[{ port: 7447 }, { port: 443, tls: { cert, key }, http: true }]`.
+   * When given, `host` and `port` are not used. Default `[]`: one plain listener on `host`:`port`.
+   */
+  listeners?: ListenerOptions[];
   /** Time source. Default the system clock. */
   clock?: Clock;
   /** Where events are logged. Default: nowhere. */
@@ -99,6 +106,7 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   maxByteRate: 0,
   admissionTokens: [] as string[],
   logAddresses: true,
+  listeners: [] as ListenerOptions[],
   clock: systemClock,
   logger: silentLogger,
 });
@@ -115,6 +123,7 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   if (!isValidRouterId(o.routerId)) bad('routerId', 'must be an integer in 1..4294967295');
   if (typeof o.host !== 'string' || o.host.length === 0) bad('host', 'must be a non-empty string');
   int('port', o.port, 0, 65535);
+  o.listeners = resolveListeners(o.listeners);
   int('maxFrame', o.maxFrame, MIN_MAX_FRAME, MAX_MAX_FRAME);
   int('keepaliveInterval', o.keepaliveInterval, 10, 3_600_000);
   int('handshakeTimeout', o.handshakeTimeout, 10, 3_600_000);

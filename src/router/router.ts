@@ -25,6 +25,7 @@ const RESUME_LABEL = Buffer.from('postern resume v1');
 /** Most stand-ins a restarted router keeps for IDs that may resume. */
 const MAX_PLACEHOLDERS = 10_000;
 import { Mesh, type LinkInfo, type PeerInfo } from './mesh/mesh.js';
+import { Listener, type ResolvedListener } from './listeners.js';
 
 /** Events of a {@link Router}. */
 export interface RouterEvents {
@@ -147,6 +148,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     if (!this.draining) {
       this.draining = true;
       this.server?.close();
+      for (const l of this.ports) void l.close();
       const agents = [...this.conns].filter((c) => c.kind === 'agent' && c.state === ConnState.OPEN);
       this.log.info('draining', { agents: agents.length, after, grace });
       const frame = this.codec.encodeDrain({ after, grace, alternates });
@@ -183,17 +185,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   listen(): Promise<AddressInfo> {
     if (this.closingP !== null) return Promise.reject(new PosternError(ErrorCode.CLOSED, 'router is closed'));
     if (this.server !== null) return Promise.reject(new PosternError(ErrorCode.INVALID_ARGUMENT, 'router is already listening'));
-    const server = net.createServer({ noDelay: true }, (socket) => {
-      const address = socket.remoteAddress ?? '';
-      const o = this.options;
-      // [P-12.5] limits are checked before anything is read
-      if (this.conns.size >= o.maxConnections || (o.maxConnectionsPerAddress > 0 && (this.addrs.get(address)?.conns ?? 0) >= o.maxConnectionsPerAddress)) {
-        this.refuse(socket);
-        return;
-      }
-      const remote = o.logAddresses ? `${address}:${socket.remotePort}` : undefined;
-      this.handle(socket, remote, address);
-    });
+    if (this.options.listeners.length > 0) return this.listenAll();
+    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, socket.remoteAddress ?? '', socket.remotePort));
     this.server = server;
     return new Promise<AddressInfo>((resolve, reject) => {
       const onError = (err: Error): void => {
@@ -206,6 +199,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
         server.on('error', (err) => this.emit('error', err));
         const addr = server.address() as AddressInfo;
         this.log.info('listening', { host: addr.address, port: addr.port, router: this.routerId });
+        this.warnPlainTokens();
         this.emit('listening', addr);
         this.mesh.start();
         resolve(addr);
@@ -213,9 +207,78 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     });
   }
 
-  /** The bound address, or null when not listening. */
+  /** The bound address (of the first listener), or null when not listening. */
   address(): AddressInfo | null {
-    return (this.server?.address() as AddressInfo | null | undefined) ?? null;
+    return (this.server?.address() as AddressInfo | null | undefined) ?? this.ports[0]?.address() ?? null;
+  }
+
+  private ports: Listener[] = [];
+
+  /** Every bound listener: its transport (`tcp`, `tls`, `http`, `https`) and address. */
+  addresses(): { transport: string; address: AddressInfo }[] {
+    const out: { transport: string; address: AddressInfo }[] = [];
+    const a = this.server?.address() as AddressInfo | null | undefined;
+    if (a) out.push({ transport: 'tcp', address: a });
+    for (const l of this.ports) {
+      const la = l.address();
+      if (la !== null) out.push({ transport: l.kind, address: la });
+    }
+    return out;
+  }
+
+  /** Opens every configured listener (PROTOCOL.md §13); resolves with the first one's address. */
+  private async listenAll(): Promise<AddressInfo> {
+    const host = { accept: (s: Duplex, a: string, p: number | undefined) => this.accept(s, a, p), log: this.log, handshakeTimeout: this.options.handshakeTimeout };
+    const ls = this.options.listeners.map((spec) => new Listener(spec as ResolvedListener, host));
+    this.ports = ls;
+    let addrs: AddressInfo[];
+    try {
+      addrs = await Promise.all(ls.map((l) => l.listen()));
+    } catch (err) {
+      await Promise.all(ls.map((l) => l.close()));
+      this.ports = [];
+      throw err;
+    }
+    ls.forEach((l, i) => this.log.info('listening', { host: addrs[i]!.address, port: addrs[i]!.port, transport: l.kind, router: this.routerId }));
+    this.warnPlainTokens();
+    this.emit('listening', addrs[0]!);
+    this.mesh.start();
+    return addrs[0]!;
+  }
+
+  /** [P-12.7] Admission tokens on a plain, non-loopback listener cross the network in the clear: say so. */
+  private warnPlainTokens(): void {
+    if (this.options.admissionTokens.length === 0) return;
+    const plain = this.addresses().filter((l) => (l.transport === 'tcp' || l.transport === 'http') && !/^(127\.|::1$|::ffff:127\.)/.test(l.address.address));
+    for (const l of plain) {
+      this.log.warn('admission tokens are in use on a plain (non-TLS) listener: they cross the network in the clear; add a TLS listener (PROTOCOL.md section 13)', {
+        host: l.address.address,
+        port: l.address.port,
+      });
+    }
+  }
+
+  /**
+   * Re-reads the TLS certificates and keys of every TLS listener (what SIGHUP does): new
+   * connections get the new ones; a file that fails keeps the old pair and logs an error.
+   * Returns how many listeners took a new pair.
+   */
+  reloadCertificates(): number {
+    let n = 0;
+    for (const l of this.ports) if (l.reloadCertificates()) n++;
+    return n;
+  }
+
+  /** A new connection from a listener: limits first, then the postern handshake. */
+  private accept(stream: Duplex, address: string, port: number | undefined): void {
+    const o = this.options;
+    // [P-12.5] limits are checked before anything is read
+    if (this.conns.size >= o.maxConnections || (o.maxConnectionsPerAddress > 0 && (this.addrs.get(address)?.conns ?? 0) >= o.maxConnectionsPerAddress)) {
+      this.refuse(stream);
+      return;
+    }
+    const remote = o.logAddresses ? `${address}:${port ?? 0}` : undefined;
+    this.handle(stream, remote, address);
   }
 
   /**
@@ -279,7 +342,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   }
 
   /** Refuses a connection over the limits: our preamble and CLOSE(TOO_MANY_CONNECTIONS), nothing read. */
-  private refuse(socket: net.Socket): void {
+  private refuse(socket: Duplex): void {
     this.stats.refused++;
     this.stats.closes[WireCode.TOO_MANY_CONNECTIONS] = (this.stats.closes[WireCode.TOO_MANY_CONNECTIONS] ?? 0) + 1;
     socket.on('error', () => {});
@@ -333,6 +396,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     for (const k of RELOADABLE) target[k] = merged[k];
     this.tokenHashes = null;
     this.log.info('reloaded', { changed: Object.keys(changes).join(',') });
+    if ('admissionTokens' in changes) this.warnPlainTokens();
   }
 
   /** Stops accepting, sends CLOSE(GOING_AWAY) to every connection and waits for them to end. */
@@ -342,7 +406,10 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
       this.log.info('shutting down', { connections: this.conns.size });
       this.mesh.stop();
       const server = this.server;
-      const serverClosed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+      const serverClosed = Promise.all([
+        server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r())),
+        ...this.ports.map((l) => l.close()),
+      ]);
       for (const c of [...this.conns]) c.close(WireCode.GOING_AWAY, 'router shutting down');
       await Promise.all([serverClosed, this.allClosed()]);
       this.sweepTimer?.cancel();
