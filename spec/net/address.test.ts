@@ -1,4 +1,6 @@
 import { test } from 'uvu';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
 import { parseEndpoint, parseEndpoints } from '../../src/net/address.js';
 import { noProxyMatches, parseProxy, proxyFromEnv } from '../../src/net/proxy.js';
@@ -142,6 +144,25 @@ test('HTTP upgrade bytes are those of PROTOCOL.md §13.3', () => {
   assert.not.ok(hasToken(undefined, 'postern'));
   assert.is(parseHead('garbage'), null);
   assert.is(parseHead('GET / HTTP/1.1\r\nbad header line'), null);
+});
+
+test('the §13 vectors in PROTOCOL.md are the bytes the code sends', () => {
+  const doc = readFileSync(fileURLToPath(new URL('../../../PROTOCOL.md', import.meta.url)), 'utf8');
+  const sec = doc.slice(doc.indexOf('## 13. Transports'), doc.indexOf('## Appendix A'));
+  const hexAfter = (marker: string): string => {
+    const at = sec.indexOf(marker);
+    assert.ok(at >= 0, marker);
+    const blocks = sec.slice(at).split('```');
+    // the first code block after the marker that is hex
+    for (let i = 1; i < blocks.length; i += 2) if (/^\s*([0-9a-f]{2}\s+)+$/.test(blocks[i]! + ' ')) return blocks[i]!.replace(/\s+/g, '');
+    return '';
+  };
+  assert.is(hexAfter('vector `upgrade-request`'), upgradeRequest('/postern', 'router.example.com').toString('hex'));
+  assert.is(hexAfter('vector\n`upgrade-response`'), UPGRADE_RESPONSE.toString('hex'));
+  assert.is(hexAfter('ProtocolNameList'), '000a09' + Buffer.from('postern/1').toString('hex'));
+  const text426 = sec.slice(sec.indexOf('vector `http-426`'));
+  const block = text426.split('```')[1]!.replace(/^\n/, '').split('\n').join('').replace(/\\r\\n/g, '\r\n').replace(/\\n/g, '\n');
+  assert.is(block, refusalResponse(426).toString('latin1'));
 });
 
 test.run();
