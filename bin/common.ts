@@ -12,7 +12,7 @@ import { ExitStatus, formatError, messageJson, messagePlain } from './output.js'
 
 /** `-r, --router <host:port>`, defaulting to POSTERN_ROUTER, then 127.0.0.1:7447. */
 export function routerOption(): Option {
-  return new Option('-r, --router <host:port>', 'router to dial ([v6]:port for IPv6; port defaults to 7447)')
+  return new Option('-r, --router <address>', 'router to dial: host:port ([v6]:port for IPv6; port defaults to 7447) or tls://host, wss://host/path, ...; a comma-separated list fails over in order')
     .env('POSTERN_ROUTER')
     .default(parseRouter(DEFAULT_ROUTER), DEFAULT_ROUTER)
     .argParser(parseRouter);
@@ -31,6 +31,11 @@ export interface IdentityOptions {
   tokenFile?: string;
   key?: string;
   anonymous?: boolean;
+  /** --proxy, --ca, --pin, --insecure (PROTOCOL.md §13). */
+  proxy?: string;
+  ca?: string;
+  pin?: string;
+  insecure?: boolean;
 }
 
 /**
@@ -41,7 +46,11 @@ export interface IdentityOptions {
 export function addAdmissionOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--token <token>', 'admission token for a router that requires one (visible in ps: prefer --token-file or POSTERN_TOKEN)').env('POSTERN_TOKEN'))
-    .option('--token-file <file>', 'read the admission token from the first line of this file');
+    .option('--token-file <file>', 'read the admission token from the first line of this file')
+    .option('--proxy <url>', 'dial through this proxy: http://[user:pass@]host:port, socks5://..., socks5h://...; "none" for no proxy (default: https_proxy / ALL_PROXY / NO_PROXY as curl reads them)')
+    .option('--ca <file>', 'trust this PEM CA for tls://, wss://, https:// routers instead of the system CAs')
+    .option('--pin <sha256/base64>', "also require the router certificate's public key to have this SPKI SHA-256 pin")
+    .option('--insecure', 'do NOT verify the router certificate (testing only; warns every time)');
 }
 
 /**
@@ -67,20 +76,22 @@ export function readSecretFile(path: string, option: string): string {
 }
 
 /** Agent options from `--token[-file]`, `--key` and `--anonymous`. */
-export async function identity(opts: IdentityOptions): Promise<Pick<AgentOptions, 'token' | 'keyPair' | 'anonymous'>> {
+export async function identity(opts: IdentityOptions): Promise<Pick<AgentOptions, 'token' | 'keyPair' | 'anonymous' | 'proxy' | 'ca' | 'pin' | 'insecure'>> {
   const token = opts.tokenFile !== undefined ? readSecretFile(opts.tokenFile, '--token-file') : opts.token;
   let keyPair: KeyPair | undefined;
   if (opts.key !== undefined) keyPair = await loadKeyFile(opts.key);
-  return { token, keyPair, anonymous: opts.anonymous === true };
+  // The flag wins over the environment; "none" turns both off.
+  const proxy = opts.proxy === undefined ? 'env' : opts.proxy === 'none' ? false : opts.proxy;
+  return { token, keyPair, anonymous: opts.anonymous === true, proxy, ca: opts.ca, pin: opts.pin, insecure: opts.insecure === true };
 }
 
 /** Connects (one attempt, bounded by `timeout`); errors name the router dialled. */
 export async function dial(address: RouterAddress, timeout: number, reconnect: boolean, extra: AgentOptions = {}): Promise<Agent> {
   try {
-    return await connect({ ...extra, router: address, reconnect, connectTimeout: timeout });
+    return await connect({ ...extra, router: address.list ?? address, reconnect, connectTimeout: timeout });
   } catch (err) {
     if (!(err instanceof PosternError)) throw err;
-    throw new PosternError(err.code, `router ${formatAddress(address.host, address.port)}: ${err.message}`, { cause: err.cause, wireCode: err.wireCode });
+    throw new PosternError(err.code, `router ${address.list?.join(',') ?? formatAddress(address.host, address.port)}: ${err.message}`, { cause: err.cause, wireCode: err.wireCode });
   }
 }
 

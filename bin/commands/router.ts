@@ -116,7 +116,8 @@ Signals:
   SIGTERM, SIGINT  drain: stop accepting, tell every agent to reconnect (after drain.after
                    ms, to drain.alternates or here again), wait up to drain.grace ms for
                    them to leave, close, exit 0. A second signal exits at once, status 1.
-  SIGHUP           re-read the config file (and --token-file) and apply what can change
+  SIGHUP           re-read TLS certificates and keys of the listeners; re-read the
+                   config file (and --token-file) and apply what can change
                    live: ${RELOADABLE.join(', ')},
                    log.level. Logs what changed; other changes need a restart (logged).
                    A bad file is logged as an error and the running settings stay.
@@ -222,6 +223,8 @@ async function runRouter(opts: RouterCommandOptions, cmd: Command): Promise<void
 
   let current = config;
   const reload = (): void => {
+    // New TLS connections get the certificate on disk now (certbot renewals). [PROTOCOL.md §13.2]
+    router.reloadCertificates();
     if (opts.config === undefined) {
       logger.warn('SIGHUP ignored: no --config file to re-read');
       return;

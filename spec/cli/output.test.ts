@@ -132,7 +132,9 @@ args('parseRouter: host:port, host, [v6]:port; bad input is InvalidArgumentError
   assert.equal(parseRouter('example.org'), { host: 'example.org', port: 7447 });
   assert.equal(parseRouter(' [::1]:7000 '), { host: '::1', port: 7000 });
   assert.equal(parseRouter('[::1]'), { host: '::1', port: 7447 });
-  for (const bad of ['a b:1', 'h:0', 'h:65536', 'h:x', '::1:7447', '', ':7447']) {
+  assert.equal(parseRouter('tls://r.example.com, wss://b/p'), { host: 'r.example.com', port: 443, list: ['tls://r.example.com', 'wss://b/p'] });
+  assert.equal(parseRouter('a:1,b'), { host: 'a', port: 1, list: ['a:1', 'b'] });
+  for (const bad of ['tls://h/p', 'ftp://h', 'a,', 'a b:1', 'h:0', 'h:65536', 'h:x', '::1:7447', '', ':7447']) {
     assert.throws(() => parseRouter(bad), (e: unknown) => e instanceof InvalidArgumentError, bad);
   }
 });
