@@ -151,7 +151,7 @@ function httpConnect(proxy: ProxySpec, host: string, port: number, timeout: numb
       const status = res.statusCode ?? 0;
       if (status < 200 || status > 299) {
         socket.destroy();
-        const code = status === 407 ? ErrorCode.PROXY_AUTH_FAILED : ErrorCode.PROXY_REFUSED;
+        const code = status === 407 || status === 401 ? ErrorCode.PROXY_AUTH_FAILED : ErrorCode.PROXY_REFUSED;
         fail(new PosternError(code, `proxy ${proxy.display} answered ${status} ${res.statusMessage ?? ''} to CONNECT ${authority}`.trimEnd(), { cause: { status } }));
         return;
       }
@@ -170,7 +170,7 @@ function httpConnect(proxy: ProxySpec, host: string, port: number, timeout: numb
     req.on('response', (res: http.IncomingMessage) => {
       const status = res.statusCode ?? 0;
       res.resume();
-      const code = status === 407 ? ErrorCode.PROXY_AUTH_FAILED : ErrorCode.PROXY_REFUSED;
+      const code = status === 407 || status === 401 ? ErrorCode.PROXY_AUTH_FAILED : ErrorCode.PROXY_REFUSED;
       fail(new PosternError(code, `proxy ${proxy.display} answered ${status} ${res.statusMessage ?? ''} to CONNECT ${authority}`.trimEnd(), { cause: { status } }));
     });
     req.on('error', (err) => fail(new PosternError(ErrorCode.CONNECTION_LOST, `proxy ${proxy.display}: ${err.message}`, { cause: err })));
