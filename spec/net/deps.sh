@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs what spec/net/firewall.test.ts needs, when missing: `ip` (iproute2) and `nft`
-# (nftables). Idempotent and quiet: prints nothing when both are there. Debian only; on a
-# machine without apt-get, or when not root, it says so and exits 0 (the test then skips and
-# says why). `apt-get update` runs only when a plain install fails (stale or empty lists).
+# Installs what spec/net/firewall.test.ts and spec/net/transports.test.ts need, when missing:
+# `ip` (iproute2), `nft` (nftables), openssl, tinyproxy, dante-server and nginx-light.
+# Idempotent and quiet: prints nothing when all are there. Debian only; on a machine without
+# apt-get, or when not root, it says so and exits 0 (the tests then skip and say why). `apt-get update` runs only when a plain install fails (stale or empty lists).
 set -uo pipefail
 
 # root's tools live in sbin, which a CI PATH may lack; the test looks there too.
@@ -12,6 +12,11 @@ have() {
 missing=()
 have ip || missing+=(iproute2)
 have nft || missing+=(nftables)
+# spec/net/transports.test.ts: certificates, an HTTP proxy, a SOCKS5 proxy, a TLS reverse proxy.
+have openssl || missing+=(openssl)
+have tinyproxy || missing+=(tinyproxy)
+have danted || missing+=(dante-server)
+have nginx || missing+=(nginx-light)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ "$(id -u)" -ne 0 ]]; then
