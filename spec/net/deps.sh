@@ -2,7 +2,8 @@
 # Installs what spec/net/firewall.test.ts and spec/net/transports.test.ts need, when missing:
 # `ip` (iproute2), `nft` (nftables), openssl, tinyproxy, dante-server and nginx-light.
 # Idempotent and quiet: prints nothing when all are there. Debian only; on a machine without
-# apt-get, or when not root, it says so and exits 0 (the tests then skip and say why). `apt-get update` runs only when a plain install fails (stale or empty lists).
+# apt-get, or when not root, it says so and exits 0 (the tests then skip and say why).
+# `apt-get update` runs only when a plain install fails (stale or empty lists).
 set -uo pipefail
 
 # root's tools live in sbin, which a CI PATH may lack; the test looks there too.
