@@ -5,7 +5,7 @@
  * every message arrived in order. See benchmarks/README.md for how to read the numbers.
  *
  * Flags: --quick, --duration <ms>, --warmup <ms>, --repeats <n>, --sections <list>
- * (throughput,latency,scale,sealed), --systems <list> (postern,plain,nats), --sizes <list>,
+ * (throughput,latency,scale,sealed,transports), --systems <list> (postern,plain,nats), --sizes <list>,
  * --ks <list>, --patterns <list>, --scale-n <n>, --profile (router under --cpu-prof, profile
  * in benchmarks/results/), --out <file>.
  */
@@ -22,6 +22,7 @@ import { natsWire, plainWire, posternWire, probeMesh, type SystemName, type Wire
 import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild } from './lib/proc.js';
 import { median } from './lib/stats.js';
 import { runScale, type ScaleResult } from './lib/scale.js';
+import { formatTransports, runTransports } from './transports.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -51,7 +52,8 @@ const cfg = {
   ks: nums(flags.ks, quick ? [1, 16] : [1, 16, 256]),
   patterns: list(flags.patterns, ['pairs', 'spray']) as Pattern[],
   systems: list(flags.systems, quick ? ['postern', 'plain'] : ['postern', 'plain', 'nats']) as SystemName[],
-  sections: list(flags.sections, ['throughput', 'latency', 'mesh', 'scale', 'sealed']),
+  // transports (benchmarks/transports.ts) only in full runs: the quick CI run stays short.
+  sections: list(flags.sections, quick ? ['throughput', 'latency', 'mesh', 'scale', 'sealed'] : ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'transports']),
   durationMs: Number(flags.duration ?? (quick ? 250 : 2000)),
   warmupMs: Number(flags.warmup ?? (quick ? 100 : 500)),
   repeats: Number(flags.repeats ?? (quick ? 1 : 3)),
@@ -648,6 +650,12 @@ async function main(): Promise<number> {
   since = performance.now();
   const seal = cfg.sections.includes('sealed') && cfg.systems.includes('postern') ? await sealedSection(cells) : null;
   lap('sealed', since);
+  since = performance.now();
+  const transports = cfg.sections.includes('transports')
+    ? await runTransports({ quick, durationMs: cfg.durationMs, warmupMs: cfg.warmupMs, repeats: cfg.repeats, resultsDir, startRouter, progress, note })
+    : null;
+  if (transports !== null) for (const e of transports.errors) (/ lost, | out of order/.test(e) ? failures : warnings).push(`transports: ${e}`);
+  lap('transports', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
@@ -784,6 +792,7 @@ async function main(): Promise<number> {
       lines.push(table(['op', 'bytes', 'ops/s', 'MB/s'], so.rows.map((r) => [r.op, String(r.size), fmtRate(r.opsPerSec), fmtMB(r.mbPerSec)]), 1));
     } else if (so?.note !== undefined) lines.push(`seal/open: ${so.note}`);
   }
+  if (transports !== null) lines.push(...formatTransports(transports));
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');
   lines.push('targets (issue 3)');
@@ -812,6 +821,7 @@ async function main(): Promise<number> {
     scale,
     mesh,
     sealed: seal,
+    transports,
     targets,
     notes,
     timings,
