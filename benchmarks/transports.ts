@@ -175,8 +175,8 @@ export async function runTransports(ctx: TransportsContext): Promise<TransportsR
     servers.push(router);
     const wires = new Map<string, { wire: Wire; server: ServerChild }>([
       ['postern/tcp', { wire: posternWire(LO, pPlain), server: router }],
-      ['postern/tls', { wire: posternWire(LO, pTls, pTls, 0, tlsOpener(pki.caCert)), server: router }],
-      ['postern/wss', { wire: posternWire(LO, pWs, pWs, 0, wsOpener(pki.caCert)), server: router }],
+      ['postern/tls', { wire: posternWire(LO, pTls, pTls, 0, tlsOpener(pki.caPem)), server: router }],
+      ['postern/wss', { wire: posternWire(LO, pWs, pWs, 0, wsOpener(pki.caPem)), server: router }],
     ]);
     if (which('nats-server') !== null) {
       const plain = await startNats(ctx.resultsDir, 'nats-transports', '');
@@ -184,7 +184,7 @@ export async function runTransports(ctx: TransportsContext): Promise<TransportsR
       const secured = await startNats(ctx.resultsDir, 'nats-transports-tls', `tls {\n  cert_file: "${pki.cert}"\n  key_file: "${pki.key}"\n}\n`);
       servers.push(secured);
       wires.set('nats/tcp', { wire: natsWire(LO, plain.port), server: plain });
-      wires.set('nats/tls', { wire: natsTlsWire(secured.port, pki.caCert), server: secured });
+      wires.set('nats/tls', { wire: natsTlsWire(secured.port, pki.caPem), server: secured });
     } else {
       errors.push('nats-server not installed: no anchor');
     }
@@ -221,7 +221,7 @@ export async function runTransports(ctx: TransportsContext): Promise<TransportsR
     const n = ctx.quick ? 200 : 2000;
     for (const [name, port, opener] of [
       ['postern/tcp', pPlain, undefined],
-      ['postern/tls', pTls, tlsOpener(pki.caCert)],
+      ['postern/tls', pTls, tlsOpener(pki.caPem)],
     ] as const) {
       ctx.progress(`transports: handshake rate ${name}`);
       try {

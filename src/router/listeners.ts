@@ -91,6 +91,12 @@ export interface ListenerHost {
 
 const FIRST_MAGIC_BYTE = 0x89;
 
+/**
+ * AES-128-GCM first (as Go's crypto/tls orders them): the router decrypts and re-encrypts
+ * every relayed byte, and with AES-NI it is the cheapest suite that is still strong.
+ */
+const CIPHERS = { ciphers: `TLS_AES_128_GCM_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:${tls.DEFAULT_CIPHERS}`, honorCipherOrder: true };
+
 /** One listening port. */
 export class Listener {
   readonly spec: ResolvedListener;
@@ -144,6 +150,7 @@ export class Listener {
           cert,
           key,
           minVersion: 'TLSv1.2', // [P-13.2]
+          ...CIPHERS,
           ALPNProtocols: this.spec.http ? [ALPN, 'http/1.1'] : [ALPN],
           handshakeTimeout: this.host.handshakeTimeout,
         });
@@ -187,7 +194,7 @@ export class Listener {
     if (this.spec.tls === null || !(this.server instanceof tls.Server)) return false;
     try {
       const { cert, key } = this.readPem();
-      this.server.setSecureContext({ cert, key, minVersion: 'TLSv1.2', ALPNProtocols: this.spec.http ? [ALPN, 'http/1.1'] : [ALPN] } as tls.SecureContextOptions);
+      this.server.setSecureContext({ cert, key, minVersion: 'TLSv1.2', ...CIPHERS, ALPNProtocols: this.spec.http ? [ALPN, 'http/1.1'] : [ALPN] } as tls.SecureContextOptions);
       this.host.log.info('TLS certificate reloaded', { port: this.address()?.port ?? this.spec.port });
       return true;
     } catch (err) {
