@@ -384,4 +384,28 @@ test('failover: a dead first router is skipped at connect; losing the live one m
   await r2.close();
 });
 
+test('router links dial tls:// peers, verified against meshCa; a peer with a certificate of another CA never links', async () => {
+  const secret = 'a mesh secret of some length';
+  const a = new Router({ routerId: 0xa, meshSecret: secret, listeners: [{ host: LO, port: 0, tls: { cert: pki.cert, key: pki.key } }, { host: LO, port: 0 }] });
+  await a.listen();
+  const [tlsPort, plainPort] = a.addresses().map((x) => x.address.port) as [number, number];
+  const b = new Router({ routerId: 0xb, host: LO, port: 0, meshSecret: secret, peers: [`tls://localhost:${tlsPort}`], meshCa: pki.caCert, linkRetryMin: 20, linkRetryMax: 100 });
+  await b.listen();
+  const bad = new Router({ routerId: 0xc, host: LO, port: 0, meshSecret: secret, peers: [`tls://localhost:${tlsPort}`], linkRetryMin: 20, linkRetryMax: 100 });
+  await bad.listen();
+  const deadline = Date.now() + 3000;
+  while (b.links().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.is(b.links().length, 1);
+  const x = await connect({ router: `${LO}:${plainPort}` });
+  const y = await connect({ router: `${LO}:${b.address()!.port}` });
+  await roundTrip(x, y);
+  assert.is(bad.links().length, 0);
+  assert.ok(bad.peersDown()[0]!.attempt >= 1);
+  assert.throws(() => new Router({ peers: ['wss://h/p'], meshSecret: secret }), (e: unknown) => (e as PosternError).code === ErrorCode.INVALID_OPTION);
+  assert.throws(() => new Router({ peers: ['tls://h'], meshSecret: secret, meshCa: '/nonexistent.pem' }), (e: unknown) => (e as PosternError).code === ErrorCode.CONFIG);
+  await Promise.all([x.close(), y.close()]);
+  await Promise.all([bad.close(), b.close()]);
+  await a.close();
+});
+
 test.run();

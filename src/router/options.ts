@@ -5,6 +5,7 @@ import { systemClock, type Clock } from '../net/clock.js';
 import { silentLogger, type Logger } from '../net/log.js';
 import { randomInt } from 'node:crypto';
 import { resolveListeners, type ListenerOptions } from './listeners.js';
+import { parseEndpoint } from '../net/address.js';
 
 /** Options of a {@link Router}. Every field is optional; defaults are in {@link ROUTER_DEFAULTS}. */
 export interface RouterOptions {
@@ -26,8 +27,10 @@ export interface RouterOptions {
   slowConsumerTimeout?: number;
   /** Ms a closing connection has to flush before it is destroyed. Default 5000. */
   closeTimeout?: number;
-  /** Peer routers to link with, as `host:port`. Default none. */
+  /** Peer routers to link with, as `host:port` or `tls://host[:port]` (TLS, verified against `meshCa`). Default none. */
   peers?: string[];
+  /** PEM file of the CA that signs the certificates of `tls://` peers. Default: the system CAs. */
+  meshCa?: string;
   /** Shared secret that authenticates router links (at least 16 characters); required to link. Default none: links refused. */
   meshSecret?: string;
   /** Most router links a message may cross. Default 2. */
@@ -73,7 +76,8 @@ export interface RouterOptions {
 }
 
 /** Resolved options: every field present. */
-export type ResolvedRouterOptions = Required<Omit<RouterOptions, 'routerId' | 'meshSecret' | 'resumeSecret'>> & {
+export type ResolvedRouterOptions = Required<Omit<RouterOptions, 'routerId' | 'meshSecret' | 'resumeSecret' | 'meshCa'>> & {
+  meshCa: string | undefined;
   routerId: number;
   meshSecret: string | undefined;
   resumeSecret: string | undefined;
@@ -91,6 +95,7 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   closeTimeout: 5_000,
   peers: [] as string[],
   meshSecret: undefined,
+  meshCa: undefined,
   meshHopLimit: 2,
   linkRetryMin: 200,
   linkRetryMax: 5000,
@@ -132,11 +137,12 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   int('closeTimeout', o.closeTimeout, 1, 3_600_000);
   if (!Array.isArray(o.peers)) bad('peers', 'must be an array of host:port strings');
   for (const p of o.peers) {
-    if (!isHostPort(p)) bad('peers', `entry ${JSON.stringify(p)} is not host:port`);
+    if (!isHostPort(p) && !isTlsPeer(p)) bad('peers', `entry ${JSON.stringify(p)} is not host:port or tls://host:port`);
   }
   if (o.meshSecret !== undefined && (typeof o.meshSecret !== 'string' || o.meshSecret.length < 16)) {
     bad('meshSecret', 'must be a string of at least 16 characters');
   }
+  if (o.meshCa !== undefined && (typeof o.meshCa !== 'string' || o.meshCa === '')) bad('meshCa', 'must be the path of a PEM file');
   if (o.peers.length > 0 && o.meshSecret === undefined) bad('meshSecret', 'is required when peers are given');
   int('meshHopLimit', o.meshHopLimit, 1, 16);
   int('linkRetryMin', o.linkRetryMin, 1, 3_600_000);
@@ -162,6 +168,17 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
     if (typeof o.logger?.[m] !== 'function') bad('logger', `must have a ${m}() method`);
   }
   return o;
+}
+
+/** `tls://host[:port]` (PROTOCOL.md §13.1), for `peers`. */
+function isTlsPeer(v: unknown): boolean {
+  if (typeof v !== 'string' || !/^tls:\/\//i.test(v)) return false;
+  try {
+    parseEndpoint(v, 'peers');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** True for `host:port` or `[v6]:port` with a port in 1..65535 (the port is required). */

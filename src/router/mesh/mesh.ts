@@ -1,10 +1,13 @@
-import net from 'node:net';
+import net, { isIP } from 'node:net';
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
 import type { RouteErrorFrame } from '../../protocol/control.js';
 import { WIRE_CODE_NAMES } from '../../protocol/frame.js';
 import { formatId, routerIdOf } from '../../protocol/id.js';
 import type { Timer } from '../../net/clock.js';
 import { backoffDelay } from '../../agent/reconnect.js';
-import { parseRouterAddress } from '../../agent/options.js';
+import { parseEndpoint } from '../../net/address.js';
+import { ErrorCode, PosternError } from '../../protocol/errors.js';
 import type { RouterConnection } from '../connection.js';
 
 /** What the mesh needs from its router. */
@@ -14,6 +17,8 @@ export interface MeshHost {
     readonly peers: readonly string[];
     readonly linkRetryMin: number;
     readonly linkRetryMax: number;
+    /** PEM file of the CA that signs `tls://` peers' certificates; undefined: the system CAs. */
+    readonly meshCa?: string | undefined;
   };
   readonly clock: { setTimeout(fn: () => void, ms: number): Timer };
   readonly log: { info(msg: string, f?: Record<string, unknown>): void; warn(msg: string, f?: Record<string, unknown>): void };
@@ -27,6 +32,8 @@ interface Peer {
   readonly address: string;
   readonly host: string;
   readonly port: number;
+  /** Dial with TLS (a `tls://` peer, PROTOCOL.md §13.2), verified like an agent verifies its router. */
+  readonly tls: boolean;
   attempt: number;
   previousDelay: number;
   conn: RouterConnection | null;
@@ -65,13 +72,20 @@ export class Mesh {
   private readonly host: MeshHost;
   private readonly byRouter = new Map<number, RouterConnection[]>();
   private readonly peers: Peer[];
+  private readonly ca: Buffer | undefined;
   private stopped = false;
 
   constructor(host: MeshHost) {
     this.host = host;
+    const ca = host.options.meshCa;
+    try {
+      this.ca = ca === undefined ? undefined : readFileSync(ca);
+    } catch (err) {
+      throw new PosternError(ErrorCode.CONFIG, `meshCa: cannot read ${ca}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+    }
     this.peers = host.options.peers.map((address) => ({
       address,
-      ...parseRouterAddress(address, 'peers'),
+      ...peerAddress(address),
       attempt: 0,
       previousDelay: 0,
       conn: null,
@@ -171,7 +185,11 @@ export class Mesh {
     if (this.stopped) return;
     peer.timer = null;
     peer.attempt++;
-    const socket = net.connect({ host: peer.host, port: peer.port, noDelay: true });
+    // [P-13.2] a tls:// peer: SNI, the configured CA (or the system's), ALPN postern/1.
+    const socket = peer.tls
+      ? tls.connect({ host: peer.host, port: peer.port, servername: isIP(peer.host) === 0 ? peer.host : undefined, ca: this.ca, minVersion: 'TLSv1.2', ALPNProtocols: ['postern/1'] })
+      : net.connect({ host: peer.host, port: peer.port, noDelay: true });
+    if (peer.tls) socket.setNoDelay(true);
     const onError = (err: NodeJS.ErrnoException): void => {
       peer.lastError = err.code ?? err.message;
       socket.destroy();
@@ -179,7 +197,7 @@ export class Mesh {
       this.schedule(peer);
     };
     socket.once('error', onError);
-    socket.once('connect', () => {
+    socket.once(peer.tls ? 'secureConnect' : 'connect', () => {
       socket.off('error', onError);
       if (this.stopped) {
         socket.destroy();
@@ -196,4 +214,11 @@ export class Mesh {
     peer.previousDelay = delay;
     peer.timer = this.host.clock.setTimeout(() => this.dial(peer), Math.max(delay, o.linkRetryMin / 2));
   }
+}
+
+/** A peer address: `host:port` (plain TCP) or `tls://host[:443]`. */
+function peerAddress(address: string): { host: string; port: number; tls: boolean } {
+  const e = parseEndpoint(address, 'peers');
+  if (e.scheme !== 'tcp' && e.scheme !== 'tls') throw new PosternError(ErrorCode.INVALID_OPTION, `option peers entry ${JSON.stringify(address)} must be host:port or tls://host:port`);
+  return { host: e.host, port: e.port, tls: e.scheme === 'tls' };
 }
