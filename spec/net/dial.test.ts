@@ -56,6 +56,11 @@ async function roundTrip(a: Agent, b: Agent, size = 100): Promise<void> {
   assert.is(back.value!.data.toString(), 'back');
 }
 
+/** `p`, or a failure after `ms`: a broken failover must fail the test, not hang it. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms).unref())]);
+}
+
 async function code(p: Promise<unknown>): Promise<string> {
   try {
     await p;
@@ -376,12 +381,31 @@ test('failover: a dead first router is skipped at connect; losing the live one m
     })();
   });
   await r1.close();
-  await moved;
+  await within(moved, 5000, 'registered on the next router');
   assert.ok(Date.now() - t0 < 3000);
   const other = await connect({ router: `tls://localhost:${p2}`, ca: pki.caCert });
   await roundTrip(agent, other);
   await Promise.all([agent.close(), other.close()]);
   await r2.close();
+});
+
+test('alternates announced in REGISTERED: an agent configured with one router fails over to them', async () => {
+  const r2 = new Router({ listeners: [{ host: LO, port: 0, tls: { cert: pki.cert, key: pki.key } }] });
+  const p2 = (await r2.listen()).port;
+  const r1 = new Router({ host: LO, port: 0, alternates: [`tls://localhost:${p2}`] });
+  const p1 = (await r1.listen()).port;
+  const agent = await connect({ router: `${LO}:${p1}`, ca: pki.caCert, reconnectDelay: 20, reconnectMaxDelay: 50 });
+  const moved = new Promise<void>((resolve) => {
+    void (async () => {
+      for await (const st of agent.status()) if (st.type === 'registered' && st.router.routerId === r2.routerId) return resolve();
+    })();
+  });
+  await r1.close();
+  await within(moved, 5000, 'registered on the next router');
+  await agent.close();
+  await r2.close();
+  assert.throws(() => new Router({ alternates: ['ftp://x'] }), (e: unknown) => (e as PosternError).code === ErrorCode.INVALID_OPTION);
+  assert.throws(() => new Router({ alternates: Array.from({ length: 17 }, () => 'h:1') }), (e: unknown) => (e as PosternError).code === ErrorCode.INVALID_OPTION);
 });
 
 test('router links dial tls:// peers, verified against meshCa; a peer with a certificate of another CA never links', async () => {

@@ -793,6 +793,17 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     const i = this.opts.endpoints.indexOf(target);
     this.targets = i >= 0 ? [...this.opts.endpoints] : [target, ...this.opts.endpoints];
     this.targetIndex = Math.max(i, 0);
+    // Alternates the router announced come after the configured list. [P-13.7]
+    if (this.opts.createConnection === undefined) {
+      for (const a of body.alternates ?? []) {
+        try {
+          const e = parseEndpoint(a, 'alternates');
+          if (!this.targets.some((t) => t.url === e.url)) this.targets.push(e);
+        } catch {
+          // A bad entry is skipped, as in DRAIN.
+        }
+      }
+    }
     this.idBuf = Buffer.from(body.id);
     this.idText = formatId(this.idBuf);
     this.info = Object.freeze({

@@ -10,7 +10,6 @@ import { readFileSync } from 'node:fs';
 import net, { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
-import { WebSocket } from 'ws';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { hostPort, usesTls, type Endpoint } from './address.js';
 import { openTunnel, parseProxy, proxyFromEnv, type ProxySpec } from './proxy.js';
@@ -174,7 +173,9 @@ function startTls(ep: Endpoint, t: ResolvedTransport, socket: Socket | undefined
   });
 }
 
-function webSocket(ep: Endpoint, t: ResolvedTransport, socket: Duplex | undefined, timeout: number): Promise<Duplex> {
+async function webSocket(ep: Endpoint, t: ResolvedTransport, socket: Duplex | undefined, timeout: number): Promise<Duplex> {
+  // Loaded when first used: most agents never speak WebSocket, and the CLI starts faster.
+  const { WebSocket } = await import('ws');
   return new Promise((resolve, reject) => {
     const secure = ep.scheme === 'wss';
     const url = `${secure ? 'wss' : 'ws'}://${hostPort(ep.host, ep.port)}${ep.path}`;

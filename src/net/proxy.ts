@@ -9,7 +9,6 @@
 import http from 'node:http';
 import { BlockList, isIP, type Socket } from 'node:net';
 import { lookup } from 'node:dns/promises';
-import { SocksClient } from 'socks';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { hostPort, type Endpoint } from './address.js';
 
@@ -188,6 +187,8 @@ async function socksConnect(proxy: ProxySpec, host: string, port: number, timeou
       throw new PosternError(ErrorCode.CONNECTION_LOST, `cannot resolve ${host}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
     }
   }
+  // Loaded when first used: only SOCKS users pay for it.
+  const { SocksClient } = await import('socks');
   try {
     const { socket } = await SocksClient.createConnection({
       proxy: { host: proxy.host, port: proxy.port, type: 5, userId: proxy.username, password: proxy.password },

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
-import { WebSocketServer } from 'ws';
+import type { WebSocketServer } from 'ws';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { Logger } from '../net/log.js';
 import { DEFAULT_PATH } from '../net/address.js';
@@ -131,8 +131,10 @@ export class Listener {
   }
 
   /** Opens the port. Rejects with POSTERN_ERR_CONFIG for unreadable or bad PEM files, or the listen error. */
-  listen(): Promise<AddressInfo> {
+  async listen(): Promise<AddressInfo> {
     if (this.spec.http) {
+      // Loaded only by routers with an HTTP listener.
+      const { WebSocketServer } = await import('ws');
       this.wss = new WebSocketServer({
         noServer: true,
         perMessageDeflate: false,

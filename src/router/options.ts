@@ -29,6 +29,11 @@ export interface RouterOptions {
   closeTimeout?: number;
   /** Peer routers to link with, as `host:port` or `tls://host[:port]` (TLS, verified against `meshCa`). Default none. */
   peers?: string[];
+  /**
+   * Other routers agents may fail over to, announced in every REGISTERED (PROTOCOL.md
+   * §13.7), as addresses of §13.1 (`tls://r2.example.com`, `r2:7447`); at most 16. Default [].
+   */
+  alternates?: string[];
   /** PEM file of the CA that signs the certificates of `tls://` peers. Default: the system CAs. */
   meshCa?: string;
   /** Shared secret that authenticates router links (at least 16 characters); required to link. Default none: links refused. */
@@ -96,6 +101,7 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   peers: [] as string[],
   meshSecret: undefined,
   meshCa: undefined,
+  alternates: [] as string[],
   meshHopLimit: 2,
   linkRetryMin: 200,
   linkRetryMax: 5000,
@@ -141,6 +147,11 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   }
   if (o.meshSecret !== undefined && (typeof o.meshSecret !== 'string' || o.meshSecret.length < 16)) {
     bad('meshSecret', 'must be a string of at least 16 characters');
+  }
+  if (!Array.isArray(o.alternates) || o.alternates.length > 16) bad('alternates', 'must be an array of at most 16 router addresses');
+  for (const a of o.alternates) {
+    if (typeof a !== 'string' || Buffer.byteLength(a) > 262) bad('alternates', 'entries must be strings of at most 262 bytes');
+    parseEndpoint(a, 'alternates');
   }
   if (o.meshCa !== undefined && (typeof o.meshCa !== 'string' || o.meshCa === '')) bad('meshCa', 'must be the path of a PEM file');
   if (o.peers.length > 0 && o.meshSecret === undefined) bad('meshSecret', 'is required when peers are given');
