@@ -91,6 +91,9 @@ export interface ListenerHost {
 
 const FIRST_MAGIC_BYTE = 0x89;
 
+/** Most connections one listener holds while reading their first byte or HTTP head (each within the handshake timeout, 8 KiB at most). */
+const MAX_PENDING = 4096;
+
 /**
  * AES-128-GCM first (as Go's crypto/tls orders them): the router decrypts and re-encrypts
  * every relayed byte, and with AES-NI it is the cheapest suite that is still strong.
@@ -238,6 +241,11 @@ export class Listener {
    * an HTTP method goes to the upgrade handling.
    */
   private sniff(s: Socket): void {
+    // Streams still in their HTTP head are not yet the router's connections: bound them here.
+    if (this.pending.size >= MAX_PENDING) {
+      s.destroy();
+      return;
+    }
     this.pending.add(s);
     const timer = setTimeout(() => s.destroy(), this.host.handshakeTimeout);
     const cleanup = (): void => {
