@@ -314,3 +314,70 @@ export class Listener {
     refuse(426);
   }
 }
+
+/** A bound listener, as `Router.addresses()` reports it. */
+export interface BoundListener {
+  /** `tcp`, `tls`, `http` or `https`. */
+  transport: string;
+  address: AddressInfo;
+}
+
+/** A router's listeners, opened and closed together. */
+export class ListenerSet {
+  private readonly all: Listener[];
+  private readonly log: Logger;
+
+  constructor(specs: readonly ResolvedListener[], host: ListenerHost) {
+    this.all = specs.map((spec) => new Listener(spec, host));
+    this.log = host.log;
+  }
+
+  /** Opens every listener and logs each; if one fails, closes the others and rejects. Resolves with the first address. */
+  async open(routerId: number): Promise<AddressInfo> {
+    let addrs: AddressInfo[];
+    try {
+      addrs = await Promise.all(this.all.map((l) => l.listen()));
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    this.all.forEach((l, i) => this.log.info('listening', { host: addrs[i]!.address, port: addrs[i]!.port, transport: l.kind, router: routerId }));
+    return addrs[0]!;
+  }
+
+  /** The first listener's address, or null. */
+  first(): AddressInfo | null {
+    return this.all[0]?.address() ?? null;
+  }
+
+  addresses(): BoundListener[] {
+    const out: BoundListener[] = [];
+    for (const l of this.all) {
+      const a = l.address();
+      if (a !== null) out.push({ transport: l.kind, address: a });
+    }
+    return out;
+  }
+
+  /** Re-reads every TLS listener's certificate; how many took a new one. */
+  reloadCertificates(): number {
+    let n = 0;
+    for (const l of this.all) if (l.reloadCertificates()) n++;
+    return n;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all.map((l) => l.close()));
+  }
+}
+
+/** [P-12.7] Logs a warning per plain listener not bound to loopback: tokens would cross the network in the clear. */
+export function warnTokensInClear(log: Logger, bound: readonly BoundListener[]): void {
+  for (const l of bound) {
+    if ((l.transport !== 'tcp' && l.transport !== 'http') || /^(127\.|::1$|::ffff:127\.)/.test(l.address.address)) continue;
+    log.warn('admission tokens are in use on a plain (non-TLS) listener: they cross the network in the clear; add a TLS listener (PROTOCOL.md section 13)', {
+      host: l.address.address,
+      port: l.address.port,
+    });
+  }
+}

@@ -1,3 +1,6 @@
+// router.ts is over 500 lines because the Router is the one object that owns the door (the
+// plain server, the listeners of PROTOCOL.md §13, the limits checked before anything is read)
+// and the set of connections; listeners.ts and descriptors.ts already hold what splits off.
 import { EventEmitter } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -26,7 +29,7 @@ const RESUME_LABEL = Buffer.from('postern resume v1');
 /** Most stand-ins a restarted router keeps for IDs that may resume. */
 const MAX_PLACEHOLDERS = 10_000;
 import { Mesh, type LinkInfo, type PeerInfo } from './mesh/mesh.js';
-import { Listener, type ResolvedListener } from './listeners.js';
+import { ListenerSet, warnTokensInClear, type BoundListener, type ResolvedListener } from './listeners.js';
 import { connectionsWithin } from '../net/fd-limit.js';
 import { Descriptors } from './descriptors.js';
 
@@ -189,7 +192,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     if (!this.draining) {
       this.draining = true;
       this.server?.close();
-      for (const l of this.ports) void l.close();
+      void this.ports?.close();
       const agents = [...this.conns].filter((c) => c.kind === 'agent' && c.state === ConnState.OPEN);
       this.log.info('draining', { agents: agents.length, after, grace });
       const frame = this.codec.encodeDrain({ after, grace, alternates });
@@ -260,53 +263,34 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
 
   /** The bound address (of the first listener), or null when not listening. */
   address(): AddressInfo | null {
-    return (this.server?.address() as AddressInfo | null | undefined) ?? this.ports[0]?.address() ?? null;
+    return (this.server?.address() as AddressInfo | null | undefined) ?? this.ports?.first() ?? null;
   }
 
-  private ports: Listener[] = [];
+  private ports: ListenerSet | null = null;
 
   /** Every bound listener: its transport (`tcp`, `tls`, `http`, `https`) and address. */
-  addresses(): { transport: string; address: AddressInfo }[] {
-    const out: { transport: string; address: AddressInfo }[] = [];
+  addresses(): BoundListener[] {
     const a = this.server?.address() as AddressInfo | null | undefined;
-    if (a) out.push({ transport: 'tcp', address: a });
-    for (const l of this.ports) {
-      const la = l.address();
-      if (la !== null) out.push({ transport: l.kind, address: la });
-    }
-    return out;
+    return [...(a ? [{ transport: 'tcp', address: a }] : []), ...(this.ports?.addresses() ?? [])];
   }
 
   /** Opens every configured listener (PROTOCOL.md §13); resolves with the first one's address. */
   private async listenAll(): Promise<AddressInfo> {
     const host = { accept: (s: Duplex, a: string, p: number | undefined) => this.accept(s, a, p), log: this.log, handshakeTimeout: this.options.handshakeTimeout };
-    const ls = this.options.listeners.map((spec) => new Listener(spec as ResolvedListener, host));
-    this.ports = ls;
-    let addrs: AddressInfo[];
-    try {
-      addrs = await Promise.all(ls.map((l) => l.listen()));
-    } catch (err) {
-      await Promise.all(ls.map((l) => l.close()));
-      this.ports = [];
+    this.ports = new ListenerSet(this.options.listeners as ResolvedListener[], host);
+    const first = await this.ports.open(this.routerId).catch((err: unknown) => {
+      this.ports = null;
       throw err;
-    }
-    ls.forEach((l, i) => this.log.info('listening', { host: addrs[i]!.address, port: addrs[i]!.port, transport: l.kind, router: this.routerId }));
+    });
     this.warnPlainTokens();
-    this.emit('listening', addrs[0]!);
+    this.emit('listening', first);
     this.mesh.start();
-    return addrs[0]!;
+    return first;
   }
 
   /** [P-12.7] Admission tokens on a plain, non-loopback listener cross the network in the clear: say so. */
   private warnPlainTokens(): void {
-    if (this.options.admissionTokens.length === 0) return;
-    const plain = this.addresses().filter((l) => (l.transport === 'tcp' || l.transport === 'http') && !/^(127\.|::1$|::ffff:127\.)/.test(l.address.address));
-    for (const l of plain) {
-      this.log.warn('admission tokens are in use on a plain (non-TLS) listener: they cross the network in the clear; add a TLS listener (PROTOCOL.md section 13)', {
-        host: l.address.address,
-        port: l.address.port,
-      });
-    }
+    if (this.options.admissionTokens.length > 0) warnTokensInClear(this.log, this.addresses());
   }
 
   /**
@@ -315,9 +299,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
    * Returns how many listeners took a new pair.
    */
   reloadCertificates(): number {
-    let n = 0;
-    for (const l of this.ports) if (l.reloadCertificates()) n++;
-    return n;
+    return this.ports?.reloadCertificates() ?? 0;
   }
 
   /** A new connection from a listener: limits first, then the postern handshake. */
@@ -460,7 +442,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
       const server = this.server;
       const serverClosed = Promise.all([
         server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r())),
-        ...this.ports.map((l) => l.close()),
+        this.ports?.close(),
       ]);
       for (const c of [...this.conns]) c.close(WireCode.GOING_AWAY, 'router shutting down');
       await Promise.all([serverClosed, this.allClosed()]);
