@@ -191,7 +191,8 @@ async function runRouter(opts: RouterCommandOptions, cmd: Command): Promise<void
 
   if (opts.checkConfig !== undefined) {
     const c = effectiveConfig(opts.checkConfig, overrides);
-    process.stdout.write(JSON.stringify(describeConfig(c), null, 2) + '\n');
+    const given = { ...loadConfig(opts.checkConfig), ...overrides };
+    process.stdout.write(JSON.stringify(describeConfig(c, given), null, 2) + '\n');
     return;
   }
 

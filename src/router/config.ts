@@ -9,7 +9,7 @@ import { isHostPort, resolveRouterOptions, ROUTER_DEFAULTS, type ResolvedRouterO
  * override the file.
  *
  * ```json
- * { "host": "0.0.0.0", "port": 7447, "routerId": 1, "log": { "format": "json" },
+ * { "host": "0.0.0.0", "port": 7447, "routerId": 17, "log": { "format": "json" },
  *   "metrics": { "host": "127.0.0.1", "port": 9447 }, "drain": { "after": 1000, "grace": 10000 } }
  * ```
  */
@@ -108,14 +108,19 @@ export function resolveConfig(config: RouterConfig, overrides: RouterConfig = {}
   return { router, log: { format, level }, metrics: m, drain: d };
 }
 
-/** The effective config as plain JSON (secrets masked), for `--check-config`. */
-export function describeConfig(c: ResolvedConfig): Record<string, unknown> {
+/**
+ * The effective config as plain JSON (secrets masked), for `--check-config`. `given` is what
+ * the file and flags said before defaults: when it sets no routerId, the one in `c` is a
+ * draw that the running router will not use, so `routerId` reads `"random"` instead.
+ */
+export function describeConfig(c: ResolvedConfig, given?: RouterConfig): Record<string, unknown> {
   const { clock: _clock, logger: _logger, ...router } = c.router;
   void _clock;
   void _logger;
   const mask = (v: unknown): unknown => (v === undefined ? undefined : '***');
   return {
     ...router,
+    routerId: given !== undefined && given.routerId === undefined ? 'random' : router.routerId,
     meshSecret: mask(router.meshSecret),
     resumeSecret: mask(router.resumeSecret),
     admissionTokens: router.admissionTokens.map(() => '***'),
