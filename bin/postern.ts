@@ -17,6 +17,7 @@ import { addLookupCommand } from './commands/lookup.js';
 import { addListenCommand } from './commands/listen.js';
 import { addRouterCommand } from './commands/router.js';
 import { addSendCommand } from './commands/send.js';
+import { addUnitCommand } from './commands/unit.js';
 import { ExitStatus, exitStatusFor, formatError } from './output.js';
 
 const VERSION = readVersion();
@@ -74,6 +75,7 @@ ${EXIT_STATUS_HELP}`,
   addKeygenCommand(program);
   addLookupCommand(program);
   addIdCommand(program);
+  addUnitCommand(program);
   return program;
 }
 

@@ -8,7 +8,7 @@ import { writeHeader } from '../protocol/encoder.js';
 import { formatId } from '../protocol/id.js';
 import { open, seal, type OpenedEnvelope } from '../crypto/seal.js';
 import { KeyCache } from './key-cache.js';
-import { IncomingMessage, type Message, type MessageSender, type RejectedMessage, type Replier, type SendOptions, type Verification } from './message.js';
+import { IncomingMessage, type Message, type MessageSender, type RejectedMessage, type SendOptions, type Verification } from './message.js';
 import { parseRouterAddress, resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
 import { BoundedQueue } from './queue.js';
 import { ReconnectLoop } from './reconnect.js';
@@ -120,7 +120,7 @@ export async function connect(options: AgentOptions = {}): Promise<Agent> {
  * Sequence numbers: `send()` numbers SENDs 1, 2, … per agent (across reconnects), wrapping
  * from 2^32-1 to 1; 0 is never used because ERROR frames use 0 for "no SEND". [P-6.2]
  */
-export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message>, Replier {
+export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message> {
   private readonly opts: ResolvedAgentOptions;
   private readonly codec = new ControlCodec();
   private readonly inbox: BoundedQueue<Message>;
@@ -174,7 +174,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     void this.close();
   };
 
-  /** @internal Use {@link connect}. */
+  /** Not for callers: use {@link connect}, which validates the options and dials. */
   constructor(opts: ResolvedAgentOptions) {
     super();
     this.opts = opts;

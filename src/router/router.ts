@@ -7,7 +7,6 @@ import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { Clock, Timer } from '../net/clock.js';
 import type { Logger } from '../net/log.js';
 import { ConnState, RouterConnection } from './connection.js';
-import type { RouterContext } from './context.js';
 import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
 import { newStats, type RouterStats } from './stats.js';
@@ -48,7 +47,7 @@ export interface RouterEvents {
  * await router.close();
  * ```
  */
-export class Router extends EventEmitter<RouterEvents> implements RouterContext {
+export class Router extends EventEmitter<RouterEvents> {
   /** The resolved options (defaults filled in). */
   readonly options: ResolvedRouterOptions;
   /** This router's ID (the first 4 bytes of every ID it issues). */
