@@ -24,8 +24,8 @@ import {
   type RouterOptions,
 } from '../../src/index.js';
 import { integerIn, parseListenPort } from '../args.js';
-import { readOptionFile, readSecretFile } from '../common.js';
-import { ExitStatus, formatError } from '../output.js';
+import { checkSecretMode, readOptionFile, readSecretFile } from '../common.js';
+import { ExitStatus, formatError, listenError } from '../output.js';
 
 interface RouterCommandOptions {
   config?: string;
@@ -110,7 +110,7 @@ Secrets: the mesh secret, resume secret and admission tokens are never taken on 
 command line (any local user can read it with ps). Give them in files (--mesh-secret-file,
 --resume-secret-file, --token-file), in the environment (POSTERN_MESH_SECRET,
 POSTERN_RESUME_SECRET), or in the config file (meshSecret, resumeSecret, admissionTokens);
-keep those files mode 0600. Precedence: file flag, then environment, then config file.
+those files must be mode 0600 or stricter (else POSTERN_ERR_KEY_FILE_INSECURE, exit 2). Precedence: file flag, then environment, then config file.
 
 Signals:
   SIGTERM, SIGINT  drain: stop accepting, tell every agent to reconnect (after drain.after
@@ -173,6 +173,7 @@ function parseRouterLoose(value: string): { host: string; port: number } {
 
 /** Admission tokens from a file: one per line; blank lines and lines starting with # skipped. */
 function readTokens(path: string): string[] {
+  checkSecretMode(path, '--token-file');
   return readOptionFile(path, '--token-file')
     .split(/\r?\n/)
     .map((l) => l.trim())
@@ -207,18 +208,23 @@ async function runRouter(opts: RouterCommandOptions, cmd: Command): Promise<void
     error: (msg, fields) => logger.error(msg, fields),
   };
   const router = new Router({ ...(config.router as RouterOptions), logger: routerLogger });
-  await router.listen();
-
+  // The metrics port is bound first: a busy one must end the start before the router logs
+  // "listening" (which tells a supervisor or a script that it is up).
   let metrics: MetricsServer | null = null;
   if (config.metrics !== null) {
     try {
       metrics = await startMetricsServer(router, config.metrics);
     } catch (err) {
-      await router.close();
-      throw err;
+      throw listenError(err, 'metrics', config.metrics.host, config.metrics.port);
     }
-    always.info('metrics listening', { host: metrics.address.address, port: metrics.address.port });
   }
+  try {
+    await router.listen();
+  } catch (err) {
+    await metrics?.close();
+    throw listenError(err, 'router', config.router.host, config.router.port);
+  }
+  if (metrics !== null) always.info('metrics listening', { host: metrics.address.address, port: metrics.address.port });
   notifySystemd(['--ready'], logger);
 
   let current = config;

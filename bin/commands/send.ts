@@ -100,7 +100,15 @@ async function runSend(id: string, message: string | undefined, opts: SendComman
     let seq: number;
     const routed = (p: Promise<number>): Promise<number> =>
       withTimeout(p, opts.timeout, () => new PosternError(ErrorCode.NOT_SENT, `the router did not answer within ${opts.timeout} ms`));
-    if (opts.seal === true) seq = await routed(agent.sendSealed(to, data, toKey !== undefined ? { ...send, seal: { publicKey: toKey } } : send));
+    if (opts.seal === true) {
+      try {
+        seq = await routed(agent.sendSealed(to, data, toKey !== undefined ? { ...send, seal: { publicKey: toKey } } : send));
+      } catch (err) {
+        // The directory's answer names no one: say whose key is missing.
+        if ((err as PosternError).code !== ErrorCode.NO_KEY) throw err;
+        throw new PosternError(ErrorCode.NO_KEY, `${to} registered no public key (it did not listen with --key); pass one with --to-key`, { cause: err, to, wireCode: (err as PosternError).wireCode });
+      }
+    }
     else seq = agent.send(to, data, send);
     // The agent drops a silent connection after the announced keepalive timeout; this bound
     // only keeps a stuck router from holding a script longer than the user asked.

@@ -286,11 +286,28 @@ e2e('listen --no-reconnect exits 4 with the code when the router goes away (drai
   assert.ok(proc.stderr.some((l) => l.startsWith('error: POSTERN_ERR_DRAINING: ')), proc.stderr.join('\n'));
 });
 
-e2e('a second router on a port in use exits 4 naming EADDRINUSE', async () => {
+e2e('a second router on a port in use exits 4 with LISTEN_FAILED naming EADDRINUSE; a busy metrics port logs no "listening" first', async () => {
   const router = await startRouter();
   const r = await run(['router', '--host', '127.0.0.1', '--port', String(router.port)]);
   assert.is(r.code, 4, r.stderr);
-  assert.match(r.stderr, /^error: EADDRINUSE: /m);
+  assert.match(r.stderr, /^error: POSTERN_ERR_LISTEN_FAILED: router 127\.0\.0\.1:\d+: .*\(EADDRINUSE\)$/m);
+  const m = await run(['router', '--host', '127.0.0.1', '--port', '0', '--metrics', `127.0.0.1:${router.port}`]);
+  assert.is(m.code, 4, m.stderr);
+  assert.match(m.stderr, /^error: POSTERN_ERR_LISTEN_FAILED: metrics /m);
+  assert.not.match(m.stdout, /listening/, 'nothing claims to listen');
+});
+
+e2e('bad addresses are bad input (exit 2); a refused connection is CONNECT_FAILED, not CONNECTION_LOST', async () => {
+  const host = await run(['send', '--router', 'no-such-host.invalid:7447', '00000bee6c1f9e0a4d2b7c5e81f3a9d2', 'hi']);
+  assert.is(host.code, 2, host.stderr);
+  assert.match(host.stderr, /^error: POSTERN_ERR_UNKNOWN_HOST: router no-such-host\.invalid:7447: /m);
+  const bind = await run(['router', '--host', '192.0.2.1', '--port', '0', '--no-metrics']);
+  assert.is(bind.code, 2, bind.stderr);
+  assert.match(bind.stderr, /^error: POSTERN_ERR_INVALID_OPTION: router 192\.0\.2\.1:0: .*EADDRNOTAVAIL/m);
+  const port = await closedPort();
+  const refused = await run(['listen', '--router', `127.0.0.1:${port}`, '--no-reconnect']);
+  assert.is(refused.code, 4, refused.stderr);
+  assert.match(refused.stderr, /^error: POSTERN_ERR_CONNECT_FAILED: .*\(ECONNREFUSED\)$/m);
 });
 
 e2e('listen reconnects after a lost connection, reports it, and resumes its ID', async () => {

@@ -5,7 +5,7 @@
  * POSTERN_ERR_UNREACHABLE_ROUTER; a router with the wrong secret gets no link. Every child
  * is killed in teardown; every wait is bounded.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -69,11 +69,23 @@ M('a router with another mesh secret gets no link; a secret shorter than 16 char
   const a = await startRouter(['--router-id', '0xa1'], { POSTERN_MESH_SECRET: SECRET });
   const c = await startRouter(['--router-id', '0xc3', '--peer', a.address], { POSTERN_MESH_SECRET: 'a different secret entirely' });
   await c.proc.line((l) => l.includes('LINK_AUTH_FAILED'));
+  // The dialling side says it at error level, naming what to check (issue 10, item 9).
+  const refused = JSON.parse(await c.proc.line((l) => l.includes('"link refused"'))) as { level: string; code: string; hint: string };
+  assert.is(refused.level, 'warn');
+  assert.is(refused.code, 'LINK_AUTH_FAILED');
+  assert.match(refused.hint, /mesh secret/);
   assert.not.ok(c.proc.stdout.some((l) => l.includes('"link up"')), c.proc.stdout.join('\n'));
   assert.not.ok(a.proc.stdout.some((l) => l.includes('"link up"')), a.proc.stdout.join('\n'));
 
   const short = join(dir, 'short');
-  writeFileSync(short, 'too short\n');
+  writeFileSync(short, 'too short\n', { mode: 0o600 });
+  // A secret file others can read is refused like a key file, before it is used.
+  const open = join(dir, 'open');
+  writeFileSync(open, SECRET + '\n', { mode: 0o644 });
+  chmodSync(open, 0o644);
+  const insecure = await run(['router', '--port', '0', '--peer', '127.0.0.1:1', '--mesh-secret-file', open]);
+  assert.is(insecure.code, 2, insecure.stderr);
+  assert.match(insecure.stderr, /^error: POSTERN_ERR_KEY_FILE_INSECURE: --mesh-secret-file: .*0644/m);
   writeFileSync(join(dir, 'empty.json'), '{}');
   const r = await run(['router', '--check-config', join(dir, 'empty.json'), '--mesh-secret-file', short]);
   assert.is(r.code, 2);

@@ -22,6 +22,14 @@ export interface MeshHost {
   dialled(socket: net.Socket, remote: string): RouterConnection;
 }
 
+/** Close codes by which a peer refuses our link because of how either side is configured, with what to check. */
+const REFUSALS: ReadonlyMap<string, string> = new Map([
+  ['LINK_AUTH_FAILED', 'both routers need the same mesh secret'],
+  ['DUPLICATE_ROUTER_ID', 'every router in a mesh needs its own routerId'],
+]);
+/** Redial ceiling after a refusal: a wrong secret is not fixed in seconds. */
+const REFUSED_RETRY_MAX = 60_000;
+
 /** One configured peer this router dials. */
 interface Peer {
   readonly address: string;
@@ -151,6 +159,11 @@ export class Mesh {
     if (peer === undefined) return;
     peer.conn = null;
     if (code !== undefined) peer.lastError = WIRE_CODE_NAMES[code] ?? String(code);
+    // A refused handshake is a configuration error, not a network blip: say so at warn
+    // level (first time, then every 10th attempt), and back off further (schedule()).
+    if (REFUSALS.has(peer.lastError) && (peer.attempt === 1 || peer.attempt % 10 === 0)) {
+      this.host.log.warn('link refused', { peer: peer.address, code: peer.lastError, attempt: peer.attempt, hint: REFUSALS.get(peer.lastError) });
+    }
     this.schedule(peer);
   }
 
@@ -192,7 +205,8 @@ export class Mesh {
   private schedule(peer: Peer): void {
     if (this.stopped || peer.timer !== null) return;
     const o = this.host.options;
-    const delay = backoffDelay({ initialDelay: o.linkRetryMin, maxDelay: o.linkRetryMax, jitter: 'full' }, peer.attempt, peer.previousDelay, Math.random);
+    const maxDelay = REFUSALS.has(peer.lastError) ? Math.max(o.linkRetryMax, REFUSED_RETRY_MAX) : o.linkRetryMax;
+    const delay = backoffDelay({ initialDelay: o.linkRetryMin, maxDelay, jitter: 'full' }, peer.attempt, peer.previousDelay, Math.random);
     peer.previousDelay = delay;
     peer.timer = this.host.clock.setTimeout(() => this.dial(peer), Math.max(delay, o.linkRetryMin / 2));
   }
