@@ -214,7 +214,7 @@ S('flags override the file: --metrics, --no-metrics, --log-level, --peer with PO
   };
   assert.equal((await parse(['--metrics', '0.0.0.0:9100']))['metrics'], { host: '0.0.0.0', port: 9100 });
   assert.is((await parse(['--no-metrics']))['metrics'], null);
-  assert.equal((await parse(['--log-level', 'warn', '--log-format', 'json']))['log'], { format: 'json', level: 'warn' });
+  assert.equal((await parse(['--log-level', 'warn', '--log-format', 'json']))['log'], { format: 'json', level: 'warn', prefix: 'auto' });
   const meshed = await parse(['--peer', '127.0.0.1:7001', '--peer', '[::1]:7002'], { POSTERN_MESH_SECRET: 'sixteen characters or more' });
   assert.equal(meshed['peers'], ['127.0.0.1:7001', '[::1]:7002']);
   assert.is(meshed['meshSecret'], '***');

@@ -202,7 +202,10 @@ S('postern systemd-unit gives a unit systemd accepts, whose ExecStart runs as no
     const metricsPort = Number(/ port=(\d+)/.exec(await line(/metrics listening/))![1]);
     const agent = await connect({ router: { host: '127.0.0.1', port }, reconnect: false, connectTimeout: 10_000 });
     assert.match(agent.id, /^[0-9a-f]{32}$/);
-    assert.match((await get(metricsPort, '/metrics')).body, /\npostern_agents 1\n/);
+    const metrics = (await get(metricsPort, '/metrics')).body;
+    assert.match(metrics, /\npostern_agents 1\n/);
+    // process_* read /proc/self: still there under ProcSubset=pid.
+    assert.match(metrics, /\nprocess_open_fds \d+\n/);
     await agent.close();
   } finally {
     // unshare, sh and strace may stand in between: signal the router itself.

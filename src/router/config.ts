@@ -14,8 +14,12 @@ import { isHostPort, resolveRouterOptions, ROUTER_DEFAULTS, type ResolvedRouterO
  * ```
  */
 export interface RouterConfig extends Omit<RouterOptions, 'clock' | 'logger'> {
-  /** Log lines: `plain` or `json`, lowest level written. Default plain, info. */
-  log?: { format?: 'plain' | 'json'; level?: LogLevel };
+  /**
+   * Log lines: `plain` or `json`, lowest level written, and `prefix`: `syslog` starts each
+   * line with its priority (`<3>`..`<7>`) for journald, `none` never, `auto` (default) when
+   * stdout is the journal (JOURNAL_STREAM). Default plain, info, auto.
+   */
+  log?: { format?: 'plain' | 'json'; level?: LogLevel; prefix?: 'auto' | 'syslog' | 'none' };
   /** Prometheus listener; omitted or null: none. Default port 9447 on 127.0.0.1. */
   metrics?: { host?: string; port?: number } | null;
   /** What SIGTERM/SIGINT do: tell agents to come back after `after` ms (to `alternates`), wait up to `grace` ms. */
@@ -25,7 +29,7 @@ export interface RouterConfig extends Omit<RouterOptions, 'clock' | 'logger'> {
 /** A config with defaults filled in. */
 export interface ResolvedConfig {
   router: ResolvedRouterOptions;
-  log: { format: 'plain' | 'json'; level: LogLevel };
+  log: { format: 'plain' | 'json'; level: LogLevel; prefix: 'auto' | 'syslog' | 'none' };
   metrics: { host: string; port: number } | null;
   drain: { after: number; grace: number; alternates: string[] };
 }
@@ -73,7 +77,7 @@ export function checkShape(value: unknown): asserts value is RouterConfig {
     if (!plainObject(v)) bad(name, 'must be an object');
     for (const k of Object.keys(v)) if (!keys.includes(k)) bad(`${name}.${k}`, 'is not a known key');
   };
-  sub('log', ['format', 'level']);
+  sub('log', ['format', 'level', 'prefix']);
   sub('metrics', ['host', 'port']);
   sub('drain', ['after', 'grace', 'alternates']);
 }
@@ -93,6 +97,8 @@ export function resolveConfig(config: RouterConfig, overrides: RouterConfig = {}
   if (format !== 'plain' && format !== 'json') bad('log.format', 'must be "plain" or "json"');
   const level = log?.level ?? 'info';
   if (!LOG_LEVELS.includes(level)) bad('log.level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const prefix = log?.prefix ?? 'auto';
+  if (prefix !== 'auto' && prefix !== 'syslog' && prefix !== 'none') bad('log.prefix', 'must be "auto", "syslog" or "none"');
   let m: ResolvedConfig['metrics'] = null;
   if (metrics !== undefined && metrics !== null) {
     m = { host: metrics.host ?? '127.0.0.1', port: metrics.port ?? 9447 };
@@ -105,7 +111,7 @@ export function resolveConfig(config: RouterConfig, overrides: RouterConfig = {}
   if (!Array.isArray(d.alternates) || !d.alternates.every(isHostPort)) {
     bad('drain.alternates', 'must be an array of host:port strings');
   }
-  return { router, log: { format, level }, metrics: m, drain: d };
+  return { router, log: { format, level, prefix }, metrics: m, drain: d };
 }
 
 /**
