@@ -230,9 +230,26 @@ export function messageJson(from: string, data: Uint8Array, base64: boolean, met
 }
 
 /**
+ * The text with what would break the one-line-per-message rule escaped: `\\` for a
+ * backslash (so the escapes are unambiguous), `\n` and `\r` for line breaks, `\xNN` for
+ * other control characters except tab, `\uNNNN` for NEL and the Unicode line and
+ * paragraph separators.
+ */
+export function escapeLine(text: string): string {
+  return text.replace(/[\\\x00-\x08\x0a-\x1f\x7f\u0085\u2028\u2029]/g, (c) => {
+    if (c === '\\') return '\\\\';
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    const n = c.charCodeAt(0);
+    return n < 0x80 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+  });
+}
+
+/**
  * One human line for a received message: `<from> <text>`. One trailing newline of the
  * payload is dropped (so `echo hi | postern send` prints `hi`, not `hi` and a blank line);
- * a payload that is not UTF-8 prints as `base64:<data>`.
+ * the rest is escaped by {@link escapeLine}, so a message is always exactly one line; a
+ * payload that is not UTF-8 prints as `base64:<data>`.
  */
 export function messagePlain(from: string, data: Uint8Array, base64: boolean, meta?: MessageMeta): string {
   const tags = metaTags(meta);
@@ -241,5 +258,5 @@ export function messagePlain(from: string, data: Uint8Array, base64: boolean, me
   if (text === undefined) return `${head} base64:${Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64')}`;
   if (text.endsWith('\r\n')) text = text.slice(0, -2);
   else if (text.endsWith('\n')) text = text.slice(0, -1);
-  return `${head} ${text}`;
+  return `${head} ${escapeLine(text)}`;
 }

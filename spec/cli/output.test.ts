@@ -6,7 +6,7 @@ import { InvalidArgumentError } from 'commander';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { formatAddress, integerIn, parseListenPort, parseRouter } from '../../bin/args.js';
-import { ExitStatus, codeOf, dialError, exitStatusFor, formatError, listenError, messageJson, messagePlain, utf8OrUndefined } from '../../bin/output.js';
+import { ExitStatus, codeOf, dialError, escapeLine, exitStatusFor, formatError, listenError, messageJson, messagePlain, utf8OrUndefined } from '../../bin/output.js';
 import { ErrorCode, PosternError } from '../../src/protocol/errors.js';
 
 const FROM = '00000bee6c1f9e0a4d2b7c5e81f3a9d2';
@@ -28,7 +28,7 @@ messages('JSON base64 of a view encodes only the view', () => {
 messages('plain: one trailing newline dropped, non-UTF-8 as base64:', () => {
   assert.is(messagePlain(FROM, Buffer.from('hello\n'), false), `${FROM} hello`);
   assert.is(messagePlain(FROM, Buffer.from('hello\r\n'), false), `${FROM} hello`);
-  assert.is(messagePlain(FROM, Buffer.from('a\n\n'), false), `${FROM} a\n`);
+  assert.is(messagePlain(FROM, Buffer.from('a\n\n'), false), `${FROM} a\\n`, 'the second newline is escaped: one line per message');
   assert.is(messagePlain(FROM, Buffer.from('hello'), false), `${FROM} hello`);
   assert.is(messagePlain(FROM, Uint8Array.of(0xc3), false), `${FROM} base64:ww==`);
   assert.is(messagePlain(FROM, Buffer.from('hi'), true), `${FROM} base64:aGk=`);
@@ -80,6 +80,14 @@ errors('dialError and listenError turn system errors into documented codes', () 
   assert.match(formatError(listenError(sys('EADDRINUSE'), 'metrics', '::1', 9447)), /^error: POSTERN_ERR_LISTEN_FAILED: metrics \[::1\]:9447: /);
   const other = sys('EIO');
   assert.is(listenError(other, 'router', 'h', 1), other);
+});
+
+errors('messagePlain keeps one message on one line: line breaks, controls and backslashes escaped', () => {
+  const id = 'b081a71a5e0c2f94d1a3b6e7c8f90a12';
+  assert.is(messagePlain(id, Buffer.from('a\nb\n'), false), `${id} a\\nb`);
+  assert.is(messagePlain(id, Buffer.from('tab\there\r\n'), false), `${id} tab\there`);
+  assert.is(escapeLine('x\\n\r\x00\x1b\x7f\u2028\u2029\u0085é'), 'x\\\\n\\r\\x00\\x1b\\x7f\\u2028\\u2029\\u0085é');
+  assert.not.match(messagePlain(id, Buffer.from('1\n2\r3\u20284'), false), /[\n\r\u2028]/);
 });
 
 errors('exit statuses by code', () => {
