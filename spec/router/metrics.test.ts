@@ -92,7 +92,7 @@ M('config: a file with every kind of key resolves; flags override; unknown keys 
   assert.is(c.router.port, 7001);
   assert.is(c.router.routerId, 5);
   assert.is(c.router.keepaliveInterval, 20000);
-  assert.equal(c.log, { format: 'json', level: 'debug' });
+  assert.equal(c.log, { format: 'json', level: 'debug', prefix: 'auto' });
   assert.equal(c.metrics, { host: '127.0.0.1', port: 9999 });
   assert.equal(c.drain, { after: 1000, grace: 3000, alternates: [] });
   const shown = describeConfig(resolveConfig({ meshSecret: 'sixteen chars at least', peers: ['a:1'] }));
