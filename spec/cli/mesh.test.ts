@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { redialDelay } from '../../src/router/mesh/mesh.js';
 import { killAll, Proc, run, startListener, startRouter } from './proc.js';
 
 const SECRET = 'shared mesh secret for the test';
@@ -99,6 +100,17 @@ M('a router with another mesh secret gets no link; a secret shorter than 16 char
   const none = await run(['router', '--port', '0', '--peer', '127.0.0.1:1'], { env: { POSTERN_MESH_SECRET: '' } });
   assert.is(none.code, 2);
   assert.match(none.stderr, /meshSecret/);
+});
+
+M('a refused link is redialled with a growing delay, up to 60 s rather than linkRetryMax', () => {
+  const o = { linkRetryMin: 200, linkRetryMax: 5000 };
+  const top = (): number => 0.9999;
+  const refused = [1, 2, 3, 4, 5, 6, 10, 20].map((n) => redialDelay('LINK_AUTH_FAILED', n, 0, o, top));
+  assert.equal(refused.slice(0, 5), [200, 400, 800, 1600, 3200]);
+  assert.ok(refused[6]! > 59_000 && refused[7]! <= 60_000, String(refused));
+  assert.ok(redialDelay('DUPLICATE_ROUTER_ID', 20, 0, o, top) > 59_000);
+  // A network failure keeps the short ceiling: the peer may be back any moment.
+  assert.ok(redialDelay('ECONNREFUSED', 20, 0, o, top) <= 5000);
 });
 
 M.run();

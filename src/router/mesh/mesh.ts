@@ -44,6 +44,16 @@ const REFUSALS: ReadonlyMap<string, string> = new Map([
 /** Redial ceiling after a refusal: a wrong secret is not fixed in seconds. */
 const REFUSED_RETRY_MAX = 60_000;
 
+/**
+ * Ms before redialling a peer after attempt `attempt` ended with `lastError` (a wire code
+ * name): doubling from linkRetryMin with full jitter, up to linkRetryMax, or up to 60 s when
+ * the peer refused us for configuration (REFUSALS), which retrying quickly will not fix.
+ */
+export function redialDelay(lastError: string, attempt: number, previous: number, o: { linkRetryMin: number; linkRetryMax: number }, random: () => number): number {
+  const maxDelay = REFUSALS.has(lastError) ? Math.max(o.linkRetryMax, REFUSED_RETRY_MAX) : o.linkRetryMax;
+  return backoffDelay({ initialDelay: o.linkRetryMin, maxDelay, jitter: 'full' }, attempt, previous, random);
+}
+
 /** One configured peer this router dials. */
 interface Peer<C> {
   readonly address: string;
@@ -226,8 +236,7 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
   private schedule(peer: Peer<C>): void {
     if (this.stopped || peer.timer !== null) return;
     const o = this.host.options;
-    const maxDelay = REFUSALS.has(peer.lastError) ? Math.max(o.linkRetryMax, REFUSED_RETRY_MAX) : o.linkRetryMax;
-    const delay = backoffDelay({ initialDelay: o.linkRetryMin, maxDelay, jitter: 'full' }, peer.attempt, peer.previousDelay, Math.random);
+    const delay = redialDelay(peer.lastError, peer.attempt, peer.previousDelay, o, Math.random);
     peer.previousDelay = delay;
     peer.timer = this.host.clock.setTimeout(() => {
       try {
