@@ -5,10 +5,10 @@
  * @module
  */
 import { Option, type Command } from 'commander';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { connect, ErrorCode, loadKeyFile, PosternError, type Agent, type AgentOptions, type KeyPair, type Message } from '../src/index.js';
 import { DEFAULT_ROUTER, formatAddress, integerIn, parseRouter, type RouterAddress } from './args.js';
-import { ExitStatus, formatError, messageJson, messagePlain } from './output.js';
+import { dialError, ExitStatus, formatError, messageJson, messagePlain } from './output.js';
 
 /** `-r, --router <host:port>`, defaulting to POSTERN_ROUTER, then 127.0.0.1:7447. */
 export function routerOption(): Option {
@@ -65,8 +65,29 @@ export function readOptionFile(path: string, option: string): string {
   }
 }
 
-/** The first non-empty line of a secret file, without surrounding white space. */
+/**
+ * Refuses a secret file that group or others may read or write, as a key file is refused
+ * (POSTERN_ERR_KEY_FILE_INSECURE, exit 2): a mesh secret in a 0644 file lets every local user
+ * join the mesh. systemd credentials (LoadCredential, %d/…) are 0400 and pass.
+ */
+export function checkSecretMode(path: string, option: string): void {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch (err) {
+    throw new PosternError(ErrorCode.CONFIG, `${option}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+  }
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    throw new PosternError(
+      ErrorCode.KEY_FILE_INSECURE,
+      `${option}: ${path} has mode 0${(mode & 0o777).toString(8)}; a secret file must not be accessible to group or others (chmod 600)`,
+    );
+  }
+}
+
+/** The first non-empty line of a secret file (mode checked), without surrounding white space. */
 export function readSecretFile(path: string, option: string): string {
+  checkSecretMode(path, option);
   const line = readOptionFile(path, option)
     .split(/\r?\n/)
     .map((l) => l.trim())
@@ -90,8 +111,10 @@ export async function dial(address: RouterAddress, timeout: number, reconnect: b
   try {
     return await connect({ ...extra, router: address.list ?? address, reconnect, connectTimeout: timeout });
   } catch (err) {
-    if (!(err instanceof PosternError)) throw err;
-    throw new PosternError(err.code, `router ${address.list?.join(',') ?? formatAddress(address.host, address.port)}: ${err.message}`, { cause: err.cause, wireCode: err.wireCode });
+    const target = address.list?.join(',') ?? formatAddress(address.host, address.port);
+    const mapped = dialError(err, target);
+    if (mapped !== err || !(err instanceof PosternError)) throw mapped;
+    throw new PosternError(err.code, `router ${target}: ${err.message}`, { cause: err.cause, wireCode: err.wireCode });
   }
 }
 

@@ -18,6 +18,11 @@ have openssl || missing+=(openssl)
 have tinyproxy || missing+=(tinyproxy)
 have danted || missing+=(dante-server)
 have nginx || missing+=(nginx-light)
+# spec/deploy/install.test.ts: systemd-analyze verify of the unit, strace to check its
+# SystemCallFilter, setpriv and unshare (util-linux) to run ExecStart as systemd would.
+have systemd-analyze || missing+=(systemd)
+have strace || missing+=(strace)
+have setpriv || missing+=(util-linux)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ "$(id -u)" -ne 0 ]]; then

@@ -8,7 +8,7 @@ import { formatId } from '../protocol/id.js';
 import { KeyDirectory, toPosternError } from './directory.js';
 import { Inbound } from './inbound.js';
 import type { AgentEvents, RouterInfo, Status, StatusIterator } from './events.js';
-import type { Message, Replier, SendOptions } from './message.js';
+import type { Message, SendOptions } from './message.js';
 import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
 import { BoundedQueue } from './queue.js';
 import { ReconnectLoop } from './reconnect.js';
@@ -70,7 +70,7 @@ export async function connect(options: AgentOptions = {}): Promise<Agent> {
  * Sequence numbers: `send()` numbers SENDs 1, 2, … per agent (across reconnects), wrapping
  * from 2^32-1 to 1; 0 is never used because ERROR frames use 0 for "no SEND". [P-6.2]
  */
-export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message>, Replier {
+export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message> {
   private readonly opts: ResolvedAgentOptions;
   private readonly codec = new ControlCodec();
   private readonly inbox: BoundedQueue<Message>;
@@ -114,7 +114,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     void this.close();
   };
 
-  /** @internal Use {@link connect}. */
+  /** Not for callers: use {@link connect}, which validates the options and dials. */
   constructor(opts: ResolvedAgentOptions) {
     super();
     this.opts = opts;

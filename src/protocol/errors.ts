@@ -69,6 +69,12 @@ export const ErrorCode = {
   TLS_FAILED: 'POSTERN_ERR_TLS_FAILED',
   /** The HTTP upgrade or WebSocket handshake was answered with something other than 101. */
   UPGRADE_REFUSED: 'POSTERN_ERR_UPGRADE_REFUSED',
+  /** No TCP connection to the router could be opened (refused, unreachable, timed out); `cause` holds the system error. */
+  CONNECT_FAILED: 'POSTERN_ERR_CONNECT_FAILED',
+  /** A host name that does not resolve (ENOTFOUND): bad input, not a network failure. */
+  UNKNOWN_HOST: 'POSTERN_ERR_UNKNOWN_HOST',
+  /** A listener could not bind its address (port in use, no permission, address not on this host); `cause` holds the system error. */
+  LISTEN_FAILED: 'POSTERN_ERR_LISTEN_FAILED',
   // Local only: sealed envelopes and keys (src/crypto, PROTOCOL.md envelope section)
   /** A sealed box or envelope that does not open with this key pair: altered, truncated, or sealed to another key. */
   SEAL_OPEN_FAILED: 'POSTERN_ERR_SEAL_OPEN_FAILED',

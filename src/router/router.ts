@@ -11,7 +11,6 @@ import type { Clock, Timer } from '../net/clock.js';
 import { limitLog, type LimitedLogger } from '../net/log-limit.js';
 import { TokenBucket } from '../net/token-bucket.js';
 import { ConnState, RouterConnection } from './connection.js';
-import type { RouterContext } from './context.js';
 import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
 import { countCode, newStats, type RouterStats } from './stats.js';
@@ -55,7 +54,7 @@ export interface RouterEvents {
  * await router.close();
  * ```
  */
-export class Router extends EventEmitter<RouterEvents> implements RouterContext<RouterConnection> {
+export class Router extends EventEmitter<RouterEvents> {
   /** The resolved options (defaults filled in). */
   readonly options: ResolvedRouterOptions;
   /** This router's ID (the first 4 bytes of every ID it issues). */

@@ -45,6 +45,24 @@ export interface MeshHost<C extends MeshLink> {
   dialled(socket: net.Socket, remote: string): C;
 }
 
+/** Close codes by which a peer refuses our link because of how either side is configured, with what to check. */
+const REFUSALS: ReadonlyMap<string, string> = new Map([
+  ['LINK_AUTH_FAILED', 'both routers need the same mesh secret'],
+  ['DUPLICATE_ROUTER_ID', 'every router in a mesh needs its own routerId'],
+]);
+/** Redial ceiling after a refusal: a wrong secret is not fixed in seconds. */
+const REFUSED_RETRY_MAX = 60_000;
+
+/**
+ * Ms before redialling a peer after attempt `attempt` ended with `lastError` (a wire code
+ * name): doubling from linkRetryMin with full jitter, up to linkRetryMax, or up to 60 s when
+ * the peer refused us for configuration (REFUSALS), which retrying quickly will not fix.
+ */
+export function redialDelay(lastError: string, attempt: number, previous: number, o: { linkRetryMin: number; linkRetryMax: number }, random: () => number): number {
+  const maxDelay = REFUSALS.has(lastError) ? Math.max(o.linkRetryMax, REFUSED_RETRY_MAX) : o.linkRetryMax;
+  return backoffDelay({ initialDelay: o.linkRetryMin, maxDelay, jitter: 'full' }, attempt, previous, random);
+}
+
 /** One configured peer this router dials. */
 interface Peer<C> {
   readonly address: string;
@@ -197,6 +215,11 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
     if (peer === undefined) return;
     peer.conn = null;
     if (code !== undefined) peer.lastError = WIRE_CODE_NAMES[code] ?? String(code);
+    // A refused handshake is a configuration error, not a network blip: say so at warn
+    // level (first time, then every 10th attempt), and back off further (schedule()).
+    if (REFUSALS.has(peer.lastError) && (peer.attempt === 1 || peer.attempt % 10 === 0)) {
+      this.host.log.warn('link refused', { peer: peer.address, code: peer.lastError, attempt: peer.attempt, hint: REFUSALS.get(peer.lastError) });
+    }
     this.schedule(peer);
   }
 
@@ -249,7 +272,7 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
   private schedule(peer: Peer<C>): void {
     if (this.stopped || peer.timer !== null) return;
     const o = this.host.options;
-    const delay = backoffDelay({ initialDelay: o.linkRetryMin, maxDelay: o.linkRetryMax, jitter: 'full' }, peer.attempt, peer.previousDelay, Math.random);
+    const delay = redialDelay(peer.lastError, peer.attempt, peer.previousDelay, o, Math.random);
     peer.previousDelay = delay;
     peer.timer = this.host.clock.setTimeout(() => {
       try {
