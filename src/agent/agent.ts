@@ -89,6 +89,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private readonly directory: KeyDirectory;
   private readonly inbound: Inbound;
   private readonly sealer: Sealer;
+  private readonly sendHeader = Buffer.alloc(RELAY_HEADER_SIZE);
   /** `sendSealed()` calls not yet sent; they go out in call order. */
   private sealedTail: Promise<unknown> = Promise.resolve();
   private sealedPending = 0;
@@ -252,7 +253,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   send(to: string | Uint8Array, data: Uint8Array | string, options?: SendOptions): number {
     const closed = this.closedError();
     if (closed !== undefined) throw closed;
-    const header = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
+    // One header buffer for every send: the session copies it before send() returns.
+    const header = this.sendHeader;
     writeDestination(header, to);
     let payload = toPayload(data);
     if (options !== undefined) {
