@@ -55,7 +55,7 @@ const cfg = {
   patterns: list(flags.patterns, ['pairs', 'spray']) as Pattern[],
   systems: list(flags.systems, quick ? ['postern', 'plain'] : ['postern', 'plain', 'nats']) as SystemName[],
   sections: list(flags.sections, ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e']),
-  e2eSystems: list(flags['e2e-systems'], quick ? ['postern', 'postern-iter', 'sealed-anon', 'sealed-proof'] : ['raw', 'postern', 'postern-iter', 'natsjs', 'mqttjs', 'sealed-anon', 'sealed-proof']),
+  e2eSystems: list(flags['e2e-systems'], quick ? ['postern', 'postern-iter', 'sealed-anon', 'sealed-proof'] : ['raw', 'postern', 'postern-iter', 'natsjs', 'mqttjs', 'sealed-anon', 'sealed-proof', 'sealed-anon-portable', 'sealed-proof-portable']),
   e2eKs: nums(flags['e2e-ks'], quick ? [1] : [1, 16]),
   durationMs: Number(flags.duration ?? (quick ? 250 : 2000)),
   warmupMs: Number(flags.warmup ?? (quick ? 100 : 500)),
@@ -823,6 +823,9 @@ async function main(): Promise<number> {
       ),
     );
     for (const n of e2e.notes) lines.push(`e2e: ${n}`);
+    for (const p of e2e.primitives) {
+      lines.push(`sealing primitives (${p.backend}): X25519 ${fmtRate(p.x25519PerSec)}/s, fixed-base X25519 ${fmtRate(p.x25519BasePerSec)}/s, XSalsa20-Poly1305 ${fmtMB(p.secretboxMBps)} MB/s (64 KiB)`);
+    }
   }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');

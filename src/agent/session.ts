@@ -187,9 +187,15 @@ export class Session {
       this.slabStart = 0;
       this.slabEnd = 0;
     }
+    // TypedArray.set: Buffer.copy's argument checks cost more than a small copy itself.
+    const slab = this.slab;
     let end = this.slabEnd;
-    end += header.copy(this.slab, end);
-    if (small) end += payload.copy(this.slab, end);
+    slab.set(header, end);
+    end += header.length;
+    if (small) {
+      slab.set(payload, end);
+      end += payload.length;
+    }
     this.slabEnd = end;
     if (!small) {
       this.flushSlab();
