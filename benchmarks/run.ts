@@ -23,6 +23,7 @@ import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild }
 import { median } from './lib/stats.js';
 import { runScale, type ScaleResult } from './lib/scale.js';
 import { e2eSection, e2eTargets, type E2EReport } from './e2e.js';
+import { abuseLegend, abuseSection, abuseTable, ATTACKS, type AbuseRow, type AttackName } from './abuse.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -36,6 +37,7 @@ const { values: flags } = parseArgs({
     ks: { type: 'string' },
     patterns: { type: 'string' },
     'scale-n': { type: 'string' },
+    attacks: { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
     'e2e-systems': { type: 'string' },
@@ -66,6 +68,8 @@ const cfg = {
   scaleN: Number(flags['scale-n'] ?? (quick ? 500 : 100_000)),
   scaleKeepaliveMs: quick ? 1000 : 2000,
   scaleIdleMs: quick ? 2200 : 8000,
+  // The abuse section runs only when asked for (--sections abuse): about 8 minutes.
+  attacks: list(flags.attacks, [...ATTACKS]) as AttackName[],
   // Hard stop, whatever happens.
   deadlineMs: quick ? 85_000 : 60 * 60_000,
 };
@@ -673,6 +677,19 @@ async function main(): Promise<number> {
     });
   }
   lap('e2e', since);
+  let abuse: AbuseRow[] = [];
+  if (cfg.sections.includes('abuse')) {
+    try {
+      abuse = await abuseSection({
+        startRouter, core: GEN_CORE, repeats: cfg.repeats, warmupMs: cfg.warmupMs, durationMs: cfg.durationMs,
+        quick, attacks: cfg.attacks, profile: flags.profile === true, progress,
+        record: (label, r) => record('postern', label, r),
+      });
+    } catch (err) {
+      failures.push(`abuse: ${(err as Error).message}`);
+    }
+  }
+  lap('abuse', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
@@ -827,6 +844,12 @@ async function main(): Promise<number> {
       lines.push(`sealing primitives (${p.backend}): X25519 ${fmtRate(p.x25519PerSec)}/s, fixed-base X25519 ${fmtRate(p.x25519BasePerSec)}/s, XSalsa20-Poly1305 ${fmtMB(p.secretboxMBps)} MB/s (64 KiB)`);
     }
   }
+  if (abuse.length > 0) {
+    lines.push('');
+    lines.push('abuse: a normal pair (256 B, K=1) alone and under each attack, same router, median of repeats (goal >= 0.90x)');
+    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'router cpu%', 'router RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
+    lines.push(...abuseLegend(abuse));
+  }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');
   lines.push('targets (router: issue 3; e2e and probe ratio: issue 14)');
@@ -856,6 +879,7 @@ async function main(): Promise<number> {
     mesh,
     sealed: seal,
     e2e,
+    abuse,
     targets,
     notes,
     timings,
