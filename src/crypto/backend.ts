@@ -41,27 +41,37 @@ function loadSodium(): SodiumNative | undefined {
   }
 }
 
-const loaded = loadSodium();
+// Loaded on first use, not at import: loading the addon takes tens of milliseconds, which
+// every command-line call would pay even when it seals nothing. null: not tried yet.
+let loaded: SodiumNative | undefined | null = null;
+let portable = process.env['POSTERN_CRYPTO'] === 'portable';
 
-/** libsodium, when loaded and not switched off; read on every call so tests can switch. */
-export let sodium: SodiumNative | undefined = process.env['POSTERN_CRYPTO'] === 'portable' ? undefined : loaded;
+function load(): SodiumNative | undefined {
+  if (loaded === null) loaded = loadSodium();
+  return loaded;
+}
+
+/** libsodium when it is in use, else undefined (the portable path). */
+export function sodium(): SodiumNative | undefined {
+  return portable ? undefined : load();
+}
 
 /** The backend in use. */
 export function cryptoBackend(): CryptoBackendName {
-  return sodium === undefined ? 'portable' : 'native';
+  return sodium() === undefined ? 'portable' : 'native';
 }
 
-/** True when sodium-native loaded in this process (whether or not it is in use). */
+/** True when sodium-native loads in this process (whether or not it is in use). */
 export function nativeCryptoAvailable(): boolean {
-  return loaded !== undefined;
+  return load() !== undefined;
 }
 
 /**
- * Switches the backend (for tests and benchmarks). `native` needs sodium-native to have
- * loaded; returns the backend now in use.
+ * Switches the backend (for tests and benchmarks). `native` needs sodium-native to load;
+ * returns the backend now in use.
  */
 export function setCryptoBackend(name: CryptoBackendName): CryptoBackendName {
-  sodium = name === 'native' ? loaded : undefined;
+  portable = name === 'portable';
   return cryptoBackend();
 }
 
@@ -73,7 +83,7 @@ export const SECRETBOX_OVERHEAD = 16;
  * after `prefix` bytes left zero for the caller, so the box needs no copy into a frame.
  */
 export function secretbox(message: Uint8Array, nonce: Uint8Array, key: Uint8Array, prefix = 0): Uint8Array {
-  const s = sodium;
+  const s = sodium();
   if (s !== undefined) {
     const out = new Uint8Array(prefix + SECRETBOX_OVERHEAD + message.length);
     s.crypto_secretbox_easy(out.subarray(prefix), message, nonce, key);
@@ -88,7 +98,7 @@ export function secretbox(message: Uint8Array, nonce: Uint8Array, key: Uint8Arra
 
 /** Opens a {@link secretbox}: the message, or null when it does not authenticate. */
 export function secretboxOpen(box: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array | null {
-  const s = sodium;
+  const s = sodium();
   if (s !== undefined) {
     if (box.length < SECRETBOX_OVERHEAD) return null;
     const out = new Uint8Array(box.length - SECRETBOX_OVERHEAD);
