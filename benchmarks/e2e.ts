@@ -9,7 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runCell, type CellResult } from './lib/load.js';
-import { primitiveSpeed, runE2E, type E2EResult, type E2ESystem, type PrimitiveSpeed } from './lib/e2e.js';
+import { primitiveSpeeds, runE2E, type E2EResult, type E2ESystem, type PrimitiveSpeed } from './lib/e2e.js';
 import { nativeCryptoAvailable } from '../src/crypto/backend.js';
 import { freePort, startChild, which, type ServerChild } from './lib/proc.js';
 import { median } from './lib/stats.js';
@@ -176,9 +176,7 @@ export async function e2eSection(env: E2EEnv): Promise<E2EReport> {
   const primitives: PrimitiveSpeed[] = [];
   if (env.systems.some((s) => s.startsWith('sealed'))) {
     env.progress('sealing primitives');
-    for (const b of nativeCryptoAvailable() ? (['native', 'portable'] as const) : (['portable'] as const)) {
-      primitives.push(await primitiveSpeed(b, env.quick ? 50 : 300));
-    }
+    primitives.push(...(await primitiveSpeeds(nativeCryptoAvailable() ? ['native', 'portable'] : ['portable'], env.quick ? 20 : 60, env.quick ? 1 : 9)));
   }
   return { rows, notes, primitives };
 }

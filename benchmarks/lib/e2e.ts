@@ -305,36 +305,44 @@ export interface PrimitiveSpeed {
   secretboxMBps: number;
 }
 
-/** Measures {@link PrimitiveSpeed} for `backend` (about `ms` x 3 of CPU). */
-export async function primitiveSpeed(backend: 'native' | 'portable', ms: number): Promise<PrimitiveSpeed> {
+/**
+ * Measures {@link PrimitiveSpeed} for each backend, in short windows that alternate between
+ * the backends (medians over `rounds`), so a busy machine's swings hit them alike.
+ */
+export async function primitiveSpeeds(backends: ReadonlyArray<'native' | 'portable'>, windowMs: number, rounds: number): Promise<PrimitiveSpeed[]> {
   const { x25519, x25519Base } = await import('../../src/crypto/x25519.js');
   const { secretbox } = await import('../../src/crypto/backend.js');
   const before = cryptoBackend();
-  const used = setCryptoBackend(backend);
+  const rate = (fn: () => unknown): number => {
+    let n = 0;
+    const t0 = performance.now();
+    let now = t0;
+    while (now - t0 < windowMs) {
+      fn();
+      n++;
+      now = performance.now();
+    }
+    return n / ((now - t0) / 1000);
+  };
+  const sk = generateKeyPair().secretKey;
+  const pk = generateKeyPair().publicKey;
+  const m = new Uint8Array(65536);
+  const nonce = new Uint8Array(24);
+  const key = new Uint8Array(32).fill(1);
+  const samples = backends.map(() => ({ x: [] as number[], b: [] as number[], s: [] as number[] }));
+  const used: string[] = [];
   try {
-    const rate = (fn: () => unknown): number => {
-      let n = 0;
-      const t0 = performance.now();
-      let now = t0;
-      while (now - t0 < ms) {
-        fn();
-        n++;
-        now = performance.now();
-      }
-      return n / ((now - t0) / 1000);
-    };
-    const sk = generateKeyPair().secretKey;
-    const pk = generateKeyPair().publicKey;
-    const m = new Uint8Array(65536);
-    const nonce = new Uint8Array(24);
-    const key = new Uint8Array(32).fill(1);
-    return {
-      backend: used,
-      x25519PerSec: rate(() => x25519(sk, pk, true)),
-      x25519BasePerSec: rate(() => x25519Base(sk)),
-      secretboxMBps: (rate(() => secretbox(m, nonce, key)) * 65536) / 1e6,
-    };
+    for (let r = 0; r < rounds; r++) {
+      backends.forEach((b, i) => {
+        used[i] = setCryptoBackend(b);
+        samples[i]!.x.push(rate(() => x25519(sk, pk, true)));
+        samples[i]!.b.push(rate(() => x25519Base(sk)));
+        samples[i]!.s.push((rate(() => secretbox(m, nonce, key)) * 65536) / 1e6);
+      });
+    }
   } finally {
     setCryptoBackend(before);
   }
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  return samples.map((x, i) => ({ backend: used[i]!, x25519PerSec: med(x.x), x25519BasePerSec: med(x.b), secretboxMBps: med(x.s) }));
 }
