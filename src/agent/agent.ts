@@ -41,6 +41,8 @@ interface Deferred {
 
 const HEX_ID = /^[0-9a-fA-F]{32}$/;
 const FLUSH_TAG = 0x66; // 'f'
+/** Bytes waiting to be sent before `writable` goes false (at most half of maxSendBuffer). */
+const WRITE_WAIT = 256 * 1024;
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 
 /** Codes after which reconnecting is pointless: the peer is not a postern router we can speak to. */
@@ -196,8 +198,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   /**
-   * False after a `send()` whose bytes the socket could not take at once; wait for `'drain'`
-   * before sending more (sending anyway is allowed up to `maxSendBuffer` bytes).
+   * False after a `send()` that left more than 256 KiB (or half of `maxSendBuffer`, if less)
+   * waiting to be sent; wait for `'drain'` before sending more (sending anyway is allowed up
+   * to `maxSendBuffer` bytes).
    */
   get writable(): boolean {
     return this.state === 'open' && !this.wantDrain;
@@ -572,6 +575,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
           closeTimeout: this.opts.closeTimeout,
           codec: this.codec,
           register: this.registerBody(target),
+          // A stream of large messages should not stop for 'drain' after each one.
+          writeWait: Math.min(WRITE_WAIT, this.opts.maxSendBuffer >> 1),
         },
         {
           registered: (body) => {

@@ -66,6 +66,11 @@ export interface SessionOptions {
   /** REGISTER body. */
   readonly register?: Record<string, unknown>;
   /**
+   * Bytes waiting to be sent above which `writeSend()` returns false (wait for 'drain').
+   * Default: the socket's own mark (16 KiB for TCP).
+   */
+  readonly writeWait?: number;
+  /**
    * Take whole DELIVERs straight from each chunk (see `deliverWhole`). Default true; false
    * sends every byte through the decoder (its slow twin, which tests compare it with).
    */
@@ -103,6 +108,8 @@ export class Session {
   private paused = false;
   private markDone!: () => void;
   private readonly fastPath: boolean;
+  /** See {@link SessionOptions.writeWait}. Whenever it says wait, the socket's write() said so too, so 'drain' follows. */
+  private readonly writeWait: number;
   /**
    * Small SENDs of this turn, header and payload, gathered in `slab[slabStart, slabEnd)`:
    * one socket write per turn instead of two per message. Bytes before `slabStart` belong to
@@ -121,6 +128,7 @@ export class Session {
     this.opts = opts;
     this.handler = handler;
     this.fastPath = opts.fastPath !== false;
+    this.writeWait = opts.writeWait ?? 0;
     this.done = new Promise((resolve) => {
       this.markDone = resolve;
     });
@@ -199,9 +207,10 @@ export class Session {
     this.slabEnd = end;
     if (!small) {
       this.flushSlab();
-      return this.socket.write(payload);
+      const ok = this.socket.write(payload);
+      return ok || this.writableLength < this.writeWait;
     }
-    return this.socket.writableLength + end - this.slabStart < this.socket.writableHighWaterMark;
+    return this.writableLength < Math.max(this.writeWait, this.socket.writableHighWaterMark);
   }
 
   /** Corks the socket until the next tick, so one turn's frames leave in one writev. */
