@@ -1,3 +1,6 @@
+// Over 500 lines because one connection's state machine stays in one file: the receive fast
+// path and the write slab are its read and write halves, and split off they would reach into
+// its state on every frame.
 import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../net/clock.js';
 import { ControlCodec, readClose, readError, type DrainBody, type LookupResultBody, type RegisteredBody } from '../protocol/control.js';
