@@ -59,7 +59,7 @@ const cfg = {
   systems: list(flags.systems, quick ? ['postern', 'plain'] : ['postern', 'plain', 'nats']) as SystemName[],
   // transports (benchmarks/transports.ts) only in full runs: the quick CI run stays short.
   sections: list(flags.sections, quick ? ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e'] : ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e', 'transports']),
-  e2eSystems: list(flags['e2e-systems'], quick ? ['postern', 'postern-iter', 'sealed-anon', 'sealed-proof'] : ['raw', 'postern', 'postern-iter', 'natsjs', 'mqttjs', 'sealed-anon', 'sealed-proof']),
+  e2eSystems: list(flags['e2e-systems'], quick ? ['postern', 'postern-iter', 'sealed-anon', 'sealed-proof'] : ['raw', 'postern', 'postern-iter', 'natsjs', 'mqttjs', 'sealed-anon', 'sealed-proof', 'sealed-anon-portable', 'sealed-proof-portable']),
   e2eKs: nums(flags['e2e-ks'], quick ? [1] : [1, 16]),
   durationMs: Number(flags.duration ?? (quick ? 250 : 2000)),
   warmupMs: Number(flags.warmup ?? (quick ? 100 : 500)),
@@ -842,15 +842,18 @@ async function main(): Promise<number> {
   if (e2e !== null && e2e.rows.length > 0) {
     lines.push('');
     lines.push('end to end: program to program through one server with each client library (raw: the load generator through the same router, no library)');
-    lines.push('(msg/s delivered; MB/s payload; cpu = server/client process % of a core)');
+    lines.push('(msg/s delivered; MB/s payload; cpu = server/client process % of a core; msg/cpu-s = msg/s per second of client CPU, which holds up better than msg/s on a busy machine)');
     const base = (r: { size: number; k: number }): number => e2e!.rows.find((x) => x.system === 'natsjs' && x.size === r.size && x.k === r.k)?.msgsPerSec ?? NaN;
     lines.push(
       table(
-        ['system', 'size', 'K', 'msg/s', 'MB/s', 'cpu%', 'vs nats.js', 'ordered'],
-        [...e2e.rows].sort((a, b) => a.size - b.size || a.k - b.k).map((r) => [r.system, sizeName(r.size), `K=${r.k}`, fmtRate(r.msgsPerSec), fmtMB(r.mbPerSec), `${r.serverCpu.toFixed(0)}/${r.clientCpu.toFixed(0)}`, fmtRatio(r.msgsPerSec / base(r)), r.inOrder ? 'yes' : 'NO']),
+        ['system', 'size', 'K', 'msg/s', 'MB/s', 'cpu%', 'msg/cpu-s', 'vs nats.js', 'ordered'],
+        [...e2e.rows].sort((a, b) => a.size - b.size || a.k - b.k).map((r) => [r.system, sizeName(r.size), `K=${r.k}`, fmtRate(r.msgsPerSec), fmtMB(r.mbPerSec), `${r.serverCpu.toFixed(0)}/${r.clientCpu.toFixed(0)}`, fmtRate(r.msgsPerSec / (r.clientCpu / 100)), fmtRatio(r.msgsPerSec / base(r)), r.inOrder ? 'yes' : 'NO']),
       ),
     );
     for (const n of e2e.notes) lines.push(`e2e: ${n}`);
+    for (const p of e2e.primitives) {
+      lines.push(`sealing primitives (${p.backend}): X25519 ${fmtRate(p.x25519PerSec)}/s, fixed-base X25519 ${fmtRate(p.x25519BasePerSec)}/s, XSalsa20-Poly1305 ${fmtMB(p.secretboxMBps)} MB/s (64 KiB)`);
+    }
   }
   if (abuse.length > 0) {
     lines.push('');
@@ -860,7 +863,7 @@ async function main(): Promise<number> {
   }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');
-  lines.push('targets (issue 3)');
+  lines.push('targets (router: issue 3; e2e and probe ratio: issue 14)');
   lines.push(table(['target', 'want', 'measured', 'met'], targets.map((x) => [x.name, x.target, x.shown, x.met === null ? '-' : x.met ? 'yes' : 'NO']), 4));
   for (const w of warnings) lines.push(`warning: ${w}`);
   for (const f of failures) lines.push(`FAILED: ${f}`);

@@ -42,6 +42,8 @@ interface Deferred {
 
 const HEX_ID = /^[0-9a-fA-F]{32}$/;
 const FLUSH_TAG = 0x66; // 'f'
+/** Bytes waiting to be sent before `writable` goes false (at most half of maxSendBuffer). */
+const WRITE_WAIT = 256 * 1024;
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 
 /** Codes after which reconnecting is pointless: the peer is not a postern router we can speak to. */
@@ -90,6 +92,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private readonly directory: KeyDirectory;
   private readonly inbound: Inbound;
   private readonly sealer: Sealer;
+  private readonly sendHeader = Buffer.alloc(RELAY_HEADER_SIZE);
   /** `sendSealed()` calls not yet sent; they go out in call order. */
   private sealedTail: Promise<unknown> = Promise.resolve();
   private sealedPending = 0;
@@ -196,8 +199,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   /**
-   * False after a `send()` whose bytes the socket could not take at once; wait for `'drain'`
-   * before sending more (sending anyway is allowed up to `maxSendBuffer` bytes).
+   * False after a `send()` that left more than 256 KiB (or half of `maxSendBuffer`, if less)
+   * waiting to be sent; wait for `'drain'` before sending more (sending anyway is allowed up
+   * to `maxSendBuffer` bytes).
    */
   get writable(): boolean {
     return this.state === 'open' && !this.wantDrain;
@@ -253,7 +257,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   send(to: string | Uint8Array, data: Uint8Array | string, options?: SendOptions): number {
     const closed = this.closedError();
     if (closed !== undefined) throw closed;
-    const header = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
+    // One header buffer for every send: the session copies it before send() returns.
+    const header = this.sendHeader;
     writeDestination(header, to);
     let payload = toPayload(data);
     if (options !== undefined) {
@@ -596,6 +601,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
           closeTimeout: this.opts.closeTimeout,
           codec: this.codec,
           register: this.registerBody(target),
+          // A stream of large messages should not stop for 'drain' after each one.
+          writeWait: Math.min(WRITE_WAIT, this.opts.maxSendBuffer >> 1),
         },
         {
           registered: (body) => {
@@ -771,7 +778,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   private emitMessage(m: Message): void {
-    guard(() => this.emit('message', m));
+    // guard() inline: this runs per message, and a closure per message shows in the profile.
+    try {
+      this.emit('message', m);
+    } catch (err) {
+      rethrowLater(err);
+    }
   }
 
   private drainToListeners(): void {
@@ -866,10 +878,15 @@ function guard(emit: () => unknown): void {
   try {
     emit();
   } catch (err) {
-    queueMicrotask(() => {
-      throw err;
-    });
+    rethrowLater(err);
   }
+}
+
+/** Rethrows a listener's error outside the frame loop, as an uncaught exception. */
+function rethrowLater(err: unknown): void {
+  queueMicrotask(() => {
+    throw err;
+  });
 }
 
 function clampRandom(r: number): number {
