@@ -120,7 +120,7 @@ const registeredBody = (id, router, maxFrame, keepalive, timeout, uint = mpUint)
   ]);
 frame(
   'registered-a',
-  'REGISTERED giving agent A its ID, with the default limits: maxFrame 1 MiB, keepalive 30 s, timeout 45 s (§4.2).',
+  'REGISTERED giving agent A its ID with the five keys every REGISTERED carries, at their defaults (maxFrame 1 MiB, keepalive 30 s, timeout 45 s), as a router with resume disabled sends it; a default router also sends resume and resumeGrace (§12.3, registered-resumable) (§4.2).',
   T.REGISTERED,
   0,
   [registeredBody(ID.A, ROUTER, MAX_FRAME, 30000, 45000)],
@@ -436,6 +436,12 @@ invalidBody('register-not-a-map', 'REGISTER whose body is an empty array, not a 
 invalidBody('register-bad-msgpack', 'REGISTER whose body is 0xc1, a byte MessagePack never uses (§4.1).', T.REGISTER, ['c1']);
 invalidBody('register-trailing-bytes', 'REGISTER with bytes after the map (§4.1).', T.REGISTER, ['80', '00']);
 invalidBody('register-truncated-map', 'REGISTER whose map announces one pair and ends (§4.1).', T.REGISTER, ['81']);
+invalidBody('register-anonymous-not-bool', 'REGISTER with anonymous: 1; never a visible registration (§11.1).', T.REGISTER, [mpMap([['anonymous', '01']])]);
+invalidBody('register-anonymous-with-key', 'REGISTER with anonymous: true and a key: an anonymous connection has no ID to publish a key under (§11.1).', T.REGISTER, [
+  mpMap([['anonymous', 'c3'], ['key', mpBin(KEY_B)]]),
+]);
+invalidBody('register-non-string-key', 'REGISTER whose map has the integer key 1 (§4.1).', T.REGISTER, ['81', '01', 'c3']);
+invalidBody('lookup-ref-zero', 'LOOKUP with ref 0, which an ERROR could not name (§7.1, §11.4).', T.LOOKUP, [mpMap([['ref', mpUint(0)], ['id', mpBin(ID.B)]])]);
 invalidBody('registered-id-15-bytes', 'REGISTERED whose id is 15 bytes (§4.2).', T.REGISTERED, [
   mpMap([['id', mpBin(ID.A.slice(0, 30))], ['router', mpUint(7)], ['maxFrame', mpUint(MAX_FRAME)], ['keepalive', mpUint(30000)], ['timeout', mpUint(45000)]]),
 ]);

@@ -18,7 +18,7 @@ import {
   WireCode,
 } from '../protocol/frame.js';
 import { encodeClose, encodeError, encodePing, encodePong, encodePreamble, encodeRouteError, writeSource } from '../protocol/encoder.js';
-import { readRouteError, type LookupBody, type LookupResultBody } from '../protocol/control.js';
+import { readRouteError, type LookupBody, type LookupResultBody, type RegisterRequest } from '../protocol/control.js';
 import {
   acceptProof,
   dialProof,
@@ -995,15 +995,15 @@ export class RouterConnection implements FrameSink {
       this.sendError(WireCode.ALREADY_REGISTERED, 0, null); // [P-4.4]
       return;
     }
-    let body: Record<string, unknown>;
+    let body: RegisterRequest;
     try {
-      body = this.ctx.codec.decodeRegister(buf, start, end);
+      body = this.ctx.codec.decodeRegister(buf, start, end); // [P-4.1] [P-11.1] typed and checked
     } catch (err) {
       this.fail(err);
       return;
     }
     // [P-12.7] admission, then the per-address registration rate
-    if (!this.ctx.admits(body['token'])) {
+    if (!this.ctx.admits(body.token)) {
       this.ctx.stats.admissionDenied++;
       this.close(WireCode.ADMISSION_DENIED, 'registration needs a valid admission token');
       return;
@@ -1012,12 +1012,7 @@ export class RouterConnection implements FrameSink {
       this.sendError(WireCode.RATE_LIMITED, 0, null, 'too many registrations from this address; retry later');
       return;
     }
-    const anonymous = body['anonymous'] === true;
-    const key = body['key'];
-    if (key !== undefined && !(key instanceof Uint8Array && key.length === 32)) {
-      this.close(WireCode.MALFORMED, 'REGISTER.key must be 32 bytes'); // [P-11.4]
-      return;
-    }
+    const { anonymous, key } = body;
     const o = this.ctx.options;
     this.kind = 'agent';
     this.state = ConnState.OPEN;
@@ -1045,7 +1040,7 @@ export class RouterConnection implements FrameSink {
       this.w2 = this.id.readInt32LE(8);
       this.w3 = this.id.readInt32LE(12);
       this.ctx.registry.add(this);
-      if (key !== undefined) this.publicKey = Buffer.from(key);
+      if (key !== undefined) this.publicKey = key;
     }
     const ka = o.keepaliveInterval;
     const resume = !anonymous && o.resumeGrace > 0 ? { resume: this.ctx.resumeToken(this.id), resumeGrace: o.resumeGrace } : {};
@@ -1069,10 +1064,9 @@ export class RouterConnection implements FrameSink {
    * that ID and the ID is parked, held by a stale connection, or unknown while a restarted
    * router is within its restart window. Anything else registers afresh. [P-12.3]
    */
-  private tryResume(body: Record<string, unknown>): { id: Buffer; held: Held[] } | null {
-    const token = body['resume'];
-    const id = body['id'];
-    if (this.ctx.options.resumeGrace === 0 || !(token instanceof Uint8Array) || !(id instanceof Uint8Array) || id.length !== ID_SIZE) return null;
+  private tryResume(body: RegisterRequest): { id: Buffer; held: Held[] } | null {
+    const { resume: token, id } = body;
+    if (this.ctx.options.resumeGrace === 0 || token === undefined || id === undefined) return null;
     if (routerIdOf(id) !== this.ctx.options.routerId) return null;
     const want = this.ctx.resumeToken(id);
     if (token.length !== want.length || !timingSafeEqual(token, want)) {
@@ -1400,11 +1394,14 @@ export class RouterConnection implements FrameSink {
 
   // ---- lifecycle -----------------------------------------------------------------------
 
-  /** Keepalive and handshake deadlines, called by the router's sweep. `slack` is the sweep period. [P-8.2] */
-  tick(now: number, slack: number): void {
+  /**
+   * Keepalive and handshake deadlines, called by the router's sweep. A deadline is never
+   * acted on early; the sweep makes it up to one sweep period late, which §8.2 allows. [P-8.2]
+   */
+  tick(now: number): void {
     const o = this.ctx.options;
     if (this.state === ConnState.PREAMBLE || this.state === ConnState.HANDSHAKE) {
-      if (now - this.openedAt + slack >= o.handshakeTimeout) { // [P-2.5]
+      if (now - this.openedAt >= o.handshakeTimeout) { // [P-2.5]
         this.ctx.stats.handshakeTimeouts++;
         this.close(WireCode.HANDSHAKE_TIMEOUT, `no registration within ${o.handshakeTimeout} ms`);
       }
@@ -1412,7 +1409,7 @@ export class RouterConnection implements FrameSink {
     }
     if (this.state !== ConnState.OPEN) return;
     const idle = now - this.lastRx;
-    if (idle + slack >= Math.floor(o.keepaliveInterval * 1.5)) {
+    if (idle >= Math.floor(o.keepaliveInterval * 1.5)) {
       this.ctx.stats.keepaliveExpiries++;
       this.close(WireCode.KEEPALIVE_TIMEOUT, `nothing received for ${idle} ms`, true);
       // The path is presumed dead: do not wait for a flush that cannot happen.

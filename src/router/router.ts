@@ -89,8 +89,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.resumeKey = this.options.resumeSecret !== undefined ? Buffer.from(this.options.resumeSecret) : randomBytes(32);
     this.startedAt = this.clock.now();
     this.mesh = new Mesh(this);
-    // The sweep runs 10 times per keepalive interval (and handshake timeout), so a
-    // deadline is noticed at most a tenth of that late; deadlines subtract that slack.
+    // [P-8.2] The sweep runs 10 times per keepalive interval (and handshake timeout), so a
+    // deadline is acted on at most a tenth of that late, and never early.
     this.sweepPeriod = Math.max(1, Math.floor(Math.min(this.options.keepaliveInterval, this.options.handshakeTimeout) / 10));
   }
 
@@ -403,7 +403,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.sweepTimer = null;
     const now = this.clock.now();
     for (const c of this.conns) {
-      if (c.state < ConnState.CLOSING) c.tick(now, this.sweepPeriod);
+      if (c.state < ConnState.CLOSING) c.tick(now);
     }
     // Forget addresses with no connections once their bucket would be full again.
     const rate = this.options.registrationRate;
