@@ -12,6 +12,9 @@ have() {
 missing=()
 have ip || missing+=(iproute2)
 have nft || missing+=(nftables)
+# spec/contrib/wireshark.test.ts: tshark reads a capture with contrib/wireshark/postern.lua
+# (wireshark-common asks a debconf question; DEBIAN_FRONTEND=noninteractive below answers it)
+have tshark || missing+=(tshark)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ "$(id -u)" -ne 0 ]]; then
