@@ -104,12 +104,12 @@ const broken: [string, string, (f: Buffer) => Buffer][] = [
   ],
   [
     'PONG with an empty payload',
-    'P-8.1-1',
+    'P-8.1-2',
     (f) => (f[4] === FrameType.PONG ? Buffer.from([0, 0, 0, 2, FrameType.PONG, 0]) : f),
   ],
   [
     'NOT_REGISTERED reported as UNKNOWN_DESTINATION',
-    'P-4.3-1',
+    'P-4.3-2',
     (f) => {
       if (f[4] === FrameType.ERROR && f.readUInt16BE(6) === WireCode.NOT_REGISTERED) f.writeUInt16BE(WireCode.UNKNOWN_DESTINATION, 6);
       return f;
@@ -117,7 +117,7 @@ const broken: [string, string, (f: Buffer) => Buffer][] = [
   ],
   [
     'MALFORMED reported as UNKNOWN_FRAME',
-    'P-3.3-1',
+    'P-3.3-2',
     (f) => {
       if (f[4] === FrameType.CLOSE && f.readUInt16BE(6) === WireCode.MALFORMED) f.writeUInt16BE(WireCode.UNKNOWN_FRAME, 6);
       return f;
@@ -151,7 +151,7 @@ T('a router that registers anonymous: 1 as a visible agent fails P-11.1-1', asyn
   try {
     const rep = await checkRouter({ host: '127.0.0.1', port: r.address()!.port, only: ['P-11.1'] });
     assert.is(status(rep, 'P-11.1-1'), 'fail');
-    assert.is(status(rep, 'P-11.1-2'), 'pass');
+    assert.is(status(rep, 'P-11.1-5'), 'pass');
   } finally {
     codec.decodeRegister = real;
     await r.close();
@@ -162,13 +162,13 @@ T('postern\'s agent (postern listen) passes the agent checks', async () => {
   const bin = fileURLToPath(new URL('../../bin/postern.js', import.meta.url));
   const rep = await checkAgent({ command: `"${process.execPath}" "${bin}" listen`, keepalive: 300, wait: 3000 });
   assert.ok(rep.ok, formatReport(rep));
-  for (const id of ['P-2.1-3', 'P-4.1-5', 'P-8.1-1', 'P-8.2-1', 'P-8.2-2', 'P-3.2-3']) assert.is(status(rep, id), 'pass', id);
+  for (const id of ['P-2.1-2', 'P-4.1-9', 'P-8.1-2', 'P-8.2-1', 'P-8.2-2', 'P-3.2-3']) assert.is(status(rep, id), 'pass', id);
 });
 
-T('an agent that never connects fails P-2.1-3', async () => {
+T('an agent that never connects fails P-2.1-2', async () => {
   const rep = await checkAgent({ command: `"${process.execPath}" -e "setTimeout(() => {}, 100)"`, wait: 1000 });
   assert.not.ok(rep.ok);
-  assert.is(status(rep, 'P-2.1-3'), 'fail');
+  assert.is(status(rep, 'P-2.1-2'), 'fail');
 });
 
 T.run();

@@ -42,16 +42,16 @@ interface Result {
 }
 
 const TITLES: Record<string, string> = {
-  'P-2.1-3': 'the agent sends the preamble first: magic 89 50 53 54 4e 0d 0a, a version >= 1',
-  'P-4.1-5': 'the agent\'s REGISTER is one MessagePack map with string keys, at most 4096 bytes before REGISTERED',
-  'P-8.1-1': 'the agent answers PING with a PONG carrying the same payload',
-  'P-3.2-1': 'the agent skips an unknown optional frame type',
+  'P-2.1-2': 'the agent sends the preamble first: magic 89 50 53 54 4e 0d 0a, a version >= 1',
+  'P-4.1-9': 'the agent\'s REGISTER is one MessagePack map with string keys, at most 4096 bytes before REGISTERED',
+  'P-8.1-2': 'the agent answers PING with a PONG carrying the same payload',
+  'P-3.2-2': 'the agent skips an unknown optional frame type',
   'P-7.4-1': 'an ERROR with an unknown code does not end the connection',
-  'P-6.3-2': 'the agent accepts a DELIVER whatever its reserved seq field holds',
+  'P-6.3-1': 'the agent accepts a DELIVER whatever its reserved seq field holds',
   'P-8.2-1': 'after keepalive ms of silence the agent sends one PING, never before',
   'P-8.2-2': 'after timeout ms of silence the agent sends CLOSE(KEEPALIVE_TIMEOUT 69), never before',
   'P-3.2-3': 'an agent that receives a router-only frame in the wrong direction (SEND) closes with MALFORMED (66)',
-  'P-4.2-3': 'an agent that receives an invalid REGISTERED (maxFrame 10) closes with MALFORMED (66)',
+  'P-4.2-5': 'an agent that receives an invalid REGISTERED (maxFrame 10) closes with MALFORMED (66)',
 };
 
 /** Runs the agent checks; see the module doc. Never throws for a misbehaving agent. */
@@ -132,24 +132,24 @@ export async function checkAgent(options: AgentCheckOptions): Promise<Conformanc
   /** Reads the preamble and REGISTER of a new connection; false when they are not right. */
   const handshake = async (p: Probe, check: boolean): Promise<boolean> => {
     await p.until(() => p.version !== -1 || p.ended, wait);
-    if (check) res('P-2.1-3').got.push(`preamble ${p.rawHex(8)}`);
+    if (check) res('P-2.1-2').got.push(`preamble ${p.rawHex(8)}`);
     if (p.version < 1) {
-      if (check) failed('P-2.1-3', p.version === -2 ? 'the preamble magic is wrong' : 'no valid preamble');
+      if (check) failed('P-2.1-2', p.version === -2 ? 'the preamble magic is wrong' : 'no valid preamble');
       return false;
     }
     p.write(encodePreamble(1));
     const f = await p.nextOf([FrameType.REGISTER], wait);
-    if (check) res('P-4.1-5').got.push(f === null ? '(no REGISTER)' : describeFrame(f.bytes));
+    if (check) res('P-4.1-9').got.push(f === null ? '(no REGISTER)' : describeFrame(f.bytes));
     if (f === null) {
-      if (check) failed('P-4.1-5', 'no REGISTER');
+      if (check) failed('P-4.1-9', 'no REGISTER');
       return false;
     }
     if (check) {
-      if (f.bytes.length > PRE_REGISTER_MAX_FRAME) failed('P-4.1-5', `REGISTER is ${f.bytes.length} bytes`);
+      if (f.bytes.length > PRE_REGISTER_MAX_FRAME) failed('P-4.1-9', `REGISTER is ${f.bytes.length} bytes`);
       try {
         codec.decodeRegister(f.bytes, 0, f.bytes.length);
       } catch (err) {
-        failed('P-4.1-5', `REGISTER body: ${(err as Error).message}`);
+        failed('P-4.1-9', `REGISTER body: ${(err as Error).message}`);
       }
     }
     return true;
@@ -172,21 +172,21 @@ export async function checkAgent(options: AgentCheckOptions): Promise<Conformanc
   try {
     const p0 = await conn(0);
     if (p0 === null) {
-      failed('P-2.1-3', exited ? `the agent exited (code ${child.exitCode}) without connecting` : `the agent did not connect within ${wait} ms`);
+      failed('P-2.1-2', exited ? `the agent exited (code ${child.exitCode}) without connecting` : `the agent did not connect within ${wait} ms`);
     } else if (await handshake(p0, true)) {
-      tell(p0, 'P-8.1-1', `REGISTERED (keepalive ${keepalive}, timeout ${timeout})`, registered(1 << 20));
-      let ok = (await alive(p0, 'P-8.1-1', Buffer.alloc(0))) && (await alive(p0, 'P-8.1-1', Buffer.alloc(64, 0x42)));
+      tell(p0, 'P-8.1-2', `REGISTERED (keepalive ${keepalive}, timeout ${timeout})`, registered(1 << 20));
+      let ok = (await alive(p0, 'P-8.1-2', Buffer.alloc(0))) && (await alive(p0, 'P-8.1-2', Buffer.alloc(64, 0x42)));
       if (ok) {
-        tell(p0, 'P-3.2-1', 'frame type 0x9f, 12 bytes of body', Buffer.concat(encodeFrame(0x9f, Buffer.alloc(12, 0xee))));
-        ok = await alive(p0, 'P-3.2-1', Buffer.from([1]));
+        tell(p0, 'P-3.2-2', 'frame type 0x9f, 12 bytes of body', Buffer.concat(encodeFrame(0x9f, Buffer.alloc(12, 0xee))));
+        ok = await alive(p0, 'P-3.2-2', Buffer.from([1]));
       }
       if (ok) {
         tell(p0, 'P-7.4-1', 'ERROR(code 60, seq 12345)', encodeError(60, 12345, null, 'a code from the future'));
         ok = await alive(p0, 'P-7.4-1', Buffer.from([2]));
       }
       if (ok) {
-        tell(p0, 'P-6.3-2', 'DELIVER(seq 7) "conformance"', ...encodeDeliver(Buffer.from('00000007' + '11'.repeat(12), 'hex'), Buffer.from('conformance'), 0, 7));
-        ok = await alive(p0, 'P-6.3-2', Buffer.from([3]));
+        tell(p0, 'P-6.3-1', 'DELIVER(seq 7) "conformance"', ...encodeDeliver(Buffer.from('00000007' + '11'.repeat(12), 'hex'), Buffer.from('conformance'), 0, 7));
+        ok = await alive(p0, 'P-6.3-1', Buffer.from([3]));
       }
       if (ok) {
         // Silence from our last write (the PING above): the agent cannot have read it earlier.
@@ -225,11 +225,11 @@ export async function checkAgent(options: AgentCheckOptions): Promise<Conformanc
         },
       ],
       [
-        'P-4.2-3',
+        'P-4.2-5',
         async (p) => {
-          tell(p, 'P-4.2-3', 'REGISTERED with maxFrame 10', registered(10));
-          const f = await next(p, [FrameType.CLOSE], 'P-4.2-3');
-          if (f === null || f.bytes.readUInt16BE(6) !== WireCode.MALFORMED) failed('P-4.2-3', 'expected CLOSE(66)');
+          tell(p, 'P-4.2-5', 'REGISTERED with maxFrame 10', registered(10));
+          const f = await next(p, [FrameType.CLOSE], 'P-4.2-5');
+          if (f === null || f.bytes.readUInt16BE(6) !== WireCode.MALFORMED) failed('P-4.2-5', 'expected CLOSE(66)');
         },
       ],
     ];

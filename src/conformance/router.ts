@@ -152,14 +152,14 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-2.1-2',
+    id: 'P-2.1-3',
     title: 'frames that follow the preamble in the same TCP segment are accepted',
     async run(t) {
       await register(t);
     },
   },
   {
-    id: 'P-2.2-1',
+    id: 'P-2.2-2',
     title: 'a first byte A-Z gets an HTTP 400 naming POSTERN_ERR_BAD_MAGIC, then the connection closes',
     async run(t) {
       const p = await dial(t);
@@ -175,7 +175,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-2.2-2',
+    id: 'P-2.2-3',
     title: 'a wrong first byte that is not A-Z is rejected at once: preamble, CLOSE(BAD_MAGIC 64)',
     async run(t) {
       const p = await dial(t);
@@ -226,7 +226,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-3.2-1',
+    id: 'P-3.2-2',
     title: 'an unknown optional frame type (0x80-0xff) is skipped',
     async run(t) {
       const { p } = await register(t);
@@ -235,7 +235,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-3.2-2',
+    id: 'P-3.2-3',
     title: 'a frame in the wrong direction (REGISTERED, ERROR, DELIVER, DRAIN from an agent) gets CLOSE(MALFORMED 66)',
     async run(t) {
       const bad: [string, Buffer][] = [
@@ -252,7 +252,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-3.3-1',
+    id: 'P-3.3-2',
     title: 'a frame with length < 2 gets CLOSE(MALFORMED 66)',
     async run(t) {
       const { p } = await register(t);
@@ -261,7 +261,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-3.3-2',
+    id: 'P-3.3-3',
     title: 'a frame over the limit gets CLOSE(FRAME_TOO_LARGE 67) from its header alone, unknown optional types included',
     async run(t) {
       for (const type of [FrameType.SEND, 0x80]) {
@@ -275,7 +275,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-3.3-3',
+    id: 'P-3.3-4',
     title: 'an unknown critical frame type gets CLOSE(UNKNOWN_FRAME 68)',
     async run(t) {
       const { p } = await register(t);
@@ -284,7 +284,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-3.3-4',
+    id: 'P-3.3-5',
     title: 'a frame outside its type\'s size bounds (PING of 71 bytes, SEND of 25) gets CLOSE(MALFORMED 66)',
     async run(t) {
       for (const [what, f] of [
@@ -298,7 +298,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-4.1-1',
+    id: 'P-4.1-2',
     title: 'a REGISTER body that is not exactly one MessagePack map gets CLOSE(MALFORMED 66)',
     async run(t) {
       for (const [what, body] of [
@@ -313,7 +313,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-4.1-2',
+    id: 'P-4.1-5',
     title: 'unknown REGISTER keys are ignored whatever their value (string, extension, float, nested map)',
     async run(t) {
       for (const hex of ['a57061737461', 'd40100', 'cb3ff8000000000000', '81a178c3']) {
@@ -325,7 +325,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-4.1-3',
+    id: 'P-4.1-6',
     title: 'a MessagePack map with a non-string key gets CLOSE(MALFORMED 66)',
     async run(t) {
       const p = await dial(t);
@@ -334,7 +334,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-4.1-4',
+    id: 'P-4.1-8',
     title: 'before REGISTERED the limit is 4096 bytes: a 4096-byte REGISTER is accepted, 4097 gets CLOSE(FRAME_TOO_LARGE 67)',
     async run(t) {
       // {pad: bin of n}: 6 header + 1 map + 4 key + 3 bin16 header + n
@@ -358,7 +358,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-4.2-2',
+    id: 'P-4.2-6',
     title: 'after REGISTERED the router accepts frames up to the announced maxFrame',
     async run(t) {
       const { p, reg: r } = await register(t);
@@ -367,7 +367,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-4.3-1',
+    id: 'P-4.3-2',
     title: 'a SEND before registration gets ERROR(NOT_REGISTERED 2) with its seq and destination; the connection stays open',
     async run(t) {
       const p = await dial(t);
@@ -391,7 +391,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-5.3-2',
+    id: 'P-5.3-3',
     title: 'IDs handed out at the same time are distinct and start with the router ID',
     async run(t) {
       const seen = new Set<string>();
@@ -417,7 +417,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-6.4-1',
+    id: 'P-6.4-4',
     title: 'a SEND to an unregistered ID of this router gets ERROR(UNKNOWN_DESTINATION 1) with its seq and destination',
     async run(t) {
       const { p, reg: r } = await register(t);
@@ -428,7 +428,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-6.4-2',
+    id: 'P-6.4-3',
     title: 'a SEND with a flag bit the router does not implement gets ERROR(UNSUPPORTED_FLAGS 4)',
     async run(t) {
       const { p, reg: r } = await register(t);
@@ -437,7 +437,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-6.4-3',
+    id: 'P-6.4-5',
     title: 'a SEND to an ID whose router part is 0 gets ERROR(UNREACHABLE_ROUTER 18)',
     async run(t) {
       const { p } = await register(t);
@@ -446,7 +446,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-6.4-4',
+    id: 'P-6.4-6',
     title: 'a SEND is delivered as DELIVER: same length, type 0x11, the sender\'s ID and nothing else about it',
     async run(t) {
       const a = await register(t);
@@ -492,7 +492,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-8.1-1',
+    id: 'P-8.1-2',
     title: 'PING gets a PONG with the same payload (0, 8 and 64 bytes), before and after registration',
     async run(t) {
       const p = await dial(t);
@@ -533,7 +533,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-9.2-1',
+    id: 'P-9.2-3',
     title: 'a router that receives CLOSE does not answer it and closes the TCP connection',
     async run(t) {
       const { p } = await register(t);
@@ -570,7 +570,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-11.1-2',
+    id: 'P-11.1-5',
     title: 'an anonymous REGISTER gets REGISTERED with the zero ID and anonymous: true',
     async run(t) {
       const { reg: r } = await register(t, { anonymous: true });
@@ -589,7 +589,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-11.2-1',
+    id: 'P-11.2-2',
     title: 'an anonymous SEND is delivered under a reply handle (not the sender ID) with the ANONYMOUS bit; a reply to it reaches the sender',
     async run(t) {
       const a = await register(t);
@@ -604,7 +604,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-11.2-2',
+    id: 'P-11.2-4',
     title: 'each non-sticky anonymous SEND gets a fresh handle; STICKY ones share one',
     async run(t) {
       const a = await register(t, { anonymous: true });
@@ -619,7 +619,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-11.4-1',
+    id: 'P-11.4-3',
     title: 'LOOKUP answers with the key an ID registered, NO_KEY (7) or UNKNOWN_DESTINATION (1) with seq = ref',
     async run(t) {
       const key = Buffer.alloc(32, 0x5b);
@@ -639,7 +639,7 @@ const CHECKS: Check[] = [
     },
   },
   {
-    id: 'P-11.4-2',
+    id: 'P-11.4-1',
     title: 'a LOOKUP with ref 0 or ref 2^32, or before registration, gets CLOSE(MALFORMED 66)',
     async run(t) {
       for (const refHex of ['00', 'cf0000000100000000']) {
@@ -659,9 +659,9 @@ const CHECKS: Check[] = [
 const OUTSIDE: [string, string, string][] = [
   ['P-5.3-1', 'the 12 random bytes of an ID come from a CSPRNG, fresh per registration', 'randomness cannot be proven from samples'],
   ['P-6.6-1', 'the router does not inspect, change or log payloads', 'what a router logs or inspects is not visible on the wire (that it does not change them is P-6.3-1)'],
-  ['P-9.3-1', 'a destination that does not read for slowConsumerTimeout is closed with SLOW_CONSUMER; held senders get DESTINATION_SLOW', 'needs the router\'s maxOutbound and slowConsumerTimeout, which are not announced'],
-  ['P-10.2-1', 'router links authenticate with the mesh secret', 'needs the mesh secret'],
-  ['P-12.5-1', 'connections over the limits are refused with TOO_MANY_CONNECTIONS', 'the limits are not announced and are large by default'],
+  ['P-9.3-3', 'a destination that does not read for slowConsumerTimeout is closed with SLOW_CONSUMER; held senders get DESTINATION_SLOW', 'needs the router\'s maxOutbound and slowConsumerTimeout, which are not announced'],
+  ['P-10.2-3', 'router links authenticate with the mesh secret', 'needs the mesh secret'],
+  ['P-12.5-2', 'connections over the limits are refused with TOO_MANY_CONNECTIONS', 'the limits are not announced and are large by default'],
   ['P-12.7-1', 'a router with admission tokens refuses a REGISTER without one', 'needs to know whether the router requires a token'],
 ];
 
@@ -712,7 +712,7 @@ export async function checkRouter(options: RouterCheckOptions): Promise<Conforma
   return makeReport(`router ${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`, results);
 }
 
-/** Orders `P-6.4-10` after `P-6.4-2`. */
+/** Orders requirement 6.4-10 after 6.4-3 (numerically, part by part). */
 export function compareIds(a: string, b: string): number {
   const pa = a.split(/[-.]/).slice(1).map(Number);
   const pb = b.split(/[-.]/).slice(1).map(Number);
