@@ -37,14 +37,15 @@ function docVectors(): Map<string, string> {
   return out;
 }
 
-test('PROTOCOL.md Appendix B and frames.json hold the same vectors with the same bytes', () => {
+test('the vectors printed in PROTOCOL.md Appendix B have the bytes of frames.json, which Appendix B lists in full', () => {
   const doc = docVectors();
   const json = new Map(VECTORS.vectors.map((v) => [v.name, v.hex]));
   assert.ok(json.size >= 40);
-  for (const [name, hex] of json) assert.is(doc.get(name), hex, `${name} in PROTOCOL.md`);
+  assert.ok(doc.size >= 12, `${doc.size} vectors printed as examples`);
   for (const [name, hex] of doc) assert.is(json.get(name), hex, `${name} in frames.json`);
-  assert.is(doc.size, json.size);
   for (const hex of doc.values()) assert.ok(/^([0-9a-f]{2})+$/.test(hex), 'lowercase hex, whole bytes');
+  const appendixB = section('B');
+  for (const name of json.keys()) assert.ok(appendixB.includes(`\`${name}\``), `${name} listed in Appendix B`);
 });
 
 test('the vector blocks of PROTOCOL.md are exactly what the generator writes (tables included)', () => {

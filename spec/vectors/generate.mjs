@@ -532,10 +532,19 @@ const fmt = (k, v) => {
   if (typeof v === 'object') return `\`${JSON.stringify(v)}\``;
   return String(v);
 };
+// A few vectors of each kind are printed in full as examples; every vector is listed by
+// name, and the full set (hex and decoded fields) is spec/vectors/frames.json.
+const EXAMPLES = new Set([
+  'preamble-v1', 'register-empty', 'registered-a', 'error-unknown-destination', 'close-normal', 'ping-8', 'pong-8',
+  'send-hello', 'deliver-hello', 'send-anonymous', 'lookup', 'skip-optional-0x80', 'bad-magic-http', 'too-large-by-one',
+  'unknown-critical-0x5a', 'register-not-a-map', 'register-anonymous-not-bool',
+]);
 let md = '';
 for (const [num, title, kinds] of SECTIONS) {
   md += `\n### ${num} ${title}\n`;
-  for (const v of vectors.filter((x) => kinds.includes(x.kind))) {
+  const all = vectors.filter((x) => kinds.includes(x.kind));
+  md += `\nIn \`frames.json\` (${all.length}): ${all.map((v) => `\`${v.name}\``).join(', ')}.\n`;
+  for (const v of all.filter((x) => EXAMPLES.has(x.name))) {
     md += `\n#### \`${v.name}\`\n\n${v.description}\n\n\`\`\`hex\n${v.lines.filter((l) => l.length > 0).join('\n')}\n\`\`\`\n`;
     const rows = [];
     if (v.decoder !== undefined && (v.decoder.preamble || v.decoder.maxFrame !== MAX_FRAME)) {
