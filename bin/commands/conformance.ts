@@ -5,8 +5,7 @@
  * @module
  */
 import { Option, type Command } from 'commander';
-import { checkAgent, checkRouter, formatReport, type ConformanceReport } from '../../src/conformance/index.js';
-import { Probe } from '../../src/conformance/probe.js';
+import type { ConformanceReport } from '../../src/conformance/index.js';
 import { integerIn, parseRouter, type RouterAddress } from '../args.js';
 import { out } from '../common.js';
 
@@ -59,6 +58,9 @@ Examples:
   postern conformance --agent-cmd "./my-agent --router {router}"`,
     )
     .action(async (opts: ConformanceOptions) => {
+      // Loaded on use: every other command starts without it.
+      const { checkAgent, checkRouter, formatReport } = await import('../../src/conformance/index.js');
+      const { Probe } = await import('../../src/conformance/probe.js');
       let report: ConformanceReport;
       if (opts.router !== undefined) {
         // Unreachable is a network failure (exit 4), not a list of failed checks.
@@ -77,6 +79,7 @@ Examples:
         program.error('conformance needs --router <host:port> or --agent-cmd <command>', { exitCode: 2 });
       }
       out(opts.json === true ? JSON.stringify(report) : formatReport(report).trimEnd());
-      if (!report.ok) process.exitCode = NONCONFORMANT;
+      // The CLI exits 0 after every action; a failed requirement is its own status.
+      if (!report.ok) process.exit(NONCONFORMANT);
     });
 }
