@@ -79,4 +79,19 @@ test('the conformance runner reports under IDs PROTOCOL.md defines', () => {
   for (const id of [...ROUTER_CHECK_IDS, ...AGENT_CHECK_IDS]) assert.ok(ids.has(id), `${id} is in PROTOCOL.md`);
 });
 
+test('every paragraph or list item of the numbered sections that states a MUST carries a requirement ID', () => {
+  const numbered = DOC.slice(DOC.search(/^## 2\./m), DOC.search(/^## Appendix A\./m));
+  const untagged: string[] = [];
+  let section = '';
+  // Paragraphs, list items and table rows, outside code blocks.
+  const text = numbered.replace(/```[\s\S]*?```/g, '');
+  for (const block of text.split(/\n\s*\n|\n(?=- |\d+\. |\| )/)) {
+    const h = /^#{2,3} (\d+(?:\.\d+)?)[. ]/m.exec(block);
+    if (h !== null) section = h[1]!;
+    if (!/\b(MUST|SHALL|REQUIRED)\b/.test(block)) continue;
+    if (!/`\[P-[\dA-Z.]+-\d+\]`/.test(block)) untagged.push(`§${section}: ${block.replace(/\s+/g, ' ').slice(0, 90)}`);
+  }
+  assert.equal(untagged, [], 'requirements without an ID');
+});
+
 test.run();
