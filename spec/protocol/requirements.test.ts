@@ -80,13 +80,17 @@ test('the conformance runner reports under IDs PROTOCOL.md defines', () => {
 });
 
 test('every paragraph or list item of the numbered sections that states a MUST carries a requirement ID', () => {
-  const numbered = DOC.slice(DOC.search(/^## 2\./m), DOC.search(/^## Appendix A\./m));
+  // The numbered sections, and the envelope appendix (normative); not the vectors.
+  const envelopeAt = DOC.search(/^## Appendix [A-Z]\. Sealed envelope/m);
+  assert.ok(envelopeAt > 0, 'the sealed envelope appendix exists');
+  const envelope = DOC.slice(envelopeAt);
+  const numbered = DOC.slice(DOC.search(/^## 2\./m), DOC.search(/^## Appendix A\./m)) + envelope.slice(0, envelope.search(/^### [A-Z]\.\d+ Test vectors/m));
   const untagged: string[] = [];
   let section = '';
   // Paragraphs, list items and table rows, outside code blocks.
   const text = numbered.replace(/```[\s\S]*?```/g, '');
   for (const block of text.split(/\n\s*\n|\n(?=- |\d+\. |\| )/)) {
-    const h = /^#{2,3} (\d+(?:\.\d+)?)[. ]/m.exec(block);
+    const h = /^#{2,3} (?:Appendix )?((?:\d+|[A-Z])(?:\.\d+)?)[. ]/m.exec(block);
     if (h !== null) section = h[1]!;
     if (!/\b(MUST|SHALL|REQUIRED)\b/.test(block)) continue;
     if (!/`\[P-[\dA-Z.]+-\d+\]`/.test(block)) untagged.push(`§${section}: ${block.replace(/\s+/g, ' ').slice(0, 90)}`);
