@@ -144,13 +144,13 @@ export class ControlCodec {
   decodeRegister(buf: Buffer, start: number, end: number): RegisterRequest {
     const m = this.map(buf, start, end, 'REGISTER');
     const anonymous = m['anonymous'];
-    // [P-11.1] never a visible registration for an agent that asked, however oddly, for anonymity
+    // [P-11.1-1] never a visible registration for an agent that asked, however oddly, for anonymity
     if (anonymous !== undefined && typeof anonymous !== 'boolean') malformed('REGISTER.anonymous must be a boolean');
     const out: RegisterRequest = { anonymous: anonymous === true };
     const key = m['key'];
     if (key !== undefined) {
-      if (!(key instanceof Uint8Array) || key.length !== 32) malformed('REGISTER.key must be 32 bytes of bin');
-      if (out.anonymous) malformed('REGISTER.key cannot go with anonymous: true');
+      if (!(key instanceof Uint8Array) || key.length !== 32) malformed('REGISTER.key must be 32 bytes of bin'); // [P-11.1-2]
+      if (out.anonymous) malformed('REGISTER.key cannot go with anonymous: true'); // [P-11.1-3]
       out.key = Buffer.from(key);
     }
     const id = m['id'];
@@ -262,7 +262,7 @@ export class ControlCodec {
   }
 
   private map(buf: Buffer, start: number, end: number, what: string): Record<string, unknown> {
-    // [P-4.1] exactly one map with string keys; values of unknown keys are read, never interpreted
+    // [P-4.1-2] [P-4.1-5] exactly one map with string keys; values of unknown keys are read, never interpreted
     if (start + HEADER_SIZE >= end) malformed(`${what} body must be a MessagePack map`);
     return readMap(buf, start + HEADER_SIZE, end, what);
   }
@@ -306,7 +306,7 @@ function utf8(buf: Buffer, start: number, end: number): string {
   return buf.toString('utf8', start, Math.min(end, start + 512));
 }
 
-// [P-4.2] any integer width is accepted; msgpackr returns uint64/int64 as bigint.
+// [P-4.2-4] any integer width is accepted; uint64/int64 beyond 2^53 come as bigint.
 function uint(v: unknown, key: string, frame = 'REGISTERED'): number {
   if (typeof v === 'bigint' && v >= 0n && v <= 0xffffffffn) return Number(v);
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
@@ -315,7 +315,7 @@ function uint(v: unknown, key: string, frame = 'REGISTERED'): number {
   return v;
 }
 
-// [P-11.4] a ref is a u32 other than 0: an ERROR with seq 0 is about no request (§7.1).
+// [P-11.4-1] a ref is a u32 other than 0: an ERROR with seq 0 is about no request (§7.1).
 function ref(v: unknown, frame: string): number {
   const r = uint(v, 'ref', frame);
   if (r === 0) malformed(`${frame}.ref must be in 1..2^32-1`);

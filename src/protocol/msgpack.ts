@@ -38,7 +38,7 @@ export function readMap(buf: Buffer, start: number, end: number, what: string): 
   const out: Record<string, unknown> = {};
   for (let i = 0; i < n; i++) {
     const k = r.value(1);
-    if (typeof k !== 'string') r.fail('map keys must be strings'); // [P-4.1]
+    if (typeof k !== 'string') r.fail('map keys must be strings'); // [P-4.1-6]
     // defineProperty: a key "__proto__" is data, never the object's prototype.
     Object.defineProperty(out, k, { value: r.value(1), enumerable: true, writable: true, configurable: true });
   }

@@ -371,7 +371,7 @@ export class RouterConnection implements FrameSink {
       return false;
     }
     const span = now - this.stallSince;
-    if (span < o.frameRateWindow) return false; // [P-8.2] a deadline is never early
+    if (span < o.frameRateWindow) return false; // [P-8.2-3] a deadline is never early
     if ((this.bytesIn - this.stallMark) * 1000 < o.minFrameRate * span) {
       this.close(WireCode.FRAME_TOO_SLOW, `incomplete frame came at less than ${o.minFrameRate} bytes/s`);
       // Nothing it still sends is wanted; let the memory go now.
@@ -1681,7 +1681,7 @@ export class RouterConnection implements FrameSink {
     const o = this.ctx.options;
     if (this.partialCharge > 0 && this.frameTooSlow(now)) return;
     if (this.state === ConnState.PREAMBLE || this.state === ConnState.HANDSHAKE) {
-      if (now - this.openedAt >= o.handshakeTimeout) { // [P-2.5]
+      if (now - this.openedAt >= o.handshakeTimeout) { // [P-2.5-1] [P-2.5-2]
         this.ctx.stats.handshakeTimeouts++;
         this.close(WireCode.HANDSHAKE_TIMEOUT, `no registration within ${o.handshakeTimeout} ms`);
       }
