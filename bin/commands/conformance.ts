@@ -18,6 +18,7 @@ interface ConformanceOptions {
   timerBudget: number;
   handshakeTimeout?: number;
   keepalive: number;
+  token?: string;
 }
 
 /** Exit status when a requirement failed (0: all passed or not testable). */
@@ -35,6 +36,7 @@ export function addConformanceCommand(program: Command): void {
     .addOption(new Option('--wait <ms>', 'how long to wait for an answer that is owed at once').default(2000).argParser(integerIn(1, 600_000)))
     .addOption(new Option('--timer-budget <ms>', 'run keepalive/handshake timer checks only when they fit in this many ms').default(5000).argParser(integerIn(0, 3_600_000)))
     .addOption(new Option('--handshake-timeout <ms>', 'the router\'s handshake timeout, to check it (it is not announced on the wire)').argParser(integerIn(1, 3_600_000)))
+    .option('--token <token>', 'admission token for a router that requires one: every REGISTER carries it, and the admission rule is checked')
     .addOption(new Option('--keepalive <ms>', 'with --agent-cmd: the keepalive to announce to the agent').default(400).argParser(integerIn(10, 60_000)))
     .addHelpText(
       'after',
@@ -72,6 +74,7 @@ Examples:
           timerBudget: opts.timerBudget,
           ...(opts.handshakeTimeout !== undefined ? { handshakeTimeout: opts.handshakeTimeout } : {}),
           ...(opts.only !== undefined ? { only: opts.only } : {}),
+          ...(opts.token !== undefined ? { token: opts.token } : {}),
         });
       } else if (opts.agentCmd !== undefined) {
         report = await checkAgent({ command: opts.agentCmd, keepalive: opts.keepalive, wait: Math.max(opts.wait, 5000) });

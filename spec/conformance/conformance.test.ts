@@ -85,6 +85,15 @@ T('postern\'s router passes every check a client can make, timers included', asy
   assert.is(status(rep, 'P-5.3-1'), 'untestable');
 });
 
+T('a router that requires an admission token passes with --token, P-12.7-1 included', async () => {
+  const r = await router({ admissionTokens: ['a-token-for-tests'] });
+  const rep = await checkRouter({ host: '127.0.0.1', port: r.address()!.port, token: 'a-token-for-tests', timerBudget: 0 });
+  await r.close();
+  assert.ok(rep.ok, formatReport(rep));
+  assert.is(status(rep, 'P-12.7-1'), 'pass');
+  assert.is(status(rep, 'P-4.1-8'), 'pass');
+});
+
 T('timer checks that do not fit the budget are not testable, not passed', async () => {
   const r = await router({ keepaliveInterval: 30_000 });
   const rep = await checkRouter({ host: '127.0.0.1', port: r.address()!.port, only: ['P-8.2', 'P-2.5'] });

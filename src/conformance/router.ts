@@ -27,6 +27,11 @@ export interface RouterCheckOptions {
   handshakeTimeout?: number;
   /** Run only the checks whose ID starts with one of these. */
   only?: string[];
+  /**
+   * Admission token for a router that requires one (§12.7): every REGISTER carries it, and
+   * P-12.7-1 is checked (a REGISTER without it must get ADMISSION_DENIED).
+   */
+  token?: string;
 }
 
 /** A check's failure: why, in a line. */
@@ -40,6 +45,7 @@ interface Ctx {
   wait: number;
   timerBudget: number;
   handshakeTimeout: number | undefined;
+  token: string | undefined;
   codec: ControlCodec;
   sent: string[];
   got: string[];
@@ -76,8 +82,19 @@ async function next(t: Ctx, p: Probe, types?: number[]): Promise<SeenFrame | nul
   return f;
 }
 
-function reg(body: Record<string, unknown>, codec: ControlCodec): Buffer {
-  return Buffer.concat(codec.encodeRegister(body));
+/** A REGISTER frame with `body` (plus the admission token, when the run has one). */
+function reg(body: Record<string, unknown>, t: Ctx): Buffer {
+  return Buffer.concat(t.codec.encodeRegister(t.token === undefined ? body : { ...body, token: t.token }));
+}
+
+/** A REGISTER frame whose body is the fixmap `hex`, the admission token added as one more key when the run has one. */
+function rawReg(hex: string, t: Ctx): Buffer {
+  let body = Buffer.from(hex, 'hex');
+  if (t.token !== undefined && body.length > 0 && (body[0]! & 0xf0) === 0x80 && body[0]! < 0x8f) {
+    const tok = Buffer.from(t.token);
+    body = Buffer.concat([Buffer.from([body[0]! + 1]), body.subarray(1), Buffer.from('a5746f6b656ed9', 'hex'), Buffer.from([tok.length]), tok]);
+  }
+  return frame(FrameType.REGISTER, body);
 }
 
 function frame(type: number, body: Buffer | number[], flags = 0): Buffer {
@@ -87,7 +104,7 @@ function frame(type: number, body: Buffer | number[], flags = 0): Buffer {
 /** Preamble + REGISTER(body), and the REGISTERED it gets (decoded strictly). */
 async function register(t: Ctx, body: Record<string, unknown> = {}): Promise<{ p: Probe; reg: RegisteredBody }> {
   const p = await dial(t);
-  send(t, p, `preamble v1, REGISTER ${JSON.stringify(body, (_k, v: unknown) => (v instanceof Uint8Array || (v as { type?: string })?.type === 'Buffer' ? '<bin>' : v))}`, encodePreamble(1), reg(body, t.codec));
+  send(t, p, `preamble v1, REGISTER ${JSON.stringify(body, (_k, v: unknown) => (v instanceof Uint8Array || (v as { type?: string })?.type === 'Buffer' ? '<bin>' : v))}`, encodePreamble(1), reg(body, t));
   const f = await next(t, p, [FrameType.REGISTERED, FrameType.CLOSE, FrameType.ERROR]);
   if (f === null || f.type !== FrameType.REGISTERED) fail('expected REGISTERED');
   try {
@@ -318,7 +335,7 @@ const CHECKS: Check[] = [
     async run(t) {
       for (const hex of ['a57061737461', 'd40100', 'cb3ff8000000000000', '81a178c3']) {
         const p = await dial(t);
-        send(t, p, `preamble v1, REGISTER {zz: ${hex}}`, encodePreamble(1), frame(FrameType.REGISTER, Buffer.from('81a27a7a' + hex, 'hex')));
+        send(t, p, `preamble v1, REGISTER {zz: ${hex}}`, encodePreamble(1), rawReg('81a27a7a' + hex, t));
         const f = await next(t, p, [FrameType.REGISTERED, FrameType.CLOSE]);
         if (f === null || f.type !== FrameType.REGISTERED) fail(`REGISTER with an unknown key holding ${hex} was not answered with REGISTERED`);
       }
@@ -329,7 +346,7 @@ const CHECKS: Check[] = [
     title: 'a MessagePack map with a non-string key gets CLOSE(MALFORMED 66)',
     async run(t) {
       const p = await dial(t);
-      send(t, p, 'preamble v1, REGISTER {1: true}', encodePreamble(1), frame(FrameType.REGISTER, Buffer.from('8101c3', 'hex')));
+      send(t, p, 'preamble v1, REGISTER {1: true}', encodePreamble(1), rawReg('8101c3', t));
       await expectClose(t, p, WireCode.MALFORMED);
     },
   },
@@ -337,14 +354,15 @@ const CHECKS: Check[] = [
     id: 'P-4.1-8',
     title: 'before REGISTERED the limit is 4096 bytes: a 4096-byte REGISTER is accepted, 4097 gets CLOSE(FRAME_TOO_LARGE 67)',
     async run(t) {
-      // {pad: bin of n}: 6 header + 1 map + 4 key + 3 bin16 header + n
-      const pad = (n: number): Buffer => frame(FrameType.REGISTER, Buffer.concat([Buffer.from('81a3706164c5', 'hex'), Buffer.from([n >> 8, n & 0xff]), Buffer.alloc(n)]));
-      const ok = pad(4096 - 14);
+      // {pad: bin of n}: 6 header + 1 map + 4 key + 3 bin16 header + n (+ the token pair)
+      const pad = (n: number): Buffer => rawReg('81a3706164c5' + Buffer.from([n >> 8, n & 0xff]).toString('hex') + '00'.repeat(n), t);
+      const extra = pad(0).length - 14;
+      const ok = pad(4096 - 14 - extra);
       const p = await dial(t);
       send(t, p, `preamble v1, REGISTER of ${ok.length} bytes`, encodePreamble(1), ok);
       const f = await next(t, p, [FrameType.REGISTERED, FrameType.CLOSE]);
       if (f === null || f.type !== FrameType.REGISTERED) fail('a 4096-byte REGISTER was refused');
-      const big = pad(4097 - 14);
+      const big = pad(4097 - 14 - extra);
       const q = await dial(t);
       send(t, q, `preamble v1, REGISTER of ${big.length} bytes`, encodePreamble(1), big);
       await expectClose(t, q, WireCode.FRAME_TOO_LARGE);
@@ -374,7 +392,7 @@ const CHECKS: Check[] = [
       const to = idOf(1, 0xab);
       send(t, p, 'preamble v1, SEND(seq=77) before REGISTER', encodePreamble(1), ...encodeSend(to, 77, Buffer.from('x')));
       await expectError(t, p, WireCode.NOT_REGISTERED, 77, to);
-      send(t, p, 'REGISTER {}', reg({}, t.codec));
+      send(t, p, 'REGISTER {}', reg({}, t));
       const f = await next(t, p, [FrameType.REGISTERED, FrameType.CLOSE]);
       if (f === null || f.type !== FrameType.REGISTERED) fail('REGISTER after the refused SEND was not answered with REGISTERED');
     },
@@ -384,7 +402,7 @@ const CHECKS: Check[] = [
     title: 'a second REGISTER gets ERROR(ALREADY_REGISTERED 3), seq 0, zero ID; the ID is unchanged',
     async run(t) {
       const { p, reg: r } = await register(t);
-      send(t, p, 'REGISTER {} again', reg({}, t.codec));
+      send(t, p, 'REGISTER {} again', reg({}, t));
       await expectError(t, p, WireCode.ALREADY_REGISTERED, 0, ZERO);
       const d = await relayed(t, p, Buffer.from(r.id), 5, Buffer.from('still me'), 0, p);
       if (!d.bytes.subarray(6, 22).equals(Buffer.from(r.id))) fail('the ID changed after the second REGISTER');
@@ -499,7 +517,7 @@ const CHECKS: Check[] = [
       send(t, p, 'preamble v1', encodePreamble(1));
       await expectAlive(t, p, Buffer.alloc(0));
       await expectAlive(t, p, Buffer.from('0102030405060708', 'hex'));
-      send(t, p, 'REGISTER {}', reg({}, t.codec));
+      send(t, p, 'REGISTER {}', reg({}, t));
       await next(t, p, [FrameType.REGISTERED]);
       await expectAlive(t, p, Buffer.alloc(64, 0x7f));
     },
@@ -564,7 +582,7 @@ const CHECKS: Check[] = [
     async run(t) {
       for (const v of [1, 'yes']) {
         const p = await dial(t);
-        send(t, p, `preamble v1, REGISTER {anonymous: ${JSON.stringify(v)}}`, encodePreamble(1), reg({ anonymous: v }, t.codec));
+        send(t, p, `preamble v1, REGISTER {anonymous: ${JSON.stringify(v)}}`, encodePreamble(1), reg({ anonymous: v }, t));
         await expectClose(t, p, WireCode.MALFORMED);
       }
     },
@@ -583,7 +601,7 @@ const CHECKS: Check[] = [
     async run(t) {
       for (const body of [{ anonymous: true, key: Buffer.alloc(32, 1) }, { key: Buffer.alloc(31, 1) }]) {
         const p = await dial(t);
-        send(t, p, `preamble v1, REGISTER {${Object.keys(body).join(', ')}} (key ${body.key.length} bytes)`, encodePreamble(1), reg(body, t.codec));
+        send(t, p, `preamble v1, REGISTER {${Object.keys(body).join(', ')}} (key ${body.key.length} bytes)`, encodePreamble(1), reg(body, t));
         await expectClose(t, p, WireCode.MALFORMED);
       }
     },
@@ -661,6 +679,18 @@ const CHECKS: Check[] = [
   },
 ];
 
+CHECKS.push({
+  id: 'P-12.7-1',
+  title: 'a router that requires an admission token refuses a REGISTER without one with CLOSE(ADMISSION_DENIED 77)',
+  async run(t) {
+    if (t.token === undefined) throw new Untestable('whether the router requires a token is not on the wire; pass --token <token> to check it');
+    const p = await dial(t);
+    send(t, p, 'preamble v1, REGISTER {} (no token)', encodePreamble(1), Buffer.concat(t.codec.encodeRegister({})));
+    await expectClose(t, p, WireCode.ADMISSION_DENIED);
+    await register(t); // and with it, REGISTERED
+  },
+});
+
 /** Requirements a client cannot check from outside, and why. */
 const OUTSIDE: [string, string, string][] = [
   ['P-5.3-1', 'the 12 random bytes of an ID come from a CSPRNG, fresh per registration', 'randomness cannot be proven from samples'],
@@ -668,7 +698,6 @@ const OUTSIDE: [string, string, string][] = [
   ['P-9.3-3', 'a destination that does not read for slowConsumerTimeout is closed with SLOW_CONSUMER; held senders get DESTINATION_SLOW', 'needs the router\'s maxOutbound and slowConsumerTimeout, which are not announced'],
   ['P-10.2-3', 'router links authenticate with the mesh secret', 'needs the mesh secret'],
   ['P-12.5-2', 'connections over the limits are refused with TOO_MANY_CONNECTIONS', 'the limits are not announced and are large by default'],
-  ['P-12.7-1', 'a router with admission tokens refuses a REGISTER without one', 'needs to know whether the router requires a token'],
 ];
 
 /**
@@ -690,6 +719,7 @@ export async function checkRouter(options: RouterCheckOptions): Promise<Conforma
       wait: options.wait ?? 2000,
       timerBudget: options.timerBudget ?? 5000,
       handshakeTimeout: options.handshakeTimeout,
+      token: options.token,
       codec: new ControlCodec(),
       sent: [],
       got: [],
