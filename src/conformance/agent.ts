@@ -16,8 +16,8 @@ import { compareIds } from './router.js';
  * 1. first connection: preamble and REGISTER checked; REGISTERED announces keepalive
  *    `keepalive` ms; PING, an unknown optional frame, an ERROR with an unknown code and a
  *    DELIVER are sent; then silence, to see the agent's PING and its KEEPALIVE_TIMEOUT;
- * 2. if the agent reconnects: a SEND (wrong direction) must be closed as MALFORMED;
- * 3. if it reconnects again: a REGISTERED that is not valid must be closed as MALFORMED.
+ * 2. if the agent reconnects: a REGISTERED that is not valid must be closed as MALFORMED;
+ * 3. if it reconnects again: a SEND (wrong direction) must be closed as MALFORMED.
  *
  * Checks that need a reconnect are "not testable" for an agent that does not reconnect.
  */
@@ -214,22 +214,22 @@ export async function checkAgent(options: AgentCheckOptions): Promise<Conformanc
       p0.close();
     }
 
-    // Reconnects: wrong-direction frame, then a bad REGISTERED.
+    // Reconnects: a bad REGISTERED, then a frame in the wrong direction.
     const later: [string, (p: Probe) => Promise<void>][] = [
-      [
-        'P-3.2-3',
-        async (p) => {
-          tell(p, 'P-3.2-3', 'REGISTERED, then SEND (router-only direction)', registered(1 << 20), ...encodeSend(Buffer.alloc(16), 1, Buffer.from('x')));
-          const f = await next(p, [FrameType.CLOSE], 'P-3.2-3');
-          if (f === null || f.bytes.readUInt16BE(6) !== WireCode.MALFORMED) failed('P-3.2-3', 'expected CLOSE(66)');
-        },
-      ],
       [
         'P-4.2-5',
         async (p) => {
           tell(p, 'P-4.2-5', 'REGISTERED with maxFrame 10', registered(10));
           const f = await next(p, [FrameType.CLOSE], 'P-4.2-5');
           if (f === null || f.bytes.readUInt16BE(6) !== WireCode.MALFORMED) failed('P-4.2-5', 'expected CLOSE(66)');
+        },
+      ],
+      [
+        'P-3.2-3',
+        async (p) => {
+          tell(p, 'P-3.2-3', 'REGISTERED, then SEND (router-only direction)', registered(1 << 20), ...encodeSend(Buffer.alloc(16), 1, Buffer.from('x')));
+          const f = await next(p, [FrameType.CLOSE], 'P-3.2-3');
+          if (f === null || f.bytes.readUInt16BE(6) !== WireCode.MALFORMED) failed('P-3.2-3', 'expected CLOSE(66)');
         },
       ],
     ];
