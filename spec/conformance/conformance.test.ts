@@ -175,6 +175,17 @@ T('postern\'s agent (postern listen) passes the agent checks', async () => {
   assert.is(rep.summary.untestable, 0);
 });
 
+T('an agent that registers but never answers PING fails P-8.1-2', async () => {
+  // preamble + REGISTER {} (fixmap 0x80), then deaf
+  const deaf = `const s = require('net').connect(...process.env.POSTERN_ROUTER.split(':').reverse().map((x, i) => (i === 0 ? Number(x) : x)));
+s.on('connect', () => s.write(Buffer.from('895053544e0d0a0100000003010080', 'hex'))); s.on('error', () => {}); s.resume();`;
+  const rep = await checkAgent({ command: `"${process.execPath}" -e "${deaf.replace(/"/g, '\\"')}"`, wait: 1000, keepalive: 200 });
+  assert.not.ok(rep.ok);
+  assert.is(status(rep, 'P-2.1-2'), 'pass');
+  assert.is(status(rep, 'P-4.1-9'), 'pass');
+  assert.is(status(rep, 'P-8.1-2'), 'fail', formatReport(rep));
+});
+
 T('an agent that never connects fails P-2.1-2', async () => {
   const rep = await checkAgent({ command: `"${process.execPath}" -e "setTimeout(() => {}, 100)"`, wait: 1000 });
   assert.not.ok(rep.ok);
