@@ -66,7 +66,7 @@ function sourceFiles(dir: string): string[] {
   return out;
 }
 
-// Section numbers: "## 7. ", "### 7.2 ", "## Appendix E. ", "### E.1 ".
+// Section numbers: "## 7. ", "### 7.2 ", "## Appendix D. ", "### D.1 ".
 const headings = new Set([...DOC.matchAll(/^#{2,3} (?:Appendix )?(\d+|[A-Z])(\.\d+)?[. ]/gm)].map((m) => m[1]! + (m[2] ?? '')));
 const TAG = /\[P-((?:\d+|[A-Z])(?:\.\d+)?)\]/g;
 
@@ -93,9 +93,9 @@ test('every [P-x.y] tag in src/ and bin/ names a section of PROTOCOL.md', () => 
 });
 
 test('every tag in PROTOCOL.md sits in the section it names, and every section with a MUST has its tag', () => {
-  // The numbered sections and Appendix E (the envelope); appendices A-C are informative.
+  // The numbered sections and Appendix D (the envelope); appendices A-C are informative.
   const numbered = DOC.slice(DOC.search(/^## 2\./m), DOC.search(/^## Appendix A\./m));
-  const envelope = DOC.slice(DOC.search(/^## Appendix E\./m));
+  const envelope = DOC.slice(DOC.search(/^## Appendix D\./m));
   let checked = 0;
   for (const body of [numbered, envelope]) {
     const parts = body.split(/^(?=### (?:\d+|[A-Z])\.\d+ |## (?:\d+|Appendix [A-Z])\. )/m);

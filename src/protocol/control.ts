@@ -100,7 +100,7 @@ export interface ErrorFrame {
   text: string;
 }
 
-/** A decoded CLOSE frame. [P-9.1] */
+/** A decoded CLOSE frame. [P-9.1-1] */
 export interface CloseFrame {
   code: number;
   reason: string;

@@ -77,7 +77,7 @@ function i32le(b: Buffer, o: number): number {
   return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
 }
 
-/** A PING from an agent waiting for PONGs from the links its earlier SENDs took. [P-10.6] */
+/** A PING from an agent waiting for PONGs from the links its earlier SENDs took. [P-10.6-1] */
 interface Barrier {
   readonly owner: RouterConnection;
   readonly payload: Buffer;
@@ -556,7 +556,7 @@ export class RouterConnection implements FrameSink {
   /**
    * Routes one SEND: to a local agent as a DELIVER from `from` rewritten in place, or
    * untouched towards the link of the router that issued the destination ID. The payload
-   * is never read. [P-6.6]
+   * is never read. [P-6.6-1]
    */
   private route(buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
     let dest: RouterConnection;
@@ -1038,7 +1038,7 @@ export class RouterConnection implements FrameSink {
     this.ctx.mesh.onLinkUp(this);
   }
 
-  // ---- flush barriers across links [P-10.6] -------------------------------------------
+  // ---- flush barriers across links [P-10.6-1] -------------------------------------------
 
   /** A PING from an agent whose SENDs went over links: PONG only after each link answers. */
   private barrier(payload: Buffer): void {
@@ -1232,7 +1232,7 @@ export class RouterConnection implements FrameSink {
     this.ctx.log.info('agent closed', { agent: this.idText || undefined, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     // [P-9.2] a peer that receives CLOSE sends nothing more and ends. A normal close
     // means the agent is done; any other code (it judged the path dead) may come back.
-    // What was already gathered for it still goes out: a lingering agent reads it. [P-12.2]
+    // What was already gathered for it still goes out: a lingering agent reads it. [P-12.2-1]
     this.writePending();
     this.shutdown(code !== WireCode.NORMAL);
     this.stream.end();
@@ -1706,7 +1706,7 @@ export class RouterConnection implements FrameSink {
     this.stream.destroy();
   }
 
-  /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1] */
+  /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1-1] */
   close(code: number, reason = '', park = false): void {
     if (this.state >= ConnState.CLOSING) return;
     this.closeCode = code;
