@@ -11,6 +11,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_PORT, ErrorCode } from '../src/index.js';
 import { DEFAULT_ROUTER } from './args.js';
+import { addConformanceCommand } from './commands/conformance.js';
 import { addIdCommand } from './commands/id.js';
 import { addKeygenCommand } from './commands/keygen.js';
 import { addLookupCommand } from './commands/lookup.js';
@@ -78,6 +79,7 @@ ${EXIT_STATUS_HELP}`,
   addLookupCommand(program);
   addIdCommand(program);
   addUnitCommand(program);
+  addConformanceCommand(program);
   return program;
 }
 

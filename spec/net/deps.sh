@@ -23,6 +23,9 @@ have nginx || missing+=(nginx-light)
 have systemd-analyze || missing+=(systemd)
 have strace || missing+=(strace)
 have setpriv || missing+=(util-linux)
+# spec/contrib/wireshark.test.ts: tshark reads a capture with contrib/wireshark/postern.lua
+# (wireshark-common asks a debconf question; DEBIAN_FRONTEND=noninteractive below answers it)
+have tshark || missing+=(tshark)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ "$(id -u)" -ne 0 ]]; then

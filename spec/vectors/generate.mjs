@@ -120,7 +120,7 @@ const registeredBody = (id, router, maxFrame, keepalive, timeout, uint = mpUint)
   ]);
 frame(
   'registered-a',
-  'REGISTERED giving agent A its ID, with the default limits: maxFrame 1 MiB, keepalive 30 s, timeout 45 s (§4.2).',
+  'REGISTERED giving agent A its ID with the five keys every REGISTERED carries, at their defaults (maxFrame 1 MiB, keepalive 30 s, timeout 45 s), as a router with resume disabled sends it; a default router also sends resume and resumeGrace (§12.3, registered-resumable) (§4.2).',
   T.REGISTERED,
   0,
   [registeredBody(ID.A, ROUTER, MAX_FRAME, 30000, 45000)],
@@ -462,6 +462,12 @@ invalidBody('register-not-a-map', 'REGISTER whose body is an empty array, not a 
 invalidBody('register-bad-msgpack', 'REGISTER whose body is 0xc1, a byte MessagePack never uses (§4.1).', T.REGISTER, ['c1']);
 invalidBody('register-trailing-bytes', 'REGISTER with bytes after the map (§4.1).', T.REGISTER, ['80', '00']);
 invalidBody('register-truncated-map', 'REGISTER whose map announces one pair and ends (§4.1).', T.REGISTER, ['81']);
+invalidBody('register-anonymous-not-bool', 'REGISTER with anonymous: 1; never a visible registration (§11.1).', T.REGISTER, [mpMap([['anonymous', '01']])]);
+invalidBody('register-anonymous-with-key', 'REGISTER with anonymous: true and a key: an anonymous connection has no ID to publish a key under (§11.1).', T.REGISTER, [
+  mpMap([['anonymous', 'c3'], ['key', mpBin(KEY_B)]]),
+]);
+invalidBody('register-non-string-key', 'REGISTER whose map has the integer key 1 (§4.1).', T.REGISTER, ['81', '01', 'c3']);
+invalidBody('lookup-ref-zero', 'LOOKUP with ref 0, which an ERROR could not name (§7.1, §11.4).', T.LOOKUP, [mpMap([['ref', mpUint(0)], ['id', mpBin(ID.B)]])]);
 invalidBody('registered-id-15-bytes', 'REGISTERED whose id is 15 bytes (§4.2).', T.REGISTERED, [
   mpMap([['id', mpBin(ID.A.slice(0, 30))], ['router', mpUint(7)], ['maxFrame', mpUint(MAX_FRAME)], ['keepalive', mpUint(30000)], ['timeout', mpUint(45000)]]),
 ]);
@@ -555,10 +561,19 @@ const fmt = (k, v) => {
   if (typeof v === 'object') return `\`${JSON.stringify(v)}\``;
   return String(v);
 };
+// A few vectors of each kind are printed in full as examples; every vector is listed by
+// name, and the full set (hex and decoded fields) is spec/vectors/frames.json.
+const EXAMPLES = new Set([
+  'preamble-v1', 'register-empty', 'registered-a', 'error-unknown-destination', 'close-normal', 'ping-8', 'pong-8',
+  'send-hello', 'deliver-hello', 'send-anonymous', 'lookup', 'skip-optional-0x80', 'bad-magic-http', 'too-large-by-one',
+  'unknown-critical-0x5a', 'register-not-a-map', 'register-anonymous-not-bool',
+]);
 let md = '';
 for (const [num, title, kinds] of SECTIONS) {
   md += `\n### ${num} ${title}\n`;
-  for (const v of vectors.filter((x) => kinds.includes(x.kind))) {
+  const all = vectors.filter((x) => kinds.includes(x.kind));
+  md += `\nIn \`frames.json\` (${all.length}): ${all.map((v) => `\`${v.name}\``).join(', ')}.\n`;
+  for (const v of all.filter((x) => EXAMPLES.has(x.name))) {
     md += `\n#### \`${v.name}\`\n\n${v.description}\n\n\`\`\`hex\n${v.lines.filter((l) => l.length > 0).join('\n')}\n\`\`\`\n`;
     const rows = [];
     if (v.decoder !== undefined && (v.decoder.preamble || v.decoder.maxFrame !== MAX_FRAME)) {

@@ -70,7 +70,7 @@ export async function connect(options: AgentOptions = {}): Promise<Agent> {
  * A postern agent. Create with {@link connect}.
  *
  * Sequence numbers: `send()` numbers SENDs 1, 2, … per agent (across reconnects), wrapping
- * from 2^32-1 to 1; 0 is never used because ERROR frames use 0 for "no SEND". [P-6.2]
+ * from 2^32-1 to 1; 0 is never used because ERROR frames use 0 for "no SEND". [P-6.2-1]
  */
 export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message> {
   private readonly opts: ResolvedAgentOptions;
@@ -246,7 +246,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * relay flags (anonymous, sticky, sealed).
    *
    * Sealing: with `seal: { publicKey }`, or `seal: true` and a key pinned for `to` in
-   * `trustedKeys`, `data` is sealed into an envelope [P-E] (with this agent's sender proof
+   * `trustedKeys`, `data` is sealed into an envelope [P-D] (with this agent's sender proof
    * unless the send is anonymous, see {@link SendOptions.prove}) and the SEND gets the
    * SEALED flag; the payload limit then applies to the envelope (content + 69, or + 133
    * with the proof, more when padded). `send()` never waits: for a key from the router's
@@ -719,7 +719,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private drainDone: (() => void) | null = null;
 
   /**
-   * [P-12.2] The router is draining: stop sending, flush so everything sent so far is routed,
+   * [P-12.2-1] The router is draining: stop sending, flush so everything sent so far is routed,
    * CLOSE(NORMAL) (so the router does not park us), then reconnect after a random delay in
    * 0..`after` ms to one of the alternates (or the same router).
    */

@@ -258,7 +258,7 @@ export class Session {
    * Closes on our initiative: CLOSE(`code`, `reason`), then end the stream; nothing is sent
    * afterwards. [P-9.2] Reports `ended(err)`. With `linger`, DELIVERs the router wrote
    * before it read our CLOSE are still decoded and reported (until the router's CLOSE or
-   * the end of the stream), so leaving a draining router loses nothing. [P-12.2]
+   * the end of the stream), so leaving a draining router loses nothing. [P-12.2-1]
    */
   close(code: number, reason: string, err: PosternError, linger = false): void {
     if (this.state === 'closing' || this.state === 'closed') return;

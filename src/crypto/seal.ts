@@ -18,7 +18,7 @@ import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519
 
 /**
  * The sealed envelope: what an agent puts inside the opaque payload of SEND, and finds in
- * DELIVER. [P-E]
+ * DELIVER. [P-D]
  *
  * ```
  * envelope = crypto_box_seal(P, recipientPk)                    see sealed-box.ts
@@ -233,7 +233,7 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
  *   - INVALID_ARGUMENT / INVALID_ID for bad arguments.
  */
 export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: OpenOptions = {}): OpenedEnvelope {
-  // [P-E.7] The checks run in the order of the table in PROTOCOL.md, so that every
+  // [P-D.7] The checks run in the order of the table in PROTOCOL.md, so that every
   // implementation reports the same code for the same envelope.
   if (recipientKeyPair === null || typeof recipientKeyPair !== 'object') {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'open: recipientKeyPair must be a key pair');
@@ -245,7 +245,7 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
 
   let body: Uint8Array;
   let sender: EnvelopeSender | undefined;
-  switch (plain[0]) { // [P-E.2]
+  switch (plain[0]) { // [P-D.2]
     case ENVELOPE_ANONYMOUS:
       body = plain.subarray(1);
       break;
@@ -254,7 +254,7 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
       if (plain.length < innerAt + nacl.box.overheadLength + ID_SIZE + BODY_FIXED) {
         throw new PosternError(ErrorCode.BAD_ENVELOPE, 'sender envelope too short');
       }
-      // [P-E.3]
+      // [P-D.3]
       const spk = plain.subarray(1, innerAt);
       const key = staticBoxKey(spk, rsk);
       // A small-order sender key gives a shared key anyone can compute: no proof at all.
@@ -281,7 +281,7 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
   if (ridField.some((b) => b !== 0)) {
     if (routerIdOf(ridField) === 0) throw new PosternError(ErrorCode.BAD_ENVELOPE, 'recipient ID has router ID 0');
     recipientId = ridField;
-    // [P-E.5]
+    // [P-D.5]
     if (expectedRid !== undefined && !bytesEqual(ridField, expectedRid)) {
       throw new PosternError(ErrorCode.RECIPIENT_MISMATCH, 'envelope is bound to another recipient ID');
     }
@@ -289,7 +289,7 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
   const length = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(ID_SIZE);
   const end = BODY_FIXED + length;
   if (end > body.length) throw new PosternError(ErrorCode.BAD_ENVELOPE, `content length ${length} runs past the envelope`);
-  // [P-E.4]
+  // [P-D.4-1]
   for (let i = end; i < body.length; i++) {
     if (body[i] !== 0) throw new PosternError(ErrorCode.BAD_ENVELOPE, 'padding bytes are not zero');
   }

@@ -6,7 +6,7 @@ import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519
 
 /**
  * The outer layer of an envelope: a sealed box, byte for byte libsodium's
- * `crypto_box_seal`. [P-E.1]
+ * `crypto_box_seal`. [P-D.1]
  *
  * ```
  * sealed = epk (32) || crypto_box(m, nonce, recipientPk, esk)      (16-byte MAC first)

@@ -3,7 +3,7 @@ import { WIRE_CODE_NAMES, WireCode } from './frame.js';
 /**
  * Stable error codes of postern. Wire codes map to `POSTERN_ERR_<NAME>`; the others are
  * local to an implementation (bad arguments, closed objects). Every code is listed in
- * PROTOCOL.md §7.3.
+ * README.md ("Error codes"); the wire codes in PROTOCOL.md §7.2.
  */
 export const ErrorCode = {
   // From the wire (see WireCode)

@@ -24,15 +24,15 @@ export const HEADER_SIZE = 6;
 /** Bytes of the length field; `length` counts the bytes after it. [P-3.1] */
 export const LENGTH_SIZE = 4;
 
-/** Width of an agent ID on the wire. [P-5.1] */
+/** Width of an agent ID on the wire. [P-5.1-1] */
 export const ID_SIZE = 16;
-/** Bytes of the router-ID part at the start of an agent ID. [P-5.1] */
+/** Bytes of the router-ID part at the start of an agent ID. [P-5.1-1] */
 export const ROUTER_ID_SIZE = 4;
 
 /**
  * Relay header (SEND and DELIVER): common header, 16-byte ID at offset 6, u32 seq at
  * offset 22, payload from offset 26. Both frames have the same layout, so a router turns a
- * SEND into a DELIVER by rewriting bytes 4..25 in place. [P-6.1]
+ * SEND into a DELIVER by rewriting bytes 4..25 in place. [P-6.1-1]
  */
 export const RELAY_ID_OFFSET = 6;
 export const RELAY_SEQ_OFFSET = 22;
@@ -40,7 +40,7 @@ export const RELAY_HEADER_SIZE = 26;
 
 /** ERROR body: u16 code, u32 seq, 16-byte ID, then UTF-8 text. [P-7.1] */
 export const ERROR_FIXED_SIZE = HEADER_SIZE + 2 + 4 + ID_SIZE;
-/** CLOSE body: u16 code, then UTF-8 reason. [P-9.1] */
+/** CLOSE body: u16 code, then UTF-8 reason. [P-9.1-1] */
 export const CLOSE_FIXED_SIZE = HEADER_SIZE + 2;
 /** SOURCE frame: header, 16-byte sender ID, u8 hops, 3 zero bytes. Fixed size. */
 export const SOURCE_SIZE = HEADER_SIZE + ID_SIZE + 4;

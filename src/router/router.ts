@@ -127,8 +127,8 @@ export class Router extends EventEmitter<RouterEvents> {
     this.resumeKey = this.options.resumeSecret !== undefined ? Buffer.from(this.options.resumeSecret) : randomBytes(32);
     this.startedAt = this.clock.now();
     this.mesh = new Mesh(this);
-    // The sweep runs 10 times per keepalive interval (and handshake timeout), so a
-    // deadline is noticed at most a tenth of that late; deadlines subtract that slack.
+    // [P-8.2] The sweep runs 10 times per keepalive interval (and handshake timeout), so a
+    // deadline is acted on at most a tenth of that late, and never early.
     this.sweepPeriod = Math.max(1, Math.floor(Math.min(this.options.keepaliveInterval, this.options.handshakeTimeout) / 10));
     this.fds = new Descriptors(this);
   }
@@ -515,7 +515,7 @@ export class Router extends EventEmitter<RouterEvents> {
     for (const c of this.conns) {
       if (c.state >= ConnState.CLOSING) continue;
       try {
-        c.tick(now, this.sweepPeriod);
+        c.tick(now);
       } catch (err) {
         c.failSafely(err);
       }
