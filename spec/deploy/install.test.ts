@@ -31,6 +31,9 @@ let dir = '';
 let prefix = '';
 let pkg = '';
 let tarball = '';
+// uvu reports a throwing before() hook by not running the suite's tests, with no failure
+// line and exit 0: keep its error and fail every test with it instead.
+let setupError: unknown = null;
 
 function has(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -43,6 +46,18 @@ function sh(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.Proc
 }
 
 S.before(() => {
+  try {
+    setup();
+  } catch (err) {
+    setupError = err;
+  }
+});
+
+S.before.each(() => {
+  if (setupError !== null) throw setupError;
+});
+
+function setup(): void {
   dir = mkdtempSync(join(tmpdir(), 'postern-install-'));
   // The service's user must reach every file: mkdtemp makes 0700.
   chmodSync(dir, 0o755);
@@ -55,10 +70,10 @@ S.before(() => {
   // stands in).
   sh('npm', ['install', '-g', '--offline', '--cache', join(dir, 'npm-cache'), '--ignore-scripts', '--no-audit', '--no-fund', '--prefix', prefix, tarball]);
   pkg = join(prefix, 'lib', 'node_modules', 'postern');
-});
+}
 
 S.after(() => {
-  rmSync(dir, { recursive: true, force: true });
+  if (dir !== '') rmSync(dir, { recursive: true, force: true });
 });
 
 S('the package ships the unit, the example config and the CLI; installed globally, postern runs', () => {
