@@ -13,6 +13,9 @@ import { parseRouterAddress, resolveAgentOptions, type AgentOptions, type Resolv
 import { BoundedQueue } from './queue.js';
 import { ReconnectLoop } from './reconnect.js';
 import { Session } from './session.js';
+import { isStreamPayload } from '../stream/frame.js';
+import { StreamMux, type OpenStreamOptions, type RequestOptions } from '../stream/mux.js';
+import type { Stream } from '../stream/stream.js';
 
 /**
  * The agent: one logical endpoint that stays registered with a router across connections.
@@ -81,6 +84,8 @@ export interface AgentEvents {
   status: [Status];
   /** The send buffer drained after `writable` went false. */
   drain: [];
+  /** A peer opened a stream (PROTOCOL.md §13); without a listener, OPENs are refused. */
+  stream: [Stream];
 }
 
 type AgentState = 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed';
@@ -109,7 +114,9 @@ export function isPermanentError(err: unknown): boolean {
  * `cause`, ...). Reconnecting applies only to connections lost after this resolved.
  */
 export async function connect(options: AgentOptions = {}): Promise<Agent> {
-  const agent = new Agent(resolveAgentOptions(options));
+  const opts = resolveAgentOptions(options);
+  if (opts.waitForRouter) return (await import('../stream/wait.js')).connectWaiting(opts, (o) => new Agent(o));
+  const agent = new Agent(opts);
   await agent._start();
   return agent;
 }
@@ -181,6 +188,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     this.targets = [{ host: opts.host, port: opts.port }];
     this.inbox = new BoundedQueue<Message>({
       capacity: opts.maxQueue,
+      maxBytes: opts.maxQueueBytes,
+      weigh: (m) => m.data.length,
       overflow: 'backpressure',
       onDrain: () => this.resumeReading(),
     });
@@ -631,6 +640,44 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     return this.closedPromise;
   }
 
+  // --- streams (PROTOCOL.md §13, src/stream/): the agent only routes frames to the mux ---
+  private mux: StreamMux | null = null;
+
+  private streamMux(): StreamMux {
+    this.mux ??= new StreamMux(this, this.opts.streams, this.opts.clock);
+    return this.mux;
+  }
+
+  /**
+   * Opens a stream to agent `to` (32 hex digits): a Node `Duplex` with backpressure, `end()`
+   * as half-close and `destroy(err)` as reset. Data may be written at once (up to 256 KiB go
+   * before the peer answers). Throws like `send()` (POSTERN_ERR_INVALID_ID,
+   * POSTERN_ERR_NOT_CONNECTED, ...) and POSTERN_ERR_STREAM_REFUSED past `streams.maxStreams`;
+   * later failures destroy the stream with a coded error (see {@link Stream}).
+   */
+  openStream(to: string, options: OpenStreamOptions = {}): Stream {
+    if (this.state === 'closed' || this.state === 'closing') throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
+    if (typeof to !== 'string' || !HEX_ID.test(to)) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits');
+    return this.streamMux().open(to.toLowerCase(), options, this.opts.keyPair !== undefined);
+  }
+
+  /**
+   * Sends `payload` to `to` as a REQUEST (§13.7) and resolves with the peer's reply: the peer
+   * receives it as a message (`'message'` or the iterator) and answers with `m.reply()`.
+   * Rejects with POSTERN_ERR_TIMEOUT after `timeout` ms, the router's code for an
+   * undeliverable request (POSTERN_ERR_UNKNOWN_DESTINATION ...), or like `send()`.
+   */
+  request(to: string, payload: Uint8Array | string, options: RequestOptions = {}): Promise<Message> {
+    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
+    if (typeof to !== 'string' || !HEX_ID.test(to)) return Promise.reject(new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits'));
+    return this.streamMux().request(to.toLowerCase(), payload, options);
+  }
+
+  /** Streams open now (both directions). */
+  get streamCount(): number {
+    return this.mux?.size ?? 0;
+  }
+
   /** @internal The first connection attempt (see {@link connect}). */
   async _start(): Promise<void> {
     const signal = this.opts.signal;
@@ -967,6 +1014,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   private onMessage(m: Message): void {
+    // [P-13.1] stream traffic goes to the stream layer; only REQUESTs come back as messages.
+    if (isStreamPayload(m.data)) {
+      const r = this.streamMux().receive(m);
+      if (r === undefined) return;
+      m = r;
+    }
     if (this.inbox.length === 0 && this.listenerCount('message') > 0) {
       this.emitMessage(m);
       return;

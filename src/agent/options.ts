@@ -6,6 +6,7 @@ import type { KeyPair } from '../crypto/sealed-box.js';
 import { parsePublicKey } from '../crypto/keys.js';
 import { isSmallOrder, x25519Base } from '../crypto/x25519.js';
 import type { JitterMode } from './reconnect.js';
+import { resolveStreamOptions, type ResolvedStreamOptions, type StreamOptions } from '../stream/options.js';
 
 /**
  * Options of {@link connect}. Every field is optional; the default of each is given in its
@@ -45,6 +46,21 @@ export interface AgentOptions {
    * cannot pause for these: the answers come in behind the messages). Default `1024`.
    */
   maxQueue?: number;
+  /**
+   * Bytes of message payload held for the consumer: the queue also counts as full (reading
+   * pauses) once its messages carry this many bytes, and resumes at half. Stream data is
+   * not queued here: each stream holds at most its own window. Default `67108864` (64 MiB).
+   */
+  maxQueueBytes?: number;
+  /**
+   * `connect()` waits for a router that is not up yet: a failed first attempt is retried
+   * with the reconnect policy (`reconnectDelay`, `reconnectMaxDelay`, `maxReconnectAttempts`)
+   * instead of rejecting at once. Permanent errors (bad magic, version, admission) still
+   * reject. Default `false`.
+   */
+  waitForRouter?: boolean;
+  /** Stream layer limits, windows and timers (see {@link StreamOptions}). Default: `STREAM_DEFAULTS`. */
+  streams?: StreamOptions;
   /** Status events held per `status()` iterator; the oldest is dropped (and counted) beyond this. Default `64`. */
   maxStatusQueue?: number;
   /**
@@ -128,6 +144,9 @@ export interface ResolvedAgentOptions {
   readonly closeTimeout: number;
   readonly maxQueue: number;
   readonly maxStatusQueue: number;
+  readonly maxQueueBytes: number;
+  readonly waitForRouter: boolean;
+  readonly streams: ResolvedStreamOptions;
   readonly maxSendBuffer: number;
   readonly clock: Clock;
   readonly createConnection: (() => Duplex) | undefined;
@@ -157,6 +176,8 @@ export const AGENT_DEFAULTS = Object.freeze({
   closeTimeout: 2_000,
   maxQueue: 1024,
   maxStatusQueue: 64,
+  maxQueueBytes: 64 * 1024 * 1024,
+  waitForRouter: false,
   maxSendBuffer: 8 * 1024 * 1024,
   clock: systemClock,
   random: Math.random,
@@ -175,6 +196,7 @@ const KNOWN = new Set<string>([
   'publicKey',
   'keyPair',
   'trustedKeys',
+  'streams',
 ]);
 
 /** Merges `options` over {@link AGENT_DEFAULTS} and validates every field. */
@@ -218,6 +240,8 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
     bad('publicKey', 'must be keyPair.publicKey when both are given');
   }
   if (publicKey === undefined && publishKey && keyPair !== undefined) publicKey = keyPair.publicKey;
+  const waitForRouter = options.waitForRouter ?? AGENT_DEFAULTS.waitForRouter;
+  if (typeof waitForRouter !== 'boolean') bad('waitForRouter', 'must be a boolean');
   const verifyWithDirectory = options.verifyWithDirectory ?? AGENT_DEFAULTS.verifyWithDirectory;
   if (typeof verifyWithDirectory !== 'boolean') bad('verifyWithDirectory', 'must be a boolean');
   return Object.freeze({
@@ -232,6 +256,9 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
     closeTimeout: int(options, 'closeTimeout', 0),
     maxQueue: int(options, 'maxQueue', 1),
     maxStatusQueue: int(options, 'maxStatusQueue', 1),
+    maxQueueBytes: int(options, 'maxQueueBytes', 1),
+    waitForRouter,
+    streams: resolveStreamOptions(options.streams),
     maxSendBuffer: int(options, 'maxSendBuffer', 0),
     clock,
     createConnection: options.createConnection,
@@ -328,6 +355,7 @@ type IntKey =
   | 'closeTimeout'
   | 'maxQueue'
   | 'maxStatusQueue'
+  | 'maxQueueBytes'
   | 'maxSendBuffer'
   | 'keyCacheSize';
 
