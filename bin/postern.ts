@@ -17,6 +17,9 @@ import { addLookupCommand } from './commands/lookup.js';
 import { addListenCommand } from './commands/listen.js';
 import { addRouterCommand } from './commands/router.js';
 import { addSendCommand } from './commands/send.js';
+import { addConnectCommand } from './commands/connect.js';
+import { addExposeCommand } from './commands/expose.js';
+import { addForwardCommand } from './commands/forward.js';
 import { ExitStatus, exitStatusFor, formatError } from './output.js';
 
 const VERSION = readVersion();
@@ -74,6 +77,9 @@ ${EXIT_STATUS_HELP}`,
   addKeygenCommand(program);
   addLookupCommand(program);
   addIdCommand(program);
+  addExposeCommand(program);
+  addForwardCommand(program);
+  addConnectCommand(program);
   return program;
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what spec/net/firewall.test.ts needs, when missing: `ip` (iproute2) and `nft`
-# (nftables). Idempotent and quiet: prints nothing when both are there. Debian only; on a
+# (nftables); and what spec/net/ssh.test.ts needs: openssh-server and openssh-client.
+# Idempotent and quiet: prints nothing when all are there. Debian only; on a
 # machine without apt-get, or when not root, it says so and exits 0 (the test then skips and
 # says why). `apt-get update` runs only when a plain install fails (stale or empty lists).
 set -uo pipefail
@@ -12,6 +13,9 @@ have() {
 missing=()
 have ip || missing+=(iproute2)
 have nft || missing+=(nftables)
+# spec/net/ssh.test.ts: sshd, ssh and ssh-keygen.
+have sshd || missing+=(openssh-server)
+have ssh || missing+=(openssh-client)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ "$(id -u)" -ne 0 ]]; then
