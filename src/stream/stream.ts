@@ -151,6 +151,17 @@ export class Stream extends Duplex {
     this.#owner.grant(this);
   }
 
+  /**
+   * Credit follows consumption, so it is granted where data leaves the buffer. `_read()` alone
+   * would not do: Node stops calling it until the next `push()`, and with the credit used up
+   * no push comes.
+   */
+  override read(size?: number): any {
+    const chunk: unknown = super.read(size);
+    if (chunk !== null) this.#owner.grant(this);
+    return chunk;
+  }
+
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this._openTimer?.cancel();
     this._openTimer = null;

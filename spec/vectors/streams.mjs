@@ -1,0 +1,74 @@
+/**
+ * Stream-layer vectors (PROTOCOL.md §13.9), built by hand from the layout in §13.2 without
+ * importing src/. Used by generate.mjs, which writes spec/vectors/streams.json and the
+ * STREAMS block of PROTOCOL.md.
+ */
+
+const u8 = (n) => n.toString(16).padStart(2, '0');
+const u32 = (n) => n.toString(16).padStart(8, '0');
+const ascii = (s) => Buffer.from(s, 'utf8').toString('hex');
+const clean = (hex) => hex.replace(/\s+/g, '');
+
+const MARKER = '89535452';
+const TYPE = { OPEN: 1, DATA: 2, WINDOW: 3, FIN: 4, RESET: 5, PING: 6, PONG: 7, REQUEST: 8, REPLY: 9 };
+const TYPE_NAMES = Object.fromEntries(Object.entries(TYPE).map(([k, v]) => [v, k]));
+const ACCEPTOR = 1;
+
+/** The 14-byte header line and the body line of a stream frame. */
+const lines = (type, flags, id, value, bodyHex = '') => [`${MARKER} ${u8(type)} ${u8(flags)} ${u32(id)} ${u32(value)}`, bodyHex];
+
+/** @returns {{ vectors: any[], md: string }} */
+export function streamVectors(ids) {
+  const vectors = [];
+  const frame = (name, description, type, flags, id, value, bodyHex, extra = {}) => {
+    const l = lines(type, flags, id, value, bodyHex);
+    vectors.push({
+      name,
+      kind: 'stream',
+      description,
+      lines: l,
+      hex: clean(l.join('')),
+      decoded: { type: TYPE_NAMES[type], typeCode: type, flags, id, value, body: clean(bodyHex), ...extra },
+    });
+  };
+  frame('stream-open-ssh', 'OPEN of stream 1 naming service "ssh"; the opener grants the acceptor 262144 bytes of credit (§13.3).', TYPE.OPEN, 0, 1, 262144, ascii('ssh'), { service: 'ssh' });
+  frame('stream-open-plain', 'OPEN of stream 2 without a service name (§13.3).', TYPE.OPEN, 0, 2, 262144, '', { service: '' });
+  frame('stream-window-accept', 'The acceptor\'s answer to the OPEN of stream 1: WINDOW with increment 0, flag ACCEPTOR (§13.3).', TYPE.WINDOW, ACCEPTOR, 1, 0, '');
+  frame('stream-data-opener', 'DATA "hello" on stream 1 from its opener (§13.4).', TYPE.DATA, 0, 1, 0, ascii('hello'));
+  frame('stream-data-acceptor', 'DATA "SSH-2.0-" on stream 1 from its acceptor: the ACCEPTOR flag says whose stream 1 it is (§13.2).', TYPE.DATA, ACCEPTOR, 1, 0, ascii('SSH-2.0-'));
+  frame('stream-window-grow', 'WINDOW granting 524288 more bytes on stream 1, from its opener (§13.4).', TYPE.WINDOW, 0, 1, 524288, '');
+  frame('stream-fin', 'FIN of stream 1 from its acceptor: it will send no more (§13.6).', TYPE.FIN, ACCEPTOR, 1, 0, '');
+  frame('stream-reset-refused', 'RESET of stream 2 by its acceptor, code REFUSED (2), reason "key not allowed" (§13.6).', TYPE.RESET, ACCEPTOR, 2, 2, ascii('key not allowed'));
+  frame('stream-reset-unknown-service', 'RESET of stream 3 by its acceptor, code UNKNOWN_SERVICE (3), no reason (§13.6).', TYPE.RESET, ACCEPTOR, 3, 3, '');
+  frame('stream-ping', 'PING with token 7 on stream 1 from its opener (auto-tuning probe, §13.5).', TYPE.PING, 0, 1, 7, '');
+  frame('stream-pong', 'PONG answering it, from the acceptor (§13.5).', TYPE.PONG, ACCEPTOR, 1, 7, '');
+  frame('stream-keepalive', 'PING with token 0: a keepalive probe (§13.8).', TYPE.PING, ACCEPTOR, 1, 0, '');
+  frame('stream-request', 'REQUEST 42 carrying "time?" (§13.7).', TYPE.REQUEST, 0, 42, 0, ascii('time?'));
+  frame('stream-reply', 'REPLY to request 42 carrying "12:00", flag ACCEPTOR (§13.7).', TYPE.REPLY, ACCEPTOR, 42, 0, ascii('12:00'));
+  // The same OPEN inside a SEND from A to B: routers see an ordinary payload.
+  const open = vectors[0];
+  const payload = clean(open.lines.join(''));
+  const len = 2 + 16 + 4 + payload.length / 2;
+  vectors.push({
+    name: 'send-stream-open',
+    kind: 'send',
+    description: 'stream-open-ssh as the payload of a SEND to B with seq 1 (§6.2, §13.1): the router relays it like any payload.',
+    lines: [`${u32(len)} 10 00`, ids.B, u32(1), ...open.lines.filter((l) => l !== '')],
+    hex: clean(`${u32(len)}1000${ids.B}${u32(1)}${payload}`),
+    decoded: { to: ids.B, seq: 1, payload },
+  });
+  const invalid = (name, description, hexLines, reason) => {
+    vectors.push({ name, kind: 'invalid-stream', description, lines: hexLines, hex: clean(hexLines.join('')), expect: { reason } });
+  };
+  invalid('stream-too-short', 'The marker and 9 more bytes: shorter than the 14-byte header; dropped (§13.2).', [`${MARKER} 02 00 00000001 00`], 'short');
+  invalid('stream-unknown-type', 'Type 0x0a, which §13.2 does not define; dropped.', lines(0x0a, 0, 1, 0).filter((l) => l !== ''), 'type');
+  invalid('stream-reserved-flag', 'DATA with flag bit 0x02 set; dropped (§13.2).', lines(TYPE.DATA, 2, 1, 0, ascii('x')), 'flags');
+  invalid('stream-window-body', 'WINDOW with a body; dropped (§13.2).', lines(TYPE.WINDOW, 0, 1, 1, '00'), 'body');
+
+  let md = '';
+  for (const v of vectors) {
+    md += `\n#### \`${v.name}\`\n\n${v.description}\n\n\`\`\`hex\n${v.lines.filter((l) => l.length > 0).join('\n')}\n\`\`\`\n`;
+  }
+  const json = vectors.map(({ lines: _l, ...v }) => v);
+  return { json, md };
+}
