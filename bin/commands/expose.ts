@@ -26,10 +26,12 @@ export function addExposeCommand(program: Command): void {
     .description('accept streams from other agents and connect each to a local TCP service')
     .requiredOption('--to <host:port>', 'the service each stream is connected to, e.g. 127.0.0.1:22', parseRouter)
     .option('--allow-key <base64>', 'accept streams only from an agent proving this public key (repeatable; needs --key on both sides)', collect, [] as string[]);
-  addTunnelOptions(cmd, 'key file (postern keygen): publish its public key and open sealed OPENs (needed for --allow-key)').addHelpText(
+  addTunnelOptions(cmd, 'key file (postern keygen): a stable ID derived from its key; publish the key and open sealed OPENs (needed for --allow-key)').addHelpText(
     'after',
     `
 Prints "id <id>" (and "key <base64>" with --key), then one line on stderr per stream.
+With --key the ID is the stable ID of that key on the router (PROTOCOL.md §14): the same
+after reconnects and router restarts, so an ssh config can name it.
 Waits for the router if it is not up yet, and reconnects when the connection is lost.
 Others reach the service with "postern connect <id>" or "postern forward --listen ... <id>".
 With --service, streams naming another service are refused (POSTERN_ERR_UNKNOWN_SERVICE).
@@ -55,7 +57,7 @@ async function runExpose(opts: ExposeOptions): Promise<void> {
     }
   }
   if (allowed.size > 0 && opts.key === undefined) throw new PosternError(ErrorCode.INVALID_ARGUMENT, '--allow-key needs --key: the opener proves its key in a sealed OPEN');
-  const agent = await dialWaiting(opts);
+  const agent = await dialWaiting(opts, Infinity, true);
   holdOpen();
   out(`id ${agent.id}`);
   const pk = agent.publicKey;

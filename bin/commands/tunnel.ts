@@ -33,10 +33,12 @@ export function addTunnelOptions(cmd: Command, keyHelp: string): Command {
  * Connects, waiting for a router that is not up yet (retried with backoff, each attempt
  * bounded by --timeout); stays connected, reconnecting, afterwards.
  */
-export async function dialWaiting(opts: TunnelOptions, maxAttempts = Infinity): Promise<Agent> {
+export async function dialWaiting(opts: TunnelOptions, maxAttempts = Infinity, stable = false): Promise<Agent> {
   const id = await identity(opts);
   try {
-    return await connect({ ...id, router: opts.router, connectTimeout: opts.timeout, waitForRouter: true, maxReconnectAttempts: maxAttempts });
+    // A stable ID (PROTOCOL.md §14) when asked and a key is there: the address survives router restarts.
+    const stableId = stable && id.keyPair !== undefined;
+    return await connect({ ...id, router: opts.router, connectTimeout: opts.timeout, waitForRouter: true, maxReconnectAttempts: maxAttempts, stableId });
   } catch (err) {
     if (!(err instanceof PosternError)) throw err;
     throw new PosternError(err.code, `router ${formatAddress(opts.router.host, opts.router.port)}: ${err.message}`, { cause: err.cause, wireCode: err.wireCode });

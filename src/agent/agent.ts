@@ -14,6 +14,7 @@ import { BoundedQueue } from './queue.js';
 import { ReconnectLoop } from './reconnect.js';
 import { Session } from './session.js';
 import { isStreamPayload } from '../stream/frame.js';
+import { stableProof } from '../protocol/stable-id.js';
 import { StreamMux, type OpenStreamOptions, type RequestOptions } from '../stream/mux.js';
 import type { Stream } from '../stream/stream.js';
 
@@ -712,6 +713,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     if (this.opts.anonymous) body['anonymous'] = true;
     // An anonymous connection publishes no key: it would link its messages to one identity.
     if (this.opts.publicKey !== undefined && !this.opts.anonymous) body['key'] = Buffer.from(this.opts.publicKey);
+    if (this.opts.stableId) body['stable'] = true; // [P-14.2] proven in the second REGISTER
     // The token goes back only to the router that issued it (another could replay it there
     // to take our ID), and only within the grace it announced.
     if (
@@ -749,6 +751,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
           closeTimeout: this.opts.closeTimeout,
           codec: this.codec,
           register: this.registerBody(target),
+          prove: this.opts.stableId ? (nonce) => stableProof(this.opts.keyPair!.secretKey, this.opts.keyPair!.publicKey, nonce) : undefined,
         },
         {
           registered: (body) => {

@@ -59,6 +59,13 @@ export interface AgentOptions {
    * reject. Default `false`.
    */
   waitForRouter?: boolean;
+  /**
+   * Register for the stable ID of `keyPair` on the router (its router ID, then a hash of the
+   * public key: PROTOCOL.md §14), proving the key at REGISTER, instead of a random ID: the
+   * agent keeps its address across reconnects and router restarts. Needs `keyPair` (and its
+   * key published). Default `false`.
+   */
+  stableId?: boolean;
   /** Stream layer limits, windows and timers (see {@link StreamOptions}). Default: `STREAM_DEFAULTS`. */
   streams?: StreamOptions;
   /** Status events held per `status()` iterator; the oldest is dropped (and counted) beyond this. Default `64`. */
@@ -146,6 +153,7 @@ export interface ResolvedAgentOptions {
   readonly maxStatusQueue: number;
   readonly maxQueueBytes: number;
   readonly waitForRouter: boolean;
+  readonly stableId: boolean;
   readonly streams: ResolvedStreamOptions;
   readonly maxSendBuffer: number;
   readonly clock: Clock;
@@ -178,6 +186,7 @@ export const AGENT_DEFAULTS = Object.freeze({
   maxStatusQueue: 64,
   maxQueueBytes: 64 * 1024 * 1024,
   waitForRouter: false,
+  stableId: false,
   maxSendBuffer: 8 * 1024 * 1024,
   clock: systemClock,
   random: Math.random,
@@ -242,6 +251,9 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
   if (publicKey === undefined && publishKey && keyPair !== undefined) publicKey = keyPair.publicKey;
   const waitForRouter = options.waitForRouter ?? AGENT_DEFAULTS.waitForRouter;
   if (typeof waitForRouter !== 'boolean') bad('waitForRouter', 'must be a boolean');
+  const stableId = options.stableId ?? AGENT_DEFAULTS.stableId;
+  if (typeof stableId !== 'boolean') bad('stableId', 'must be a boolean');
+  if (stableId && (keyPair === undefined || !publishKey || anonymous)) bad('stableId', 'needs keyPair, a published key, and a non-anonymous agent');
   const verifyWithDirectory = options.verifyWithDirectory ?? AGENT_DEFAULTS.verifyWithDirectory;
   if (typeof verifyWithDirectory !== 'boolean') bad('verifyWithDirectory', 'must be a boolean');
   return Object.freeze({
@@ -258,6 +270,7 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
     maxStatusQueue: int(options, 'maxStatusQueue', 1),
     maxQueueBytes: int(options, 'maxQueueBytes', 1),
     waitForRouter,
+    stableId,
     streams: resolveStreamOptions(options.streams),
     maxSendBuffer: int(options, 'maxSendBuffer', 0),
     clock,

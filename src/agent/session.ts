@@ -1,3 +1,4 @@
+import { decodeChallenge } from '../protocol/stable-id.js';
 import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../net/clock.js';
 import { ControlCodec, readClose, readError, type DrainBody, type LookupResultBody, type RegisteredBody } from '../protocol/control.js';
@@ -65,6 +66,8 @@ export interface SessionOptions {
   readonly codec: ControlCodec;
   /** REGISTER body. */
   readonly register?: Record<string, unknown>;
+  /** [P-14.2] With `register.stable`: the proof for a CHALLENGE's nonce (see src/protocol/stable-id.ts). */
+  readonly prove?: (nonce: Buffer) => Buffer | undefined;
 }
 
 /** Session state; see the module comment. */
@@ -326,6 +329,20 @@ export class Session {
       case FrameType.CLOSE: {
         const f = readClose(buf, start, end);
         this.onPeerClose(errorFromWire(f.code, f.reason));
+        return;
+      }
+      case FrameType.CHALLENGE: {
+        // [P-14.2] only an agent that asked for a stable ID gets one; it answers with the proof.
+        const prove = this.opts.prove;
+        if (this.state !== 'handshake' || prove === undefined) throw malformed('CHALLENGE not asked for');
+        let proof: Buffer | undefined;
+        try {
+          proof = prove(decodeChallenge(buf, start, end));
+        } catch {
+          throw malformed('CHALLENGE body must be { nonce: 32 bytes }');
+        }
+        if (proof === undefined) throw malformed('CHALLENGE nonce of small order');
+        this.write(this.opts.codec.encodeRegister({ ...this.opts.register, proof }));
         return;
       }
       case FrameType.REGISTERED: {
