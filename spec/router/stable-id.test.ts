@@ -11,7 +11,10 @@ import { Router } from '../../src/router/router.js';
 import { ErrorCode, type PosternError } from '../../src/protocol/errors.js';
 import { formatId } from '../../src/protocol/id.js';
 import { StableChallenge, stableIdFor, stableProof } from '../../src/protocol/stable-id.js';
-import { decodeChallenge } from '../../src/protocol/stable-id.js';
+import { decodeChallenge, encodeChallenge } from '../../src/protocol/stable-id.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from '../protocol/helpers.js';
 import { x25519Base } from '../../src/crypto/x25519.js';
 
 function keyPair(): { publicKey: Uint8Array; secretKey: Uint8Array } {
@@ -99,6 +102,19 @@ test('the router side: challenge, proof, and every wrong proof refused', () => {
   assert.ok('fail' in new StableChallenge().step({ key: Buffer.alloc(32) }, 7), 'small-order key');
   assert.ok('fail' in new StableChallenge().step({ proof: Buffer.alloc(32) }, 7), 'no key');
   assert.ok('fail' in new StableChallenge().step({ key: kp.publicKey, proof }, 7), 'proof without challenge');
+});
+
+test('the §14.4 vectors: stable ID, proof and CHALLENGE bytes from the fixed keys', () => {
+  const f = (JSON.parse(readFileSync(join(ROOT, 'spec', 'vectors', 'streams.json'), 'utf8')) as { stable: Record<string, unknown> & { vectors: { name: string; hex: string }[] } }).stable;
+  const hex = (k: string): Buffer => Buffer.from(f[k] as string, 'hex');
+  assert.is(Buffer.from(x25519Base(hex('agentSecretKey'))).toString('hex'), f['agentPublicKey']);
+  assert.is(stableIdFor(f['routerId'] as number, hex('agentPublicKey')).toString('hex'), f['stableId']);
+  assert.is(stableProof(hex('agentSecretKey'), hex('agentPublicKey'), hex('nonce'))!.toString('hex'), f['proof']);
+  const ch = f.vectors.find((v) => v.name === 'challenge')!;
+  assert.is(Buffer.concat(encodeChallenge(hex('nonce'))).toString('hex'), ch.hex);
+  const chBytes = Buffer.from(ch.hex, 'hex');
+  assert.is(decodeChallenge(chBytes, 0, chBytes.length).toString('hex'), f['nonce']);
+  assert.throws(() => decodeChallenge(Buffer.from('0000000308008100', 'hex'), 0, 8), RangeError);
 });
 
 test('stableId needs a key pair', async () => {

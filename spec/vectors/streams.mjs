@@ -72,3 +72,46 @@ export function streamVectors(ids) {
   const json = vectors.map(({ lines: _l, ...v }) => v);
   return { json, md };
 }
+
+/**
+ * Stable-address vectors (PROTOCOL.md §14.4): REGISTER asking for a stable ID, the router's
+ * CHALLENGE, and the REGISTER with the proof, with real X25519/HMAC values computed here
+ * with node:crypto (not src/).
+ */
+export async function stableVectors(routerId) {
+  const { createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman } = await import('node:crypto');
+  const priv = (sk) => createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), sk]), format: 'der', type: 'pkcs8' });
+  const pubOf = (sk) => createPublicKey(priv(sk)).export({ format: 'der', type: 'spki' }).subarray(-32);
+  const pubKey = (pk) => createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b656e032100', 'hex'), pk]), format: 'der', type: 'spki' });
+  const LABEL = 'postern stable-id v1';
+  const agentSecret = Buffer.alloc(32, 0x41);
+  const routerSecret = Buffer.alloc(32, 0x52);
+  const K = pubOf(agentSecret);
+  const N = pubOf(routerSecret);
+  const shared = diffieHellman({ privateKey: priv(agentSecret), publicKey: pubKey(N) });
+  const shared2 = diffieHellman({ privateKey: priv(routerSecret), publicKey: pubKey(K) });
+  if (!shared.equals(shared2)) throw new Error('x25519 disagrees');
+  const proof = createHmac('sha256', shared).update(LABEL).update(N).update(K).digest();
+  const id = Buffer.concat([Buffer.from(u32(routerId), 'hex'), createHash('sha256').update(LABEL).update(K).digest().subarray(0, 12)]);
+  const str = (s) => u8(0xa0 | s.length) + ascii(s);
+  const bin = (b) => `c420 ${b.toString('hex')}`;
+  const frameLines = (type, bodyLines) => {
+    const n = clean(bodyLines.join('')).length / 2;
+    return [`${u32(2 + n)} ${u8(type)} 00`, ...bodyLines];
+  };
+  const vectors = [];
+  const add = (name, description, type, bodyLines, decoded) => {
+    const l = frameLines(type, bodyLines);
+    vectors.push({ name, kind: 'frame', description, lines: l, hex: clean(l.join('')), decoded });
+  };
+  add('register-stable', 'REGISTER asking for the stable ID of key K (agent secret key 32 × 41): `key`, `stable: true` (§14.2).', 0x01,
+    ['82', `${str('key')} ${bin(K)}`, `${str('stable')} c3`], { key: K.toString('hex'), stable: true });
+  add('challenge', 'CHALLENGE: the nonce is the public key of the router\'s ephemeral secret 32 × 52 (§14.2).', 0x08,
+    ['81', `${str('nonce')} ${bin(N)}`], { nonce: N.toString('hex') });
+  add('register-stable-proof', 'The second REGISTER: the same keys and `proof` = HMAC-SHA256(X25519(agent secret, nonce), label || nonce || K) (§14.2).', 0x01,
+    ['83', `${str('key')} ${bin(K)}`, `${str('stable')} c3`, `${str('proof')} ${bin(proof)}`], { key: K.toString('hex'), stable: true, proof: proof.toString('hex') });
+  const facts = { routerId, agentSecretKey: agentSecret.toString('hex'), agentPublicKey: K.toString('hex'), routerEphemeralSecretKey: routerSecret.toString('hex'), nonce: N.toString('hex'), shared: shared.toString('hex'), proof: proof.toString('hex'), stableId: id.toString('hex') };
+  let md = `\nWith router ID ${routerId}: agent secret key \`${facts.agentSecretKey}\`, public key K \`${facts.agentPublicKey}\`; router ephemeral secret \`${facts.routerEphemeralSecretKey}\`, nonce N \`${facts.nonce}\`; X25519 shared secret \`${facts.shared}\`; proof \`${facts.proof}\`; stable ID \`${facts.stableId}\`.\n`;
+  for (const v of vectors) md += `\n#### \`${v.name}\`\n\n${v.description}\n\n\`\`\`hex\n${v.lines.filter((l) => l.length > 0).join('\n')}\n\`\`\`\n`;
+  return { json: vectors.map(({ lines: _l, ...v }) => v), facts, md };
+}

@@ -1,5 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { pack, unpack } from 'msgpackr';
+import { unpack } from 'msgpackr';
 import { freshEphemeral, isSmallOrder, x25519, type Ephemeral } from '../crypto/x25519.js';
 import { encodeFrame } from './encoder.js';
 import { FrameType, HEADER_SIZE, ID_SIZE } from './frame.js';
@@ -41,7 +41,11 @@ function macOf(shared: Uint8Array, nonce: Uint8Array, publicKey: Uint8Array): Bu
 
 /** The CHALLENGE frame: MessagePack `{ nonce: bin 32 }`. [P-14.2] */
 export function encodeChallenge(nonce: Uint8Array): Buffer[] {
-  return encodeFrame(FrameType.CHALLENGE, pack({ nonce: Buffer.from(nonce) }));
+  // Written out (fixmap 1, fixstr "nonce", bin8 32): one fixed shape, the bytes of §14.4.
+  const body = Buffer.alloc(41);
+  body.write('81a56e6f6e6365c420', 0, 'hex');
+  body.set(nonce, 9);
+  return encodeFrame(FrameType.CHALLENGE, body);
 }
 
 /** The nonce of a CHALLENGE frame `[start, end)`; throws a RangeError when the body is not `{ nonce: bin 32 }`. */
