@@ -15,6 +15,7 @@ import { decodeChallenge, encodeChallenge } from '../../src/protocol/stable-id.j
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../protocol/helpers.js';
+import { Decoder } from '../../src/protocol/decoder.js';
 import { x25519Base } from '../../src/crypto/x25519.js';
 
 function keyPair(): { publicKey: Uint8Array; secretKey: Uint8Array } {
@@ -115,6 +116,11 @@ test('the §14.4 vectors: stable ID, proof and CHALLENGE bytes from the fixed ke
   const chBytes = Buffer.from(ch.hex, 'hex');
   assert.is(decodeChallenge(chBytes, 0, chBytes.length).toString('hex'), f['nonce']);
   assert.throws(() => decodeChallenge(Buffer.from('0000000308008100', 'hex'), 0, 8), RangeError);
+  // The frame decoder knows type 0x08 and takes the vector whole, fed byte by byte.
+  const seen: string[] = [];
+  const d = new Decoder({ preamble: () => undefined, frame: (b, s0, e) => seen.push(b.subarray(s0, e).toString('hex')) }, { maxFrame: 4096, preamble: false });
+  for (const byte of chBytes) d.push(Buffer.of(byte));
+  assert.equal(seen, [ch.hex]);
 });
 
 test('stableId needs a key pair', async () => {
