@@ -5,7 +5,7 @@
  * every message arrived in order. See benchmarks/README.md for how to read the numbers.
  *
  * Flags: --quick, --duration <ms>, --warmup <ms>, --repeats <n>, --sections <list>
- * (throughput,latency,scale,sealed), --systems <list> (postern,plain,nats), --sizes <list>,
+ * (throughput,latency,scale,sealed,streams), --stream-pause <ms>, --systems <list> (postern,plain,nats), --sizes <list>,
  * --ks <list>, --patterns <list>, --scale-n <n>, --profile (router under --cpu-prof, profile
  * in benchmarks/results/), --out <file>.
  */
@@ -22,6 +22,7 @@ import { natsWire, plainWire, posternWire, probeMesh, type SystemName, type Wire
 import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild } from './lib/proc.js';
 import { median } from './lib/stats.js';
 import { runScale, type ScaleResult } from './lib/scale.js';
+import { streamsBench } from './streams.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -37,6 +38,7 @@ const { values: flags } = parseArgs({
     'scale-n': { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
+    'stream-pause': { type: 'string' },
   },
   allowPositionals: false,
 });
@@ -51,7 +53,7 @@ const cfg = {
   ks: nums(flags.ks, quick ? [1, 16] : [1, 16, 256]),
   patterns: list(flags.patterns, ['pairs', 'spray']) as Pattern[],
   systems: list(flags.systems, quick ? ['postern', 'plain'] : ['postern', 'plain', 'nats']) as SystemName[],
-  sections: list(flags.sections, ['throughput', 'latency', 'mesh', 'scale', 'sealed']),
+  sections: list(flags.sections, ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'streams']),
   durationMs: Number(flags.duration ?? (quick ? 250 : 2000)),
   warmupMs: Number(flags.warmup ?? (quick ? 100 : 500)),
   repeats: Number(flags.repeats ?? (quick ? 1 : 3)),
@@ -648,6 +650,15 @@ async function main(): Promise<number> {
   since = performance.now();
   const seal = cfg.sections.includes('sealed') && cfg.systems.includes('postern') ? await sealedSection(cells) : null;
   lap('sealed', since);
+  since = performance.now();
+  // benchmarks/streams.ts; --stream-pause <ms> sets how long its paused reader stays paused.
+  const streams = cfg.sections.includes('streams') && cfg.systems.includes('postern')
+    ? await streamsBench({ mib: quick ? 32 : 256, repeats: cfg.repeats, pauseMs: Number(flags['stream-pause'] ?? (quick ? 1000 : 30_000)), rpcMs: quick ? 300 : 2000, progress: note }).catch((err: unknown) => {
+        failures.push(`streams: ${(err as Error).message}`);
+        return null;
+      })
+    : null;
+  lap('streams', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
@@ -788,6 +799,10 @@ async function main(): Promise<number> {
   lines.push('');
   lines.push('targets (issue 3)');
   lines.push(table(['target', 'want', 'measured', 'met'], targets.map((x) => [x.name, x.target, x.shown, x.met === null ? '-' : x.met ? 'yes' : 'NO']), 4));
+  if (streams !== null) {
+    lines.push('', `streams (benchmarks/streams.ts, ${streams.mib} MiB per run): one stream ${streams.oneStream.postern.toFixed(0)} MB/s, direct TCP ${streams.oneStream.direct.toFixed(0)}, socat ${streams.oneStream.socat?.toFixed(0) ?? '-'}; 64 streams ${streams.parallel64.toFixed(0)} MB/s`);
+    lines.push(table(['stream target', 'want', 'measured', 'met'], streams.targets.map((x) => [x.name, `>= ${x.target}x`, `${x.value.toFixed(2)}x`, x.met ? 'yes' : 'NO']), 4));
+  }
   for (const w of warnings) lines.push(`warning: ${w}`);
   for (const f of failures) lines.push(`FAILED: ${f}`);
   lines.push('');
@@ -812,6 +827,7 @@ async function main(): Promise<number> {
     scale,
     mesh,
     sealed: seal,
+    streams,
     targets,
     notes,
     timings,
