@@ -189,7 +189,9 @@ export async function streamsBench(o: StreamsBenchOptions): Promise<StreamsBench
   const notes: string[] = [];
   const bytes = o.mib * 1024 * 1024;
   const { connect } = (await import(new URL('../src/agent/agent.js', import.meta.url).href)) as AgentMod;
-  const router = await startChild(process.execPath, [script('router-process.js'), JSON.stringify({ maxConnectionsPerAddress: 0, registrationRate: 0, keepaliveInterval: 60_000 })], {
+  // BENCH_ROUTER_NODE_ARGS: extra Node.js flags for the router process (as in run.ts), e.g. --cpu-prof.
+  const nodeArgs = (process.env['BENCH_ROUTER_NODE_ARGS'] ?? '').split(' ').filter((x) => x !== '');
+  const router = await startChild(process.execPath, [...nodeArgs, script('router-process.js'), JSON.stringify({ maxConnectionsPerAddress: 0, registrationRate: 0, keepaliveInterval: 60_000 })], {
     core: 0,
     ready: /READY (\d+)/,
   });

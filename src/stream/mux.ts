@@ -65,6 +65,12 @@ export interface RequestOptions {
 
 /** Largest DATA body per frame: big enough that per-frame costs vanish, small enough to interleave streams. */
 const MAX_DATA_CHUNK = 64 * 1024;
+/**
+ * DATA bytes the mux still hands to a socket that reported full before it waits for 'drain'.
+ * Waiting at the first "full" (16 KiB) would empty the pipe between writes; the agent's own
+ * bound (`maxSendBuffer`, 8 MiB) stays far away.
+ */
+const SOCKET_SLACK = 1024 * 1024;
 /** Stream keys remembered after a reset, so frames still in flight for them draw no RESET back. */
 const RECENT_RESETS = 1024;
 const MAX_U32 = 0xffffffff;
@@ -113,6 +119,8 @@ export class StreamMux implements StreamOwner {
   private nextProbe = 0;
   private budgetUsed = 0;
   private keepaliveTimer: Timer | null = null;
+  /** DATA bytes handed to the socket since it last reported full (see {@link SOCKET_SLACK}). */
+  private overshoot = 0;
 
   constructor(
     private readonly host: StreamHost,
@@ -120,6 +128,7 @@ export class StreamMux implements StreamOwner {
     private readonly clock: Clock,
   ) {
     host.on('drain', () => {
+      this.overshoot = 0;
       const bs = [...this.blocked];
       this.blocked.clear();
       for (const s of bs) this.pump(s);
@@ -309,7 +318,7 @@ export class StreamMux implements StreamOwner {
     const max = Math.min(MAX_DATA_CHUNK, this.host.routerInfo.maxPayload - STREAM_HEADER_SIZE);
     while (p.off < p.chunk.length) {
       if (s._sendCredit === 0) return; // [P-13.4] wait for WINDOW
-      if (!this.host.writable) {
+      if (!this.host.writable && this.overshoot >= SOCKET_SLACK) {
         this.blocked.add(s);
         return;
       }
@@ -326,6 +335,7 @@ export class StreamMux implements StreamOwner {
       }
       p.off += n;
       s._sendCredit -= n;
+      if (!this.host.writable) this.overshoot += n;
     }
     s._pending = null;
     p.cb();
