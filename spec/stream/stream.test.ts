@@ -14,6 +14,7 @@ import { ErrorCode, type PosternError } from '../../src/protocol/errors.js';
 import { ResetCode } from '../../src/stream/frame.js';
 import type { Stream } from '../../src/stream/stream.js';
 import type { AgentOptions } from '../../src/agent/options.js';
+import { generateKeyPair } from '../../src/crypto/keys.js';
 
 const routers: Router[] = [];
 const agents: Agent[] = [];
@@ -265,6 +266,30 @@ test('a lost router connection resets every stream with a code; the peer learns 
   assert.is((await readAll(t2)).toString(), 'after');
   t2.end();
   await readAll(s2);
+});
+
+test('a sealed OPEN proves the opener\'s key to the acceptor (what expose --allow-key checks)', async () => {
+  const r = await router();
+  const ka = generateKeyPair();
+  const kb = generateKeyPair();
+  const a = await agent(r, { keyPair: ka });
+  const b = await agent(r, { keyPair: kb });
+  const c = await agent(r);
+  const seen: Stream[] = [];
+  b.on('stream', (s) => {
+    seen.push(s);
+    const ok = s.sender !== undefined && s.sender.id === s.peer && Buffer.from(ka.publicKey).equals(s.sender.publicKey);
+    if (!ok) s.reset(ResetCode.REFUSED, 'key not allowed');
+    else s.end('welcome');
+  });
+  const sa = a.openStream(b.id); // a has a key pair: sealed by default, key from the directory
+  assert.is((await readAll(sa)).toString(), 'welcome');
+  sa.end();
+  const refused = await errorOf(c.openStream(b.id));
+  assert.is(refused.code, ErrorCode.STREAM_REFUSED);
+  assert.is(seen.length, 2);
+  assert.is(seen[0]!.verification, 'directory');
+  assert.is(seen[1]!.sender, undefined);
 });
 
 test('connect({ waitForRouter }) waits for a router that starts later', async () => {
