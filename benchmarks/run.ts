@@ -23,6 +23,8 @@ import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild }
 import { median } from './lib/stats.js';
 import { runScale, type ScaleResult } from './lib/scale.js';
 import { streamsBench } from './streams.js';
+import { e2eSection, e2eTargets, type E2EReport } from './e2e.js';
+import { abuseLegend, abuseSection, abuseTable, ATTACKS, type AbuseRow, type AttackName } from './abuse.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -36,9 +38,12 @@ const { values: flags } = parseArgs({
     ks: { type: 'string' },
     patterns: { type: 'string' },
     'scale-n': { type: 'string' },
+    attacks: { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
     'stream-pause': { type: 'string' },
+    'e2e-systems': { type: 'string' },
+    'e2e-ks': { type: 'string' },
   },
   allowPositionals: false,
 });
@@ -53,7 +58,9 @@ const cfg = {
   ks: nums(flags.ks, quick ? [1, 16] : [1, 16, 256]),
   patterns: list(flags.patterns, ['pairs', 'spray']) as Pattern[],
   systems: list(flags.systems, quick ? ['postern', 'plain'] : ['postern', 'plain', 'nats']) as SystemName[],
-  sections: list(flags.sections, ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'streams']),
+  sections: list(flags.sections, ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e', 'streams']),
+  e2eSystems: list(flags['e2e-systems'], quick ? ['postern', 'postern-iter', 'sealed-anon', 'sealed-proof'] : ['raw', 'postern', 'postern-iter', 'natsjs', 'mqttjs', 'sealed-anon', 'sealed-proof']),
+  e2eKs: nums(flags['e2e-ks'], quick ? [1] : [1, 16]),
   durationMs: Number(flags.duration ?? (quick ? 250 : 2000)),
   warmupMs: Number(flags.warmup ?? (quick ? 100 : 500)),
   repeats: Number(flags.repeats ?? (quick ? 1 : 3)),
@@ -63,8 +70,10 @@ const cfg = {
   scaleN: Number(flags['scale-n'] ?? (quick ? 500 : 100_000)),
   scaleKeepaliveMs: quick ? 1000 : 2000,
   scaleIdleMs: quick ? 2200 : 8000,
+  // The abuse section runs only when asked for (--sections abuse): about 8 minutes.
+  attacks: list(flags.attacks, [...ATTACKS]) as AttackName[],
   // Hard stop, whatever happens.
-  deadlineMs: quick ? 60_000 : 45 * 60_000,
+  deadlineMs: quick ? 85_000 : 60 * 60_000,
 };
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -659,6 +668,39 @@ async function main(): Promise<number> {
       })
     : null;
   lap('streams', since);
+  since = performance.now();
+  let e2e: E2EReport | null = null;
+  if (cfg.sections.includes('e2e')) {
+    e2e = await e2eSection({
+      quick,
+      sizes: cfg.sizes,
+      ks: cfg.e2eKs,
+      repeats: cfg.repeats,
+      durationMs: cfg.durationMs,
+      warmupMs: cfg.warmupMs,
+      resultsDir,
+      systems: cfg.e2eSystems,
+      startRouter: () => startRouter({ keepaliveInterval: 60_000 }),
+      startNats,
+      progress,
+      note,
+      misses: (system, label, r) => record(system === 'natsjs' || system === 'mqttjs' ? 'nats' : 'postern', label, { genCpu: NaN, ...r }),
+    });
+  }
+  lap('e2e', since);
+  let abuse: AbuseRow[] = [];
+  if (cfg.sections.includes('abuse')) {
+    try {
+      abuse = await abuseSection({
+        startRouter, core: GEN_CORE, repeats: cfg.repeats, warmupMs: cfg.warmupMs, durationMs: cfg.durationMs,
+        quick, attacks: cfg.attacks, profile: flags.profile === true, progress,
+        record: (label, r) => record('postern', label, r),
+      });
+    } catch (err) {
+      failures.push(`abuse: ${(err as Error).message}`);
+    }
+  }
+  lap('abuse', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
@@ -699,6 +741,8 @@ async function main(): Promise<number> {
     t('  the same, probe beside the load', '<= 1000 µs', lat50?.probe.p99, (v) => v <= 1000, (v) => `${v} µs`),
     t('router RSS for 100,000 idle agents', '<= 2 GiB', scale?.rssAt100k, (v) => v <= 2 * 2 ** 30, (v) => `${fmtBytes(v)}${scale !== null && scale.agents < 100_000 ? ` (extrapolated from ${scale.agents})` : ''}`),
     t('keepalive expiries of live agents', '0', scale === null ? undefined : scale.expired + scale.lost, (v) => v === 0, String),
+    ...(e2e === null ? [] : e2eTargets(e2e.rows).map((x) => t(x.name, x.want, x.value, x.ok, fmtRatio))),
+    t('probe p99 at 50% load: postern vs plain forwarder', '<= 1.2x', lat50 === undefined ? undefined : lat50.probe.p99 / (lat.find((l) => l.system === 'plain' && l.fraction === 0.5)?.probe.p99 ?? NaN), (v) => v <= 1.2, fmtRatio),
     t('sealed throughput vs plain (worst cell)', 'same (>= 0.9x)', seal === null || seal.rows.length === 0 ? undefined : Math.min(...seal.rows.map((r) => r.ratio)), (v) => v >= 0.9, fmtRatio),
   ];
 
@@ -795,6 +839,25 @@ async function main(): Promise<number> {
       lines.push(table(['op', 'bytes', 'ops/s', 'MB/s'], so.rows.map((r) => [r.op, String(r.size), fmtRate(r.opsPerSec), fmtMB(r.mbPerSec)]), 1));
     } else if (so?.note !== undefined) lines.push(`seal/open: ${so.note}`);
   }
+  if (e2e !== null && e2e.rows.length > 0) {
+    lines.push('');
+    lines.push('end to end: program to program through one server with each client library (raw: the load generator through the same router, no library)');
+    lines.push('(msg/s delivered; MB/s payload; cpu = server/client process % of a core)');
+    const base = (r: { size: number; k: number }): number => e2e!.rows.find((x) => x.system === 'natsjs' && x.size === r.size && x.k === r.k)?.msgsPerSec ?? NaN;
+    lines.push(
+      table(
+        ['system', 'size', 'K', 'msg/s', 'MB/s', 'cpu%', 'vs nats.js', 'ordered'],
+        [...e2e.rows].sort((a, b) => a.size - b.size || a.k - b.k).map((r) => [r.system, sizeName(r.size), `K=${r.k}`, fmtRate(r.msgsPerSec), fmtMB(r.mbPerSec), `${r.serverCpu.toFixed(0)}/${r.clientCpu.toFixed(0)}`, fmtRatio(r.msgsPerSec / base(r)), r.inOrder ? 'yes' : 'NO']),
+      ),
+    );
+    for (const n of e2e.notes) lines.push(`e2e: ${n}`);
+  }
+  if (abuse.length > 0) {
+    lines.push('');
+    lines.push('abuse: a normal pair (256 B, K=1) alone and under each attack, same router, median of repeats (goal >= 0.90x)');
+    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'router cpu%', 'router RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
+    lines.push(...abuseLegend(abuse));
+  }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');
   lines.push('targets (issue 3)');
@@ -828,6 +891,8 @@ async function main(): Promise<number> {
     mesh,
     sealed: seal,
     streams,
+    e2e,
+    abuse,
     targets,
     notes,
     timings,

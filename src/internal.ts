@@ -14,7 +14,7 @@ export { RouterConnection, ConnState } from './router/connection.js';
 export { Registry } from './router/registry.js';
 export { resolveRouterOptions } from './router/options.js';
 export { Mesh } from './router/mesh/mesh.js';
-export * from './router/mesh/handshake.js';
+export * from './protocol/link.js';
 export { sealWithEphemeral } from './crypto/seal.js';
 export { sealBoxWithEphemeral, sealNonce } from './crypto/sealed-box.js';
 export { x25519, isSmallOrder } from './crypto/x25519.js';

@@ -41,6 +41,7 @@ test('bench --quick delivers every message in order and exits 0', async () => {
       failures: string[];
       throughput: Array<{ system: string; inOrder: boolean; runs: Array<{ sent: number; received: number; lost: number; outOfOrder: number }> }>;
       scale: { agents: number; expired: number; lost: number } | null;
+      e2e: { rows: Array<{ system: string; size: number; inOrder: boolean; runs: Array<{ sent: number; received: number; outOfOrder: number }> }> } | null;
       latency: Array<{
         system: string;
         fraction: number;
@@ -71,6 +72,19 @@ test('bench --quick delivers every message in order and exits 0', async () => {
       for (const run of [...row.runs, ...row.probeRuns]) {
         assert.ok(run.inOrder);
         assert.ok((run.latency?.count ?? 0) > 0);
+      }
+    }
+    // End to end through the agent library: both receive styles and sealed, all in order.
+    const e2e = json.e2e!.rows;
+    for (const system of ['postern', 'postern-iter', 'sealed-anon', 'sealed-proof']) {
+      assert.ok(e2e.some((r) => r.system === system), `e2e ${system} ran`);
+    }
+    for (const row of e2e) {
+      assert.ok(row.inOrder, `e2e ${row.system} ${row.size} B in order`);
+      for (const run of row.runs) {
+        assert.ok(run.sent > 0);
+        assert.is(run.received, run.sent);
+        assert.is(run.outOfOrder, 0);
       }
     }
     assert.ok(json.scale !== null && json.scale.agents > 0);

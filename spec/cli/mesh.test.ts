@@ -1,5 +1,5 @@
 /**
- * Issue 5, "Done when", through the CLI: two routers peered with --peer and a mesh secret
+ * A router mesh, through the CLI: two routers peered with --peer and a mesh secret
  * (one from a file, one from POSTERN_MESH_SECRET), `postern listen` on one, `postern send`
  * from the other arrives; stop the first router and the sender gets
  * POSTERN_ERR_UNREACHABLE_ROUTER; a router with the wrong secret gets no link. Every child

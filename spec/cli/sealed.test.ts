@@ -1,5 +1,5 @@
 /**
- * Issue 4, "Done when", through the CLI as a new user would: `postern keygen`, a listener
+ * Sealed and anonymous messages, through the CLI as a new user would: `postern keygen`, a listener
  * with its key, an anonymous sealed `postern send` reaching it (shown as sealed; verified
  * when the sender proves itself), a reply reaching the anonymous sender (from the
  * listener's stdin and from another `postern send` with the printed handle), `postern

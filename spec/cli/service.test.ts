@@ -1,5 +1,5 @@
 /**
- * Issue 6, "Done when", through the CLI: `postern router --config` with (a temporary copy
+ * Running the router as a service, through the CLI: `postern router --config` with (a temporary copy
  * of) the shipped example.json, --check-config on good and bad files, /metrics and
  * /healthz, SIGHUP reloading admission and a limit, systemd readiness, and a sequence-checked
  * message stream across `kill -TERM` and a restart (agents from the library, routers as

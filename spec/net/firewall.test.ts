@@ -1,5 +1,5 @@
 /**
- * Firewall traversal, for real (issue 5, item 5): hosts built from Linux network namespaces.
+ * Firewall traversal, for real: hosts built from Linux network namespaces.
  *
  *                       ┌──────────── NET (forwards between its four links) ────────────┐
  *                       │ 10.77.1.1      10.77.2.1       10.77.3.1        10.77.4.1     │

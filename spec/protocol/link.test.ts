@@ -8,7 +8,7 @@ import { createHmac } from 'node:crypto';
 import { ControlCodec } from '../../src/protocol/control.js';
 import { ErrorCode } from '../../src/protocol/errors.js';
 import { FrameType } from '../../src/protocol/frame.js';
-import { acceptProof, dialProof, encodeLinkAuth, encodeLinkChallenge, encodeLinkHello, encodeLinkReady, proofMatches, readLinkHello } from '../../src/router/mesh/handshake.js';
+import { acceptProof, dialProof, encodeLinkAuth, encodeLinkChallenge, encodeLinkHello, encodeLinkReady, proofMatches, readLinkHello } from '../../src/protocol/link.js';
 import { VECTORS, hexBuf, throwsCode, vector } from './helpers.js';
 
 const codec = new ControlCodec();

@@ -146,6 +146,7 @@ L('maxMessageRate: a flooding sender is slowed by reading less, nothing dropped,
 
 L('reload refuses options that need a restart and bad values, changing nothing', async () => {
   const r = await start();
+  const before = r.options.maxConnections;
   for (const bad of [{ port: 1 }, { maxConnections: 0 }] as object[]) {
     try {
       r.reload(bad);
@@ -154,7 +155,7 @@ L('reload refuses options that need a restart and bad values, changing nothing',
       assert.is((err as PosternError).code, ErrorCode.INVALID_OPTION);
     }
   }
-  assert.is(r.options.maxConnections, 200000);
+  assert.is(r.options.maxConnections, before);
   r.reload({ maxConnections: 5 });
   assert.is(r.options.maxConnections, 5);
 });

@@ -7,7 +7,7 @@ import { encodeDeliver, encodePing, encodePreamble, encodeSend, encodeSource } f
 import { FrameType, WireCode } from '../../src/protocol/frame.js';
 import { routerIdOf } from '../../src/protocol/id.js';
 import { ErrorCode, PosternError } from '../../src/protocol/errors.js';
-import { acceptProof, dialProof, encodeLinkAuth, encodeLinkHello, linkNonce, readLinkHello } from '../../src/router/mesh/handshake.js';
+import { acceptProof, dialProof, encodeLinkAuth, encodeLinkHello, linkNonce, readLinkHello } from '../../src/protocol/link.js';
 import { eventually, RawClient } from '../helpers/raw.js';
 
 const SECRET = 'correct horse battery staple';

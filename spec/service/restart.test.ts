@@ -1,5 +1,5 @@
 /**
- * Issue 6, "kill -TERM mid-stream loses nothing": a router drains (what SIGTERM does)
+ * "kill -TERM mid-stream loses nothing": a router drains (what SIGTERM does)
  * while one agent streams sequence-numbered messages to another; the router is started
  * again on the same port with the same router ID and resume secret; both agents resume
  * their IDs by themselves. Every message either arrives, in order and once, or its loss

@@ -587,20 +587,10 @@ const replaceBlock = (doc, tag, content) => {
   if (!re.test(doc)) throw new Error(`PROTOCOL.md has no ${tag} block`);
   return doc.replace(re, (_m, a, b) => `${a}\n${content}\n${b}`);
 };
-// Appendix E is spec/crypto/ENVELOPE.md, copied in so PROTOCOL.md stays the one document.
-let envelope = '';
-try {
-  envelope = readFileSync(join(root, 'spec', 'crypto', 'ENVELOPE.md'), 'utf8')
-    .replace(/^\s*<!--[\s\S]*?-->\s*/, '')
-    .replace(/^## E\. /m, '## Appendix E. ')
-    .trimEnd();
-} catch {
-  envelope = '(spec/crypto/ENVELOPE.md is missing.)';
-}
 const oldDoc = readFileSync(docPath, 'utf8');
 const streams = streamVectors(ID);
 const stable = await stableVectors(ROUTER);
-const newDoc = replaceBlock(replaceBlock(replaceBlock(replaceBlock(oldDoc, 'VECTORS', md), 'EXAMPLE', ex), 'ENVELOPE', `\n${envelope}\n`), 'STREAMS', streams.md);
+const newDoc = replaceBlock(replaceBlock(replaceBlock(oldDoc, 'VECTORS', md), 'EXAMPLE', ex), 'STREAMS', streams.md);
 const newDocAll = replaceBlock(newDoc, 'STABLE', stable.md);
 const newJson = `${JSON.stringify(json, null, 2)}\n`;
 // §13 stream-layer vectors: their own file, one block in PROTOCOL.md.

@@ -1,17 +1,19 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ControlCodec, type DrainBody, type LookupResultBody, type RegisteredBody } from '../protocol/control.js';
+import { ControlCodec, type DrainBody, type RegisteredBody } from '../protocol/control.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { Flag, FrameType, HEADER_SIZE, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET, WireCode } from '../protocol/frame.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { formatId } from '../protocol/id.js';
-import { open, seal, type OpenedEnvelope } from '../crypto/seal.js';
-import { KeyCache } from './key-cache.js';
-import { IncomingMessage, type Message, type MessageSender, type RejectedMessage, type Replier, type SendOptions, type Verification } from './message.js';
+import { KeyDirectory, toPosternError } from './directory.js';
+import { Inbound } from './inbound.js';
+import type { AgentEvents, RouterInfo, Status, StatusIterator } from './events.js';
+import type { Message, Replier, SendOptions } from './message.js';
 import { parseRouterAddress, resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
 import { BoundedQueue } from './queue.js';
 import { ReconnectLoop } from './reconnect.js';
+import { sealPayload, sealTarget, replyOptions, type SealTarget, type Sealer } from './sealing.js';
 import { Session } from './session.js';
 import { isStreamPayload } from '../stream/frame.js';
 import { stableProof } from '../protocol/stable-id.js';
@@ -21,73 +23,18 @@ import type { Stream } from '../stream/stream.js';
 /**
  * The agent: one logical endpoint that stays registered with a router across connections.
  *
+ * This file is the public facade (send, receive, lookup, flush, status, close, with the
+ * TSDoc users read) and the connection lifecycle (dial, register, lose, drain, reconnect);
+ * the rest lives beside it: the inbound pipeline (`inbound.ts`), key directory lookups
+ * (`directory.ts`), sealing options (`sealing.ts`), one connection (`session.ts`). It is
+ * longer than 500 lines because the facade's documentation is most of it.
+ *
  * @module
  */
 
 export type { Message, MessageSender, RejectedMessage, SealTo, SendOptions, Verification } from './message.js';
 
-/** What the router announced in REGISTERED, for the current (or last) connection. */
-export interface RouterInfo {
-  /** The router's ID (also the first 8 hex digits of `agent.id`). */
-  readonly routerId: number;
-  /** Largest frame, length field included, in bytes. */
-  readonly maxFrame: number;
-  /** Largest `send()` payload: `maxFrame - 26`, in bytes. */
-  readonly maxPayload: number;
-  /** Keepalive interval, in ms. */
-  readonly keepalive: number;
-  /** Silence after which the connection is dropped, in ms. */
-  readonly timeout: number;
-}
-
-/**
- * Connection status. The sequence for a lost connection is `disconnected`, then
- * `reconnecting` / `connecting` per attempt, then `registered` (or `closed` when the agent
- * gives up).
- */
-export type Status =
-  /** A connection attempt starts (attempt 1 is the first connect, or the first retry). */
-  | { readonly type: 'connecting'; readonly attempt: number }
-  /** Registered; `id` is the agent ID: the old one when `resumed`, else a new one. */
-  | { readonly type: 'registered'; readonly id: string; readonly router: RouterInfo; readonly resumed: boolean }
-  /** The connection was lost; `error` says why (its code is the CLOSE code when the router sent one). */
-  | { readonly type: 'disconnected'; readonly error: PosternError }
-  /** Waiting `delayMs` before reconnect attempt `attempt`; `error` is why the previous connection or attempt failed. */
-  | { readonly type: 'reconnecting'; readonly attempt: number; readonly delayMs: number; readonly error: PosternError }
-  /** The agent is closed for good: `error` is undefined after `close()`, else why it gave up. */
-  | { readonly type: 'closed'; readonly error: PosternError | undefined };
-
-/** A `status()` iterator. */
-export interface StatusIterator extends AsyncIterableIterator<Status, undefined> {
-  /** Events dropped because this consumer lagged more than `maxStatusQueue` events behind. */
-  readonly dropped: number;
-}
-
-/**
- * Events of an {@link Agent}. The agent never emits `'error'`, so an unhandled event never
- * throws: errors about one message go to `'undeliverable'`, other non-fatal ones to
- * `'warning'`, and connection-ending ones to the `'status'` stream and `closed()`.
- */
-export interface AgentEvents {
-  /** A message; attaching a listener switches delivery from the iterator to events (see {@link Agent.messages}). */
-  message: [Message];
-  /** The router answered a SEND with ERROR: `code`, `seq` (what `send()` returned) and `to`. */
-  undeliverable: [PosternError];
-  /** An ERROR frame that refers to no SEND (seq 0), e.g. POSTERN_ERR_ALREADY_REGISTERED. */
-  warning: [PosternError];
-  /**
-   * A sealed message whose envelope did not open with this agent's key pair; it is not
-   * delivered. Emitted in message order (after every message received before it was
-   * delivered), and counted in `agent.rejected`.
-   */
-  rejected: [RejectedMessage];
-  /** Every status change, as also yielded by `status()`. */
-  status: [Status];
-  /** The send buffer drained after `writable` went false. */
-  drain: [];
-  /** A peer opened a stream (PROTOCOL.md §13); without a listener, OPENs are refused. */
-  stream: [Stream];
-}
+export type { AgentEvents, RouterInfo, Status, StatusIterator } from './events.js';
 
 type AgentState = 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed';
 
@@ -145,18 +92,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private idText = '';
   private info: RouterInfo | null = null;
   private readPaused = false;
-  /**
-   * Messages in arrival order from the first one that waits for a key lookup on: each
-   * entry is settled (a message or a rejection) or still waiting. Delivery takes settled
-   * entries from the head only, so a lookup never reorders messages. Bounded by maxQueue:
-   * reading cannot pause for it, since the LOOKUP_RESULTs it waits for come in behind the
-   * messages, so past the bound the oldest waiting check gives up ('lookup-failed').
-   */
-  private readonly pipeline: PipelineEntry[] = [];
-  private rejectedCount = 0;
-  private readonly keyCache: KeyCache;
-  /** Directory lookups in flight by text ID, with everyone waiting for each. */
-  private readonly keyWaiters = new Map<string, KeyCallback[]>();
+  private readonly directory: KeyDirectory;
+  private readonly inbound: Inbound;
+  private readonly sealer: Sealer;
   /** `sendSealed()` calls not yet sent; they go out in call order. */
   private sealedTail: Promise<unknown> = Promise.resolve();
   private sealedPending = 0;
@@ -169,7 +107,6 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private resumeGrace = 0;
   private resumeTarget: { host: string; port: number } | null = null;
   private lostAt = 0;
-  private readonly lookups = new Map<number, { resolve(key: Buffer): void; reject(err: unknown): void }>();
   /** Why the last connection or attempt ended; carried by the next `reconnecting` status. */
   private lastError: PosternError = new PosternError(ErrorCode.CONNECTION_LOST, 'not connected');
   /**
@@ -194,7 +131,26 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       overflow: 'backpressure',
       onDrain: () => this.resumeReading(),
     });
-    this.keyCache = new KeyCache(opts.keyCacheSize);
+    this.directory = new KeyDirectory(opts.keyCacheSize, (id) => {
+      const s = this.liveSession();
+      if (!(s instanceof Session)) return s;
+      // LOOKUP refs share the SEND seq space, so an ERROR's seq names exactly one of them.
+      const ref = this.nextSeq();
+      s.write(this.codec.encodeLookup({ ref, id }));
+      return ref;
+    });
+    this.inbound = new Inbound(opts, this.directory, this, () => this.idBuf, {
+      message: (m) => this.onMessage(m),
+      rejected: (r) => guard(() => this.emit('rejected', r)),
+    });
+    const agent = this;
+    this.sealer = {
+      keyPair: opts.keyPair,
+      anonymous: opts.anonymous,
+      get id() {
+        return agent.idBuf;
+      },
+    };
     this.closedPromise = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -272,7 +228,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
 
   /** Sealed messages refused so far because their envelope did not open (see the `'rejected'` event). */
   get rejected(): number {
-    return this.rejectedCount;
+    return this.inbound.rejected;
   }
 
   /**
@@ -302,40 +258,24 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * `prove` or `bind` without `seal`).
    */
   send(to: string | Uint8Array, data: Uint8Array | string, options?: SendOptions): number {
-    if (this.state === 'closed' || this.state === 'closing') throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
+    const closed = this.closedError();
+    if (closed !== undefined) throw closed;
     const header = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
     writeDestination(header, to);
     let payload = toPayload(data);
-    const sealTo = options?.seal;
-    if (sealTo !== undefined && sealTo !== false) {
-      let key: Uint8Array | undefined;
-      let bind = false;
-      if (sealTo === true) {
-        key = this.opts.trustedKeys.get(formatId(header, RELAY_ID_OFFSET));
-        if (key === undefined) {
-          throw new PosternError(
-            ErrorCode.INVALID_ARGUMENT,
-            'seal: true needs a key pinned for the destination in trustedKeys; pass seal: { publicKey } or use sendSealed() to ask the directory',
-          );
-        }
-        bind = true;
-      } else if (sealTo !== null && typeof sealTo === 'object') {
-        key = sealTo.publicKey;
-      } else {
-        throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'seal must be a boolean or { publicKey }');
+    if (options !== undefined) {
+      const pinned = options.seal === true ? this.opts.trustedKeys.get(formatId(header, RELAY_ID_OFFSET)) : undefined;
+      const target = sealTarget(options, pinned, 'send');
+      if (target !== null) {
+        payload = sealPayload(this.sealer, header.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE), payload, target.key!, options, target.bindByDefault);
       }
-      payload = this.sealPayload(header, payload, key, options!, bind);
-    } else if (options !== undefined && (options.prove !== undefined || options.pad !== undefined || options.bind !== undefined)) {
-      throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'prove, pad and bind apply only with seal');
     }
     const info = this.info!;
     if (payload.length > info.maxPayload) {
       throw new PosternError(ErrorCode.FRAME_TOO_LARGE, `payload of ${payload.length} bytes exceeds the router's limit of ${info.maxPayload}`);
     }
-    const s = this.session;
-    if (this.state !== 'open' || s === null || s.state !== 'open') {
-      throw new PosternError(ErrorCode.NOT_CONNECTED, 'not connected to a router (reconnecting)');
-    }
+    const s = this.liveSession();
+    if (!(s instanceof Session)) throw s;
     const buffered = s.writableLength;
     if (buffered > 0 && buffered + RELAY_HEADER_SIZE + payload.length > this.opts.maxSendBuffer) {
       throw new PosternError(ErrorCode.SEND_BUFFER_FULL, `${buffered} bytes already wait to be sent`);
@@ -370,26 +310,20 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    */
   sendSealed(to: string | Uint8Array, data: Uint8Array | string, options: SendOptions = {}): Promise<number> {
     let id: string;
-    let known: Uint8Array | undefined;
-    let bind = true;
+    let target: SealTarget;
     try {
-      if (this.state === 'closed' || this.state === 'closing') throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
+      const closed = this.closedError();
+      if (closed !== undefined) throw closed;
       const scratch = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
       writeDestination(scratch, to);
       id = formatId(scratch, RELAY_ID_OFFSET);
-      const sealTo = options.seal ?? true;
-      if (sealTo === false) throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'sendSealed() always seals; use send() for plain messages');
-      if (sealTo !== true) {
-        if (sealTo === null || typeof sealTo !== 'object') throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'seal must be a boolean or { publicKey }');
-        known = sealTo.publicKey;
-        bind = false;
-      } else {
-        known = this.opts.trustedKeys.get(id);
-      }
+      target = sealTarget(options, this.opts.trustedKeys.get(id), 'sendSealed')!;
     } catch (err) {
       return Promise.reject(err);
     }
-    const sendWith = (key: Uint8Array): number => this.send(to, data, { ...options, seal: { publicKey: key }, bind: options.bind ?? bind });
+    const known = target.key;
+    const sendWith = (key: Uint8Array): number =>
+      this.send(to, data, { ...options, seal: { publicKey: key }, bind: options.bind ?? target.bindByDefault });
     if (known !== undefined && this.sealedPending === 0) {
       try {
         return Promise.resolve(sendWith(known));
@@ -397,7 +331,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
         return Promise.reject(err);
       }
     }
-    const key = known !== undefined ? Promise.resolve(known) : this.directoryKey(id);
+    const key = known !== undefined ? Promise.resolve(known) : this.directory.key(id);
     key.catch(noop); // observed below, after the earlier sendSealed() calls
     const prev = this.sealedTail;
     this.sealedPending++;
@@ -421,7 +355,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * the key that ID registered.
    */
   lookup(id: string | Uint8Array): Promise<Buffer> {
-    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
+    const closed = this.closedError();
+    if (closed !== undefined) return Promise.reject(closed);
     const idBuf = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
     try {
       writeDestination(idBuf, id);
@@ -429,101 +364,34 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       return Promise.reject(err);
     }
     return new Promise<Buffer>((resolve, reject) => {
-      const err = this.startLookup(idBuf.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE), { resolve, reject });
+      const err = this.directory.lookup(idBuf.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE), { resolve, reject });
       if (err !== undefined) reject(err);
     });
   }
 
+  /** CLOSED while the agent is closing or closed, else undefined. */
+  private closedError(): PosternError | undefined {
+    return this.state === 'closed' || this.state === 'closing' ? new PosternError(ErrorCode.CLOSED, 'the agent is closed') : undefined;
+  }
+
   /**
-   * Sends a LOOKUP whose answer goes to `handlers` (called synchronously from the frame
-   * loop or from `failPending`), or returns why it cannot be sent.
+   * The session to write to, or why there is none: CLOSED (closing or closed), NOT_CONNECTED
+   * (reconnecting: nothing is queued, the router gives no receipt across connections). The
+   * one check of "usable" for every write.
    */
-  private startLookup(id: Buffer, handlers: { resolve(key: Buffer): void; reject(err: unknown): void }): PosternError | undefined {
+  private liveSession(): Session | PosternError {
+    const closed = this.closedError();
+    if (closed !== undefined) return closed;
     const s = this.session;
     if (this.state !== 'open' || s === null || s.state !== 'open') {
       return new PosternError(ErrorCode.NOT_CONNECTED, 'not connected to a router (reconnecting)');
     }
-    // LOOKUP refs share the SEND seq space, so an ERROR's seq names exactly one of them.
-    const ref = this.nextSeq();
-    this.lookups.set(ref, handlers);
-    s.write(this.codec.encodeLookup({ ref, id }));
-    return undefined;
-  }
-
-  /**
-   * The directory's key for `id` (text form): cached, else looked up once however many ask
-   * meanwhile. `done` runs synchronously on a cache hit.
-   */
-  private directoryKeyThen(id: string, useCache: boolean, done: KeyCallback): void {
-    if (useCache) {
-      const hit = this.keyCache.get(id);
-      if (hit !== undefined) {
-        done(hit, undefined);
-        return;
-      }
-    }
-    const waiting = this.keyWaiters.get(id);
-    if (waiting !== undefined) {
-      waiting.push(done);
-      return;
-    }
-    const waiters = [done];
-    this.keyWaiters.set(id, waiters);
-    const settle = (key: Buffer | undefined, err: PosternError | undefined): void => {
-      this.keyWaiters.delete(id);
-      if (key !== undefined) this.keyCache.set(id, key);
-      for (const w of waiters) w(key, err);
-    };
-    const err = this.startLookup(Buffer.from(id, 'hex'), {
-      resolve: (key) => settle(key, undefined),
-      reject: (e) => settle(undefined, toPosternError(e)),
-    });
-    if (err !== undefined) settle(undefined, err);
-  }
-
-  private directoryKey(id: string): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      this.directoryKeyThen(id, true, (key, err) => (key !== undefined ? resolve(key) : reject(err)));
-    });
-  }
-
-  /** Seals `payload` for the destination in `header`, as `options` say. */
-  private sealPayload(header: Buffer, payload: Buffer, key: Uint8Array, options: SendOptions, bindByDefault: boolean): Buffer {
-    const kp = this.opts.keyPair;
-    const agentAnonymous = this.opts.anonymous;
-    let prove = options.prove;
-    if (prove === undefined) {
-      prove = kp !== undefined && !agentAnonymous && options.anonymous !== true;
-    } else if (prove === true) {
-      if (kp === undefined) throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'prove needs the keyPair option');
-    } else if (prove !== false) {
-      throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'prove must be a boolean');
-    }
-    const bind = options.bind ?? bindByDefault;
-    if (typeof bind !== 'boolean') throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'bind must be a boolean');
-    const envelope = seal({
-      content: payload,
-      recipientPublicKey: key,
-      // [P-E.3] an anonymous connection has no ID: the envelope proves the key alone.
-      sender: prove ? { id: agentAnonymous ? undefined : this.idBuf, keyPair: kp! } : undefined,
-      recipientId: bind ? header.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE) : undefined,
-      pad: options.pad,
-    });
-    return Buffer.from(envelope.buffer, envelope.byteOffset, envelope.byteLength);
+    return s;
   }
 
   /** @internal {@link Message.reply}. */
   _reply(m: Message, data: Uint8Array | string, options: SendOptions | undefined): number {
-    const o: SendOptions = { ...options };
-    if (o.seal === undefined) {
-      if (m.sender !== undefined) o.seal = { publicKey: m.sender.publicKey };
-    } else if (o.seal === true) {
-      if (m.sender !== undefined) o.seal = { publicKey: m.sender.publicKey };
-      else if (m.anonymous) throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'no key to seal a reply to: the sender is anonymous and named no key');
-    }
-    // A reply handle is not the recipient's agent ID: binding to it would get the reply refused.
-    if (o.seal !== undefined && o.seal !== false && o.bind === undefined) o.bind = !m.anonymous;
-    return this.send(m.from, data, o);
+    return this.send(m.from, data, replyOptions(m, options));
   }
 
   /**
@@ -535,11 +403,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * reading is paused (`receivePaused`), the PONG waits behind the unread messages.
    */
   flush(): Promise<void> {
-    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
-    const s = this.session;
-    if (this.state !== 'open' || s === null || s.state !== 'open') {
-      return Promise.reject(new PosternError(ErrorCode.NOT_CONNECTED, 'not connected to a router (reconnecting)'));
-    }
+    const s = this.liveSession();
+    if (!(s instanceof Session)) return Promise.reject(s);
     const n = this.nextFlush();
     return new Promise<void>((resolve, reject) => {
       this.flushes.set(n, { resolve, reject });
@@ -730,7 +595,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
 
   /** One connection attempt: resolves when registered, rejects with why it failed. */
   private dial(attempt: number): Promise<void> {
-    if (this.state === 'closing' || this.state === 'closed') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
+    const closed = this.closedError();
+    if (closed !== undefined) return Promise.reject(closed);
     this.emitStatus({ type: 'connecting', attempt });
     const target = this.targets[this.targetIndex % this.targets.length]!;
     return new Promise<void>((resolve, reject) => {
@@ -774,22 +640,19 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
           message: (from, data, flags) => {
             // A session left after DRAIN still hands over what the router had sent it.
             if (this.session === session || session.isLingering) {
-              this.onDeliver(from, data, flags);
+              this.inbound.deliver(from, data, flags);
             }
           },
           errorFrame: (err) => {
             if (this.session !== session) return;
             const seq = err.seq ?? 0;
-            const lookup = this.lookups.get(seq);
-            if (lookup !== undefined) {
-              this.lookups.delete(seq);
-              lookup.reject(err);
-            } else if (seq !== 0) guard(() => this.emit('undeliverable', err));
+            if (this.directory.onError(seq, err)) return;
+            if (seq !== 0) guard(() => this.emit('undeliverable', err));
             else guard(() => this.emit('warning', err));
           },
           pong: (payload) => this.onPong(payload),
           routerDrain: (body) => this.onRouterDrain(session, body),
-          lookupResult: (body) => this.onLookupResult(body),
+          lookupResult: (body) => this.directory.onResult(body),
           writeDrained: () => {
             if (this.session === session && this.wantDrain) {
               this.wantDrain = false;
@@ -907,113 +770,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     session.ping(this.flushPayload(this.flushSeq));
   }
 
-  private onLookupResult(body: LookupResultBody): void {
-    const l = this.lookups.get(body.ref);
-    if (l === undefined) return;
-    this.lookups.delete(body.ref);
-    l.resolve(Buffer.from(body.key));
-  }
-
   private release(): void {
     if (this.hold !== null) clearInterval(this.hold);
     this.hold = null;
-  }
-
-  /** A DELIVER: opened and checked if sealed, then delivered in arrival order. */
-  private onDeliver(from: string, data: Buffer, flags: number): void {
-    const anonymous = (flags & Flag.ANONYMOUS) !== 0;
-    const sealed = (flags & Flag.SEALED) !== 0;
-    const kp = this.opts.keyPair;
-    if (!sealed || kp === undefined) {
-      this.admit(new IncomingMessage(this, from, data, anonymous, sealed, undefined, 'none'));
-      return;
-    }
-    let opened: OpenedEnvelope;
-    try {
-      // An anonymous connection has no ID (all zeros) to check a binding against.
-      opened = open(data, kp, this.opts.anonymous ? {} : { recipientId: this.idBuf });
-    } catch (err) {
-      this.admit({ rejected: { from, anonymous, error: toPosternError(err), envelope: data } });
-      return;
-    }
-    const c = opened.content;
-    const content = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
-    const claimed = opened.sender;
-    if (claimed === undefined) {
-      this.admit(new IncomingMessage(this, from, content, anonymous, true, undefined, 'none'));
-      return;
-    }
-    const sender: MessageSender = Object.freeze({
-      id: claimed.id === undefined ? undefined : formatId(claimed.id),
-      publicKey: Buffer.from(claimed.publicKey),
-    });
-    const make = (v: Verification): IncomingMessage => new IncomingMessage(this, from, content, anonymous, true, sender, v);
-    const now = this.verdictNow(sender, from, anonymous);
-    if (now !== undefined) {
-      this.admit(make(now));
-      return;
-    }
-    const entry: PipelineEntry = { item: undefined, giveUp: () => make('lookup-failed') };
-    this.pipeline.push(entry);
-    this.directoryKeyThen(sender.id!, false, (key, err) => {
-      if (entry.item !== undefined) return; // given up already
-      let v: Verification;
-      if (key !== undefined) v = key.equals(sender.publicKey) ? 'directory' : 'key-mismatch';
-      else v = err?.code === ErrorCode.NO_KEY || err?.code === ErrorCode.UNKNOWN_DESTINATION ? 'unknown-key' : 'lookup-failed';
-      entry.item = make(v);
-      this.pump();
-    });
-    this.boundPipeline();
-  }
-
-  /** [P-9.3] Past `maxQueue` waiting messages, the oldest waiting check gives up. */
-  private boundPipeline(): void {
-    const p = this.pipeline;
-    while (p.length > this.opts.maxQueue) {
-      const head = p[0]!;
-      head.item ??= head.giveUp!();
-      this.pump();
-    }
-  }
-
-  /**
-   * The verdict on a proven sender when it needs no lookup, else undefined. [P-E.3] A
-   * registered sender's ID is stamped by the router, so an envelope claiming another lies.
-   */
-  private verdictNow(sender: MessageSender, from: string, anonymous: boolean): Verification | undefined {
-    if (sender.id === undefined) return 'no-id';
-    if (!anonymous && sender.id !== from) return 'id-mismatch';
-    const pinned = this.opts.trustedKeys.get(sender.id);
-    if (pinned !== undefined) return pinned.equals(sender.publicKey) ? 'pinned' : 'key-mismatch';
-    if (!this.opts.verifyWithDirectory) return 'unknown-key';
-    const cached = this.keyCache.get(sender.id);
-    // A cached key that differs may be stale (the ID resumed with a new key): ask again.
-    return cached !== undefined && cached.equals(sender.publicKey) ? 'directory' : undefined;
-  }
-
-  /** Delivers `item` now, or after the messages still waiting for a lookup. */
-  private admit(item: IncomingMessage | { rejected: RejectedMessage }): void {
-    if (this.pipeline.length === 0) {
-      this.deliver(item);
-      return;
-    }
-    this.pipeline.push({ item, giveUp: undefined });
-    this.boundPipeline();
-  }
-
-  /** Delivers every settled entry at the head of the pipeline. */
-  private pump(): void {
-    const p = this.pipeline;
-    while (p.length > 0 && p[0]!.item !== undefined) this.deliver(p.shift()!.item!);
-  }
-
-  private deliver(item: IncomingMessage | { rejected: RejectedMessage }): void {
-    if (item instanceof IncomingMessage) {
-      this.onMessage(item);
-      return;
-    }
-    this.rejectedCount++;
-    guard(() => this.emit('rejected', item.rejected));
   }
 
   private onMessage(m: Message): void {
@@ -1069,9 +828,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     const ds = [...this.flushes.values()];
     this.flushes.clear();
     for (const d of ds) d.reject(err);
-    const ls = [...this.lookups.values()];
-    this.lookups.clear();
-    for (const l of ls) l.reject(err);
+    this.directory.failAll(err);
   }
 
   private emitStatus(s: Status): void {
@@ -1114,15 +871,6 @@ function writeDestination(header: Buffer, to: string | Uint8Array): void {
 
 function noop(): void {}
 
-type KeyCallback = (key: Buffer | undefined, err: PosternError | undefined) => void;
-
-/** A place in the receive pipeline: settled once `item` is set. */
-interface PipelineEntry {
-  item: IncomingMessage | { rejected: RejectedMessage } | undefined;
-  /** For a waiting entry: its message when the check gives up. */
-  giveUp: (() => IncomingMessage) | undefined;
-}
-
 function toPayload(data: Uint8Array | string): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
   if (data instanceof Uint8Array) return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -1146,8 +894,4 @@ function guard(emit: () => unknown): void {
 
 function clampRandom(r: number): number {
   return Number.isFinite(r) ? Math.min(Math.max(r, 0), 0.9999999999) : 0;
-}
-
-function toPosternError(err: unknown): PosternError {
-  return err instanceof PosternError ? err : new PosternError(ErrorCode.INTERNAL, 'unexpected failure', { cause: err });
 }

@@ -5,8 +5,11 @@ import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { KeyPair } from '../crypto/sealed-box.js';
 import { parsePublicKey } from '../crypto/keys.js';
 import { isSmallOrder, x25519Base } from '../crypto/x25519.js';
-import type { JitterMode } from './reconnect.js';
+import type { JitterMode } from '../net/backoff.js';
+import { parseRouterAddress } from '../net/address.js';
 import { resolveStreamOptions, type ResolvedStreamOptions, type StreamOptions } from '../stream/options.js';
+
+export { parseRouterAddress };
 
 /**
  * Options of {@link connect}. Every field is optional; the default of each is given in its
@@ -331,34 +334,6 @@ function resolveTrustedKeys(
     out.set(id.toLowerCase(), Buffer.from(bytes));
   }
   return out;
-}
-
-/**
- * Parses a router address: `'host:port'`, `'[v6addr]:port'`, `'host'` (default port) or
- * `{ host, port }`. Throws POSTERN_ERR_INVALID_OPTION naming `option`.
- */
-export function parseRouterAddress(
-  value: string | { host: string; port: number },
-  option = 'router',
-): { host: string; port: number } {
-  let host: string;
-  let port: number;
-  if (typeof value === 'string') {
-    const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(value);
-    const plain = /^([^:[\]\s]+)(?::(\d+))?$/.exec(value);
-    const m = v6 ?? plain;
-    if (m === null) bad(option, `is not host:port: ${JSON.stringify(value.slice(0, 100))}`);
-    host = m[1]!;
-    port = m[2] === undefined ? DEFAULT_PORT : Number(m[2]);
-  } else if (value !== null && typeof value === 'object') {
-    host = value.host;
-    port = value.port;
-    if (typeof host !== 'string' || host.length === 0) bad(option, 'host must be a non-empty string');
-  } else {
-    bad(option, "must be 'host:port' or { host, port }");
-  }
-  if (!Number.isInteger(port) || port < 1 || port > 65535) bad(option, 'port must be an integer in 1..65535');
-  return { host, port };
 }
 
 type IntKey =

@@ -80,9 +80,15 @@ export class Decoder {
     this.preambleLeft = options.preamble === true ? PREAMBLE_SIZE : 0;
   }
 
-  /** Stops the decoder: frames left in the current chunk are not emitted, later pushes are ignored. */
+  /**
+   * Stops the decoder: frames left in the current chunk are not emitted, later pushes are
+   * ignored, and a frame in progress is dropped, so its memory goes with it.
+   */
   stop(): void {
     this.stopped = true;
+    this.partial = null;
+    this.partialLen = 0;
+    this.headLen = 0;
   }
 
   /** True once stopped or failed. */
@@ -119,6 +125,15 @@ export class Decoder {
   /** Bytes held for an incomplete frame (for memory accounting and tests). */
   get buffered(): number {
     return this.partial !== null ? this.partialLen : this.headLen;
+  }
+
+  /**
+   * Bytes allocated for the frame in progress: its whole declared size from the moment its
+   * header is read (the buffer is allocated then), 0 when none. What a caller budgeting
+   * memory across decoders counts; the decoder itself enforces only `maxFrame`.
+   */
+  get reserved(): number {
+    return this.partial !== null ? this.partial.length : 0;
   }
 
   /** Feeds bytes. Throws a coded PosternError on a protocol violation. */

@@ -217,6 +217,10 @@ export const WireCode = {
   DUPLICATE_ROUTER_ID: 76,
   /** Registration requires an admission token this agent did not present. */
   ADMISSION_DENIED: 77,
+  /** A frame did not arrive at the receiver's minimum rate (a trickled partial frame). */
+  FRAME_TOO_SLOW: 78,
+  /** The router has no room left to buffer another incomplete frame; retry later. */
+  OVERLOADED: 79,
 } as const;
 export type WireCode = (typeof WireCode)[keyof typeof WireCode];
 

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../net/log.js';
-import { isHostPort, resolveRouterOptions, ROUTER_DEFAULTS, type ResolvedRouterOptions, type RouterOptions } from './options.js';
+import { isHostPort } from '../net/address.js';
+import { resolveRouterOptions, ROUTER_DEFAULTS, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 
 /**
  * The router's JSON config file: every router option under its own name, plus the

@@ -5,6 +5,7 @@ import { Decoder, type FrameSink } from '../protocol/decoder.js';
 import {
   Flag,
   FrameType,
+  MAGIC,
   MIN_PROTOCOL_VERSION,
   SEND_FLAGS,
   PRE_REGISTER_MAX_FRAME,
@@ -31,12 +32,14 @@ import {
   proofMatches,
   readLinkHello,
   type LinkHello,
-} from './mesh/handshake.js';
+} from '../protocol/link.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { formatId, NO_ID, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
+import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
 import { Handle } from './registry.js';
+import { countCode } from './stats.js';
 import { timingSafeEqual } from 'node:crypto';
 
 /** Connection states. [P-9] */
@@ -55,6 +58,14 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 const EMPTY = Buffer.alloc(0);
+
+// [P-2.2] What strangers are told, built once: a flood of them allocates nothing per reply.
+// Shared by every connection that writes them; never written to.
+const STRANGER_BODY = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
+const HTTP_REFUSAL = Buffer.from(
+  `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(STRANGER_BODY)}\r\nConnection: close\r\n\r\n${STRANGER_BODY}`,
+);
+const STRANGER_CLOSE = Buffer.concat([encodePreamble(PROTOCOL_VERSION), encodeClose(WireCode.BAD_MAGIC, 'not a postern peer')]);
 const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
 
 // Plain byte arithmetic: Buffer's read methods validate their offset on every call, which
@@ -94,6 +105,35 @@ const MIN_SLAB = 2048;
 const MAX_SLAB = 256 * 1024;
 /** Slots of a sender's destination cache (a power of two), indexed by the last byte of the ID. */
 const DEST_CACHE_SLOTS = 64;
+
+/**
+ * Scratch for writePending's merge of back-to-back ranges, shared by all connections:
+ * writePending never runs inside another writePending (replies are queued, not written).
+ */
+const W_BUFS: Buffer[] = [];
+const W_STARTS: number[] = [];
+const W_ENDS: number[] = [];
+
+/**
+ * Messages written to the stream that it had not yet handed to the OS at the time, kept
+ * so their senders can be told if the connection ends before it does. [P-9.4]
+ */
+interface Unsent {
+  readonly buf: Buffer;
+  readonly start: number;
+  readonly end: number;
+  readonly from: RouterConnection;
+  readonly first: number;
+  readonly last: number;
+  /** Stream position (bytes written to this connection before it) of `start`. */
+  readonly pos: number;
+}
+
+/** The parts of a Node stream that say how much of what was written the OS has not taken. */
+interface StreamInternals {
+  readonly _writableState?: { readonly writelen?: unknown };
+  readonly _handle?: { readonly writeQueueSize?: unknown } | null;
+}
 
 /**
  * One agent connection on a router: reads frames with a {@link Decoder}, relays SENDs by
@@ -145,7 +185,7 @@ export class RouterConnection implements FrameSink {
   bytesIn = 0;
   bytesOut = 0;
 
-  private readonly ctx: RouterContext;
+  private readonly ctx: RouterContext<RouterConnection>;
   private readonly stream: Duplex;
   private readonly decoder: Decoder;
   private pinged = false;
@@ -160,6 +200,7 @@ export class RouterConnection implements FrameSink {
   private runEnd = 0;
   private runCount = 0;
   private runSeq = 0;
+  private runFirst = 0;
   /** The run's destination is an agent reached by its own ID (not a reply handle, not a link). */
   private runById = false;
 
@@ -172,7 +213,16 @@ export class RouterConnection implements FrameSink {
   private readonly outEnds: number[] = [];
   private readonly outFroms: RouterConnection[] = [];
   private readonly outSeqs: number[] = [];
+  // The seq of each entry's first SEND (its last is in outSeqs), so that every message of
+  // an entry that is dropped can be reported with its own seq. [P-9.4]
+  private readonly outFirsts: number[] = [];
   private outBytes = 0;
+  // Bytes handed to the stream so far, and the messages among them the stream had not yet
+  // handed to the OS when last looked at (null when none).
+  private sent = 0;
+  private unsentMsgs: Unsent[] | null = null;
+  /** The code senders of dropped messages are told: DESTINATION_SLOW for a slow consumer. */
+  private dropCode = 0;
   // As a destination: short runs (and, for links, SOURCE frames) are copied into this slab (one write for many of
   // them). Bytes before slabPos may be held by the stream until written: they are written
   // over only once the stream has taken every byte (net.Socket only: another Duplex may
@@ -197,7 +247,6 @@ export class RouterConnection implements FrameSink {
   // Links: the sender named by the last SOURCE frame and the links it has crossed.
   private readonly source = Buffer.alloc(ID_SIZE);
   private sourceHops = 0;
-  private hasSource = false;
   private sourceFlags = 0;
   // `source` as four little-endian int32 words, for the relay fast path.
   private srcW0 = 0;
@@ -225,20 +274,22 @@ export class RouterConnection implements FrameSink {
   private tokens: Map<number, Barrier[]> | null = null;
   private nextToken = 0;
 
-  // Backpressure. Senders paused because this connection's queue is over the limit,
-  // with the seq of the last SEND of theirs that was queued here.
-  private readonly waiters = new Map<RouterConnection, { seq: number; src: Buffer | null }>();
+  // Backpressure. Senders paused because this connection's queue is over the limit.
+  private readonly waiters = new Set<RouterConnection>();
   // Destinations this connection is paused for.
   private readonly blockedOn = new Set<RouterConnection>();
   private slowTimer: Timer | null = null;
-  // Rate limits: token buckets, and whether reading is paused to let them refill.
-  private bucketBytes = 0;
-  private bucketMsgs = 0;
-  private bucketStamp = -1;
+  // Rate limits: token buckets (made at the first read), and whether reading is paused to let them refill.
+  private buckets: { bytes: TokenBucket; msgs: TokenBucket } | null = null;
   private ratePaused = false;
+  /** [P-12.8] This connection's share of the router's partialBytes: the size of its incomplete frame. */
+  partialCharge = 0;
+  // The start of the current window of minFrameRate (clock time, bytesIn then; -1 when no frame is incomplete).
+  private stallSince = -1;
+  private stallMark = 0;
 
   /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
-  constructor(ctx: RouterContext, stream: Duplex, remote: string | undefined, dial = false) {
+  constructor(ctx: RouterContext<RouterConnection>, stream: Duplex, remote: string | undefined, dial = false) {
     this.ctx = ctx;
     this.stream = stream;
     this.remote = remote;
@@ -266,16 +317,24 @@ export class RouterConnection implements FrameSink {
   private readonly onData = (chunk: Buffer): void => {
     this.lastRx = this.ctx.clock.now();
     this.pinged = false;
-    if (this.firstByte < 0 && chunk.length > 0) this.firstByte = chunk[0]!;
     this.ctx.stats.bytesIn += chunk.length;
     this.bytesIn += chunk.length;
+    if (this.firstByte < 0 && chunk.length > 0) {
+      this.firstByte = chunk[0]!;
+      // [P-2.2] Most strangers differ at the first byte: turn them away here, without the
+      // decoder's exception (and its stack trace) for each one during a flood.
+      if (this.firstByte !== MAGIC[0] && this.state === ConnState.PREAMBLE) {
+        this.rejectStranger();
+        return;
+      }
+    }
     const before = this.framesIn;
     try {
       let off = 0;
       if (((this.kind === 'agent' && !this.anonymous) || this.kind === 'link') && this.state === ConnState.OPEN) {
         // Let the decoder finish a frame split across reads, then take whole frames here.
         off = this.decoder.finishPartial(chunk);
-        if (this.decoder.atFrameStart && this.state === ConnState.OPEN) off = this.relayWhole(chunk, off);
+        if (this.decoder.atFrameStart && this.state === ConnState.OPEN && this.ctx.options.relayFastPath) off = this.relayWhole(chunk, off);
       }
       if (off < chunk.length) this.decoder.push(off === 0 ? chunk : chunk.subarray(off));
     } catch (err) {
@@ -285,9 +344,47 @@ export class RouterConnection implements FrameSink {
     }
     this.flushRun();
     this.dropView();
+    if (this.decoder.reserved !== this.partialCharge) this.chargePartial();
     const o = this.ctx.options;
     if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.meter(chunk.length, this.framesIn - before);
   };
+
+  /** [P-12.8] Moves this connection's share of the router's budget for incomplete frames to what its decoder holds now. */
+  private chargePartial(): void {
+    const held = this.decoder.reserved;
+    if (!this.ctx.reservePartial(this, held - this.partialCharge, held)) {
+      this.close(WireCode.OVERLOADED, 'no room for another incomplete frame');
+      return;
+    }
+    this.partialCharge = held;
+    if (held === 0) this.stallSince = -1;
+  }
+
+  /** [P-12.8] Closes the connection when its incomplete frame comes slower than minFrameRate; true when it did. */
+  private frameTooSlow(now: number, slack: number): boolean {
+    const o = this.ctx.options;
+    if (this.partialCharge === 0 || o.minFrameRate === 0) {
+      this.stallSince = -1;
+      return false;
+    }
+    // Time with reading paused by this router (backpressure, rate limit) is not the peer's fault.
+    if (this.stallSince < 0 || this.blockedOn.size > 0 || this.ratePaused) {
+      this.stallSince = now;
+      this.stallMark = this.bytesIn;
+      return false;
+    }
+    const span = now - this.stallSince;
+    if (span + slack < o.frameRateWindow) return false;
+    if ((this.bytesIn - this.stallMark) * 1000 < o.minFrameRate * span) {
+      this.close(WireCode.FRAME_TOO_SLOW, `incomplete frame came at less than ${o.minFrameRate} bytes/s`);
+      // Nothing it still sends is wanted; let the memory go now.
+      this.stream.destroy();
+      return true;
+    }
+    this.stallSince = now;
+    this.stallMark = this.bytesIn;
+    return false;
+  }
 
   /**
    * [P-12.6] Per-connection rate limits as token buckets holding one second's worth. Over
@@ -297,26 +394,21 @@ export class RouterConnection implements FrameSink {
   private meter(bytes: number, msgs: number): void {
     const o = this.ctx.options;
     const now = this.ctx.clock.now();
-    if (this.bucketStamp < 0) {
-      this.bucketBytes = o.maxByteRate;
-      this.bucketMsgs = o.maxMessageRate;
-    } else {
-      const dt = (now - this.bucketStamp) / 1000;
-      this.bucketBytes = Math.min(o.maxByteRate, this.bucketBytes + o.maxByteRate * dt);
-      this.bucketMsgs = Math.min(o.maxMessageRate, this.bucketMsgs + o.maxMessageRate * dt);
-    }
-    this.bucketStamp = now;
-    this.bucketBytes -= bytes;
-    this.bucketMsgs -= msgs;
-    const wait = Math.max(o.maxByteRate > 0 ? -this.bucketBytes / o.maxByteRate : 0, o.maxMessageRate > 0 ? -this.bucketMsgs / o.maxMessageRate : 0) * 1000;
+    const b = (this.buckets ??= { bytes: new TokenBucket(1, o.maxByteRate, now), msgs: new TokenBucket(1, o.maxMessageRate, now) });
+    const leftBytes = b.bytes.take(bytes, o.maxByteRate, now);
+    const leftMsgs = b.msgs.take(msgs, o.maxMessageRate, now);
+    const wait = Math.max(o.maxByteRate > 0 ? -leftBytes / o.maxByteRate : 0, o.maxMessageRate > 0 ? -leftMsgs / o.maxMessageRate : 0) * 1000;
     if (wait <= 0 || this.ratePaused) return;
     this.ctx.stats.rateLimited++;
     this.ratePaused = true;
     this.stream.pause();
-    this.ctx.clock.setTimeout(() => {
-      this.ratePaused = false;
-      if (this.blockedOn.size === 0 && this.state === ConnState.OPEN) this.stream.resume();
-    }, Math.ceil(wait));
+    this.ctx.clock.setTimeout(
+      this.guarded(() => {
+        this.ratePaused = false;
+        if (this.blockedOn.size === 0 && this.state === ConnState.OPEN) this.stream.resume();
+      }),
+      Math.ceil(wait),
+    );
   }
 
   /**
@@ -553,6 +645,7 @@ export class RouterConnection implements FrameSink {
     this.runEnd = end;
     this.runCount = 1;
     this.runSeq = seq;
+    this.runFirst = seq;
   }
 
   /**
@@ -611,7 +704,8 @@ export class RouterConnection implements FrameSink {
     const out = Buffer.allocUnsafe(SOURCE_SIZE + end - start);
     writeSource(out, 0, handle, 1, Flag.ANONYMOUS);
     buf.copy(out, SOURCE_SIZE, start, end);
-    link.write(out);
+    // Queued, not written: this runs inside another connection's read. [P-6.5]
+    link.enqueue(out, 0, out.length, this, seq, seq);
     link.srcOwner = null; // the peer now holds the handle as its SOURCE
     this.ctx.stats.relayed++;
     (this.linksUsed ??= new Set()).add(link);
@@ -656,13 +750,13 @@ export class RouterConnection implements FrameSink {
       if (dest.srcOwner !== this || dest.srcVersion !== this.sourceVersion) {
         const p = dest.slabRoom(SOURCE_SIZE);
         this.writeSourceFor(dest.slab!, p);
-        dest.slabTake(p, SOURCE_SIZE, this, -1);
+        dest.slabTake(p, SOURCE_SIZE, this, -1, -1);
         dest.srcOwner = this;
         dest.srcVersion = this.sourceVersion;
       }
     }
-    if (this.runEnd - this.runStart >= SMALL_RUN) dest.enqueue(this.runBuf, this.runStart, this.runEnd, this, this.runSeq);
-    else dest.copyIn(this.runBuf, this.view(this.runBuf), this.runStart, this.runEnd, this, this.runSeq);
+    if (this.runEnd - this.runStart >= SMALL_RUN) dest.enqueue(this.runBuf, this.runStart, this.runEnd, this, this.runSeq, this.runFirst);
+    else dest.copyIn(this.runBuf, this.view(this.runBuf), this.runStart, this.runEnd, this, this.runSeq, this.runFirst);
     this.runBuf = EMPTY;
   }
 
@@ -686,7 +780,7 @@ export class RouterConnection implements FrameSink {
    * this connection's slab, next to the runs before it, so a turn's runs from many reads
    * go out as one buffer.
    */
-  private copyIn(buf: Buffer, dv: DataView, start: number, end: number, from: RouterConnection, seq: number): void {
+  private copyIn(buf: Buffer, dv: DataView, start: number, end: number, from: RouterConnection, seq: number, first: number): void {
     const n = end - start;
     const p = this.slabRoom(n);
     const slab = this.slab!;
@@ -699,7 +793,7 @@ export class RouterConnection implements FrameSink {
     } else {
       buf.copy(slab, p, start, end);
     }
-    this.slabTake(p, n, from, seq);
+    this.slabTake(p, n, from, seq, first);
   }
 
   /** Where `n` more bytes go in the slab: after what it holds, or in a new one. */
@@ -719,27 +813,28 @@ export class RouterConnection implements FrameSink {
    * sender right after its last one extends that entry; on a link every run keeps its own
    * (a refusal names the destination of the run's first SEND).
    */
-  private slabTake(p: number, n: number, from: RouterConnection, seq: number): void {
+  private slabTake(p: number, n: number, from: RouterConnection, seq: number, first: number): void {
     const slab = this.slab!;
     this.slabPos = p + n;
     this.slabTurn += n;
     const i = this.outBufs.length - 1;
-    if (this.kind !== 'link' && i >= 0 && this.outBufs[i] === slab && this.outEnds[i] === p && this.outFroms[i] === from) {
+    if (this.kind !== 'link' && i >= 0 && this.outBufs[i] === slab && this.outEnds[i] === p && this.outFroms[i] === from && seq >= 0 === this.outSeqs[i]! >= 0) {
       this.outEnds[i] = p + n;
       this.outSeqs[i] = seq;
       this.outBytes += n;
       return;
     }
-    this.enqueue(slab, p, p + n, from, seq);
+    this.enqueue(slab, p, p + n, from, seq, first);
   }
 
-  private enqueue(buf: Buffer, start: number, end: number, from: RouterConnection, seq: number): void {
+  private enqueue(buf: Buffer, start: number, end: number, from: RouterConnection, seq: number, first: number): void {
     if (this.outBufs.length === 0) this.ctx.schedule(this);
     this.outBufs.push(buf);
     this.outStarts.push(start);
     this.outEnds.push(end);
     this.outFroms.push(from);
     this.outSeqs.push(seq);
+    this.outFirsts.push(first);
     this.outBytes += end - start;
   }
 
@@ -755,8 +850,8 @@ export class RouterConnection implements FrameSink {
    */
   refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void {
     if (this.kind === 'link') {
-      this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
-      this.write(encodeRouteError(code, seq, dest, src ?? this.source));
+      countCode(this.ctx.stats.errors, code);
+      this.reply(encodeRouteError(code, seq, dest, src ?? this.source));
     } else {
       this.sendError(code, seq, dest);
     }
@@ -768,7 +863,7 @@ export class RouterConnection implements FrameSink {
       case FrameType.PING:
         if (this.linksUsed !== null && this.linksUsed.size > 0) this.barrier(buf.subarray(start + 6, end));
         else if (this.barriers !== null && this.barriers.length > 0) this.queueBarrier(Buffer.from(buf.subarray(start + 6, end)), 0);
-        else this.write(encodePong(buf.subarray(start + 6, end))); // [P-8.1]
+        else this.reply(encodePong(buf.subarray(start + 6, end))); // [P-8.1]
         return;
       case FrameType.PONG:
         if (this.tokens !== null && end - start === 10) this.onBarrierPong(buf.readUInt32BE(start + 6));
@@ -792,7 +887,6 @@ export class RouterConnection implements FrameSink {
         this.srcW3 = this.source.readInt32LE(12);
         this.sourceHops = buf[start + 6 + ID_SIZE]!;
         this.sourceFlags = buf[start + 5]! & Flag.ANONYMOUS;
-        this.hasSource = true;
         return;
       case FrameType.ROUTE_ERROR:
         if (this.kind !== 'link') break;
@@ -854,7 +948,7 @@ export class RouterConnection implements FrameSink {
         this.refuse(WireCode.UNREACHABLE_ROUTER, q.ref, q.id, from);
         return;
       }
-      next.writeChunks(this.ctx.codec.encodeLookup({ ref: q.ref, id: q.id, from: this.anonymous ? this.newHandle() : this.id }));
+      next.replyChunks(this.ctx.codec.encodeLookup({ ref: q.ref, id: q.id, from: this.anonymous ? this.newHandle() : this.id }));
       (this.linksUsed ??= new Set()).add(next);
       return;
     }
@@ -868,7 +962,7 @@ export class RouterConnection implements FrameSink {
       this.refuse(WireCode.NO_KEY, q.ref, q.id, from);
       return;
     }
-    this.writeChunks(this.ctx.codec.encodeLookupResult({ ref: q.ref, id: q.id, key, ...(from !== null ? { to: from } : {}) }));
+    this.replyChunks(this.ctx.codec.encodeLookupResult({ ref: q.ref, id: q.id, key, ...(from !== null ? { to: from } : {}) }));
   }
 
   private onLinkLookupResult(buf: Buffer, start: number, end: number): void {
@@ -881,7 +975,7 @@ export class RouterConnection implements FrameSink {
     }
     const to = r.to === undefined ? undefined : this.ctx.registry.lookup(r.to, 0);
     if (to === undefined) return; // the asker is gone
-    to.conn.writeChunks(this.ctx.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key }));
+    to.conn.replyChunks(this.ctx.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key }));
   }
 
   // ---- router links --------------------------------------------------------------------
@@ -968,7 +1062,7 @@ export class RouterConnection implements FrameSink {
   pumpBarriers(): void {
     const q = this.barriers;
     if (q === null) return;
-    while (q.length > 0 && q[0]!.left <= 0) this.write(encodePong(q.shift()!.payload));
+    while (q.length > 0 && q[0]!.left <= 0) this.reply(encodePong(q.shift()!.payload));
   }
 
   /** On a link: a PING whose PONG means every earlier frame on this link was handled. */
@@ -983,7 +1077,7 @@ export class RouterConnection implements FrameSink {
     else list.push(b);
     const p = Buffer.allocUnsafe(4);
     p.writeUInt32BE(token, 0);
-    this.write(encodePing(p));
+    this.reply(encodePing(p));
   }
 
   private onBarrierPong(token: number): void {
@@ -1112,7 +1206,7 @@ export class RouterConnection implements FrameSink {
   /** [P-12.4] The agent's connection is gone: keep its ID and hold its messages for a while. */
   private park(): void {
     const o = this.ctx.options;
-    this.parked = { held: [], bytes: 0, timer: this.ctx.clock.setTimeout(() => this.unpark(), o.resumeGrace) };
+    this.parked = { held: [], bytes: 0, timer: this.ctx.clock.setTimeout(this.guarded(() => this.unpark()), o.resumeGrace) };
     this.ctx.stats.parked++;
   }
 
@@ -1121,7 +1215,7 @@ export class RouterConnection implements FrameSink {
    * it holds messages like a lost agent's parking and expires the same way. It has no
    * stream of its own.
    */
-  static placeholder(ctx: RouterContext, id: Uint8Array): RouterConnection {
+  static placeholder(ctx: RouterContext<RouterConnection>, id: Uint8Array): RouterConnection {
     const c = new RouterConnection(ctx, new PassThrough(), undefined);
     c.decoder.stop();
     c.id = Buffer.from(id);
@@ -1146,7 +1240,7 @@ export class RouterConnection implements FrameSink {
     if (this.isPlaceholder) this.ctx.placeholderGone();
     for (const h of p.held) {
       this.ctx.stats.dropped.resumeExpired++;
-      this.ctx.report(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);
+      this.ctx.refuseTo(h.replyTo, WireCode.NOT_DELIVERED, h.seq, this.id);
     }
   }
 
@@ -1159,22 +1253,30 @@ export class RouterConnection implements FrameSink {
     // means the agent is done; any other code (it judged the path dead) may come back.
     // What was already gathered for it still goes out: a lingering agent reads it. [P-12.2]
     this.writePending();
-    this.shutdown(false, code !== WireCode.NORMAL);
+    this.shutdown(code !== WireCode.NORMAL);
     this.stream.end();
   }
 
   /**
    * An exception while handling this connection ends this connection, never the process:
-   * when even closing it properly throws, the stream is destroyed.
+   * when even closing it properly throws, or it was closing already, the stream is
+   * destroyed. Every entry point (a read, a stream event, a timer, the router's flush and
+   * sweep) lands here on an exception.
    */
-  private failSafely(err: unknown): void {
+  failSafely(err: unknown): void {
     try {
       this.flushRun();
+      if (this.state >= ConnState.CLOSING) throw err;
       this.fail(err);
     } catch (again) {
       this.ctx.log.error('internal error while closing', { agent: this.idText || undefined, error: String(again) });
       this.runDest = null;
       this.clearPending();
+      try {
+        this.dropUnsent();
+      } catch {
+        this.unsentMsgs = null;
+      }
       this.stream.destroy();
     }
   }
@@ -1195,15 +1297,13 @@ export class RouterConnection implements FrameSink {
 
   /** [P-2.2] Not a postern peer: say so in a way the other side can read, then close. */
   private rejectStranger(): void {
-    this.ctx.stats.closes[WireCode.BAD_MAGIC] = (this.ctx.stats.closes[WireCode.BAD_MAGIC] ?? 0) + 1;
+    countCode(this.ctx.stats.closes, WireCode.BAD_MAGIC);
     this.ctx.log.warn('not a postern client', { remote: this.remote, code: ErrorCode.BAD_MAGIC });
     if (this.firstByte >= 0x41 && this.firstByte <= 0x5a) {
-      const body = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
-      this.write(
-        Buffer.from(
-          `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-        ),
-      );
+      this.write(HTTP_REFUSAL);
+    } else if (!this.preambleSent) {
+      this.preambleSent = true;
+      this.write(STRANGER_CLOSE);
     } else {
       this.writeCloseFrame(WireCode.BAD_MAGIC, 'not a postern peer');
     }
@@ -1213,35 +1313,63 @@ export class RouterConnection implements FrameSink {
   }
 
   private readonly onEnd = (): void => {
-    // The peer stopped writing without CLOSE: nothing more will come, so finish too.
-    if (this.state < ConnState.CLOSING) {
-      this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
-      this.shutdown(false, true);
+    try {
+      // The peer stopped writing without CLOSE: nothing more will come, so finish too.
+      if (this.state < ConnState.CLOSING) {
+        this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+        this.shutdown(true);
+      }
+      this.stream.end();
+    } catch (err) {
+      this.failSafely(err);
     }
-    this.stream.end();
   };
 
   private readonly onError = (err: Error): void => {
     this.ctx.log.debug('stream error', { agent: this.idText || undefined, error: (err as NodeJS.ErrnoException).code ?? err.message });
-    this.stream.destroy();
+    try {
+      this.destroyNow();
+    } catch (again) {
+      this.failSafely(again);
+    }
   };
 
   private readonly onStreamClose = (): void => {
-    if (this.state < ConnState.CLOSING) {
-      this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+    try {
+      if (this.state < ConnState.CLOSING) {
+        this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+      }
+      this.shutdown(true);
+      // What the stream still held when it ended is lost: tell the senders. [P-9.4]
+      this.writePending();
+      this.dropUnsent();
+      this.releaseWaiters();
+    } catch (err) {
+      this.ctx.log.error('internal error while closing', { agent: this.idText || undefined, error: String(err) });
     }
-    this.shutdown(false, true);
     this.state = ConnState.CLOSED;
     this.closeTimer?.cancel();
     this.closeTimer = null;
+    // The router forgets it whatever happened above, so nothing leaks.
     this.ctx.onClosed(this);
   };
 
+  /** Runs a timer's work for this connection: an exception ends this connection only. */
+  private guarded(fn: () => void): () => void {
+    return () => {
+      try {
+        fn();
+      } catch (err) {
+        this.failSafely(err);
+      }
+    };
+  }
+
   // ---- output --------------------------------------------------------------------------
 
-  /** Bytes queued to this connection's stream. */
+  /** Bytes queued for this connection: gathered for this turn's flush, and held by its stream. */
   get queuedBytes(): number {
-    return this.stream.writableLength;
+    return this.outBytes + this.stream.writableLength;
   }
 
   /** Messages held while parked, or -1 when not parked. */
@@ -1256,6 +1384,7 @@ export class RouterConnection implements FrameSink {
     if (this.outBufs.length > 0) this.writePending();
     this.ctx.stats.bytesOut += buf.length;
     this.bytesOut += buf.length;
+    this.sent += buf.length;
     this.stream.write(buf);
   }
 
@@ -1267,10 +1396,36 @@ export class RouterConnection implements FrameSink {
     this.stream.uncork();
   }
 
+  /**
+   * Queues a reply (PONG, ERROR, ROUTE_ERROR, LOOKUP_RESULT, a barrier PING) behind what is
+   * gathered for this connection, and returns. It never writes: telling a peer that
+   * something failed happens inside other connections' reads and writes, and must not
+   * call back into a writer (a refusal that wrote would flush a queue whose refusals write
+   * again). The router's flush after this turn's reads writes it, in order. Nothing is
+   * sent once CLOSE was sent or received. [P-9.2]
+   */
+  reply(buf: Buffer): void {
+    if (this.state >= ConnState.CLOSING || this.stream.writableEnded) return;
+    const n = buf.length;
+    if (n > SMALL_RUN) {
+      this.enqueue(buf, 0, n, this, -1, -1);
+      return;
+    }
+    // Small replies go into the slab, so a flood of them is one buffer, not one entry each.
+    const p = this.slabRoom(n);
+    buf.copy(this.slab!, p);
+    this.slabTake(p, n, this, -1, -1);
+  }
+
+  /** {@link reply} for a frame given as chunks. */
+  replyChunks(chunks: Buffer[]): void {
+    for (const c of chunks) this.reply(c);
+  }
+
   /** Sends an ERROR frame. [P-7.1] */
   sendError(code: number, seq: number, id: Uint8Array | null, text = ''): void {
-    this.ctx.stats.errors[code] = (this.ctx.stats.errors[code] ?? 0) + 1;
-    this.write(encodeError(code, seq, id, text));
+    countCode(this.ctx.stats.errors, code);
+    this.reply(encodeError(code, seq, id, text));
   }
 
   /**
@@ -1283,56 +1438,61 @@ export class RouterConnection implements FrameSink {
     const n = this.outBufs.length;
     if (n === 0) return;
     const bytes = this.outBytes;
-    if (this.state !== ConnState.OPEN) {
-      // Take the entries out before telling their senders: telling writes, and a write
-      // flushes what is pending, which must not be these again (a sender may be this very
-      // connection).
-      const code = this.kind === 'link' ? WireCode.UNREACHABLE_ROUTER : WireCode.UNKNOWN_DESTINATION;
+    if (this.state >= ConnState.CLOSING) {
+      // Take the entries out before telling their senders, so nothing can reach them again.
       const bufs = this.outBufs.splice(0);
       const starts = this.outStarts.splice(0);
+      const ends = this.outEnds.splice(0);
       const froms = this.outFroms.splice(0);
       const seqs = this.outSeqs.splice(0);
+      const firsts = this.outFirsts.splice(0);
       this.clearPending();
       this.slab = null;
       for (let i = 0; i < n; i++) {
-        const seq = seqs[i]!;
-        const from = froms[i]!;
-        if (seq < 0 || from === this) continue;
-        const st = starts[i]!;
-        const dest = this.kind === 'link' ? bufs[i]!.subarray(st + RELAY_ID_OFFSET, st + RELAY_ID_OFFSET + ID_SIZE) : this.id;
-        from.refuse(code, seq, dest, null);
+        if (seqs[i]! < 0) continue; // a reply or a SOURCE frame: nobody to tell
+        this.tellDropped({ buf: bufs[i]!, start: starts[i]!, end: ends[i]!, from: froms[i]!, first: firsts[i]!, last: seqs[i]!, pos: 0 }, -1);
       }
       return;
     }
     this.ctx.stats.bytesOut += bytes;
     this.ctx.stats.relayedBytes += bytes;
     this.bytesOut += bytes;
+    const base = this.sent;
+    this.sent += bytes;
     const bufs = this.outBufs;
     const starts = this.outStarts;
     const ends = this.outEnds;
     // Entries back to back in one buffer (a slab's runs from several senders) are one range.
-    let m = 1;
-    for (let i = 1; i < n; i++) {
-      if (bufs[i] === bufs[m - 1] && starts[i] === ends[m - 1]) {
-        ends[m - 1] = ends[i]!;
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      if (m > 0 && bufs[i] === W_BUFS[m - 1] && starts[i] === W_ENDS[m - 1]) {
+        W_ENDS[m - 1] = ends[i]!;
         continue;
       }
-      bufs[m] = bufs[i]!;
-      starts[m] = starts[i]!;
-      ends[m] = ends[i]!;
+      W_BUFS[m] = bufs[i]!;
+      W_STARTS[m] = starts[i]!;
+      W_ENDS[m] = ends[i]!;
       m++;
     }
     if (m === 1) {
-      this.stream.write(bufs[0]!.subarray(starts[0], ends[0]));
+      this.stream.write(W_BUFS[0]!.subarray(W_STARTS[0], W_ENDS[0]));
     } else {
       // Short runs are in slabs already; what is left is large runs and slab ranges: one writev.
       this.stream.cork();
-      for (let i = 0; i < m; i++) this.stream.write(bufs[i]!.subarray(starts[i], ends[i]));
+      for (let i = 0; i < m; i++) this.stream.write(W_BUFS[i]!.subarray(W_STARTS[i], W_ENDS[i]));
       this.stream.uncork();
     }
+    W_BUFS.length = 0; // keeps no buffer alive
     const queued = this.stream.writableLength;
+    if (queued === 0) {
+      // The OS has every byte: nothing written can be lost by this router any more.
+      if (this.unsentMsgs !== null) this.unsentMsgs = null;
+    } else {
+      this.keepUnsent(base, n);
+    }
     if (queued > this.ctx.options.maxOutbound) {
-      for (let i = 0; i < n; i++) if (this.outSeqs[i]! >= 0) this.congested(this.outFroms[i]!, this.outSeqs[i]!);
+      this.overLimit();
+      for (let i = 0; i < n; i++) if (this.outSeqs[i]! >= 0) this.congested(this.outFroms[i]!);
     }
     this.clearPending();
     const turn = this.slabTurn;
@@ -1349,6 +1509,103 @@ export class RouterConnection implements FrameSink {
     // Otherwise the stream may still hold what was written of it: the next runs go after it.
   }
 
+  /**
+   * The stream did not hand all it was given to the OS: remember the messages just
+   * written (their bytes stay put: the stream holds them, and a slab is written over only
+   * once the stream is empty), and forget those the OS has taken since. [P-9.4]
+   */
+  private keepUnsent(base: number, n: number): void {
+    const list = (this.unsentMsgs ??= []);
+    let pos = base;
+    for (let i = 0; i < n; i++) {
+      const start = this.outStarts[i]!;
+      const end = this.outEnds[i]!;
+      const seq = this.outSeqs[i]!;
+      if (seq >= 0) list.push({ buf: this.outBufs[i]!, start, end, from: this.outFroms[i]!, first: this.outFirsts[i]!, last: seq, pos });
+      pos += end - start;
+    }
+    const taken = this.sent - this.unsentBytes();
+    let k = 0;
+    while (k < list.length && list[k]!.pos + (list[k]!.end - list[k]!.start) <= taken) k++;
+    if (k > 0) list.splice(0, k);
+  }
+
+  /**
+   * Bytes written to the stream that the OS has not taken: the stream's queue, less the
+   * part of the write in flight that libuv already wrote. Node exposes that part only
+   * through internals; without them the whole queue counts (a sender may then hear of a
+   * message that did arrive, never the reverse).
+   */
+  private unsentBytes(): number {
+    const s = this.stream as unknown as StreamInternals;
+    const queued = this.stream.writableLength;
+    const inFlight = s._writableState?.writelen;
+    const libuv = s._handle?.writeQueueSize;
+    if (typeof inFlight === 'number' && typeof libuv === 'number' && inFlight <= queued && libuv <= inFlight) return queued - inFlight + libuv;
+    return queued;
+  }
+
+  /**
+   * The connection ends now: every message written to it that the OS has not taken is
+   * lost, and its sender is told (ERROR with the seq, or ROUTE_ERROR across a link). [P-9.4]
+   */
+  private dropUnsent(): void {
+    const list = this.unsentMsgs;
+    if (list === null) return;
+    this.unsentMsgs = null;
+    const taken = this.sent - this.unsentBytes();
+    for (const u of list) this.tellDropped(u, taken);
+  }
+
+  /** Destroys the stream, first telling the senders of what it drops. */
+  private destroyNow(): void {
+    try {
+      this.dropUnsent();
+      this.releaseWaiters();
+    } finally {
+      this.stream.destroy();
+    }
+  }
+
+  /**
+   * Tells the sender of each message of `u` that ends past stream position `taken` that it
+   * was dropped. On an agent the messages are DELIVERs from one sender whose seq the
+   * rewrite zeroed: the k-th has seq first + k when the sender numbers its SENDs one by
+   * one (§6.2); otherwise the first and last keep theirs and those between get 0. On a link
+   * they are SENDs (seq intact) after the SOURCE naming their sender.
+   */
+  private tellDropped(u: Unsent, taken: number): void {
+    const { buf, start, end } = u;
+    const code = this.dropCode !== 0 ? this.dropCode : this.kind === 'link' ? WireCode.UNREACHABLE_ROUTER : WireCode.NOT_DELIVERED;
+    const link = this.kind === 'link';
+    let total = 0;
+    if (!link) for (let o = start; o + RELAY_HEADER_SIZE <= end; o += u32be(buf, o) + 4) total++;
+    const oneByOne = ((u.last - u.first) >>> 0) === total - 1;
+    let sender: Buffer = u.from.kind === 'link' ? Buffer.from(u.from.source) : u.from.id;
+    let k = 0;
+    for (let o = start; o + RELAY_HEADER_SIZE <= end; ) {
+      const len = u32be(buf, o) + 4;
+      const type = buf[o + 4];
+      const at = o + RELAY_ID_OFFSET;
+      const id = Buffer.from(buf.subarray(at, at + ID_SIZE));
+      const lost = u.pos + (o + len - start) > taken;
+      if (type === FrameType.SOURCE) {
+        sender = id;
+      } else if (type === FrameType.SEND && lost) {
+        this.ctx.stats.dropped.connectionEnded++;
+        this.ctx.refuseTo(sender, code, u32be(buf, o + RELAY_SEQ_OFFSET), id);
+      } else if (type === FrameType.DELIVER) {
+        if (lost) {
+          const seq = oneByOne ? (u.first + k) >>> 0 : k === 0 ? u.first : k === total - 1 ? u.last : 0;
+          this.ctx.stats.dropped.connectionEnded++;
+          this.ctx.refuseTo(id, code, seq, this.id);
+        }
+        k++;
+      }
+      o += len;
+    }
+  }
+
   /** The SOURCE frame naming this connection's sender, for SENDs forwarded onward. */
   private writeSourceFor(out: Buffer, offset: number): void {
     if (this.kind === 'link') writeSource(out, offset, this.source, this.sourceHops + 1, this.sourceFlags);
@@ -1361,15 +1618,27 @@ export class RouterConnection implements FrameSink {
     this.outEnds.length = 0;
     this.outFroms.length = 0;
     this.outSeqs.length = 0;
+    this.outFirsts.length = 0;
     this.outBytes = 0;
   }
 
-  private congested(from: RouterConnection, lastSeq: number): void {
+  /**
+   * This connection's queue is over maxOutbound, whatever filled it: DELIVERs or the
+   * router's own replies (PONG, ERROR, LOOKUP_RESULT, ...), which count the same. Unless it
+   * drains within slowConsumerTimeout it is closed as a slow consumer; meanwhile an agent's
+   * input is not read, so a peer that never reads its replies cannot make more of them. A
+   * link keeps being read: two routers pausing each other's links would deadlock. [P-9.3]
+   */
+  private overLimit(): void {
     if (this.slowTimer === null) {
-      this.slowTimer = this.ctx.clock.setTimeout(this.onSlowConsumer, this.ctx.options.slowConsumerTimeout);
+      this.slowTimer = this.ctx.clock.setTimeout(this.guarded(this.onSlowConsumer), this.ctx.options.slowConsumerTimeout);
     }
+    if (this.kind !== 'link' && !this.blockedOn.has(this)) this.blockOn(this);
+  }
+
+  private congested(from: RouterConnection): void {
     if (from === this) return;
-    this.waiters.set(from, { seq: lastSeq, src: from.kind === 'link' && from.hasSource ? Buffer.from(from.source) : null });
+    this.waiters.add(from);
     from.blockOn(this);
   }
 
@@ -1384,31 +1653,41 @@ export class RouterConnection implements FrameSink {
   }
 
   private readonly onDrain = (): void => {
-    if (this.slowTimer !== null) {
-      this.slowTimer.cancel();
-      this.slowTimer = null;
+    try {
+      if (this.slowTimer !== null) {
+        this.slowTimer.cancel();
+        this.slowTimer = null;
+      }
+      this.unblock(this);
+      this.releaseWaiters();
+    } catch (err) {
+      this.failSafely(err);
     }
-    this.releaseWaiters(false);
   };
 
-  private releaseWaiters(report: boolean): void {
+  private releaseWaiters(): void {
     if (this.waiters.size === 0) return;
     const waiters = [...this.waiters];
     this.waiters.clear();
-    for (const [w, { seq, src }] of waiters) {
-      // [P-9.3] senders whose messages may have been lost with a slow consumer are told.
-      if (report && this.kind !== 'link') w.refuse(WireCode.DESTINATION_SLOW, seq, this.id, src);
-      w.unblock(this);
-    }
+    // Senders held back are let go. What they queued here and is lost with this
+    // connection is reported message by message when it is dropped (tellDropped). [P-9.3]
+    for (const w of waiters) w.unblock(this);
   }
 
   private readonly onSlowConsumer = (): void => {
     // Still armed means no 'drain' since the queue went over the limit.
     this.slowTimer = null;
     this.ctx.stats.slowConsumers++;
-    this.close(WireCode.SLOW_CONSUMER, `queue went over ${this.ctx.options.maxOutbound} bytes and did not drain for ${this.ctx.options.slowConsumerTimeout} ms`);
-    // Nothing more will be read from it; drop what it still owes so memory goes now.
-    this.stream.destroy();
+    // [P-9.3] [P-9.4] every message dropped with its queue is reported as DESTINATION_SLOW
+    this.dropCode = WireCode.DESTINATION_SLOW;
+    const o = this.ctx.options;
+    this.close(WireCode.SLOW_CONSUMER, `queue went over ${o.maxOutbound} bytes and did not drain for ${o.slowConsumerTimeout} ms`);
+    // The CLOSE is queued behind what it did not read: it arrives if the peer reads within
+    // a short while (a tenth of slowConsumerTimeout, at most closeTimeout); then the rest is
+    // dropped, its senders told, and its memory freed.
+    if (this.unsentBytes() === 0) return;
+    this.closeTimer?.cancel();
+    this.closeTimer = this.ctx.clock.setTimeout(this.guarded(() => this.destroyNow()), Math.min(o.closeTimeout, Math.ceil(o.slowConsumerTimeout / 10)));
   };
 
   // ---- lifecycle -----------------------------------------------------------------------
@@ -1416,6 +1695,7 @@ export class RouterConnection implements FrameSink {
   /** Keepalive and handshake deadlines, called by the router's sweep. `slack` is the sweep period. [P-8.2] */
   tick(now: number, slack: number): void {
     const o = this.ctx.options;
+    if (this.partialCharge > 0 && this.frameTooSlow(now, slack)) return;
     if (this.state === ConnState.PREAMBLE || this.state === ConnState.HANDSHAKE) {
       if (now - this.openedAt + slack >= o.handshakeTimeout) { // [P-2.5]
         this.ctx.stats.handshakeTimeouts++;
@@ -1429,11 +1709,17 @@ export class RouterConnection implements FrameSink {
       this.ctx.stats.keepaliveExpiries++;
       this.close(WireCode.KEEPALIVE_TIMEOUT, `nothing received for ${idle} ms`, true);
       // The path is presumed dead: do not wait for a flush that cannot happen.
-      this.stream.destroy();
+      this.destroyNow();
     } else if (idle >= o.keepaliveInterval && !this.pinged) {
       this.pinged = true;
       this.write(encodePing());
     }
+  }
+
+  /** Sends CLOSE(code) and lets the descriptor go at once, without waiting for a flush. */
+  evict(code: number, reason: string): void {
+    this.close(code, reason);
+    this.stream.destroy();
   }
 
   /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1] */
@@ -1441,11 +1727,14 @@ export class RouterConnection implements FrameSink {
     if (this.state >= ConnState.CLOSING) return;
     this.closeCode = code;
     this.flushRun();
-    this.ctx.stats.closes[code] = (this.ctx.stats.closes[code] ?? 0) + 1;
+    countCode(this.ctx.stats.closes, code);
     if (code !== WireCode.GOING_AWAY) {
       this.ctx.log.info('closing connection', { agent: this.idText || undefined, remote: this.remote, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     }
-    this.shutdown(code === WireCode.SLOW_CONSUMER, park);
+    // [P-9.2] frames queued before the CLOSE (replies included) are written before it; a
+    // slow consumer's are not, it did not read them.
+    if (code !== WireCode.SLOW_CONSUMER && this.state === ConnState.OPEN) this.writePending();
+    this.shutdown(park);
     this.writeCloseFrame(code, reason);
     this.stream.end();
     this.armCloseTimer();
@@ -1462,15 +1751,17 @@ export class RouterConnection implements FrameSink {
 
   private armCloseTimer(): void {
     if (this.closeTimer === null && this.state !== ConnState.CLOSED) {
-      this.closeTimer = this.ctx.clock.setTimeout(() => this.stream.destroy(), this.ctx.options.closeTimeout);
+      this.closeTimer = this.ctx.clock.setTimeout(this.guarded(() => this.destroyNow()), this.ctx.options.closeTimeout);
     }
   }
 
   /** Leaves the relay: unregistered, no more input, waiters released. Idempotent. */
-  private shutdown(reportWaiters = false, park = false): void {
+  private shutdown(park = false): void {
     if (this.state >= ConnState.CLOSING) return;
     this.state = ConnState.CLOSING;
     this.decoder.stop();
+    this.ctx.reservePartial(this, -this.partialCharge, 0);
+    this.partialCharge = 0;
     // Input is ignored from now on; keep reading it so the peer's FIN is noticed even if
     // this connection was paused for backpressure or a rate limit.
     this.stream.resume();
@@ -1480,7 +1771,9 @@ export class RouterConnection implements FrameSink {
       this.slowTimer.cancel();
       this.slowTimer = null;
     }
-    this.releaseWaiters(reportWaiters);
+    // A slow consumer's senders stay held until what it drops is reported, so they hear of
+    // their queued SENDs before anything about later ones (released in destroyNow/close).
+    if (this.dropCode !== WireCode.DESTINATION_SLOW) this.releaseWaiters();
     for (const d of this.blockedOn) d.waiters.delete(this);
     this.blockedOn.clear();
     if (this.tokens !== null) {

@@ -1,28 +1,47 @@
 import type { Clock } from '../net/clock.js';
 import type { Logger } from '../net/log.js';
-import type { ControlCodec } from '../protocol/control.js';
-import type { RouterConnection } from './connection.js';
+import type { ControlCodec, RouteErrorFrame } from '../protocol/control.js';
 import type { ResolvedRouterOptions } from './options.js';
 import type { Registry } from './registry.js';
 import type { RouterStats } from './stats.js';
-import type { Mesh } from './mesh/mesh.js';
+
+/**
+ * Interfaces only: what a connection needs from its router and from the mesh. `C` is the
+ * connection type, so this file names no implementation and nothing imports in a circle
+ * (connection -> context, mesh -> context, router -> all three).
+ */
+
+/** What a connection needs of the mesh: the link towards a router, and link events. */
+export interface MeshRoutes<C> {
+  /** The link to carry SENDs for agents of `routerId`, if one is up. */
+  linkFor(routerId: number): C | undefined;
+  onLinkUp(conn: C): void;
+  onLinkDown(conn: C): void;
+  /** [P-10.5] An error for a forwarded SEND: to its sender if local, else on toward its router. */
+  routeError(e: RouteErrorFrame, frame: Buffer): void;
+}
 
 /** What a connection needs from its router: a narrow interface, so connections test alone. */
-export interface RouterContext {
+export interface RouterContext<C> {
   readonly options: ResolvedRouterOptions;
   readonly clock: Clock;
   readonly log: Logger;
   readonly codec: ControlCodec;
-  readonly registry: Registry<RouterConnection>;
+  readonly registry: Registry<C>;
   readonly stats: RouterStats;
   /** True once close() or drain() began: lost agents are no longer parked. */
   readonly closing: boolean;
-  readonly mesh: Mesh;
+  readonly mesh: MeshRoutes<C>;
   /** The mesh secret as bytes (empty when none). */
   readonly meshSecret: Buffer;
-  onRegistered(conn: RouterConnection): void;
+  /**
+   * [P-12.8] Changes `conn`'s share of the bytes reserved for incomplete frames by `delta`
+   * (its frame is now `held` bytes); false, changing nothing, when it does not fit.
+   */
+  reservePartial(conn: C, delta: number, held: number): boolean;
+  onRegistered(conn: C): void;
   /** Asks for `conn.writePending()` once this event-loop turn's reads are done. */
-  schedule(conn: RouterConnection): void;
+  schedule(conn: C): void;
   /** True when `token` (REGISTER's `token`) passes admission (always, when no tokens are configured). */
   admits(token: unknown): boolean;
   /** Takes one registration from `address`'s bucket; false when it is empty. */
@@ -32,10 +51,10 @@ export interface RouterContext {
   /** True while a restarted router still accepts resume tokens for IDs it has no record of. */
   inRestartWindow(): boolean;
   /** A parked stand-in for `id` (see RouterConnection.placeholder), or undefined past the cap. */
-  placeholder(id: Uint8Array): RouterConnection | undefined;
+  placeholder(id: Uint8Array): C | undefined;
   /** A stand-in was resumed or expired. */
   placeholderGone(): void;
-  /** Tells the sender `replyTo` (an ID or handle, here or across the mesh) that its SEND `seq` to `dest` failed. */
-  report(replyTo: Buffer, code: number, seq: number, dest: Buffer): void;
-  onClosed(conn: RouterConnection): void;
+  /** Refuses a SEND after the fact: tells its sender `replyTo` (an ID or handle, here or across the mesh) that SEND `seq` to `dest` failed. */
+  refuseTo(replyTo: Buffer, code: number, seq: number, dest: Buffer): void;
+  onClosed(conn: C): void;
 }

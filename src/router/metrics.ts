@@ -33,6 +33,7 @@ export function renderMetrics(router: Router): string {
   family(out, 'postern_agents', 'gauge', 'Registered agents connected now.', [[null, router.agents]]);
   family(out, 'postern_connections_accepted_total', 'counter', 'Connections accepted.', [[null, s.accepted]]);
   family(out, 'postern_connections_refused_total', 'counter', 'Connections refused by connection limits.', [[null, s.refused]]);
+  family(out, 'postern_accept_fd_exhausted_total', 'counter', 'Connections not accepted for lack of file descriptors (EMFILE, ENFILE).', [[null, s.fdExhausted]]);
   family(out, 'postern_registrations_total', 'counter', 'Successful registrations.', [[null, s.registrations]]);
   family(out, 'postern_registrations_rate_limited_total', 'counter', 'REGISTERs answered RATE_LIMITED.', [[null, s.registrationsLimited]]);
   family(out, 'postern_admission_denied_total', 'counter', 'Registrations refused by admission.', [[null, s.admissionDenied]]);
@@ -56,6 +57,7 @@ export function renderMetrics(router: Router): string {
   family(out, 'postern_outbound_queue_max_bytes', 'gauge', 'Largest queue to one connection now.', [[null, q.maxOutboundBytes]]);
   family(out, 'postern_parked_agents', 'gauge', 'Lost agents whose ID is held for resume.', [[null, q.parked]]);
   family(out, 'postern_held_messages', 'gauge', 'Messages held for parked agents.', [[null, q.held]]);
+  family(out, 'postern_partial_frame_bytes', 'gauge', 'Bytes reserved for incomplete frames now (bounded by partialBytesBudget).', [[null, q.partialBytes]]);
   const links = router.links();
   family(out, 'postern_mesh_links', 'gauge', 'Router links up.', [[null, links.length]]);
   family(out, 'postern_mesh_peers_down', 'gauge', 'Configured peers without a link.', [[null, router.peersDown().length]]);

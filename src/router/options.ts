@@ -2,8 +2,10 @@ import { DEFAULT_PORT, MAX_MAX_FRAME, MIN_MAX_FRAME } from '../protocol/frame.js
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { isValidRouterId } from '../protocol/id.js';
 import { systemClock, type Clock } from '../net/clock.js';
+import { isHostPort } from '../net/address.js';
 import { silentLogger, type Logger } from '../net/log.js';
 import { randomInt } from 'node:crypto';
+import { connectionsWithin, readFdLimit } from '../net/fd-limit.js';
 
 /** Options of a {@link Router}. Every field is optional; defaults are in {@link ROUTER_DEFAULTS}. */
 export interface RouterOptions {
@@ -43,7 +45,12 @@ export interface RouterOptions {
   holdMessages?: number;
   /** Bytes held for one lost agent while it may resume. Default 1 MiB. */
   holdBytes?: number;
-  /** Most connections at once; more are refused with TOO_MANY_CONNECTIONS. Default 200000. Reloadable. */
+  /**
+   * Most connections at once; more are refused with TOO_MANY_CONNECTIONS. Default 200000,
+   * lowered to fit under the process's file descriptor limit (`ulimit -n`, less a tenth, at
+   * least 32, kept for other files); a value given above that is kept, with a warning at
+   * listen. Reloadable.
+   */
   maxConnections?: number;
   /** Most connections at once from one IP address; 0 = no limit. Default 1000. Reloadable. */
   maxConnectionsPerAddress?: number;
@@ -59,6 +66,26 @@ export interface RouterOptions {
   maxHandles?: number;
   /** Whether log lines may carry remote IP addresses. Default true. Anonymous connections' addresses are never logged. */
   logAddresses?: boolean;
+  /**
+   * Bytes the router may reserve for incomplete frames across all connections; a frame
+   * counts its whole declared size once its header is read. Over it, holders of larger
+   * frames are closed with OVERLOADED, else the newcomer is. Default 128 MiB (128 frames of the default
+   * `maxFrame`). [P-12.8]
+   */
+  partialBytesBudget?: number;
+  /**
+   * Bytes per second a connection must keep sending while one of its frames is
+   * incomplete, or be closed with FRAME_TOO_SLOW; 0 for no minimum. Default 1024. [P-12.8]
+   */
+  minFrameRate?: number;
+  /** Ms over which `minFrameRate` is measured (time with reading paused by the router does not count). Default 10000. */
+  frameRateWindow?: number;
+  /**
+   * @internal For tests and benchmarks only: `false` turns the relay fast path off, so every
+   * frame goes through the decoder (the slow twin the fast path must match byte for byte,
+   * see spec/router/relay-model.test.ts). Default true.
+   */
+  relayFastPath?: boolean;
   /** Time source. Default the system clock. */
   clock?: Clock;
   /** Where events are logged. Default: nowhere. */
@@ -99,6 +126,10 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   maxByteRate: 0,
   admissionTokens: [] as string[],
   logAddresses: true,
+  partialBytesBudget: 128 * 1024 * 1024,
+  minFrameRate: 1024,
+  frameRateWindow: 10_000,
+  relayFastPath: true,
   clock: systemClock,
   logger: silentLogger,
 });
@@ -112,6 +143,12 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   }
   const o = { ...ROUTER_DEFAULTS, ...stripUndefined(options) } as ResolvedRouterOptions;
   if (options.routerId === undefined) o.routerId = randomInt(1, 0xffffffff);
+  if (options.maxConnections === undefined) {
+    // The default stays under the descriptor limit, so connections over it are refused
+    // cleanly (TOO_MANY_CONNECTIONS) rather than failing in accept().
+    const limit = readFdLimit();
+    if (limit !== null) o.maxConnections = Math.min(o.maxConnections, connectionsWithin(limit));
+  }
   if (!isValidRouterId(o.routerId)) bad('routerId', 'must be an integer in 1..4294967295');
   if (typeof o.host !== 'string' || o.host.length === 0) bad('host', 'must be a non-empty string');
   int('port', o.port, 0, 65535);
@@ -147,18 +184,16 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   }
   int('holdMessages', o.holdMessages, 0, 1 << 20);
   int('holdBytes', o.holdBytes, 0, 1 << 30);
+  int('partialBytesBudget', o.partialBytesBudget, 4096, 2 ** 40);
+  int('minFrameRate', o.minFrameRate, 0, 1 << 30);
+  int('frameRateWindow', o.frameRateWindow, 10, 3_600_000);
   if (typeof o.logAddresses !== 'boolean') bad('logAddresses', 'must be a boolean');
+  if (typeof o.relayFastPath !== 'boolean') bad('relayFastPath', 'must be a boolean');
   if (typeof o.clock?.now !== 'function' || typeof o.clock.setTimeout !== 'function') bad('clock', 'must be a Clock');
   for (const m of ['debug', 'info', 'warn', 'error'] as const) {
     if (typeof o.logger?.[m] !== 'function') bad('logger', `must have a ${m}() method`);
   }
   return o;
-}
-
-/** True for `host:port` or `[v6]:port` with a port in 1..65535 (the port is required). */
-export function isHostPort(v: unknown): v is string {
-  const m = typeof v === 'string' ? /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(v) : null;
-  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
 }
 
 /** Options {@link Router.reload} may change on a live router. */
@@ -175,6 +210,9 @@ export const RELOADABLE = Object.freeze([
   'holdMessages',
   'holdBytes',
   'logAddresses',
+  'partialBytesBudget',
+  'minFrameRate',
+  'frameRateWindow',
 ] as const);
 
 function int(name: string, v: unknown, min: number, max: number): void {

@@ -5,12 +5,13 @@ import { ControlCodec } from '../protocol/control.js';
 import { WireCode } from '../protocol/frame.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { Clock, Timer } from '../net/clock.js';
-import type { Logger } from '../net/log.js';
+import { limitLog, type LimitedLogger } from '../net/log-limit.js';
+import { TokenBucket } from '../net/token-bucket.js';
 import { ConnState, RouterConnection } from './connection.js';
 import type { RouterContext } from './context.js';
 import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
-import { newStats, type RouterStats } from './stats.js';
+import { countCode, newStats, type RouterStats } from './stats.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import { encodeClose, encodePreamble, encodeRouteError } from '../protocol/encoder.js';
 import { PROTOCOL_VERSION } from '../protocol/frame.js';
@@ -25,6 +26,10 @@ const RESUME_LABEL = Buffer.from('postern resume v1');
 /** Most stand-ins a restarted router keeps for IDs that may resume. */
 const MAX_PLACEHOLDERS = 10_000;
 import { Mesh, type LinkInfo, type PeerInfo } from './mesh/mesh.js';
+import { connectionsWithin, readFdLimit } from '../net/fd-limit.js';
+
+/** Ms between two log lines about running out of file descriptors (the count in between is in the line). */
+const FD_LOG_INTERVAL = 10_000;
 
 /** Events of a {@link Router}. */
 export interface RouterEvents {
@@ -48,7 +53,7 @@ export interface RouterEvents {
  * await router.close();
  * ```
  */
-export class Router extends EventEmitter<RouterEvents> implements RouterContext {
+export class Router extends EventEmitter<RouterEvents> implements RouterContext<RouterConnection> {
   /** The resolved options (defaults filled in). */
   readonly options: ResolvedRouterOptions;
   /** This router's ID (the first 4 bytes of every ID it issues). */
@@ -61,16 +66,46 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   readonly codec = new ControlCodec();
   /** @internal */
   readonly clock: Clock;
+  /** @internal The options' logger, with repeated per-connection events summarised. */
+  readonly log: LimitedLogger;
   /** @internal */
-  readonly log: Logger;
-  /** @internal */
-  readonly mesh: Mesh;
+  readonly mesh: Mesh<RouterConnection>;
   /** @internal */
   readonly meshSecret: Buffer;
+  /** @internal Bytes reserved for incomplete frames now, across all connections. [P-12.8] */
+  partialBytes = 0;
+  // Connections with an incomplete frame (partialCharge > 0).
+  private readonly partialHolders = new Set<RouterConnection>();
+
+  /**
+   * @internal [P-12.8] When a frame would take the total over partialBytesBudget, the
+   * connections holding larger frames than it are closed (largest first) until it fits; when
+   * none is larger, it is the one refused. Not simply the newcomer: a normal agent's small
+   * frame that happens to straddle two reads must not be refused because a few peers fill
+   * the budget with huge frames, and huge frames are the cheapest way to fill it (the size
+   * is reserved when the header is read). The scan is over holders, and only when full.
+   */
+  reservePartial(conn: RouterConnection, delta: number, held: number): boolean {
+    const budget = this.options.partialBytesBudget;
+    while (delta > 0 && this.partialBytes + delta > budget) {
+      let victim: RouterConnection | null = null;
+      for (const h of this.partialHolders) {
+        if (h !== conn && h.partialCharge > held && (victim === null || h.partialCharge > victim.partialCharge)) victim = h;
+      }
+      if (victim === null) return false;
+      // Its shutdown gives its share back (through this method), so the loop ends.
+      victim.evict(WireCode.OVERLOADED, 'largest incomplete frame while the router had no room');
+      if (this.partialHolders.has(victim)) return false;
+    }
+    this.partialBytes += delta;
+    if (held > 0) this.partialHolders.add(conn);
+    else this.partialHolders.delete(conn);
+    return true;
+  }
 
   private readonly conns = new Set<RouterConnection>();
-  // Per IP address: open connections and the registration token bucket.
-  private readonly addrs = new Map<string, { conns: number; tokens: number; stamp: number }>();
+  // Per IP address: open connections and the registration token bucket (burst: two seconds' worth).
+  private readonly addrs = new Map<string, { conns: number; bucket: TokenBucket }>();
   private server: net.Server | null = null;
   private sweepTimer: Timer | null = null;
   private readonly sweepPeriod: number;
@@ -78,13 +113,25 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   private draining = false;
   private readonly resumeKey: Buffer;
   private readonly startedAt: number;
+  /** @internal The descriptor limit read at start (null when unknown). */
+  readonly fdLimit: number | null;
+  // Accepts failed for lack of descriptors since the last log line about it, when that was, and the last shed.
+  private fdMissed = 0;
+  private fdCause = '';
+  private fdLoggedAt = -Infinity;
+  // Connections the router may hold before descriptors run out; those evicted for room that
+  // have not left `conns` yet; sockets refused at the door that still hold a descriptor.
+  private readonly fdRoom: number;
+  private readonly evicted = new Set<RouterConnection>();
+  private refusing = 0;
 
   constructor(options: RouterOptions = {}) {
     super();
     this.options = resolveRouterOptions(options);
     this.routerId = this.options.routerId;
     this.clock = this.options.clock;
-    this.log = this.options.logger;
+    // A flood of hostile connections must not turn into a flood of log lines. [issue 10, item 6]
+    this.log = limitLog(this.options.logger, { clock: this.clock });
     this.meshSecret = Buffer.from(this.options.meshSecret ?? '');
     this.resumeKey = this.options.resumeSecret !== undefined ? Buffer.from(this.options.resumeSecret) : randomBytes(32);
     this.startedAt = this.clock.now();
@@ -92,6 +139,48 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     // The sweep runs 10 times per keepalive interval (and handshake timeout), so a
     // deadline is noticed at most a tenth of that late; deadlines subtract that slack.
     this.sweepPeriod = Math.max(1, Math.floor(Math.min(this.options.keepaliveInterval, this.options.handshakeTimeout) / 10));
+    this.fdLimit = readFdLimit();
+    this.fdRoom = this.fdLimit === null ? Infinity : connectionsWithin(this.fdLimit);
+  }
+
+  /**
+   * accept() failed for lack of descriptors: counted, logged once per FD_LOG_INTERVAL with
+   * the count, and the oldest connections that have not registered are closed to make room
+   * (agents that did register are worth more than strangers still in their handshake).
+   */
+  private outOfDescriptors(cause: string): boolean {
+    this.stats.fdExhausted++;
+    this.fdMissed++;
+    this.fdCause = cause;
+    this.logDescriptors();
+    // About 1.5 % of the connections, at least 8, per batch: enough for a burst of
+    // newcomers, not a purge, and the scan runs once per batch rather than per accept.
+    let n = Math.max(8, this.conns.size >> 6);
+    let freed = 0;
+    // A Set iterates in insertion order: accept order, oldest first.
+    for (const c of this.conns) {
+      if (c.kind === '' && !c.dialled && c.state < ConnState.CLOSING) {
+        // It leaves `conns` on its stream's 'close', a turn later; its descriptor goes now.
+        this.evicted.add(c);
+        c.evict(WireCode.TOO_MANY_CONNECTIONS, 'out of file descriptors');
+        freed++;
+        if (--n === 0) break;
+      }
+    }
+    return freed > 0;
+  }
+
+  private logDescriptors(): void {
+    const now = this.clock.now();
+    if (this.fdMissed === 0 || now - this.fdLoggedAt < FD_LOG_INTERVAL) return;
+    this.log.error('out of file descriptors: closing the oldest unregistered connections', {
+      cause: this.fdCause,
+      count: this.fdMissed,
+      connections: this.conns.size,
+      fdLimit: this.fdLimit ?? undefined,
+    });
+    this.fdMissed = 0;
+    this.fdLoggedAt = now;
   }
 
   /** @internal True once close() or drain() began. */
@@ -124,14 +213,14 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   }
 
   /** @internal */
-  report(replyTo: Buffer, code: number, seq: number, dest: Buffer): void {
+  refuseTo(replyTo: Buffer, code: number, seq: number, dest: Buffer): void {
     const entry = this.registry.lookup(replyTo, 0);
     if (entry !== undefined) {
       if (entry.conn.state === ConnState.OPEN) entry.conn.refuse(code, seq, dest, null);
       return;
     }
     const link = routerIdOf(replyTo) === this.routerId ? undefined : this.mesh.linkFor(routerIdOf(replyTo));
-    link?.write(encodeRouteError(code, seq, dest, replyTo));
+    link?.reply(encodeRouteError(code, seq, dest, replyTo));
   }
 
   /**
@@ -186,9 +275,16 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     const server = net.createServer({ noDelay: true }, (socket) => {
       const address = socket.remoteAddress ?? '';
       const o = this.options;
+      // libuv answers EMFILE by accepting and closing what waits, silently (its spare
+      // descriptor trick), so the router counts its own descriptors and makes room before
+      // the process runs out.
+      if (this.conns.size - this.evicted.size + this.refusing >= this.fdRoom && !this.outOfDescriptors('fd limit')) {
+        socket.destroy();
+        return;
+      }
       // [P-12.5] limits are checked before anything is read
       if (this.conns.size >= o.maxConnections || (o.maxConnectionsPerAddress > 0 && (this.addrs.get(address)?.conns ?? 0) >= o.maxConnectionsPerAddress)) {
-        this.refuse(socket);
+        this.turnAway(socket);
         return;
       }
       const remote = o.logAddresses ? `${address}:${socket.remotePort}` : undefined;
@@ -203,9 +299,19 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
       server.once('error', onError);
       server.listen(this.options.port, this.options.host, () => {
         server.off('error', onError);
-        server.on('error', (err) => this.emit('error', err));
+        server.on('error', (err: NodeJS.ErrnoException) => {
+          if (err.code === 'EMFILE' || err.code === 'ENFILE') void this.outOfDescriptors(err.code);
+          else this.emit('error', err);
+        });
         const addr = server.address() as AddressInfo;
         this.log.info('listening', { host: addr.address, port: addr.port, router: this.routerId });
+        if (this.fdLimit !== null && this.options.maxConnections > connectionsWithin(this.fdLimit)) {
+          this.log.warn('maxConnections is above what the file descriptor limit allows', {
+            maxConnections: this.options.maxConnections,
+            fdLimit: this.fdLimit,
+            fits: connectionsWithin(this.fdLimit),
+          });
+        }
         this.emit('listening', addr);
         this.mesh.start();
         resolve(addr);
@@ -232,15 +338,15 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     const conn = new RouterConnection(this, stream, remote);
     conn.address = address;
     const a = this.addrs.get(address);
-    if (a === undefined) this.addrs.set(address, { conns: 1, tokens: this.options.registrationRate * 2, stamp: this.clock.now() });
+    if (a === undefined) this.addrs.set(address, { conns: 1, bucket: new TokenBucket(2, this.options.registrationRate, this.clock.now()) });
     else a.conns++;
     this.conns.add(conn);
     this.stats.accepted++;
     this.armSweep();
   }
 
-  /** Queue depths now: bytes queued to connections (total and largest), parked agents and messages held for them. */
-  queues(): { outboundBytes: number; maxOutboundBytes: number; parked: number; held: number } {
+  /** Queue depths now: bytes queued to connections (total and largest), parked agents and messages held for them, bytes reserved for incomplete frames. */
+  queues(): { outboundBytes: number; maxOutboundBytes: number; parked: number; held: number; partialBytes: number } {
     let outboundBytes = 0;
     let maxOutboundBytes = 0;
     for (const c of this.conns) {
@@ -257,7 +363,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
         held += h;
       }
     }
-    return { outboundBytes, maxOutboundBytes, parked, held };
+    return { outboundBytes, maxOutboundBytes, parked, held, partialBytes: this.partialBytes };
   }
 
   /** Router links that are up, with their traffic. */
@@ -278,11 +384,13 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     return conn;
   }
 
-  /** Refuses a connection over the limits: our preamble and CLOSE(TOO_MANY_CONNECTIONS), nothing read. */
-  private refuse(socket: net.Socket): void {
+  /** Turns away a connection over the limits: our preamble and CLOSE(TOO_MANY_CONNECTIONS), nothing read. */
+  private turnAway(socket: net.Socket): void {
     this.stats.refused++;
-    this.stats.closes[WireCode.TOO_MANY_CONNECTIONS] = (this.stats.closes[WireCode.TOO_MANY_CONNECTIONS] ?? 0) + 1;
+    countCode(this.stats.closes, WireCode.TOO_MANY_CONNECTIONS);
     socket.on('error', () => {});
+    this.refusing++;
+    socket.on('close', () => this.refusing--);
     // Read and drop whatever comes, so the peer's FIN is seen and the socket can close.
     socket.resume();
     socket.end(Buffer.concat([encodePreamble(PROTOCOL_VERSION), encodeClose(WireCode.TOO_MANY_CONNECTIONS, 'connection limit reached')]));
@@ -306,15 +414,9 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     if (rate === 0 || address === '') return true;
     const a = this.addrs.get(address);
     if (a === undefined) return true;
-    const now = this.clock.now();
-    a.tokens = Math.min(rate * 2, a.tokens + ((now - a.stamp) * rate) / 1000);
-    a.stamp = now;
-    if (a.tokens < 1) {
-      this.stats.registrationsLimited++;
-      return false;
-    }
-    a.tokens -= 1;
-    return true;
+    if (a.bucket.tryTake(1, rate, this.clock.now())) return true;
+    this.stats.registrationsLimited++;
+    return false;
   }
 
   /**
@@ -347,6 +449,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
       await Promise.all([serverClosed, this.allClosed()]);
       this.sweepTimer?.cancel();
       this.sweepTimer = null;
+      this.log.flush();
       this.log.info('closed');
     })();
     return this.closingP;
@@ -366,7 +469,15 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   private readonly flushPending = (): void => {
     const list = this.pending;
     this.pending = [];
-    for (let i = 0; i < list.length; i++) list[i]!.writePending();
+    // One connection's failure must not stop the others' writes. [P-9.3]
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i]!;
+      try {
+        c.writePending();
+      } catch (err) {
+        c.failSafely(err);
+      }
+    }
   };
 
   /** @internal */
@@ -383,6 +494,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
   /** @internal */
   onClosed(conn: RouterConnection): void {
     if (!this.conns.delete(conn)) return;
+    this.evicted.delete(conn);
     const a = this.addrs.get(conn.address);
     if (a !== undefined) a.conns--;
     this.mesh.onClosed(conn, conn.closeCode);
@@ -403,13 +515,20 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext 
     this.sweepTimer = null;
     const now = this.clock.now();
     for (const c of this.conns) {
-      if (c.state < ConnState.CLOSING) c.tick(now, this.sweepPeriod);
+      if (c.state >= ConnState.CLOSING) continue;
+      try {
+        c.tick(now, this.sweepPeriod);
+      } catch (err) {
+        c.failSafely(err);
+      }
     }
     // Forget addresses with no connections once their bucket would be full again.
     const rate = this.options.registrationRate;
     for (const [k, a] of this.addrs) {
-      if (a.conns <= 0 && (rate === 0 || a.tokens + ((now - a.stamp) * rate) / 1000 >= rate * 2)) this.addrs.delete(k);
+      if (a.conns <= 0 && (rate === 0 || a.bucket.full(rate, now))) this.addrs.delete(k);
     }
+    // The rest of a burst of failed accepts, once the interval is over.
+    this.logDescriptors();
     if (this.conns.size > 0) this.armSweep();
   };
 }

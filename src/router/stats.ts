@@ -26,6 +26,8 @@ export interface RouterStats {
   slowConsumers: number;
   /** Connections refused at the door (connection limits). */
   refused: number;
+  /** Connections the router could not accept because it was out of file descriptors (EMFILE, ENFILE). */
+  fdExhausted: number;
   /** Registrations refused for a missing or wrong admission token. */
   admissionDenied: number;
   /** Registrations answered RATE_LIMITED. */
@@ -39,7 +41,7 @@ export interface RouterStats {
   /** Messages held for parked agents. */
   held: number;
   /** Messages not delivered, by reason (the sender was told each time). */
-  dropped: { holdFull: number; resumeExpired: number };
+  dropped: { holdFull: number; resumeExpired: number; connectionEnded: number };
 }
 
 /** Fresh zeroed counters. */
@@ -58,12 +60,18 @@ export function newStats(): RouterStats {
     handshakeTimeouts: 0,
     slowConsumers: 0,
     refused: 0,
+    fdExhausted: 0,
     admissionDenied: 0,
     registrationsLimited: 0,
     rateLimited: 0,
     parked: 0,
     resumes: 0,
     held: 0,
-    dropped: { holdFull: 0, resumeExpired: 0 },
+    dropped: { holdFull: 0, resumeExpired: 0, connectionEnded: 0 },
   };
+}
+
+/** Counts one more of wire code `code` in `table` ({@link RouterStats.errors} or {@link RouterStats.closes}). */
+export function countCode(table: Record<number, number>, code: number): void {
+  table[code] = (table[code] ?? 0) + 1;
 }

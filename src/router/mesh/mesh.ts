@@ -3,12 +3,26 @@ import type { RouteErrorFrame } from '../../protocol/control.js';
 import { WIRE_CODE_NAMES } from '../../protocol/frame.js';
 import { formatId, routerIdOf } from '../../protocol/id.js';
 import type { Timer } from '../../net/clock.js';
-import { backoffDelay } from '../../agent/reconnect.js';
-import { parseRouterAddress } from '../../agent/options.js';
-import type { RouterConnection } from '../connection.js';
+import { backoffDelay } from '../../net/backoff.js';
+import { parseRouterAddress } from '../../net/address.js';
+import type { MeshRoutes } from '../context.js';
 
-/** What the mesh needs from its router. */
-export interface MeshHost {
+/** What the mesh needs of a link: its peer, its traffic, and a way to write to it. */
+export interface MeshLink {
+  readonly peerRouterId: number;
+  /** True when this router dialled it. */
+  readonly dialled: boolean;
+  /** 'link' once the handshake is done. */
+  readonly kind: string;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly framesIn: number;
+  /** Queues a frame behind what is gathered for this link; never writes from an error path. */
+  reply(buf: Buffer): void;
+}
+
+/** What the mesh needs from its router; `C` is the router's connection type. */
+export interface MeshHost<C extends MeshLink> {
   readonly options: {
     readonly routerId: number;
     readonly peers: readonly string[];
@@ -17,19 +31,19 @@ export interface MeshHost {
   };
   readonly clock: { setTimeout(fn: () => void, ms: number): Timer };
   readonly log: { info(msg: string, f?: Record<string, unknown>): void; warn(msg: string, f?: Record<string, unknown>): void };
-  readonly registry: { lookup(buf: Uint8Array, off: number): { readonly conn: RouterConnection } | undefined };
+  readonly registry: { lookup(buf: Uint8Array, off: number): { readonly conn: { refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void } } | undefined };
   /** Wraps a connected socket to a peer router in a dialling link connection. */
-  dialled(socket: net.Socket, remote: string): RouterConnection;
+  dialled(socket: net.Socket, remote: string): C;
 }
 
 /** One configured peer this router dials. */
-interface Peer {
+interface Peer<C> {
   readonly address: string;
   readonly host: string;
   readonly port: number;
   attempt: number;
   previousDelay: number;
-  conn: RouterConnection | null;
+  conn: C | null;
   timer: Timer | null;
   /** Wire code of the last refusal, for logs. */
   lastError: string;
@@ -61,13 +75,13 @@ export interface PeerInfo {
  * The router mesh: links to peer routers by router ID, dialling configured peers and
  * redialling with jittered backoff, and routing ROUTE_ERRORs back to senders. [P-10]
  */
-export class Mesh {
-  private readonly host: MeshHost;
-  private readonly byRouter = new Map<number, RouterConnection[]>();
-  private readonly peers: Peer[];
+export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
+  private readonly host: MeshHost<C>;
+  private readonly byRouter = new Map<number, C[]>();
+  private readonly peers: Array<Peer<C>>;
   private stopped = false;
 
-  constructor(host: MeshHost) {
+  constructor(host: MeshHost<C>) {
     this.host = host;
     this.peers = host.options.peers.map((address) => ({
       address,
@@ -95,7 +109,7 @@ export class Mesh {
   }
 
   /** The link to carry SENDs for agents of `routerId`, if one is up. */
-  linkFor(routerId: number): RouterConnection | undefined {
+  linkFor(routerId: number): C | undefined {
     return this.byRouter.get(routerId)?.[0];
   }
 
@@ -122,7 +136,7 @@ export class Mesh {
     return this.peers.filter((p) => p.conn === null || p.conn.kind !== 'link').map((p) => ({ address: p.address, attempt: p.attempt, lastError: p.lastError }));
   }
 
-  onLinkUp(conn: RouterConnection): void {
+  onLinkUp(conn: C): void {
     const list = this.byRouter.get(conn.peerRouterId);
     if (list === undefined) this.byRouter.set(conn.peerRouterId, [conn]);
     else list.push(conn);
@@ -135,7 +149,7 @@ export class Mesh {
     this.host.log.info('link up', { router: conn.peerRouterId, direction: conn.dialled ? 'out' : 'in', peer: peer?.address });
   }
 
-  onLinkDown(conn: RouterConnection): void {
+  onLinkDown(conn: C): void {
     const list = this.byRouter.get(conn.peerRouterId);
     if (list === undefined) return;
     const i = list.indexOf(conn);
@@ -146,7 +160,7 @@ export class Mesh {
   }
 
   /** A connection ended: redial it if it was one of ours. */
-  onClosed(conn: RouterConnection, code: number | undefined): void {
+  onClosed(conn: C, code: number | undefined): void {
     const peer = this.peers.find((p) => p.conn === conn);
     if (peer === undefined) return;
     peer.conn = null;
@@ -163,11 +177,11 @@ export class Mesh {
     }
     const rid = routerIdOf(e.src);
     const link = rid === this.host.options.routerId ? undefined : this.linkFor(rid);
-    if (link !== undefined) link.write(Buffer.from(frame));
+    if (link !== undefined) link.reply(Buffer.from(frame));
     else this.host.log.info('route error for a sender that is gone', { code: WIRE_CODE_NAMES[e.code] ?? e.code, agent: formatId(e.src) });
   }
 
-  private dial(peer: Peer): void {
+  private dial(peer: Peer<C>): void {
     if (this.stopped) return;
     peer.timer = null;
     peer.attempt++;
@@ -185,15 +199,30 @@ export class Mesh {
         socket.destroy();
         return;
       }
-      peer.conn = this.host.dialled(socket, peer.address);
+      try {
+        peer.conn = this.host.dialled(socket, peer.address);
+      } catch (err) {
+        // A link that fails while starting is one failed dial, never the process's end.
+        peer.lastError = String(err);
+        socket.destroy();
+        this.schedule(peer);
+      }
     });
   }
 
-  private schedule(peer: Peer): void {
+  private schedule(peer: Peer<C>): void {
     if (this.stopped || peer.timer !== null) return;
     const o = this.host.options;
     const delay = backoffDelay({ initialDelay: o.linkRetryMin, maxDelay: o.linkRetryMax, jitter: 'full' }, peer.attempt, peer.previousDelay, Math.random);
     peer.previousDelay = delay;
-    peer.timer = this.host.clock.setTimeout(() => this.dial(peer), Math.max(delay, o.linkRetryMin / 2));
+    peer.timer = this.host.clock.setTimeout(() => {
+      try {
+        this.dial(peer);
+      } catch (err) {
+        peer.lastError = String(err);
+        this.host.log.warn('link dial failed', { peer: peer.address, attempt: peer.attempt, error: peer.lastError });
+        this.schedule(peer);
+      }
+    }, Math.max(delay, o.linkRetryMin / 2));
   }
 }

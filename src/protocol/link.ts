@@ -1,8 +1,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ControlCodec } from '../../protocol/control.js';
-import { FrameType, MAX_MAX_FRAME, MIN_MAX_FRAME } from '../../protocol/frame.js';
-import { ErrorCode, PosternError } from '../../protocol/errors.js';
-import { isValidRouterId } from '../../protocol/id.js';
+import type { ControlCodec } from './control.js';
+import { FrameType, MAX_MAX_FRAME, MIN_MAX_FRAME } from './frame.js';
+import { ErrorCode, PosternError } from './errors.js';
+import { isValidRouterId } from './id.js';
 
 /**
  * The router-link handshake (§10.2): mutual challenge and response over a shared mesh
@@ -14,6 +14,10 @@ import { isValidRouterId } from '../../protocol/id.js';
  *   acceptor -> LINK_CHALLENGE {router, nonce, proof = HMAC(S, "postern link v1 accept" || nD || nA || idD || idA), maxFrame}
  *   dialer   -> LINK_AUTH      {proof = HMAC(S, "postern link v1 dial" || nA || nD || idA || idD)}
  *   acceptor -> LINK_READY     {}
+ *
+ * This file is wire format only: the bodies and the proofs. What a router does with a
+ * link (whether it accepts links, duplicate router IDs, what a link may carry) is its
+ * policy, in src/router/.
  */
 
 /** Bytes of a handshake nonce. */

@@ -1,0 +1,424 @@
+/**
+ * The `abuse` section (issue 10, item 6): one normal pair's throughput through the router
+ * alone and under each attack, as a ratio within one run (median of repeats). The attacks
+ * run in a child process of their own (`node abuse.js attack <name> <port>`, pinned to the
+ * generator core), so their JavaScript does not stall the pair's generator loop; each attack
+ * gets a fresh router with the default limits (keepalive 60 s), and comes from 127.0.0.2..17
+ * while the pair comes from 127.0.0.1.
+ *
+ * Every attack is bounded: in count (connections), in time (the parent stops it after the
+ * measured run; the child also exits when its stdin closes) and in memory (the parent stops
+ * an attack whose router passes RSS_GUARD).
+ */
+import { connect, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Decoder } from '../src/protocol/decoder.js';
+import { ControlCodec, readClose } from '../src/protocol/control.js';
+import { encodePing, encodePreamble, encodeSend } from '../src/protocol/encoder.js';
+import { FrameType, MAX_MAX_FRAME, PROTOCOL_VERSION, RELAY_HEADER_SIZE, WIRE_CODE_NAMES } from '../src/protocol/frame.js';
+import { rssOf, script, sleep, startChild, type ServerChild } from './lib/proc.js';
+import { runCell, type CellResult, type CellSpec } from './lib/load.js';
+import { posternWire } from './lib/wire.js';
+import { median } from './lib/stats.js';
+
+/** The attacks, in the order they run. */
+export const ATTACKS = ['random', 'nonreading', 'register', 'idle', 'ping', 'trickle', 'trickle-unbounded'] as const;
+export type AttackName = (typeof ATTACKS)[number];
+
+const DESCRIBE: Record<AttackName, string> = {
+  random: '64 connections sending random bytes, ~200 new a second',
+  nonreading: '20 receivers that never read, 20 senders flooding them',
+  register: 'registration flood: 64 loops from 16 addresses, connect, REGISTER, hang up',
+  idle: '15,000 registered idle connections',
+  ping: '4 connections sending PINGs, never reading the PONGs',
+  trickle: '300 x 1 MiB SEND 16 bytes short, a byte every 5 s',
+  'trickle-unbounded': 'the same, partialBytesBudget and minFrameRate off (as before the fix)',
+};
+
+/** Router RSS at which an attack is stopped early (the machine is shared). */
+const RSS_GUARD = 1.5 * 2 ** 30;
+
+/** One row of the section. */
+export interface AbuseRow {
+  attack: AttackName;
+  what: string;
+  /** The pair alone and under the attack, messages/s, medians. */
+  alone: number;
+  attacked: number;
+  /** Median of the per-repeat ratios attacked / alone. */
+  ratio: number;
+  ratios: number[];
+  /** Router CPU (% of a core) over the pair's window, alone and attacked, medians. */
+  cpuAlone: number;
+  cpuAttacked: number;
+  /** Router RSS before the first attack, its peak under attack, and 2 s after the last one ended. */
+  rssBefore: number;
+  rssPeak: number;
+  rssAfter: number;
+  /** What the attacker saw (connections made, closes by code, ...), from its last repeat. */
+  attacker: Record<string, number>;
+  stoppedEarly: boolean;
+  inOrder: boolean;
+}
+
+/** What the section needs from run.js. */
+export interface AbuseContext {
+  startRouter(options: Record<string, unknown>, profileName?: string): Promise<ServerChild>;
+  core: number;
+  repeats: number;
+  warmupMs: number;
+  durationMs: number;
+  quick: boolean;
+  attacks: AttackName[];
+  /** Write a CPU profile of each attack's router (node --cpu-prof) into benchmarks/results. */
+  profile: boolean;
+  progress(text: string): void;
+  record(label: string, r: CellResult): void;
+}
+
+function routerOptions(attack: AttackName): Record<string, unknown> {
+  // The default limits, as an operator runs it; keepalive long enough that idle attackers
+  // need not answer PINGs within a run.
+  const base: Record<string, unknown> = { keepaliveInterval: 60_000, maxConnectionsPerAddress: 1000, registrationRate: 50 };
+  // 15,000 registrations from 16 addresses take 19 s at the default rate: the idle attack
+  // measures idle connections, not their arrival.
+  if (attack === 'idle') base['registrationRate'] = 0;
+  if (attack === 'trickle-unbounded') Object.assign(base, { partialBytesBudget: 2 ** 40, minFrameRate: 0 });
+  return base;
+}
+
+/** Runs the section: one fresh router per attack. */
+export async function abuseSection(ctx: AbuseContext): Promise<AbuseRow[]> {
+  const rows: AbuseRow[] = [];
+  for (const attack of ctx.attacks) {
+    const router = await ctx.startRouter(routerOptions(attack), ctx.profile ? `abuse-${attack}-${Date.now()}.cpuprofile` : undefined);
+    try {
+      rows.push(await measure(ctx, attack, router));
+    } finally {
+      await router.stop();
+    }
+  }
+  return rows;
+}
+
+async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChild): Promise<AbuseRow> {
+  const wire = posternWire('127.0.0.1', router.port);
+  const cell: CellSpec = { pattern: 'pairs', size: 256, k: 1, warmupMs: ctx.warmupMs, durationMs: ctx.durationMs, serverPid: router.pid };
+  const label = `abuse ${attack}`;
+  // Warm the router's JIT first.
+  ctx.record(`${label} warm-up`, await runCell(wire, { ...cell, warmupMs: 0, durationMs: ctx.quick ? 200 : 1000 }));
+  const rssBefore = rssOf(router.pid);
+  let rssPeak = rssBefore;
+  const alone: number[] = [];
+  const attacked: number[] = [];
+  const ratios: number[] = [];
+  const cpuAlone: number[] = [];
+  const cpuAttacked: number[] = [];
+  let attacker: Record<string, number> = {};
+  let stoppedEarly = false;
+  let inOrder = true;
+  for (let rep = 0; rep < ctx.repeats; rep++) {
+    ctx.progress(`${label} rep ${rep + 1}: pair alone`);
+    const a = await runCell(wire, { ...cell, progress: (x) => ctx.progress(`${label} rep ${rep + 1} alone: ${Math.round(x)} msg/s`) });
+    ctx.record(`${label} alone`, a);
+    ctx.progress(`${label} rep ${rep + 1}: starting the attack`);
+    const child = await startAttacker(attack, router.port, ctx.core);
+    const watch = setInterval(() => {
+      try {
+        const rss = rssOf(router.pid);
+        if (rss > rssPeak) rssPeak = rss;
+        if (rss > RSS_GUARD && !stoppedEarly) {
+          stoppedEarly = true;
+          void child.stop(2000);
+        }
+      } catch {
+        // the router is gone: the run reports it
+      }
+    }, 100);
+    let b: CellResult;
+    try {
+      b = await runCell(wire, { ...cell, progress: (x) => ctx.progress(`${label} rep ${rep + 1} attacked: ${Math.round(x)} msg/s`) });
+    } finally {
+      attacker = await child.finish();
+      clearInterval(watch);
+    }
+    ctx.record(`${label} attacked`, b);
+    inOrder &&= a.inOrder && b.inOrder;
+    alone.push(a.msgsPerSec);
+    attacked.push(b.msgsPerSec);
+    ratios.push(b.msgsPerSec / a.msgsPerSec);
+    cpuAlone.push(a.serverCpu);
+    cpuAttacked.push(b.serverCpu);
+    // Let the router see the attackers go before the next pair runs alone.
+    await sleep(ctx.quick ? 200 : 1000);
+  }
+  await sleep(1000);
+  return {
+    attack,
+    what: DESCRIBE[attack],
+    alone: median(alone),
+    attacked: median(attacked),
+    ratio: median(ratios),
+    ratios,
+    cpuAlone: median(cpuAlone),
+    cpuAttacked: median(cpuAttacked),
+    rssBefore,
+    rssPeak,
+    rssAfter: rssOf(router.pid),
+    attacker,
+    stoppedEarly,
+    inOrder,
+  };
+}
+
+interface Attacker {
+  /** Stops the attack; resolves once the child is gone. */
+  stop(ms?: number): Promise<void>;
+  /** Stops it and returns its counters. */
+  finish(): Promise<Record<string, number>>;
+}
+
+async function startAttacker(attack: AttackName, port: number, core: number): Promise<Attacker> {
+  const name = attack === 'trickle-unbounded' ? 'trickle' : attack;
+  // On the generator's core, so the router's core sees only the router. Not niced: on a
+  // busy machine a niced attacker barely runs and the attack does not happen (the attacker
+  // column says how much of it did).
+  const child = await startChild(process.execPath, [script('abuse.js'), 'attack', name, String(port)], { core, ready: /READY (\d+)/, timeoutMs: 120_000 });
+  let out = '';
+  child.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  return {
+    stop: (ms) => child.stop(ms),
+    async finish() {
+      await child.stop(5000);
+      const line = out.split('\n').reverse().find((l) => l.startsWith('STATS '));
+      return line === undefined ? {} : (JSON.parse(line.slice(6)) as Record<string, number>);
+    },
+  };
+}
+
+/** The section's table rows, for run.js's report. */
+export function abuseTable(rows: AbuseRow[], fmtRate: (x: number) => string, fmtBytes: (x: number) => string): string[][] {
+  return rows.map((r) => [
+    r.attack,
+    fmtRate(r.alone),
+    fmtRate(r.attacked),
+    `${r.ratio.toFixed(2)}x`,
+    r.ratios.map((x) => x.toFixed(2)).join(' '),
+    `${r.cpuAlone.toFixed(0)} / ${r.cpuAttacked.toFixed(0)}`,
+    `${fmtBytes(r.rssBefore)} / ${fmtBytes(r.rssPeak)} / ${fmtBytes(r.rssAfter)}`,
+    Object.entries(r.attacker)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ') + (r.stoppedEarly ? ' (stopped at the RSS guard)' : ''),
+  ]);
+}
+
+/** Descriptions of the attacks, for the report. */
+export function abuseLegend(rows: AbuseRow[]): string[] {
+  return rows.map((r) => `  ${r.attack}: ${r.what}`);
+}
+
+// ------------------------------------------------------------------------------ attacker
+
+const codec = new ControlCodec();
+const HELLO = Buffer.concat([encodePreamble(PROTOCOL_VERSION), ...codec.encodeRegister({})]);
+const ADDRESSES = Array.from({ length: 16 }, (_, i) => `127.0.0.${i + 2}`);
+
+const stats: Record<string, number> = {};
+const bump = (k: string, n = 1): void => {
+  stats[k] = (stats[k] ?? 0) + n;
+};
+const sockets = new Set<Socket>();
+let stopping = false;
+
+function open(port: number, i: number): Socket {
+  const s = connect({ port, host: '127.0.0.1', localAddress: ADDRESSES[i % ADDRESSES.length]! });
+  s.setNoDelay(true);
+  sockets.add(s);
+  bump('connections');
+  s.on('error', () => {});
+  s.on('close', () => sockets.delete(s));
+  return s;
+}
+
+/** Reads frames from `s`: the REGISTERED body's ID and each CLOSE code go to the callbacks. */
+function frames(s: Socket, onRegistered: (id: Buffer) => void, onOther?: (type: number) => void): void {
+  const d = new Decoder(
+    {
+      frame(buf, start, end) {
+        const type = buf[start + 4]!;
+        if (type === FrameType.REGISTERED) onRegistered(Buffer.from(codec.decodeRegistered(buf, start, end).id));
+        else if (type === FrameType.CLOSE) bump(`close_${WIRE_CODE_NAMES[readClose(buf, start, end).code] ?? 'other'}`);
+        else onOther?.(type);
+      },
+    },
+    { maxFrame: MAX_MAX_FRAME, preamble: true },
+  );
+  s.on('data', (c: Buffer) => {
+    try {
+      d.push(c);
+    } catch {
+      // the router's bytes are not what this attacker looks at
+    }
+  });
+}
+
+function register(port: number, i: number): Promise<{ s: Socket; id: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const s = open(port, i);
+    s.write(HELLO);
+    frames(s, (id) => resolve({ s, id }));
+    s.once('close', () => reject(new Error('closed before REGISTERED')));
+  });
+}
+
+/** Writes `batch` whenever the socket takes it, until it closes. */
+function flood(s: Socket, batch: Buffer, counter: string): void {
+  const go = (): void => {
+    while (!s.destroyed && !stopping) {
+      bump(counter, batch.length);
+      if (!s.write(batch)) {
+        s.once('drain', go);
+        return;
+      }
+    }
+  };
+  go();
+}
+
+async function inBatches(n: number, concurrency: number, f: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n && !stopping) await f(next++);
+    }),
+  );
+}
+
+const attacks: Record<string, (port: number) => Promise<void>> = {
+  async random(port) {
+    const pool = Array.from({ length: 64 }, () => randomBytes(1024));
+    let live = 0;
+    let i = 0;
+    // At most one new connection per 5 ms (200 a second), at most 64 at once.
+    setInterval(() => {
+      if (stopping || live >= 64) return;
+      live++;
+      const s = open(port, i);
+      s.write(pool[i++ % pool.length]!);
+      s.resume();
+      s.once('close', () => live--);
+    }, 5);
+  },
+
+  async nonreading(port) {
+    const pair = async (i: number): Promise<void> => {
+      while (!stopping) {
+        try {
+          const rx = await register(port, i);
+          // Never reads again.
+          rx.s.pause();
+          const tx = await register(port, i + 20);
+          const batch = Buffer.concat(Array.from({ length: 256 }, () => Buffer.concat(encodeSend(rx.id, 0, Buffer.alloc(230)))));
+          flood(tx.s, batch, 'bytes_sent');
+          await new Promise<void>((r) => {
+            rx.s.once('close', r);
+            tx.s.once('close', r);
+          });
+          rx.s.destroy();
+          tx.s.destroy();
+          bump('pairs_cut');
+        } catch {
+          await sleep(100);
+        }
+      }
+    };
+    for (let i = 0; i < 20; i++) void pair(i);
+  },
+
+  async register(port) {
+    const loop = async (i: number): Promise<void> => {
+      while (!stopping) {
+        await new Promise<void>((resolve) => {
+          const s = open(port, i);
+          s.write(HELLO);
+          s.once('data', () => {
+            bump('answers');
+            s.destroy();
+          });
+          s.once('close', () => resolve());
+        });
+      }
+    };
+    for (let i = 0; i < 64; i++) void loop(i);
+  },
+
+  async idle(port) {
+    await inBatches(15_000, 256, async (i) => {
+      try {
+        await register(port, i);
+        bump('registered');
+      } catch {
+        bump('failed');
+      }
+    });
+  },
+
+  async ping(port) {
+    const batch = Buffer.concat(Array.from({ length: 64 * 1024 / 6 }, () => encodePing()));
+    for (let i = 0; i < 4; i++) {
+      const { s } = await register(port, i);
+      s.pause();
+      flood(s, batch, 'ping_bytes');
+    }
+  },
+
+  async trickle(port) {
+    const total = 1024 * 1024;
+    let ready = 0;
+    await inBatches(300, 32, async (i) => {
+      try {
+        const { s, id } = await register(port, i);
+        const frame = Buffer.concat(encodeSend(id, 1, Buffer.alloc(total - RELAY_HEADER_SIZE, 1)));
+        await new Promise<void>((r) => s.write(frame.subarray(0, total - 16), () => r()));
+        ready++;
+        let at = total - 16;
+        const t = setInterval(() => {
+          if (s.destroyed || at >= total - 1) return clearInterval(t);
+          s.write(frame.subarray(at, ++at));
+        }, 5000);
+      } catch {
+        bump('failed');
+      }
+    });
+    bump('partial_frames_sent', ready);
+  },
+};
+
+async function attackMain(name: string, port: number): Promise<void> {
+  const f = attacks[name];
+  if (f === undefined) throw new Error(`unknown attack ${name}`);
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    bump('open_at_end', sockets.size);
+    process.stdout.write(`STATS ${JSON.stringify(stats)}\n`);
+    for (const s of sockets) s.destroy();
+    setTimeout(() => process.exit(0), 50);
+  };
+  process.on('SIGTERM', stop);
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.stdin.resume();
+  // Hard stop, whatever happens.
+  setTimeout(stop, 10 * 60_000).unref();
+  await f(port);
+  process.stdout.write('READY 0\n');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === 'attack') {
+  attackMain(process.argv[3] ?? '', Number(process.argv[4])).catch((err: unknown) => {
+    process.stderr.write(`attacker failed: ${String(err)}\n`);
+    process.exit(2);
+  });
+}

@@ -1,0 +1,272 @@
+import { performance } from 'node:perf_hooks';
+import { connect as natsConnect, type NatsConnection } from 'nats';
+import mqtt from 'mqtt';
+import { connect, generateKeyPair, type Agent } from '../../src/index.js';
+import { cpuMsOf, sleep } from './proc.js';
+
+/**
+ * End-to-end load: program to program through one server, with each system's own client
+ * library on both sides, in this process. What a user sees, as opposed to the raw load
+ * generator of `load.ts` (which speaks the wire protocol itself and is the ceiling).
+ *
+ * K pairs; sender i sends to receiver i as fast as its library lets it (postern: until
+ * `writable` goes false, then `'drain'`), with at most `windowBytes` sent and not yet
+ * received (so a run drains quickly and no queue grows without bound). Payload: sender index
+ * (u32 LE), sequence number (u32 LE), padding; every message is sequence-checked.
+ *
+ * @module
+ */
+
+/** Which client library, and how it is used. */
+export type E2ESystem =
+  /** postern agents, receiving with the `'message'` event. */
+  | 'postern'
+  /** postern agents, receiving with `for await (const m of agent)`. */
+  | 'postern-iter'
+  /** postern, sealed with `seal: { publicKey }`, no sender proof (anonymous envelope). */
+  | 'sealed-anon'
+  /** postern, sealed with the sender proof (both agents have key pairs), verified via the directory. */
+  | 'sealed-proof'
+  /** nats.js through nats-server, subscription callback. */
+  | 'natsjs'
+  /** mqtt.js through mosquitto, QoS 0. */
+  | 'mqttjs';
+
+/** One end-to-end cell. */
+export interface E2ESpec {
+  system: E2ESystem;
+  host: string;
+  port: number;
+  size: number;
+  k: number;
+  warmupMs: number;
+  durationMs: number;
+  /** Server pid for its CPU over the window. */
+  serverPid?: number;
+  /** Bytes one sender may have in flight. Default min(1 MiB, 16 MiB / K), at least 128 KiB. */
+  windowBytes?: number;
+}
+
+/** What one end-to-end run measured. */
+export interface E2EResult {
+  msgsPerSec: number;
+  mbPerSec: number;
+  sent: number;
+  received: number;
+  outOfOrder: number;
+  lost: number;
+  inOrder: boolean;
+  serverCpu: number;
+  clientCpu: number;
+  errors: string[];
+}
+
+/** A sender as the driver sees it. */
+interface Sender {
+  /** Sends one message; false when the library asks the caller to wait for `onDrain`. */
+  send(payload: Buffer): boolean;
+  onDrain(cb: () => void): void;
+}
+
+interface Opened {
+  senders: Sender[];
+  close(): Promise<void>;
+}
+
+/** Called with each received payload, or with an error text for a message that is wrong in itself. */
+type OnMessage = (data: Uint8Array | string) => void;
+
+/** Most messages one sender writes per event-loop turn before yielding. */
+const PER_TURN = 4096;
+
+/** Runs one cell and returns its figures; the clients are closed before it resolves. */
+export async function runE2E(spec: E2ESpec): Promise<E2EResult> {
+  const { k, size } = spec;
+  const windowBytes = spec.windowBytes ?? Math.max(128 * 1024, Math.min(1 << 20, (16 << 20) / k));
+  const windowMsgs = Math.max(2, Math.floor(windowBytes / Math.max(size, 64)));
+  const sent = new Array<number>(k).fill(0);
+  const expected = new Array<number>(k).fill(0);
+  const waiting = new Array<boolean>(k).fill(false);
+  const errors: string[] = [];
+  let received = 0;
+  let outOfOrder = 0;
+  let running = true;
+  let inWindow = false;
+  let windowCount = 0;
+  const pumpers: Array<() => void> = [];
+
+  const onMessage = (data: Uint8Array | string): void => {
+    if (typeof data === 'string') {
+      outOfOrder++;
+      if (errors.length < 3) errors.push(data);
+      return;
+    }
+    if (data.length !== size) {
+      outOfOrder++;
+      if (errors.length < 3) errors.push(`a message of ${data.length} bytes, expected ${size}`);
+      return;
+    }
+    const dv = new DataView(data.buffer, data.byteOffset, 8);
+    const idx = dv.getUint32(0, true);
+    const seq = dv.getUint32(4, true);
+    if (idx >= k || seq !== expected[idx]) {
+      outOfOrder++;
+      if (idx < k) expected[idx] = seq + 1;
+    } else expected[idx] = seq + 1;
+    received++;
+    if (inWindow) windowCount++;
+    if (idx < k && waiting[idx] && sent[idx]! - expected[idx]! <= windowMsgs / 2) {
+      waiting[idx] = false;
+      pumpers[idx]!();
+    }
+  };
+
+  const opened = await open(spec, onMessage);
+  const pump = (i: number, s: Sender): void => {
+    let n = 0;
+    while (running) {
+      if (sent[i]! - expected[i]! >= windowMsgs) {
+        waiting[i] = true;
+        return;
+      }
+      if (n++ >= PER_TURN) {
+        setImmediate(pumpers[i]!);
+        return;
+      }
+      const p = Buffer.allocUnsafe(size);
+      p.writeUInt32LE(i, 0);
+      p.writeUInt32LE(sent[i]!, 4);
+      sent[i]!++;
+      if (!s.send(p)) return; // onDrain calls pump again
+    }
+  };
+  opened.senders.forEach((s, i) => {
+    pumpers[i] = () => pump(i, s);
+    s.onDrain(pumpers[i]!);
+  });
+  for (const p of pumpers) p();
+  await sleep(spec.warmupMs);
+  const cpu0 = process.cpuUsage();
+  const srv0 = spec.serverPid === undefined ? NaN : cpuMsOf(spec.serverPid);
+  windowCount = 0;
+  inWindow = true;
+  const t0 = performance.now();
+  await sleep(spec.durationMs);
+  inWindow = false;
+  const secs = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const srv1 = spec.serverPid === undefined ? NaN : cpuMsOf(spec.serverPid);
+  const count = windowCount;
+  running = false;
+  // Drain: everything sent must arrive.
+  const total = (): number => sent.reduce((a, b) => a + b, 0);
+  const deadline = performance.now() + 5000;
+  while (received < total() && performance.now() < deadline) await sleep(10);
+  await opened.close();
+  const all = total();
+  return {
+    msgsPerSec: count / secs,
+    mbPerSec: (count * size) / secs / 1e6,
+    sent: all,
+    received,
+    outOfOrder,
+    lost: all - received,
+    inOrder: outOfOrder === 0 && received === all,
+    serverCpu: ((srv1 - srv0) / (secs * 1000)) * 100,
+    clientCpu: ((cpu.user + cpu.system) / 1000 / (secs * 1000)) * 100,
+    errors,
+  };
+}
+
+function open(spec: E2ESpec, onMessage: OnMessage): Promise<Opened> {
+  switch (spec.system) {
+    case 'natsjs':
+      return openNats(spec, onMessage);
+    case 'mqttjs':
+      return openMqtt(spec, onMessage);
+    default:
+      return openPostern(spec, onMessage);
+  }
+}
+
+async function openPostern(spec: E2ESpec, onMessage: OnMessage): Promise<Opened> {
+  const router = { host: spec.host, port: spec.port };
+  const sealed = spec.system === 'sealed-anon' || spec.system === 'sealed-proof';
+  const agents: Agent[] = [];
+  const senders: Sender[] = [];
+  for (let i = 0; i < spec.k; i++) {
+    const rkp = sealed ? generateKeyPair() : undefined;
+    const skp = spec.system === 'sealed-proof' ? generateKeyPair() : undefined;
+    const tx = await connect({ router, reconnect: false, keyPair: skp });
+    // The sender's key is pinned: a flood of messages would outrun the directory lookup of
+    // the first (past maxQueue waiting messages the check gives up, 'lookup-failed').
+    const trustedKeys = skp === undefined ? undefined : { [tx.id]: skp.publicKey };
+    const rx = await connect({ router, reconnect: false, keyPair: rkp, trustedKeys });
+    agents.push(rx, tx);
+    if (spec.system === 'postern-iter') {
+      void (async () => {
+        for await (const m of rx) onMessage(m.data);
+      })();
+    } else {
+      rx.on('message', (m) => {
+        if (sealed && m.sealed !== true) onMessage('a sealed message arrived unsealed');
+        else if (spec.system === 'sealed-proof' && m.verification !== 'pinned') onMessage(`sender not verified: ${m.verification}`);
+        else onMessage(m.data);
+      });
+    }
+    const to = rx.idBytes;
+    const opts = sealed ? { seal: { publicKey: rkp!.publicKey }, prove: spec.system === 'sealed-proof' } : undefined;
+    senders.push({
+      send: (p) => {
+        tx.send(to, p, opts);
+        return tx.writable;
+      },
+      onDrain: (cb) => tx.on('drain', cb),
+    });
+  }
+  return { senders, close: async () => void (await Promise.all(agents.map((a) => a.close()))) };
+}
+
+async function openNats(spec: E2ESpec, onMessage: OnMessage): Promise<Opened> {
+  const conns: NatsConnection[] = [];
+  const senders: Sender[] = [];
+  const servers = `${spec.host}:${spec.port}`;
+  for (let i = 0; i < spec.k; i++) {
+    const rx = await natsConnect({ servers });
+    const tx = await natsConnect({ servers });
+    conns.push(rx, tx);
+    const subject = `e2e.${i}`;
+    rx.subscribe(subject, { callback: (_err, m) => onMessage(m.data) });
+    await rx.flush();
+    senders.push({
+      send: (p) => {
+        tx.publish(subject, p);
+        return true;
+      },
+      onDrain: () => {},
+    });
+  }
+  return { senders, close: async () => void (await Promise.all(conns.map((c) => c.close()))) };
+}
+
+async function openMqtt(spec: E2ESpec, onMessage: OnMessage): Promise<Opened> {
+  const clients: mqtt.MqttClient[] = [];
+  const senders: Sender[] = [];
+  const url = `mqtt://${spec.host}:${spec.port}`;
+  for (let i = 0; i < spec.k; i++) {
+    const rx = await mqtt.connectAsync(url, { reconnectPeriod: 0 });
+    const tx = await mqtt.connectAsync(url, { reconnectPeriod: 0 });
+    clients.push(rx, tx);
+    const topic = `e2e/${i}`;
+    rx.on('message', (_t, payload) => onMessage(payload));
+    await rx.subscribeAsync(topic, { qos: 0 });
+    senders.push({
+      send: (p) => {
+        tx.publish(topic, p, { qos: 0 });
+        return true;
+      },
+      onDrain: () => {},
+    });
+  }
+  return { senders, close: async () => void (await Promise.all(clients.map((c) => c.endAsync(true)))) };
+}
