@@ -17,7 +17,7 @@ import { Decoder } from '../src/protocol/decoder.js';
 import { ControlCodec, readClose } from '../src/protocol/control.js';
 import { encodePing, encodePreamble, encodeSend } from '../src/protocol/encoder.js';
 import { FrameType, MAX_MAX_FRAME, PROTOCOL_VERSION, RELAY_HEADER_SIZE, WIRE_CODE_NAMES } from '../src/protocol/frame.js';
-import { rssOf, script, sleep, startChild, type ServerChild } from './lib/proc.js';
+import { cpuMsOf, rssOf, script, sleep, startChild, type ServerChild } from './lib/proc.js';
 import { runCell, type CellResult, type CellSpec } from './lib/load.js';
 import { posternWire } from './lib/wire.js';
 import { median } from './lib/stats.js';
@@ -52,6 +52,10 @@ export interface AbuseRow {
   /** Router CPU (% of a core) over the pair's window, alone and attacked, medians. */
   cpuAlone: number;
   cpuAttacked: number;
+  /** The pair's generator CPU (% of a core) alone and attacked, and the attacker's, medians: on a busy machine the generator, not the router, may be what starves. */
+  genAlone: number;
+  genAttacked: number;
+  attackerCpu: number;
   /** Router RSS before the first attack, its peak under attack, and 2 s after the last one ended. */
   rssBefore: number;
   rssPeak: number;
@@ -75,6 +79,8 @@ export interface AbuseContext {
   profile: boolean;
   progress(text: string): void;
   record(label: string, r: CellResult): void;
+  /** Reports an attack that could not be measured. */
+  fail(what: string): void;
 }
 
 function routerOptions(attack: AttackName): Record<string, unknown> {
@@ -92,11 +98,17 @@ function routerOptions(attack: AttackName): Record<string, unknown> {
 export async function abuseSection(ctx: AbuseContext): Promise<AbuseRow[]> {
   const rows: AbuseRow[] = [];
   for (const attack of ctx.attacks) {
-    const router = await ctx.startRouter(routerOptions(attack), ctx.profile ? `abuse-${attack}-${Date.now()}.cpuprofile` : undefined);
+    // One attack that fails (e.g. the pair cannot register on a starved machine) is reported
+    // and the others still run.
     try {
-      rows.push(await measure(ctx, attack, router));
-    } finally {
-      await router.stop();
+      const router = await ctx.startRouter(routerOptions(attack), ctx.profile ? `abuse-${attack}-${Date.now()}.cpuprofile` : undefined);
+      try {
+        rows.push(await measure(ctx, attack, router));
+      } finally {
+        await router.stop();
+      }
+    } catch (err) {
+      ctx.fail(`abuse ${attack}: ${(err as Error).message}`);
     }
   }
   return rows;
@@ -115,6 +127,9 @@ async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChil
   const ratios: number[] = [];
   const cpuAlone: number[] = [];
   const cpuAttacked: number[] = [];
+  const genAlone: number[] = [];
+  const genAttacked: number[] = [];
+  const attackerCpu: number[] = [];
   let attacker: Record<string, number> = {};
   let stoppedEarly = false;
   let inOrder = true;
@@ -137,8 +152,11 @@ async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChil
       }
     }, 100);
     let b: CellResult;
+    const c0 = cpuMsOf(child.pid);
+    const t0 = performance.now();
     try {
       b = await runCell(wire, { ...cell, progress: (x) => ctx.progress(`${label} rep ${rep + 1} attacked: ${Math.round(x)} msg/s`) });
+      attackerCpu.push(((cpuMsOf(child.pid) - c0) * 100) / (performance.now() - t0));
     } finally {
       attacker = await child.finish();
       clearInterval(watch);
@@ -150,6 +168,8 @@ async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChil
     ratios.push(b.msgsPerSec / a.msgsPerSec);
     cpuAlone.push(a.serverCpu);
     cpuAttacked.push(b.serverCpu);
+    genAlone.push(a.genCpu);
+    genAttacked.push(b.genCpu);
     // Let the router see the attackers go before the next pair runs alone.
     await sleep(ctx.quick ? 200 : 1000);
   }
@@ -163,6 +183,9 @@ async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChil
     ratios,
     cpuAlone: median(cpuAlone),
     cpuAttacked: median(cpuAttacked),
+    genAlone: median(genAlone),
+    genAttacked: median(genAttacked),
+    attackerCpu: median(attackerCpu),
     rssBefore,
     rssPeak,
     rssAfter: rssOf(router.pid),
@@ -173,6 +196,7 @@ async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChil
 }
 
 interface Attacker {
+  readonly pid: number;
   /** Stops the attack; resolves once the child is gone. */
   stop(ms?: number): Promise<void>;
   /** Stops it and returns its counters. */
@@ -188,6 +212,7 @@ async function startAttacker(attack: AttackName, port: number, core: number): Pr
   let out = '';
   child.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   return {
+    pid: child.pid,
     stop: (ms) => child.stop(ms),
     async finish() {
       await child.stop(5000);
@@ -206,6 +231,7 @@ export function abuseTable(rows: AbuseRow[], fmtRate: (x: number) => string, fmt
     `${r.ratio.toFixed(2)}x`,
     r.ratios.map((x) => x.toFixed(2)).join(' '),
     `${r.cpuAlone.toFixed(0)} / ${r.cpuAttacked.toFixed(0)}`,
+    `${r.genAlone.toFixed(0)} / ${r.genAttacked.toFixed(0)} / ${r.attackerCpu.toFixed(0)}`,
     `${fmtBytes(r.rssBefore)} / ${fmtBytes(r.rssPeak)} / ${fmtBytes(r.rssAfter)}`,
     Object.entries(r.attacker)
       .map(([k, v]) => `${k}=${v}`)

@@ -688,6 +688,7 @@ async function main(): Promise<number> {
     });
   }
   lap('e2e', since);
+  since = performance.now();
   let abuse: AbuseRow[] = [];
   if (cfg.sections.includes('abuse')) {
     try {
@@ -695,6 +696,7 @@ async function main(): Promise<number> {
         startRouter, core: GEN_CORE, repeats: cfg.repeats, warmupMs: cfg.warmupMs, durationMs: cfg.durationMs,
         quick, attacks: cfg.attacks, profile: flags.profile === true, progress,
         record: (label, r) => record('postern', label, r),
+        fail: (what) => failures.push(what),
       });
     } catch (err) {
       failures.push(`abuse: ${(err as Error).message}`);
@@ -855,7 +857,7 @@ async function main(): Promise<number> {
   if (abuse.length > 0) {
     lines.push('');
     lines.push('abuse: a normal pair (256 B, K=1) alone and under each attack, same router, median of repeats (goal >= 0.90x)');
-    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'router cpu%', 'router RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
+    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'router cpu%', 'gen / attacker cpu%', 'router RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
     lines.push(...abuseLegend(abuse));
   }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);

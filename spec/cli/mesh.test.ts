@@ -29,8 +29,9 @@ M('two peered routers: a message crosses the link; with the first router stopped
   writeFileSync(secretFile, SECRET + '\n', { mode: 0o600 });
   const a = await startRouter(['--router-id', '0xa1', '--mesh-secret-file', secretFile]);
   const b = await startRouter(['--router-id', '0xb2', '--peer', a.address], { POSTERN_MESH_SECRET: SECRET });
-  const upB = JSON.parse(await b.proc.line((l) => l.includes('"link up"'))) as { router: number; direction: string };
-  assert.equal([upB.router, upB.direction], [0xa1, 'out']);
+  const upB = JSON.parse(await b.proc.line((l) => l.includes('"link up"'))) as { router: string; direction: string };
+  // router IDs in logs are hex, as they start agent IDs
+  assert.equal([upB.router, upB.direction], ['000000a1', 'out']);
   await a.proc.line((l) => l.includes('"link up"'));
   assert.not.ok(b.proc.stdout.join('\n').includes(SECRET), 'the secret is never logged');
 

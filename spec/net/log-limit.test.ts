@@ -41,9 +41,9 @@ L('kinds count apart by message, level and code; other messages always pass', ()
   for (let i = 0; i < 5; i++) {
     log.info('closing connection', { code: 'HANDSHAKE_TIMEOUT' });
     log.info('closing connection', { code: 'SLOW_CONSUMER' });
-    log.info('agent registered', { agent: String(i) });
+    log.info('link up', { router: String(i) });
   }
-  assert.is(lines.filter((l) => l[1] === 'agent registered').length, 5);
+  assert.is(lines.filter((l) => l[1] === 'link up').length, 5);
   assert.is(lines.filter((l) => l[1] === 'closing connection').length, 2);
   log.flush();
   const summaries = lines.filter((l) => l[1].startsWith('closing connection: '));
@@ -55,6 +55,18 @@ L('kinds count apart by message, level and code; other messages always pass', ()
     ],
   );
   assert.is(clock.pending, 0);
+});
+
+L('registrations are limited too: a registration flood is one of the floods', () => {
+  const clock = new ManualClock();
+  const { logger, lines } = recorder();
+  const log = limitLog(logger, { clock, burst: 2 });
+  for (let i = 0; i < 50; i++) log.info('agent registered', { agent: String(i) });
+  clock.advance(10_000);
+  assert.equal(
+    lines.map((l) => l[1]),
+    ['agent registered', 'agent registered', 'agent registered: 48 more like this in the last 10 s'],
+  );
 });
 
 L('the router summarises a flood of strangers instead of writing two lines each', async () => {

@@ -226,7 +226,7 @@ export function hexBytes(m: Record<string, unknown>): Record<string, unknown> {
 
 /** The inverse of {@link hexBytes} for the keys that hold bytes. */
 export function bytesFromHex(m: Record<string, unknown>): Record<string, any> {
-  const BYTES = new Set(['id', 'key', 'nonce', 'proof', 'from', 'to', 'resume']);
+  const BYTES = new Set(['id', 'key', 'nonce', 'proof', 'from', 'to', 'resume', 'instance']);
   return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, BYTES.has(k) && typeof v === 'string' ? Buffer.from(v, 'hex') : v]));
 }
 

@@ -11,7 +11,7 @@ import { connectionsWithin, parseFdLimit, readFdLimit } from '../../src/net/fd-l
 import { BIN, children, killAll, lines } from '../cli/proc.js';
 import { RawClient } from '../helpers/raw.js';
 
-// Out of file descriptors (issue 10, item 4): the router says so, keeps its limit under
+// Out of file descriptors: the router says so, keeps its limit under
 // the descriptor limit, and makes room for agents by closing the oldest strangers.
 const D = suite('file descriptors');
 

@@ -11,6 +11,7 @@ import { encodePing, encodeSend } from '../../src/protocol/encoder.js';
 import { FrameType, RELAY_HEADER_SIZE, WireCode } from '../../src/protocol/frame.js';
 import { readClose, readError } from '../../src/protocol/control.js';
 import { eventually, RawClient } from '../helpers/raw.js';
+import { linkUp } from '../helpers/link.js';
 
 const D = suite('messages dropped with a connection are reported');
 
@@ -128,6 +129,66 @@ D('a slow consumer that reads again while it is being closed gets everything, th
     assert.ok(close !== undefined, 'CLOSE(SLOW_CONSUMER) arrived');
     assert.is(readClose(close!.bytes, 0, close!.bytes.length).code, WireCode.SLOW_CONSUMER);
     assert.is(recv.frames[recv.frames.length - 1]!.type, FrameType.CLOSE);
+  }
+});
+
+
+D('across a link: a slow consumer on the far router; the sender hears of each dropped SEND by ROUTE_ERROR', async () => {
+  const secret = 'a mesh secret for the dropped test';
+  const r1 = await start({ slowConsumerTimeout: 300, closeTimeout: 5000, meshSecret: secret });
+  const r2 = new Router({ host: '127.0.0.1', port: 0, routerId: 0x72, meshSecret: secret, peers: [`127.0.0.1:${r1.address()!.port}`], linkRetryMin: 20, linkRetryMax: 100 });
+  await r2.listen();
+  routers.push(r2);
+  await eventually(() => r1.links().length === 1 && r2.links().length === 1, 3000, 'link up');
+  const [recv, rid] = await client(r1);
+  const [s] = await client(r2);
+  recv.stream.pause();
+  const n = 30_000;
+  await sendToStoppedReader(r1, s, rid, n);
+  const errors = await errorsAfterFlush(s);
+  recv.stream.resume();
+  await recv.until(() => recv.ended || recv.closed, 10_000, 'the end of the receiver connection');
+  const seen = new Set(deliveredSeqs(recv));
+  let slow = 0;
+  for (const e of errors) {
+    assert.not.ok(seen.has(e.seq), `seq ${e.seq} twice`);
+    seen.add(e.seq);
+    if (e.code === WireCode.DESTINATION_SLOW) slow++;
+  }
+  assert.ok(slow > 0, 'DESTINATION_SLOW came back over the link');
+  assert.is(seen.size, n, `delivered + reported = ${seen.size} of ${n}`);
+});
+
+D('a link that goes down with SENDs queued: their senders get UNREACHABLE_ROUTER with their seqs', async () => {
+  const secret = 'a mesh secret for the dropped test';
+  const r = await start({ meshSecret: secret, slowConsumerTimeout: 60_000 });
+  const link = await RawClient.tcp(r.address()!.port);
+  clients.push(link);
+  await linkUp(link, 0x09, secret);
+  await eventually(() => r.links().length === 1, 2000, 'link up');
+  link.stream.pause(); // the peer router stops reading
+  const [s] = await client(r);
+  const far = Buffer.from('00000009bbbbbbbbbbbbbbbbbbbbbbbb', 'hex');
+  const n = 30_000;
+  let seq = 0;
+  while (seq < n) {
+    const parts: Buffer[] = [];
+    for (let j = 0; j < 500 && seq < n; j++) parts.push(...encodeSend(far, ++seq, Buffer.alloc(256)));
+    s.write(Buffer.concat(parts));
+    await new Promise((res) => setTimeout(res, 2));
+  }
+  await eventually(() => r.queues().maxOutboundBytes > 64 * 1024, 5000, 'a queue towards the link');
+  // The link ends: the router drops what it still held for it and tells the sender.
+  link.stream.resume();
+  link.stream.destroy();
+  await eventually(() => r.links().length === 0, 3000, 'link down');
+  const errors = await errorsAfterFlush(s);
+  const unreachable = errors.filter((e) => e.code === WireCode.UNREACHABLE_ROUTER);
+  assert.ok(unreachable.length > 0, 'UNREACHABLE_ROUTER for queued SENDs');
+  assert.is(new Set(unreachable.map((e) => e.seq)).size, unreachable.length, 'each seq once');
+  for (const e of unreachable) {
+    assert.ok(e.seq >= 1 && e.seq <= n);
+    assert.equal(e.id, far);
   }
 });
 

@@ -9,6 +9,11 @@ import { routerIdOf } from '../../src/protocol/id.js';
 import { ErrorCode, PosternError } from '../../src/protocol/errors.js';
 import { acceptProof, dialProof, encodeLinkAuth, encodeLinkHello, linkNonce, readLinkHello } from '../../src/protocol/link.js';
 import { eventually, RawClient } from '../helpers/raw.js';
+import { createLogger } from '../../src/net/log.js';
+import { ControlCodec } from '../../src/protocol/control.js';
+import { hexBuf, vector } from '../protocol/helpers.js';
+
+const codec = new ControlCodec();
 
 const SECRET = 'correct horse battery staple';
 const M = suite('mesh');
@@ -195,6 +200,72 @@ M('a peer with this router ID is refused with DUPLICATE_ROUTER_ID; a router with
   routers.push(lonely);
   const r6 = await start(6, [addr(lonely)]);
   await eventually(() => r6.peersDown()[0]?.lastError === 'LINK_AUTH_FAILED', 3000, 'refusal');
+});
+
+M('two routers with one router ID peered with a third: the second link is refused with DUPLICATE_ROUTER_ID on both sides and logged as an error; a real reconnect still links', async () => {
+  const lines: Array<{ level: string; msg: string; code?: string; router?: string }> = [];
+  const logger = createLogger({ level: 'debug', format: 'json', write: (l) => void lines.push(JSON.parse(l)) });
+  const r1 = await start(1, [], { logger });
+  const r2a = await start(2, [addr(r1)], { logger });
+  await eventually(() => r1.links().length === 1, 3000, 'first router 2 linked');
+  const r2b = await start(2, [addr(r1)], { logger });
+  // the acceptor (r1) refuses the second router 2; r2b hears DUPLICATE_ROUTER_ID
+  await eventually(() => r2b.peersDown()[0]?.lastError === 'DUPLICATE_ROUTER_ID', 3000, 'refusal at the dialler');
+  assert.is(r1.links().length, 1);
+  assert.is(r2b.links().length, 0);
+  assert.ok(lines.some((l) => l.level === 'error' && l.msg === 'link refused: duplicate router ID' && l.router === '00000002'), 'error logged by the refusing router');
+  assert.ok(lines.some((l) => l.level === 'error' && l.code === 'DUPLICATE_ROUTER_ID' && l.msg === 'link closed by peer'), 'error logged by the refused router');
+  // messages to r2a's agents still work from r1
+  const a = await agent(r2a);
+  const b = await agent(r1);
+  b.c.write(...encodeSend(a.id, 1, Buffer.from('to the first router 2')));
+  assert.is((await a.c.next()).type, FrameType.DELIVER);
+  // a dialler that reaches two routers with one ID: it refuses the second itself
+  const r3 = await start(3, [addr(r2a), addr(r2b)], { logger });
+  await eventually(() => r3.links().length === 1 && r3.peersDown().some((p) => p.lastError === 'DUPLICATE_ROUTER_ID'), 3000, 'refusal at the acceptor');
+  await r3.close();
+  // router 2 goes away for good; another router 2 (a restart) then links
+  await r2b.close();
+  await r2a.close();
+  await eventually(() => r1.links().length === 0, 3000, 'old link down');
+  const again = await start(2, [addr(r1)], { logger });
+  await eventually(() => r1.links().length === 1 && again.links().length === 1, 3000, 'the restarted router 2 linked');
+});
+
+M('logs: links are logged as link events with hex router IDs, close codes are wire-code names', async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({ level: 'debug', format: 'json', write: (l) => void lines.push(JSON.parse(l)) });
+  const r1 = await start(0x1a, [], { logger });
+  const r2 = await start(0x2b, [addr(r1)]);
+  await eventually(() => r1.links().length === 1, 3000, 'link');
+  const a = await agent(r1);
+  a.c.destroy();
+  await r2.close();
+  await eventually(() => r1.links().length === 0 && r1.connections === 0, 3000, 'link and agent gone');
+  assert.ok(lines.some((l) => l['msg'] === 'link up' && l['router'] === '0000002b'), 'link up with hex router ID');
+  assert.ok(lines.some((l) => l['msg'] === 'link closed by peer' && l['router'] === '0000002b' && l['code'] === 'GOING_AWAY'), 'link close as a link event');
+  assert.ok(lines.some((l) => l['msg'] === 'agent disconnected' && l['code'] === 'CONNECTION_LOST'));
+  for (const l of lines) {
+    assert.not.ok(String(l['msg']).startsWith('agent') && l['router'] !== undefined, `a link logged as an agent: ${JSON.stringify(l)}`);
+    if (l['code'] !== undefined) assert.not.ok(String(l['code']).startsWith('POSTERN_ERR_'), `code not a wire-code name: ${JSON.stringify(l)}`);
+    // ('listening' is the ops side's line: bin/ and its tests read its router as a number)
+    if (l['router'] !== undefined && l['msg'] !== 'listening') assert.match(String(l['router']), /^[0-9a-f]{8}$/);
+  }
+});
+
+M('the instance tag: LINK_HELLO with it matches its vector and decodes; a bad tag is MALFORMED', () => {
+  const v = vector('link-hello-instance');
+  const b = v.decoded!['body'] as Record<string, string | number>;
+  const bytes = Buffer.concat(encodeLinkHello(codec, b['router'] as number, hexBuf(b['nonce'] as string), b['maxFrame'] as number, hexBuf(b['instance'] as string)));
+  assert.is(bytes.toString('hex'), v.hex);
+  assert.is(readLinkHello(codec, bytes, 0, bytes.length, false).instance!.toString('hex'), b['instance']);
+  const bad = Buffer.concat(codec.encodeMap(FrameType.LINK_HELLO, { router: 7, nonce: Buffer.alloc(32), maxFrame: 1 << 20, instance: Buffer.alloc(15) }));
+  try {
+    readLinkHello(codec, bad, 0, bad.length, false);
+    assert.unreachable('accepted');
+  } catch (err) {
+    assert.is((err as PosternError).code, ErrorCode.MALFORMED);
+  }
 });
 
 M('a link peer that misroutes: SOURCE hops at the limit gets ROUTE_ERROR(HOP_LIMIT) back', async () => {

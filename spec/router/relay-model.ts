@@ -1,7 +1,8 @@
 /**
  * A reference router: plain, slow and obviously correct. Every frame is decoded with the
  * project's {@link Decoder} and handled one at a time, straight from PROTOCOL.md (§6
- * relay, §7 errors, §8 PING, §10 links, §11 anonymity and LOOKUP, §12.4 held messages).
+ * relay, §7 errors, §8 PING, §10 links and ROUTE_ERROR, §11 anonymity and LOOKUP, §12.4
+ * held messages).
  * No fast path, no runs, no slabs: the real router must write the same bytes.
  *
  * What it models of the real router's timing: frames relayed in one event-loop turn are
@@ -9,7 +10,7 @@
  * pending for that peer. Reply handles are placeholders (`routerId`, 8 x 0xee, a counter):
  * the real ones are random, so a comparison maps one onto the other.
  */
-import { ControlCodec } from '../../src/protocol/control.js';
+import { ControlCodec, readRouteError } from '../../src/protocol/control.js';
 import { Decoder } from '../../src/protocol/decoder.js';
 import { encodeClose, encodeError, encodePing, encodePong, encodeRouteError, encodeSource } from '../../src/protocol/encoder.js';
 import { PosternError } from '../../src/protocol/errors.js';
@@ -22,6 +23,7 @@ export interface ModelOptions {
   meshHopLimit: number;
   holdMessages: number;
   holdBytes: number;
+  maxHandles: number;
 }
 
 interface Barrier {
@@ -35,8 +37,6 @@ export class ModelPeer {
   /** Every byte the router wrote to this peer, in order. */
   readonly out: Buffer[] = [];
   open = true;
-  /** CLOSE written: the stream is ended. */
-  closed = false;
   readonly decoder: Decoder;
   pending: Array<{ bytes: Buffer; from: ModelPeer }> = [];
   // links, as a sender: the last SOURCE; as a destination: whose SOURCE the peer holds.
@@ -54,6 +54,8 @@ export class ModelPeer {
   readonly tokens = new Map<number, Barrier>();
   nextToken = 0;
   sticky: Buffer | null = null;
+  /** Reply handles issued for this peer's anonymous messages, oldest first (the sticky one apart). */
+  readonly issued: Buffer[] = [];
 
   constructor(
     readonly model: RelayModel,
@@ -69,16 +71,29 @@ export class ModelPeer {
   }
 }
 
+const EE = Buffer.alloc(8, 0xee);
+
 export class RelayModel {
   readonly agents = new Map<string, ModelPeer>();
   readonly links = new Map<number, ModelPeer>();
   readonly codec = new ControlCodec();
-  private handles = 0;
+  /** Every peer, in the order made. */
+  private readonly all: ModelPeer[] = [];
+  /** Live reply handles (placeholder, hex) and the peer each routes to. [P-11.3] */
+  readonly handles = new Map<string, ModelPeer>();
+  /** SENDs that reached a live reply handle (a count, so a test can see the mix has them). */
+  toHandles = 0;
+  /** Every placeholder issued, live or not. */
+  readonly everyHandle: Buffer[] = [];
+  /** Placeholders some peer has been sent (so a test can learn the real handle), in order. */
+  readonly revealed: Buffer[] = [];
+  private readonly seen = new Set<string>();
 
   constructor(readonly o: ModelOptions) {}
 
   agent(id: Buffer, opts: { anonymous?: boolean; key?: Buffer; parked?: boolean } = {}): ModelPeer {
     const p = new ModelPeer(this, 'agent', id, opts.anonymous === true, opts.key ?? null, 0, 0);
+    this.all.push(p);
     if (!p.anonymous) this.agents.set(id.toString('hex'), p);
     if (opts.parked === true) {
       p.open = false;
@@ -89,6 +104,7 @@ export class RelayModel {
 
   link(peerRouter: number, peerMaxFrame: number): ModelPeer {
     const p = new ModelPeer(this, 'link', Buffer.alloc(ID_SIZE), false, null, peerRouter, peerMaxFrame);
+    this.all.push(p);
     this.links.set(peerRouter, p);
     return p;
   }
@@ -99,29 +115,41 @@ export class RelayModel {
     try {
       p.decoder.push(chunk);
     } catch (err) {
-      const e = err as PosternError;
-      this.close(p, e.wireCode!, e.message);
+      // Only the decoder's coded errors are the peer's fault; anything else is the model's.
+      if (!(err instanceof PosternError) || err.wireCode === undefined) throw err;
+      this.close(p, err.wireCode, err.message);
     }
   }
 
   /** The end of an event-loop turn: relayed frames go out. */
   endTurn(): void {
-    for (const p of [...this.agents.values(), ...this.links.values()]) this.flush(p);
+    for (const p of this.all) this.flush(p);
   }
 
   private flush(p: ModelPeer): void {
     for (const e of p.pending.splice(0)) {
       // Only a peer's own frames can wait for it when it closes (it closed in this turn).
-      if (!p.open && e.from !== p) throw new Error('model: frames from another peer pending for a closed one');
-      if (p.open) p.out.push(e.bytes);
+      if (!p.open && e.from !== p) throw new Error(`model: frames from another peer pending for a closed one (${p.kind} ${p.id.toString('hex')} from ${e.from.kind} ${e.bytes.subarray(0, 30).toString('hex')})`);
+      if (p.open) this.emit(p, e.bytes);
     }
   }
 
   private write(p: ModelPeer, bytes: Buffer): void {
-    // After its CLOSE a peer gets nothing more (PONGs released later, say).
-    if (p.closed) return;
+    // A closed or parked peer's stream has ended: it gets nothing more (PONGs released later, say).
+    if (!p.open) return;
     this.flush(p);
+    this.emit(p, bytes);
+  }
+
+  private emit(p: ModelPeer, bytes: Buffer): void {
     p.out.push(bytes);
+    for (let q = bytes.indexOf(EE, 4); q >= 0; q = bytes.indexOf(EE, q + 1)) {
+      const h = bytes.subarray(q - 4, q + 12);
+      if (h.length === ID_SIZE && h.readUInt32BE(0) === this.o.routerId && !this.seen.has(h.toString('hex'))) {
+        this.seen.add(h.toString('hex'));
+        this.revealed.push(Buffer.from(h));
+      }
+    }
   }
 
   frame(s: ModelPeer, f: Buffer): void {
@@ -137,6 +165,21 @@ export class RelayModel {
       return;
     }
     if (type === FrameType.LOOKUP) return this.lookup(s, f);
+    if (type === FrameType.ROUTE_ERROR && s.kind === 'link') {
+      // To the sender it names: an agent here gets an ERROR, another router's goes on over its link.
+      const e = readRouteError(f, 0, f.length);
+      const to = this.lookupId(e.src);
+      if (to !== undefined) return this.refuse(to, e.code, e.seq, e.id);
+      const l = e.src.readUInt32BE(0) === this.o.routerId ? undefined : this.links.get(e.src.readUInt32BE(0));
+      if (l !== undefined) this.write(l, Buffer.from(f));
+      return;
+    }
+    if (type === FrameType.LOOKUP_RESULT && s.kind === 'link') {
+      const r = this.codec.decodeLookupResult(f, 0, f.length);
+      const to = r.to === undefined ? undefined : this.lookupId(r.to);
+      if (to !== undefined) this.write(to, Buffer.concat(this.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key })));
+      return;
+    }
     if (type === FrameType.SOURCE && s.kind === 'link') {
       s.version++;
       s.source = Buffer.from(f.subarray(6, 22));
@@ -155,11 +198,12 @@ export class RelayModel {
     if ((flags & ~(link ? Flag.SEALED : SEND_FLAGS)) !== 0) return this.refuse(s, WireCode.UNSUPPORTED_FLAGS, seq, dest);
     const anonymous = !link && (s.anonymous || (flags & Flag.ANONYMOUS) !== 0);
     let from = link ? s.source : s.id;
-    if (anonymous) from = (flags & Flag.STICKY) !== 0 ? (s.sticky ??= this.handle()) : this.handle();
+    if (anonymous) from = (flags & Flag.STICKY) !== 0 ? (s.sticky ??= this.handle(s, true)) : this.handle(s);
     const rid = dest.readUInt32BE(0);
     if (rid === this.o.routerId) {
-      const d = this.agents.get(dest.toString('hex'));
+      const d = this.lookupId(dest);
       if (d === undefined) return this.refuse(s, WireCode.UNKNOWN_DESTINATION, seq, dest);
+      if (this.handles.has(dest.toString('hex'))) this.toHandles++;
       if (link && f.length > this.o.maxFrame) return this.refuse(s, WireCode.MESSAGE_TOO_LARGE, seq, dest);
       const out = Buffer.from(f);
       out[4] = FrameType.DELIVER;
@@ -195,11 +239,23 @@ export class RelayModel {
     l.pending.push({ bytes: out, from: s });
   }
 
-  private handle(): Buffer {
+  /** A fresh reply handle routed to `owner`; past maxHandles its oldest (not the sticky one) is retired. */
+  private handle(owner: ModelPeer, sticky = false): Buffer {
     const h = Buffer.alloc(ID_SIZE, 0xee);
     h.writeUInt32BE(this.o.routerId, 0);
-    h.writeUInt32BE(++this.handles, 12);
+    h.writeUInt32BE(this.everyHandle.push(h), 12);
+    this.handles.set(h.toString('hex'), owner);
+    if (!sticky) {
+      owner.issued.push(h);
+      if (owner.issued.length > this.o.maxHandles) this.handles.delete(owner.issued.shift()!.toString('hex'));
+    }
     return h;
+  }
+
+  /** The registry: an agent by its ID, or the owner of a live reply handle. */
+  private lookupId(id: Uint8Array): ModelPeer | undefined {
+    const hex = Buffer.from(id).toString('hex');
+    return this.agents.get(hex) ?? this.handles.get(hex);
   }
 
   /** ERROR to an agent; ROUTE_ERROR back over a link, for `src` (default: the link's SOURCE). */
@@ -252,7 +308,7 @@ export class RelayModel {
     if (rid !== this.o.routerId) {
       const l = link ? undefined : this.links.get(rid);
       if (l === undefined) return this.refuse(s, WireCode.UNREACHABLE_ROUTER, q.ref, q.id, from);
-      this.write(l, Buffer.concat(this.codec.encodeLookup({ ref: q.ref, id: q.id, from: s.anonymous ? this.handle() : s.id })));
+      this.write(l, Buffer.concat(this.codec.encodeLookup({ ref: q.ref, id: q.id, from: s.anonymous ? this.handle(s) : s.id })));
       s.linksUsed.add(l);
       return;
     }
@@ -269,14 +325,17 @@ export class RelayModel {
     this.flush(p);
     p.open = false;
     p.decoder.stop();
-    if (p.kind === 'agent') this.agents.delete(p.id.toString('hex'));
-    else {
+    if (p.kind === 'agent') {
+      this.agents.delete(p.id.toString('hex'));
+      // Reply handles die with their connection. [P-11.3]
+      for (const [h, owner] of this.handles) if (owner === p) this.handles.delete(h);
+    } else {
       const tokens = [...p.tokens.values()];
       p.tokens.clear();
       for (const b of tokens) this.barrierDone(b);
       this.links.delete(p.peerRouter);
     }
-    this.write(p, encodeClose(code, reason));
-    p.closed = true;
+    this.flush(p);
+    this.emit(p, encodeClose(code, reason));
   }
 }

@@ -6,7 +6,7 @@ import { readClose } from '../../src/protocol/control.js';
 import { FrameType, PREAMBLE_SIZE, WireCode } from '../../src/protocol/frame.js';
 import { duplexPair, eventually } from '../helpers/raw.js';
 
-// Issue 10, item 6: turning a stranger away must cost next to nothing, since a flood of
+// Turning a stranger away must cost next to nothing, since a flood of
 // them comes at hundreds a second.
 const S = suite('strangers');
 

@@ -330,6 +330,15 @@ frame(
   [mpMap([['router', mpUint(MESH.acceptor)], ['nonce', mpBin(nA)], ['proof', mpBin(pA)], ['maxFrame', mpUint(MAX_FRAME)]])],
   { body: { router: MESH.acceptor, nonce: nA, proof: pA, maxFrame: MAX_FRAME } },
 );
+const instD = '33'.repeat(16);
+frame(
+  'link-hello-instance',
+  `LINK_HELLO from dialer router 7 with nonce nD and its instance tag = 16 x 0x33 (§10.1, §10.3).`,
+  T.LINK_HELLO,
+  0,
+  [mpMap([['router', mpUint(MESH.dialer)], ['nonce', mpBin(nD)], ['maxFrame', mpUint(MAX_FRAME)], ['instance', mpBin(instD)]])],
+  { body: { router: MESH.dialer, nonce: nD, maxFrame: MAX_FRAME, instance: instD } },
+);
 frame(
   'link-auth',
   `LINK_AUTH from the dialer: pD = HMAC-SHA256("${MESH.secret}", "postern link v1 dial" || nA || nD || u32(9) || u32(7)) (§10.2).`,

@@ -24,8 +24,15 @@ export interface LogLimitOptions {
   messages?: readonly string[];
 }
 
-/** The router's per-connection events, which a flood of connections repeats. */
+/**
+ * The router's per-connection events, which a flood of connections repeats. Registrations
+ * are among them: a registration flood is one of the floods (their count is in the summary
+ * and in the metrics); links, listening, draining and errors of the router are not.
+ */
 export const NOISY_EVENTS: readonly string[] = Object.freeze([
+  'agent registered',
+  'anonymous agent connected',
+  'agent resumed',
   'not a postern client',
   'protocol violation',
   'closing connection',

@@ -75,3 +75,8 @@ export function idEquals(a: Uint8Array, aOff: number, b: Uint8Array, bOff: numbe
   for (let i = 0; i < ID_SIZE; i++) if (a[aOff + i] !== b[bOff + i]) return false;
   return true;
 }
+
+/** A router ID as logs show it: 8 hex digits, as it starts every agent ID it issues (§5.2). */
+export function routerHex(id: number): string {
+  return (id >>> 0).toString(16).padStart(8, '0');
+}

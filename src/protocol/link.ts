@@ -23,6 +23,9 @@ import { isValidRouterId } from './id.js';
 /** Bytes of a handshake nonce. */
 export const LINK_NONCE_SIZE = 32;
 
+/** Bytes of a router's instance tag (§10.3): random per router process. */
+export const LINK_INSTANCE_SIZE = 16;
+
 const ACCEPT_LABEL = Buffer.from('postern link v1 accept');
 const DIAL_LABEL = Buffer.from('postern link v1 dial');
 
@@ -58,6 +61,8 @@ export interface LinkHello {
   nonce: Buffer;
   maxFrame: number;
   proof?: Buffer;
+  /** The sender's instance tag, when it sent one (§10.3). */
+  instance?: Buffer;
 }
 
 function malformed(what: string): never {
@@ -77,6 +82,11 @@ export function readLinkHello(codec: ControlCodec, buf: Buffer, start: number, e
     malformed(`${what}.maxFrame must be an integer in ${MIN_MAX_FRAME}..${MAX_MAX_FRAME}`);
   }
   const out: LinkHello = { router, nonce: Buffer.from(nonce), maxFrame };
+  const instance = m['instance'];
+  if (instance !== undefined) {
+    if (!(instance instanceof Uint8Array) || instance.length !== LINK_INSTANCE_SIZE) malformed(`${what}.instance must be ${LINK_INSTANCE_SIZE} bytes`);
+    out.instance = Buffer.from(instance);
+  }
   if (withProof) {
     const proof = m['proof'];
     if (!(proof instanceof Uint8Array) || proof.length !== 32) malformed('LINK_CHALLENGE.proof must be 32 bytes');
@@ -86,12 +96,12 @@ export function readLinkHello(codec: ControlCodec, buf: Buffer, start: number, e
 }
 
 /** Frame chunks of each handshake step. */
-export function encodeLinkHello(codec: ControlCodec, router: number, nonce: Buffer, maxFrame: number): Buffer[] {
-  return codec.encodeMap(FrameType.LINK_HELLO, { router, nonce, maxFrame });
+export function encodeLinkHello(codec: ControlCodec, router: number, nonce: Buffer, maxFrame: number, instance?: Buffer): Buffer[] {
+  return codec.encodeMap(FrameType.LINK_HELLO, instance === undefined ? { router, nonce, maxFrame } : { router, nonce, maxFrame, instance });
 }
 
-export function encodeLinkChallenge(codec: ControlCodec, router: number, nonce: Buffer, proof: Buffer, maxFrame: number): Buffer[] {
-  return codec.encodeMap(FrameType.LINK_CHALLENGE, { router, nonce, proof, maxFrame });
+export function encodeLinkChallenge(codec: ControlCodec, router: number, nonce: Buffer, proof: Buffer, maxFrame: number, instance?: Buffer): Buffer[] {
+  return codec.encodeMap(FrameType.LINK_CHALLENGE, instance === undefined ? { router, nonce, proof, maxFrame } : { router, nonce, proof, maxFrame, instance });
 }
 
 export function encodeLinkAuth(codec: ControlCodec, proof: Buffer): Buffer[] {

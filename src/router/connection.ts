@@ -34,7 +34,7 @@ import {
   type LinkHello,
 } from '../protocol/link.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { formatId, NO_ID, routerIdOf } from '../protocol/id.js';
+import { formatId, NO_ID, routerHex, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
 import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
@@ -58,6 +58,8 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 const EMPTY = Buffer.alloc(0);
+/** How logs name a connection that ended without CLOSE: POSTERN_ERR_CONNECTION_LOST without its prefix, like the wire-code names. */
+const LOST = 'CONNECTION_LOST';
 
 // [P-2.2] What strangers are told, built once: a flood of them allocates nothing per reply.
 // Shared by every connection that writes them; never written to.
@@ -129,6 +131,9 @@ interface Unsent {
   readonly pos: number;
 }
 
+/** Messages remembered as unsent before the first look at what the OS took. */
+const UNSENT_CHECK = 64;
+
 /** The parts of a Node stream that say how much of what was written the OS has not taken. */
 interface StreamInternals {
   readonly _writableState?: { readonly writelen?: unknown };
@@ -174,6 +179,8 @@ export class RouterConnection implements FrameSink {
   /** For links: the peer router's ID and its announced maxFrame. */
   peerRouterId = 0;
   peerMaxFrame = 0;
+  /** For links: the peer router's instance tag, when it sent one. [P-10.3] */
+  peerInstance: Buffer | null = null;
   /** For links: true when this router dialled it. */
   readonly dialled: boolean;
   /** The peer's IP address, for per-address limits (never relayed; logged only as `remote`). */
@@ -221,6 +228,7 @@ export class RouterConnection implements FrameSink {
   // handed to the OS when last looked at (null when none).
   private sent = 0;
   private unsentMsgs: Unsent[] | null = null;
+  private unsentCheck = UNSENT_CHECK;
   /** The code senders of dropped messages are told: DESTINATION_SLOW for a slow consumer. */
   private dropCode = 0;
   // As a destination: short runs (and, for links, SOURCE frames) are copied into this slab (one write for many of
@@ -302,7 +310,7 @@ export class RouterConnection implements FrameSink {
       this.preambleSent = true;
       this.hs = { nonce: linkNonce(), peer: null };
       this.write(encodePreamble(PROTOCOL_VERSION));
-      this.writeChunks(encodeLinkHello(ctx.codec, ctx.options.routerId, this.hs.nonce, ctx.options.maxFrame));
+      this.writeChunks(encodeLinkHello(ctx.codec, ctx.options.routerId, this.hs.nonce, ctx.options.maxFrame, ctx.mesh.instance));
     }
     stream.on('data', this.onData);
     stream.on('end', this.onEnd);
@@ -416,6 +424,8 @@ export class RouterConnection implements FrameSink {
    * without the decoder's per-frame dispatch. It stops at the first frame that is not one
    * (another type, flags, a size the decoder must judge, or the chunk's end) and returns
    * its offset: the decoder takes it from there, at a frame boundary. [P-3.3]
+   * Invariant: it takes exactly the frames the decoder would accept, writes the bytes the
+   * decoder path writes, and leaves every refusal to that path (spec/router/relay-model.test.ts).
    */
   private relayWhole(chunk: Buffer, from: number): number {
     const len = chunk.length;
@@ -906,6 +916,8 @@ export class RouterConnection implements FrameSink {
         return;
       case FrameType.LINK_READY:
         if (!this.dialled || this.kind !== '' || this.hs === null || this.hs.peer === null) break;
+        // checked again: another dialled link to that ID may have come up meanwhile
+        if (this.refuseDuplicate(this.hs.peer)) return;
         this.linkUp();
         return;
       case FrameType.CLOSE:
@@ -989,12 +1001,13 @@ export class RouterConnection implements FrameSink {
       return;
     }
     if (hello.router === o.routerId) {
-      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${o.routerId}`); // [P-10.3]
+      this.ctx.log.error('link refused: peer has this router ID', { router: routerHex(o.routerId), remote: this.remote, code: WIRE_CODE_NAMES[WireCode.DUPLICATE_ROUTER_ID] });
+      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${routerHex(o.routerId)}`); // [P-10.3]
       return;
     }
     this.hs = { nonce: linkNonce(), peer: hello };
     const proof = acceptProof(this.ctx.meshSecret, hello.nonce, this.hs.nonce, hello.router, o.routerId);
-    this.writeChunks(encodeLinkChallenge(this.ctx.codec, o.routerId, this.hs.nonce, proof, o.maxFrame));
+    this.writeChunks(encodeLinkChallenge(this.ctx.codec, o.routerId, this.hs.nonce, proof, o.maxFrame, this.ctx.mesh.instance));
   }
 
   /** Dialler: LINK_CHALLENGE -> LINK_AUTH, after checking the acceptor's proof. [P-10.2] */
@@ -1003,13 +1016,15 @@ export class RouterConnection implements FrameSink {
     const ch = readLinkHello(this.ctx.codec, buf, start, end, true);
     const hs = this.hs!;
     if (ch.router === o.routerId) {
-      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${o.routerId}`);
+      this.ctx.log.error('link refused: peer has this router ID', { router: routerHex(o.routerId), remote: this.remote, code: WIRE_CODE_NAMES[WireCode.DUPLICATE_ROUTER_ID] });
+      this.close(WireCode.DUPLICATE_ROUTER_ID, `peer router has this router's ID ${routerHex(o.routerId)}`); // [P-10.3]
       return;
     }
     if (!proofMatches(ch.proof, acceptProof(this.ctx.meshSecret, hs.nonce, ch.nonce, o.routerId, ch.router))) {
       this.close(WireCode.LINK_AUTH_FAILED, 'peer router does not know the mesh secret');
       return;
     }
+    if (this.refuseDuplicate(ch)) return;
     hs.peer = ch;
     this.writeChunks(encodeLinkAuth(this.ctx.codec, dialProof(this.ctx.meshSecret, ch.nonce, hs.nonce, ch.router, o.routerId)));
   }
@@ -1024,8 +1039,24 @@ export class RouterConnection implements FrameSink {
       this.close(WireCode.LINK_AUTH_FAILED, 'wrong mesh secret');
       return;
     }
+    if (this.refuseDuplicate(peer)) return;
     this.writeChunks(encodeLinkReady(this.ctx.codec));
     this.linkUp();
+  }
+
+  /**
+   * [P-10.3] A peer (its proof checked) announcing the router ID of a router already linked
+   * under another instance tag is a second router with that ID: refused on this link, which
+   * the peer sees as CLOSE(DUPLICATE_ROUTER_ID). The same router linked twice, or back after
+   * its old link closed, is not refused.
+   */
+  private refuseDuplicate(peer: LinkHello): boolean {
+    const other = this.ctx.mesh.duplicateOf(peer.router, peer.instance);
+    if (other === undefined) return false;
+    const router = routerHex(peer.router);
+    this.ctx.log.error('link refused: duplicate router ID', { router, remote: this.remote, linked: other.remote, code: WIRE_CODE_NAMES[WireCode.DUPLICATE_ROUTER_ID] });
+    this.close(WireCode.DUPLICATE_ROUTER_ID, `another router with ID ${router} is linked here already`);
+    return true;
   }
 
   private linkUp(): void {
@@ -1033,6 +1064,7 @@ export class RouterConnection implements FrameSink {
     this.hs = null;
     this.kind = 'link';
     this.peerRouterId = peer.router;
+    this.peerInstance = peer.instance ?? null;
     this.peerMaxFrame = peer.maxFrame;
     this.state = ConnState.OPEN;
     // A peer forwards SENDs up to its own maxFrame; refuse to deliver more than ours later.
@@ -1248,13 +1280,37 @@ export class RouterConnection implements FrameSink {
     const code = buf.readUInt16BE(start + 6);
     const reason = buf.toString('utf8', start + 8, Math.min(end, start + 8 + 256));
     this.closeCode = code;
-    this.ctx.log.info('agent closed', { agent: this.idText || undefined, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+    if (this.isLink()) {
+      // A refused link is a configuration error an operator must see. [P-10.3]
+      const refused = code === WireCode.DUPLICATE_ROUTER_ID || code === WireCode.LINK_AUTH_FAILED;
+      this.ctx.log[refused ? 'error' : 'info']('link closed by peer', { ...this.logId(), code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+    } else {
+      this.ctx.log.info('agent closed', { agent: this.idText || undefined, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+    }
     // [P-9.2] a peer that receives CLOSE sends nothing more and ends. A normal close
     // means the agent is done; any other code (it judged the path dead) may come back.
     // What was already gathered for it still goes out: a lingering agent reads it. [P-12.2]
     this.writePending();
     this.shutdown(code !== WireCode.NORMAL);
     this.stream.end();
+  }
+
+  /** The TCP connection ended without a CLOSE. */
+  private logLost(): void {
+    // Close codes in logs are wire-code names; this one has none on the wire (§7.3).
+    this.ctx.log.info(this.isLink() ? 'link lost' : 'agent disconnected', { ...this.logId(), code: LOST });
+  }
+
+  /** A router link, up or in its handshake. */
+  private isLink(): boolean {
+    return this.kind === 'link' || this.dialled || this.hs !== null;
+  }
+
+  /** Who this connection is, for logs: an agent by its ID, a link by its peer's router ID in hex. */
+  private logId(): Record<string, string | undefined> {
+    if (!this.isLink()) return { agent: this.idText || undefined };
+    const router = this.kind === 'link' ? this.peerRouterId : (this.hs?.peer?.router ?? 0);
+    return { router: router !== 0 ? routerHex(router) : undefined, remote: this.remote };
   }
 
   /**
@@ -1269,7 +1325,7 @@ export class RouterConnection implements FrameSink {
       if (this.state >= ConnState.CLOSING) throw err;
       this.fail(err);
     } catch (again) {
-      this.ctx.log.error('internal error while closing', { agent: this.idText || undefined, error: String(again) });
+      this.ctx.log.error('internal error while closing', { ...this.logId(), error: String(again) });
       this.runDest = null;
       this.clearPending();
       try {
@@ -1287,18 +1343,18 @@ export class RouterConnection implements FrameSink {
         this.rejectStranger();
         return;
       }
-      this.ctx.log.warn('protocol violation', { agent: this.idText || undefined, remote: this.remote, code: err.code });
+      this.ctx.log.warn('protocol violation', { ...this.logId(), remote: this.remote, code: WIRE_CODE_NAMES[err.wireCode] ?? err.wireCode });
       this.close(err.wireCode, err.message);
       return;
     }
-    this.ctx.log.error('internal error', { agent: this.idText || undefined, error: String(err) });
+    this.ctx.log.error('internal error', { ...this.logId(), error: String(err) });
     this.close(WireCode.INTERNAL, 'internal error');
   }
 
   /** [P-2.2] Not a postern peer: say so in a way the other side can read, then close. */
   private rejectStranger(): void {
     countCode(this.ctx.stats.closes, WireCode.BAD_MAGIC);
-    this.ctx.log.warn('not a postern client', { remote: this.remote, code: ErrorCode.BAD_MAGIC });
+    this.ctx.log.warn('not a postern client', { remote: this.remote, code: WIRE_CODE_NAMES[WireCode.BAD_MAGIC] });
     if (this.firstByte >= 0x41 && this.firstByte <= 0x5a) {
       this.write(HTTP_REFUSAL);
     } else if (!this.preambleSent) {
@@ -1316,7 +1372,7 @@ export class RouterConnection implements FrameSink {
     try {
       // The peer stopped writing without CLOSE: nothing more will come, so finish too.
       if (this.state < ConnState.CLOSING) {
-        this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+        this.logLost();
         this.shutdown(true);
       }
       this.stream.end();
@@ -1326,7 +1382,7 @@ export class RouterConnection implements FrameSink {
   };
 
   private readonly onError = (err: Error): void => {
-    this.ctx.log.debug('stream error', { agent: this.idText || undefined, error: (err as NodeJS.ErrnoException).code ?? err.message });
+    this.ctx.log.debug('stream error', { ...this.logId(), error: (err as NodeJS.ErrnoException).code ?? err.message });
     try {
       this.destroyNow();
     } catch (again) {
@@ -1337,7 +1393,7 @@ export class RouterConnection implements FrameSink {
   private readonly onStreamClose = (): void => {
     try {
       if (this.state < ConnState.CLOSING) {
-        this.ctx.log.info('agent disconnected', { agent: this.idText || undefined, code: ErrorCode.CONNECTION_LOST });
+        this.logLost();
       }
       this.shutdown(true);
       // What the stream still held when it ended is lost: tell the senders. [P-9.4]
@@ -1345,7 +1401,7 @@ export class RouterConnection implements FrameSink {
       this.dropUnsent();
       this.releaseWaiters();
     } catch (err) {
-      this.ctx.log.error('internal error while closing', { agent: this.idText || undefined, error: String(err) });
+      this.ctx.log.error('internal error while closing', { ...this.logId(), error: String(err) });
     }
     this.state = ConnState.CLOSED;
     this.closeTimer?.cancel();
@@ -1482,11 +1538,14 @@ export class RouterConnection implements FrameSink {
       for (let i = 0; i < m; i++) this.stream.write(W_BUFS[i]!.subarray(W_STARTS[i], W_ENDS[i]));
       this.stream.uncork();
     }
-    W_BUFS.length = 0; // keeps no buffer alive
+    for (let i = 0; i < m; i++) W_BUFS[i] = EMPTY; // keeps no buffer alive (and keeps the array's storage)
     const queued = this.stream.writableLength;
     if (queued === 0) {
       // The OS has every byte: nothing written can be lost by this router any more.
-      if (this.unsentMsgs !== null) this.unsentMsgs = null;
+      if (this.unsentMsgs !== null) {
+        this.unsentMsgs = null;
+        this.unsentCheck = UNSENT_CHECK;
+      }
     } else {
       this.keepUnsent(base, n);
     }
@@ -1524,10 +1583,14 @@ export class RouterConnection implements FrameSink {
       if (seq >= 0) list.push({ buf: this.outBufs[i]!, start, end, from: this.outFroms[i]!, first: this.outFirsts[i]!, last: seq, pos });
       pos += end - start;
     }
+    // Forgetting what the OS took costs a look at the stream's internals: do it once the
+    // list has doubled, so a reader that keeps up under load pays it rarely.
+    if (list.length < this.unsentCheck) return;
     const taken = this.sent - this.unsentBytes();
     let k = 0;
     while (k < list.length && list[k]!.pos + (list[k]!.end - list[k]!.start) <= taken) k++;
     if (k > 0) list.splice(0, k);
+    this.unsentCheck = Math.max(UNSENT_CHECK, list.length * 2);
   }
 
   /**
@@ -1729,7 +1792,7 @@ export class RouterConnection implements FrameSink {
     this.flushRun();
     countCode(this.ctx.stats.closes, code);
     if (code !== WireCode.GOING_AWAY) {
-      this.ctx.log.info('closing connection', { agent: this.idText || undefined, remote: this.remote, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+      this.ctx.log.info(this.isLink() ? 'closing link' : 'closing connection', { remote: this.remote, ...this.logId(), code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     }
     // [P-9.2] frames queued before the CLOSE (replies included) are written before it; a
     // slow consumer's are not, it did not read them.

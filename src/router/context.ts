@@ -19,6 +19,10 @@ export interface MeshRoutes<C> {
   onLinkDown(conn: C): void;
   /** [P-10.5] An error for a forwarded SEND: to its sender if local, else on toward its router. */
   routeError(e: RouteErrorFrame, frame: Buffer): void;
+  /** This router process's instance tag, sent in the link handshake. [P-10.3] */
+  readonly instance: Buffer;
+  /** An up link to another router announcing `routerId` under another instance tag. [P-10.3] */
+  duplicateOf(routerId: number, instance: Buffer | undefined): C | undefined;
 }
 
 /** What a connection needs from its router: a narrow interface, so connections test alone. */

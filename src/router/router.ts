@@ -26,10 +26,8 @@ const RESUME_LABEL = Buffer.from('postern resume v1');
 /** Most stand-ins a restarted router keeps for IDs that may resume. */
 const MAX_PLACEHOLDERS = 10_000;
 import { Mesh, type LinkInfo, type PeerInfo } from './mesh/mesh.js';
-import { connectionsWithin, readFdLimit } from '../net/fd-limit.js';
-
-/** Ms between two log lines about running out of file descriptors (the count in between is in the line). */
-const FD_LOG_INTERVAL = 10_000;
+import { connectionsWithin } from '../net/fd-limit.js';
+import { Descriptors } from './descriptors.js';
 
 /** Events of a {@link Router}. */
 export interface RouterEvents {
@@ -113,24 +111,14 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
   private draining = false;
   private readonly resumeKey: Buffer;
   private readonly startedAt: number;
-  /** @internal The descriptor limit read at start (null when unknown). */
-  readonly fdLimit: number | null;
-  // Accepts failed for lack of descriptors since the last log line about it, when that was, and the last shed.
-  private fdMissed = 0;
-  private fdCause = '';
-  private fdLoggedAt = -Infinity;
-  // Connections the router may hold before descriptors run out; those evicted for room that
-  // have not left `conns` yet; sockets refused at the door that still hold a descriptor.
-  private readonly fdRoom: number;
-  private readonly evicted = new Set<RouterConnection>();
-  private refusing = 0;
+  private readonly fds: Descriptors;
 
   constructor(options: RouterOptions = {}) {
     super();
     this.options = resolveRouterOptions(options);
     this.routerId = this.options.routerId;
     this.clock = this.options.clock;
-    // A flood of hostile connections must not turn into a flood of log lines. [issue 10, item 6]
+    // A flood of hostile connections must not turn into a flood of log lines.
     this.log = limitLog(this.options.logger, { clock: this.clock });
     this.meshSecret = Buffer.from(this.options.meshSecret ?? '');
     this.resumeKey = this.options.resumeSecret !== undefined ? Buffer.from(this.options.resumeSecret) : randomBytes(32);
@@ -139,48 +127,12 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     // The sweep runs 10 times per keepalive interval (and handshake timeout), so a
     // deadline is noticed at most a tenth of that late; deadlines subtract that slack.
     this.sweepPeriod = Math.max(1, Math.floor(Math.min(this.options.keepaliveInterval, this.options.handshakeTimeout) / 10));
-    this.fdLimit = readFdLimit();
-    this.fdRoom = this.fdLimit === null ? Infinity : connectionsWithin(this.fdLimit);
+    this.fds = new Descriptors(this);
   }
 
-  /**
-   * accept() failed for lack of descriptors: counted, logged once per FD_LOG_INTERVAL with
-   * the count, and the oldest connections that have not registered are closed to make room
-   * (agents that did register are worth more than strangers still in their handshake).
-   */
-  private outOfDescriptors(cause: string): boolean {
-    this.stats.fdExhausted++;
-    this.fdMissed++;
-    this.fdCause = cause;
-    this.logDescriptors();
-    // About 1.5 % of the connections, at least 8, per batch: enough for a burst of
-    // newcomers, not a purge, and the scan runs once per batch rather than per accept.
-    let n = Math.max(8, this.conns.size >> 6);
-    let freed = 0;
-    // A Set iterates in insertion order: accept order, oldest first.
-    for (const c of this.conns) {
-      if (c.kind === '' && !c.dialled && c.state < ConnState.CLOSING) {
-        // It leaves `conns` on its stream's 'close', a turn later; its descriptor goes now.
-        this.evicted.add(c);
-        c.evict(WireCode.TOO_MANY_CONNECTIONS, 'out of file descriptors');
-        freed++;
-        if (--n === 0) break;
-      }
-    }
-    return freed > 0;
-  }
-
-  private logDescriptors(): void {
-    const now = this.clock.now();
-    if (this.fdMissed === 0 || now - this.fdLoggedAt < FD_LOG_INTERVAL) return;
-    this.log.error('out of file descriptors: closing the oldest unregistered connections', {
-      cause: this.fdCause,
-      count: this.fdMissed,
-      connections: this.conns.size,
-      fdLimit: this.fdLimit ?? undefined,
-    });
-    this.fdMissed = 0;
-    this.fdLoggedAt = now;
+  /** @internal The descriptor limit read at start (null when unknown). */
+  get fdLimit(): number | null {
+    return this.fds.limit;
   }
 
   /** @internal True once close() or drain() began. */
@@ -275,10 +227,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     const server = net.createServer({ noDelay: true }, (socket) => {
       const address = socket.remoteAddress ?? '';
       const o = this.options;
-      // libuv answers EMFILE by accepting and closing what waits, silently (its spare
-      // descriptor trick), so the router counts its own descriptors and makes room before
-      // the process runs out.
-      if (this.conns.size - this.evicted.size + this.refusing >= this.fdRoom && !this.outOfDescriptors('fd limit')) {
+      // Room is made before the process runs out of descriptors (see Descriptors).
+      if (this.fds.full(this.conns.size) && !this.fds.exhausted('fd limit', this.conns)) {
         socket.destroy();
         return;
       }
@@ -300,7 +250,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
       server.listen(this.options.port, this.options.host, () => {
         server.off('error', onError);
         server.on('error', (err: NodeJS.ErrnoException) => {
-          if (err.code === 'EMFILE' || err.code === 'ENFILE') void this.outOfDescriptors(err.code);
+          if (err.code === 'EMFILE' || err.code === 'ENFILE') void this.fds.exhausted(err.code, this.conns);
           else this.emit('error', err);
         });
         const addr = server.address() as AddressInfo;
@@ -389,8 +339,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     this.stats.refused++;
     countCode(this.stats.closes, WireCode.TOO_MANY_CONNECTIONS);
     socket.on('error', () => {});
-    this.refusing++;
-    socket.on('close', () => this.refusing--);
+    this.fds.refusing++;
+    socket.on('close', () => this.fds.refusing--);
     // Read and drop whatever comes, so the peer's FIN is seen and the socket can close.
     socket.resume();
     socket.end(Buffer.concat([encodePreamble(PROTOCOL_VERSION), encodeClose(WireCode.TOO_MANY_CONNECTIONS, 'connection limit reached')]));
@@ -494,7 +444,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
   /** @internal */
   onClosed(conn: RouterConnection): void {
     if (!this.conns.delete(conn)) return;
-    this.evicted.delete(conn);
+    this.fds.evicted.delete(conn);
     const a = this.addrs.get(conn.address);
     if (a !== undefined) a.conns--;
     this.mesh.onClosed(conn, conn.closeCode);
@@ -528,7 +478,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
       if (a.conns <= 0 && (rate === 0 || a.bucket.full(rate, now))) this.addrs.delete(k);
     }
     // The rest of a burst of failed accepts, once the interval is over.
-    this.logDescriptors();
+    this.fds.log(this.conns.size);
     if (this.conns.size > 0) this.armSweep();
   };
 }

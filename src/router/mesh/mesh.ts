@@ -1,15 +1,19 @@
 import net from 'node:net';
+import { randomBytes } from 'node:crypto';
 import type { RouteErrorFrame } from '../../protocol/control.js';
 import { WIRE_CODE_NAMES } from '../../protocol/frame.js';
-import { formatId, routerIdOf } from '../../protocol/id.js';
+import { formatId, routerHex, routerIdOf } from '../../protocol/id.js';
 import type { Timer } from '../../net/clock.js';
 import { backoffDelay } from '../../net/backoff.js';
 import { parseRouterAddress } from '../../net/address.js';
 import type { MeshRoutes } from '../context.js';
+import { LINK_INSTANCE_SIZE } from '../../protocol/link.js';
 
 /** What the mesh needs of a link: its peer, its traffic, and a way to write to it. */
 export interface MeshLink {
   readonly peerRouterId: number;
+  /** The peer's instance tag, when it sent one (§10.3). */
+  readonly peerInstance: Buffer | null;
   /** True when this router dialled it. */
   readonly dialled: boolean;
   /** 'link' once the handshake is done. */
@@ -76,6 +80,11 @@ export interface PeerInfo {
  * redialling with jittered backoff, and routing ROUTE_ERRORs back to senders. [P-10]
  */
 export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
+  /**
+   * This router process's instance tag, sent in the link handshake: two links announcing
+   * one router ID with different tags come from two routers sharing an ID. [P-10.3]
+   */
+  readonly instance: Buffer = randomBytes(LINK_INSTANCE_SIZE);
   private readonly host: MeshHost<C>;
   private readonly byRouter = new Map<number, C[]>();
   private readonly peers: Array<Peer<C>>;
@@ -113,6 +122,15 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
     return this.byRouter.get(routerId)?.[0];
   }
 
+  /**
+   * A link that is up to another router announcing `routerId` (a different instance tag),
+   * or undefined. A router that sent no tag cannot be told apart and is never a duplicate.
+   */
+  duplicateOf(routerId: number, instance: Buffer | undefined): C | undefined {
+    if (instance === undefined) return undefined;
+    return this.byRouter.get(routerId)?.find((c) => c.peerInstance !== null && !c.peerInstance.equals(instance));
+  }
+
   /** Every link that is up. */
   links(): LinkInfo[] {
     const out: LinkInfo[] = [];
@@ -146,7 +164,7 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
       peer.previousDelay = 0;
       peer.lastError = '';
     }
-    this.host.log.info('link up', { router: conn.peerRouterId, direction: conn.dialled ? 'out' : 'in', peer: peer?.address });
+    this.host.log.info('link up', { router: routerHex(conn.peerRouterId), direction: conn.dialled ? 'out' : 'in', peer: peer?.address });
   }
 
   onLinkDown(conn: C): void {
@@ -156,7 +174,7 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
     if (i < 0) return;
     list.splice(i, 1);
     if (list.length === 0) this.byRouter.delete(conn.peerRouterId);
-    this.host.log.info('link down', { router: conn.peerRouterId, direction: conn.dialled ? 'out' : 'in' });
+    this.host.log.info('link down', { router: routerHex(conn.peerRouterId), direction: conn.dialled ? 'out' : 'in' });
   }
 
   /** A connection ended: redial it if it was one of ours. */
