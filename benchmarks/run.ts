@@ -660,15 +660,6 @@ async function main(): Promise<number> {
   const seal = cfg.sections.includes('sealed') && cfg.systems.includes('postern') ? await sealedSection(cells) : null;
   lap('sealed', since);
   since = performance.now();
-  // benchmarks/streams.ts; --stream-pause <ms> sets how long its paused reader stays paused.
-  const streams = cfg.sections.includes('streams') && cfg.systems.includes('postern')
-    ? await streamsBench({ mib: quick ? 32 : 256, repeats: cfg.repeats, pauseMs: Number(flags['stream-pause'] ?? (quick ? 1000 : 30_000)), rpcMs: quick ? 300 : 2000, progress: note }).catch((err: unknown) => {
-        failures.push(`streams: ${(err as Error).message}`);
-        return null;
-      })
-    : null;
-  lap('streams', since);
-  since = performance.now();
   let e2e: E2EReport | null = null;
   if (cfg.sections.includes('e2e')) {
     e2e = await e2eSection({
@@ -703,6 +694,15 @@ async function main(): Promise<number> {
     }
   }
   lap('abuse', since);
+  since = performance.now();
+  // benchmarks/streams.ts; --stream-pause <ms> sets how long its paused reader stays paused.
+  const streams = cfg.sections.includes('streams') && cfg.systems.includes('postern')
+    ? await streamsBench({ mib: quick ? 32 : 256, repeats: cfg.repeats, pauseMs: Number(flags['stream-pause'] ?? (quick ? 1000 : 30_000)), rpcMs: quick ? 300 : 2000, progress: note }).catch((err: unknown) => {
+        failures.push(`streams: ${(err as Error).message}`);
+        return null;
+      })
+    : null;
+  lap('streams', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets

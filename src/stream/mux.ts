@@ -1,3 +1,5 @@
+// Over 500 lines because the stream layer's receive dispatch, credit, window growth, reset
+// and keepalive rules (PROTOCOL.md §13) share one state per stream and read best side by side.
 import type { Clock, Timer } from '../net/clock.js';
 import type { Message, MessageSender, SendOptions, Verification } from '../agent/message.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
