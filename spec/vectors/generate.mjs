@@ -294,6 +294,23 @@ frame(
   ],
   { body: { id: ID.A, router: ROUTER, maxFrame: MAX_FRAME, keepalive: 30000, timeout: 45000, resume: TOKEN, resumeGrace: 30000, resumed: true } },
 );
+frame(
+  'registered-alternates',
+  'REGISTERED for A announcing two alternates to fail over to (§13.7).',
+  T.REGISTERED,
+  0,
+  [
+    mpMap([
+      ['id', mpBin(ID.A)],
+      ['router', mpUint(ROUTER)],
+      ['maxFrame', mpUint(MAX_FRAME)],
+      ['keepalive', mpUint(30000)],
+      ['timeout', mpUint(45000)],
+      ['alternates', `92 ${mpStr('tls://r2.example.com:443')} ${mpStr('10.0.0.3:7447')}`],
+    ]),
+  ],
+  { body: { id: ID.A, router: ROUTER, maxFrame: MAX_FRAME, keepalive: 30000, timeout: 45000, alternates: ['tls://r2.example.com:443', '10.0.0.3:7447'] } },
+);
 errorFrame('error-not-delivered', 'ERROR for SEND seq 9 to B, held while B was parked, when B did not resume in time (§12.4).', WIRE.NOT_DELIVERED, 9, ID.B, '');
 
 frame('register-token', 'REGISTER with the admission token "admit-me-please" (§12.7).', T.REGISTER, 0, [mpMap([['token', mpStr('admit-me-please')]])], {
@@ -490,6 +507,9 @@ invalidBody('registered-resume-too-short', 'REGISTERED with a 15-byte resume tok
 ]);
 invalidBody('drain-alternates-not-strings', 'DRAIN whose alternates hold a number (§12.1).', T.DRAIN, [mpMap([['after', mpUint(0)], ['grace', mpUint(0)], ['alternates', '9107']])]);
 invalidBody('drain-no-grace', 'DRAIN without grace (§12.1).', T.DRAIN, [mpMap([['after', mpUint(0)], ['alternates', '90']])]);
+invalidBody('registered-alternates-not-strings', 'REGISTERED whose alternates hold a number (§13.7).', T.REGISTERED, [
+  mpMap([['id', mpBin(ID.A)], ['router', mpUint(7)], ['maxFrame', mpUint(MAX_FRAME)], ['keepalive', mpUint(30000)], ['timeout', mpUint(45000)], ['alternates', '9107']]),
+]);
 invalidBody('registered-not-a-map', 'REGISTERED whose body is nil (§4.2).', T.REGISTERED, ['c0']);
 
 // ---- output ----

@@ -6,7 +6,8 @@ import type { KeyPair } from '../crypto/sealed-box.js';
 import { parsePublicKey } from '../crypto/keys.js';
 import { isSmallOrder, x25519Base } from '../crypto/x25519.js';
 import type { JitterMode } from '../net/backoff.js';
-import { parseRouterAddress } from '../net/address.js';
+import { parseEndpoints, parseRouterAddress, type Endpoint } from '../net/address.js';
+import { resolveTransport, type ResolvedTransport } from '../net/dial.js';
 import { resolveStreamOptions, type ResolvedStreamOptions, type StreamOptions } from '../stream/options.js';
 
 export { parseRouterAddress };
@@ -18,10 +19,28 @@ export { parseRouterAddress };
  */
 export interface AgentOptions {
   /**
-   * The router to dial: `'host:port'`, `'[v6addr]:port'`, `'host'` (port 7447) or
-   * `{ host, port }`. Default `'127.0.0.1:7447'`. Ignored when `createConnection` is given.
+   * The router to dial: `'host:port'`, `'[v6addr]:port'`, `'host'` (port 7447),
+   * `{ host, port }`, or a URL naming the transport (PROTOCOL.md §13): `tcp://host[:7447]`,
+   * `tls://host[:443]`, `ws://host[:80]/path`, `wss://host[:443]/path`, `http://` and
+   * `https://` (HTTP Upgrade; the path defaults to `/postern`). A list (array, or one string
+   * separated by commas) is tried in order: a failed attempt moves to the next; after a
+   * loss the agent first returns to the router it was on (to resume). Default
+   * `'127.0.0.1:7447'`. Ignored when `createConnection` is given.
    */
-  router?: string | { host: string; port: number };
+  router?: string | readonly string[] | { host: string; port: number };
+  /**
+   * Proxy for every dial: `http://[user:pass@]host:port` (CONNECT), `socks5://…` (names
+   * resolved here), `socks5h://…` (names resolved by the proxy), `'env'` to read
+   * `https_proxy` / `HTTPS_PROXY` / `http_proxy` / `ALL_PROXY` / `NO_PROXY` as curl does, or
+   * `false`. Default `false` (a library does not read the environment unless asked).
+   */
+  proxy?: string | false;
+  /** PEM CA certificate(s), as text or a file path, trusted for TLS instead of the system CAs. Default: the system CAs. */
+  ca?: string | Buffer;
+  /** SPKI pin of the router's certificate, `sha256/<base64>` (see `spkiPin()`), checked on top of the CA chain. Default: none. */
+  pin?: string;
+  /** Do not verify TLS certificates (a pin is still checked). Warns on every start. Default `false`. */
+  insecure?: boolean;
   /** Reconnect after the connection is lost (not after `close()`). Default `true`. */
   reconnect?: boolean;
   /** Base of the exponential backoff between reconnect attempts, in ms. Default `250`. */
@@ -143,8 +162,13 @@ export interface AgentOptions {
 
 /** Options after defaults and validation. */
 export interface ResolvedAgentOptions {
+  /** The first router to dial (of `endpoints`). */
   readonly host: string;
   readonly port: number;
+  /** Every router address, in the order they are tried. */
+  readonly endpoints: readonly Endpoint[];
+  /** TLS trust and proxy for dialling. */
+  readonly transport: ResolvedTransport;
   readonly reconnect: boolean;
   readonly reconnectDelay: number;
   readonly reconnectMaxDelay: number;
@@ -208,6 +232,10 @@ const KNOWN = new Set<string>([
   'publicKey',
   'keyPair',
   'trustedKeys',
+  'proxy',
+  'ca',
+  'pin',
+  'insecure',
   'streams',
 ]);
 
@@ -216,7 +244,9 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
   if (options === null || typeof options !== 'object') bad('options', 'must be an object');
   // A misspelt option would otherwise be silently replaced by its default.
   for (const k of Object.keys(options)) if (!KNOWN.has(k)) bad(k, 'is not an agent option');
-  const { host, port } = parseRouterAddress(options.router ?? AGENT_DEFAULTS.router, 'router');
+  const endpoints = parseEndpoints(options.router ?? AGENT_DEFAULTS.router, 'router');
+  const { host, port } = endpoints[0]!;
+  const transport = resolveTransport({ proxy: options.proxy, ca: options.ca, pin: options.pin, insecure: options.insecure });
   const reconnectDelay = int(options, 'reconnectDelay', 0);
   const reconnectMaxDelay = int(options, 'reconnectMaxDelay', 0);
   if (reconnectMaxDelay < reconnectDelay) bad('reconnectMaxDelay', 'must be >= reconnectDelay');
@@ -262,6 +292,8 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
   return Object.freeze({
     host,
     port,
+    endpoints: Object.freeze(endpoints),
+    transport,
     reconnect,
     reconnectDelay,
     reconnectMaxDelay,

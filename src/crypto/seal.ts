@@ -2,6 +2,7 @@ import nacl from 'tweetnacl';
 import { blake2b } from '@noble/hashes/blake2.js';
 import { ID_SIZE } from '../protocol/frame.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
+import { secretbox, secretboxOpen } from './backend.js';
 import { parseId, routerIdOf } from '../protocol/id.js';
 import { type PadOption, paddedSize, resolveSizeClasses } from './padding.js';
 import {
@@ -212,11 +213,10 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
   if (key === undefined) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipientPublicKey has small order: nothing sealed to it is secret');
   }
-  const inner = nacl.secretbox(body, innerNonce(ephemeral.publicKey, rpk), key);
-  const plain = new Uint8Array(1 + X25519_KEY_SIZE + inner.length);
+  // The inner box is made in place, behind the type byte and the sender key.
+  const plain = secretbox(body, innerNonce(ephemeral.publicKey, rpk), key, 1 + X25519_KEY_SIZE);
   plain[0] = ENVELOPE_SENDER;
   plain.set(sender.keyPair.publicKey, 1);
-  plain.set(inner, 1 + X25519_KEY_SIZE);
   return sealBoxWith(plain, rpk, ephemeral);
 }
 
@@ -258,7 +258,7 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
       const spk = plain.subarray(1, innerAt);
       const key = staticBoxKey(spk, rsk);
       // A small-order sender key gives a shared key anyone can compute: no proof at all.
-      const inner = key === undefined ? null : nacl.secretbox.open(plain.subarray(innerAt), innerNonce(ephemeralPk, rpk), key);
+      const inner = key === undefined ? null : secretboxOpen(plain.subarray(innerAt), innerNonce(ephemeralPk, rpk), key);
       if (inner === null) {
         throw new PosternError(ErrorCode.SENDER_UNVERIFIED, 'the sender key in this envelope did not make it');
       }

@@ -43,6 +43,8 @@ export interface RegisteredBody {
   resumeGrace?: number;
   /** True when this registration resumed an earlier one (same `id`). */
   resumed?: boolean;
+  /** Other routers to fail over to, as addresses of PROTOCOL.md §13.1 (at most 16). [P-13.7] */
+  alternates?: string[];
 }
 
 /** DRAIN body (router → agent). [P-12.1] */
@@ -114,6 +116,7 @@ export class ControlCodec {
     if (body.resume !== undefined) ordered['resume'] = Buffer.from(body.resume);
     if (body.resumeGrace !== undefined) ordered['resumeGrace'] = body.resumeGrace;
     if (body.resumed === true) ordered['resumed'] = true;
+    if (body.alternates !== undefined && body.alternates.length > 0) ordered['alternates'] = body.alternates;
     return encodeFrame(FrameType.REGISTERED, this.packr.pack(ordered));
   }
 
@@ -155,6 +158,14 @@ export class ControlCodec {
     if (resume !== undefined) out.resume = Buffer.from(resume as Uint8Array);
     if (resumeGrace !== undefined) out.resumeGrace = resumeGrace;
     if (resumed === true) out.resumed = true;
+    // [P-13.7] the same shape as DRAIN's alternates.
+    const alternates = m['alternates'];
+    if (alternates !== undefined) {
+      if (!Array.isArray(alternates) || alternates.length > 16 || !alternates.every((a) => typeof a === 'string' && Buffer.byteLength(a) <= 262)) {
+        malformed('REGISTERED.alternates must be at most 16 strings of at most 262 bytes');
+      }
+      out.alternates = alternates as string[];
+    }
     return out;
   }
 

@@ -1190,7 +1190,7 @@ export class RouterConnection implements FrameSink {
     const resume = !anonymous && o.resumeGrace > 0 ? { resume: this.ctx.resumeToken(this.id), resumeGrace: o.resumeGrace } : {};
     // [P-4.2]
     this.writeChunks(
-      this.ctx.codec.encodeRegistered({ id: this.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5), anonymous, ...resume, resumed }),
+      this.ctx.codec.encodeRegistered({ id: this.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5), anonymous, ...resume, resumed, alternates: o.alternates }),
     );
     // [P-12.4] held messages first, in the order they came
     for (const h of held) this.write(h.frame);
