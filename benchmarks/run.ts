@@ -6,6 +6,7 @@
  *
  * Flags: --quick, --duration <ms>, --warmup <ms>, --repeats <n>, --sections <list>
  * (throughput,latency,scale,sealed,transports), --systems <list> (postern,plain,nats), --sizes <list>,
+ * (throughput,latency,scale,sealed,streams), --stream-pause <ms>, --systems <list> (postern,plain,nats), --sizes <list>,
  * --ks <list>, --patterns <list>, --scale-n <n>, --profile (router under --cpu-prof, profile
  * in benchmarks/results/), --out <file>.
  */
@@ -23,6 +24,7 @@ import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild }
 import { median } from './lib/stats.js';
 import { runScale, type ScaleResult } from './lib/scale.js';
 import { formatTransports, runTransports } from './transports.js';
+import { streamsBench } from './streams.js';
 import { e2eSection, e2eTargets, type E2EReport } from './e2e.js';
 import { abuseLegend, abuseSection, abuseTable, ATTACKS, type AbuseRow, type AttackName } from './abuse.js';
 
@@ -41,6 +43,7 @@ const { values: flags } = parseArgs({
     attacks: { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
+    'stream-pause': { type: 'string' },
     'e2e-systems': { type: 'string' },
     'e2e-ks': { type: 'string' },
   },
@@ -58,7 +61,7 @@ const cfg = {
   patterns: list(flags.patterns, ['pairs', 'spray']) as Pattern[],
   systems: list(flags.systems, quick ? ['postern', 'plain'] : ['postern', 'plain', 'nats']) as SystemName[],
   // transports (benchmarks/transports.ts) only in full runs: the quick CI run stays short.
-  sections: list(flags.sections, quick ? ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e'] : ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e', 'transports']),
+  sections: list(flags.sections, quick ? ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e', 'streams'] : ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e', 'transports', 'streams']),
   e2eSystems: list(flags['e2e-systems'], quick ? ['postern', 'postern-iter', 'sealed-anon', 'sealed-proof'] : ['raw', 'postern', 'postern-iter', 'natsjs', 'mqttjs', 'sealed-anon', 'sealed-proof', 'sealed-anon-portable', 'sealed-proof-portable']),
   e2eKs: nums(flags['e2e-ks'], quick ? [1] : [1, 16]),
   durationMs: Number(flags.duration ?? (quick ? 250 : 2000)),
@@ -700,6 +703,14 @@ async function main(): Promise<number> {
     : null;
   if (transports !== null) for (const e of transports.errors) (/ lost, | out of order/.test(e) ? failures : warnings).push(`transports: ${e}`);
   lap('transports', since);
+  // benchmarks/streams.ts; --stream-pause <ms> sets how long its paused reader stays paused.
+  const streams = cfg.sections.includes('streams') && cfg.systems.includes('postern')
+    ? await streamsBench({ mib: quick ? 32 : 256, repeats: cfg.repeats, pauseMs: Number(flags['stream-pause'] ?? (quick ? 1000 : 30_000)), rpcMs: quick ? 300 : 2000, progress: note }).catch((err: unknown) => {
+        failures.push(`streams: ${(err as Error).message}`);
+        return null;
+      })
+    : null;
+  lap('streams', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
@@ -865,6 +876,10 @@ async function main(): Promise<number> {
   lines.push('');
   lines.push('targets (router: issue 3; e2e and probe ratio: issue 14)');
   lines.push(table(['target', 'want', 'measured', 'met'], targets.map((x) => [x.name, x.target, x.shown, x.met === null ? '-' : x.met ? 'yes' : 'NO']), 4));
+  if (streams !== null) {
+    lines.push('', `streams (benchmarks/streams.ts, ${streams.mib} MiB per run): one stream ${streams.oneStream.postern.toFixed(0)} MB/s, direct TCP ${streams.oneStream.direct.toFixed(0)}, socat ${streams.oneStream.socat?.toFixed(0) ?? '-'}; 64 streams ${streams.parallel64.toFixed(0)} MB/s`);
+    lines.push(table(['stream target', 'want', 'measured', 'met'], streams.targets.map((x) => [x.name, `>= ${x.target}x`, `${x.value.toFixed(2)}x`, x.met ? 'yes' : 'NO']), 4));
+  }
   for (const w of warnings) lines.push(`warning: ${w}`);
   for (const f of failures) lines.push(`FAILED: ${f}`);
   lines.push('');
@@ -890,6 +905,7 @@ async function main(): Promise<number> {
     mesh,
     sealed: seal,
     transports,
+    streams,
     e2e,
     abuse,
     targets,

@@ -19,6 +19,9 @@ import { addListenCommand } from './commands/listen.js';
 import { addRouterCommand } from './commands/router.js';
 import { addSendCommand } from './commands/send.js';
 import { addUnitCommand } from './commands/unit.js';
+import { addConnectCommand } from './commands/connect.js';
+import { addExposeCommand } from './commands/expose.js';
+import { addForwardCommand } from './commands/forward.js';
 import { ExitStatus, exitStatusFor, formatError } from './output.js';
 
 const VERSION = readVersion();
@@ -80,6 +83,9 @@ ${EXIT_STATUS_HELP}`,
   addIdCommand(program);
   addUnitCommand(program);
   addConformanceCommand(program);
+  addExposeCommand(program);
+  addForwardCommand(program);
+  addConnectCommand(program);
   return program;
 }
 

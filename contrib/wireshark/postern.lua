@@ -5,7 +5,7 @@
 -- or for good: copy it into your personal Lua plugins folder (Help > About > Folders).
 --
 -- Decodes the preamble, every frame type of §3.2 with its fields, MessagePack bodies
--- (REGISTER, REGISTERED, DRAIN, LOOKUP*, LINK_*) as fields, flags by name, and frames split
+-- (REGISTER, REGISTERED, DRAIN, CHALLENGE, LOOKUP*, LINK_*) as fields, flags by name, and frames split
 -- across or packed into TCP segments. Runs on TCP port 7447 and, on other ports, on any TCP
 -- stream that starts with the postern magic (heuristic). Filter fields: `postern.*`.
 -- No build step, no dependencies besides Wireshark's Lua (5.2+).
@@ -18,7 +18,7 @@ local MAX_TOTAL = 64 * 1024 * 1024 + 4 -- largest maxFrame a router may announce
 
 local TYPES = {
   [0x01] = "REGISTER", [0x02] = "REGISTERED", [0x03] = "ERROR", [0x04] = "CLOSE",
-  [0x05] = "PING", [0x06] = "PONG", [0x07] = "DRAIN",
+  [0x05] = "PING", [0x06] = "PONG", [0x07] = "DRAIN", [0x08] = "CHALLENGE",
   [0x10] = "SEND", [0x11] = "DELIVER", [0x12] = "LOOKUP", [0x13] = "LOOKUP_RESULT",
   [0x20] = "LINK_HELLO", [0x21] = "LINK_CHALLENGE", [0x22] = "LINK_AUTH", [0x23] = "LINK_READY",
   [0x24] = "SOURCE", [0x25] = "ROUTE_ERROR",
@@ -32,6 +32,7 @@ local CODES = {
   [67] = "FRAME_TOO_LARGE", [68] = "UNKNOWN_FRAME", [69] = "KEEPALIVE_TIMEOUT", [70] = "SLOW_CONSUMER",
   [71] = "HANDSHAKE_TIMEOUT", [72] = "GOING_AWAY", [73] = "INTERNAL", [74] = "TOO_MANY_CONNECTIONS",
   [75] = "LINK_AUTH_FAILED", [76] = "DUPLICATE_ROUTER_ID", [77] = "ADMISSION_DENIED",
+  [78] = "FRAME_TOO_SLOW", [79] = "OVERLOADED",
 }
 
 -- MessagePack map keys the protocol defines; each becomes a field postern.body.<key>.
@@ -285,7 +286,7 @@ local function dissect_frame(tvb, pinfo, tree)
     ft:add(f.from, tvb:range(28, 16))
     if total > 44 then ft:add(f.text, tvb:range(44, total - 44)) end
     info = info .. string.format(" %d %s", code, CODES[code] or "?")
-  elseif t == 0x01 or t == 0x02 or t == 0x07 or t == 0x12 or t == 0x13 or (t >= 0x20 and t <= 0x23) then
+  elseif t == 0x01 or t == 0x02 or t == 0x07 or t == 0x08 or t == 0x12 or t == 0x13 or (t >= 0x20 and t <= 0x23) then
     if short(7) then return info end
     info = info .. dissect_map(tvb, 6, ft, pinfo)
   end

@@ -4,6 +4,11 @@
 # Idempotent and quiet: prints nothing when all are there. Debian only; on a machine without
 # apt-get, or when not root, it says so and exits 0 (the tests then skip and say why).
 # `apt-get update` runs only when a plain install fails (stale or empty lists).
+# Installs what spec/net/firewall.test.ts needs, when missing: `ip` (iproute2) and `nft`
+# (nftables); and what spec/net/ssh.test.ts needs: openssh-server and openssh-client.
+# Idempotent and quiet: prints nothing when all are there. Debian only; on a
+# machine without apt-get, or when not root, it says so and exits 0 (the test then skips and
+# says why). `apt-get update` runs only when a plain install fails (stale or empty lists).
 set -uo pipefail
 
 # root's tools live in sbin, which a CI PATH may lack; the test looks there too.
@@ -26,6 +31,9 @@ have setpriv || missing+=(util-linux)
 # spec/contrib/wireshark.test.ts: tshark reads a capture with contrib/wireshark/postern.lua
 # (wireshark-common asks a debconf question; DEBIAN_FRONTEND=noninteractive below answers it)
 have tshark || missing+=(tshark)
+# spec/net/ssh.test.ts: sshd, ssh and ssh-keygen.
+have sshd || missing+=(openssh-server)
+have ssh || missing+=(openssh-client)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ "$(id -u)" -ne 0 ]]; then

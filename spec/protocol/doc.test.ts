@@ -37,15 +37,22 @@ function docVectors(): Map<string, string> {
   return out;
 }
 
-test('the vectors printed in PROTOCOL.md Appendix B have the bytes of frames.json, which Appendix B lists in full', () => {
+test('PROTOCOL.md Appendix B and §14.9/§15.4 hold the vectors of frames.json and streams.json with the same bytes', () => {
   const doc = docVectors();
-  const json = new Map(VECTORS.vectors.map((v) => [v.name, v.hex]));
+  // §14.9's stream-layer vectors are in PROTOCOL.md too, from their own file.
+  type Vs = { name: string; hex: string }[];
+  const sj = JSON.parse(readFileSync(join(ROOT, 'spec', 'vectors', 'streams.json'), 'utf8')) as { vectors: Vs; stable: { vectors: Vs } };
+  const streams = [...sj.vectors, ...sj.stable.vectors];
+  assert.ok(streams.length >= 18);
+  const json = new Map([...VECTORS.vectors, ...streams].map((v) => [v.name, v.hex]));
   assert.ok(json.size >= 40);
   assert.ok(doc.size >= 12, `${doc.size} vectors printed as examples`);
   for (const [name, hex] of doc) assert.is(json.get(name), hex, `${name} in frames.json`);
   for (const hex of doc.values()) assert.ok(/^([0-9a-f]{2})+$/.test(hex), 'lowercase hex, whole bytes');
   const appendixB = section('B');
-  for (const name of json.keys()) assert.ok(appendixB.includes(`\`${name}\``), `${name} listed in Appendix B`);
+  for (const v of VECTORS.vectors) assert.ok(appendixB.includes(`\`${v.name}\``), `${v.name} listed in Appendix B`);
+  // The stream and stable-address vectors are printed in full in their own sections.
+  for (const v of streams) assert.is(doc.get(v.name), v.hex, `${v.name} in PROTOCOL.md`);
 });
 
 test('the vector blocks of PROTOCOL.md are exactly what the generator writes (tables included)', () => {

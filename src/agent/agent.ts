@@ -16,6 +16,10 @@ import { sealPayload, sealTarget, replyOptions, type SealTarget, type Sealer } f
 import { Session } from './session.js';
 import { parseEndpoint, type Endpoint } from '../net/address.js';
 import { openTransport } from '../net/dial.js';
+import { isStreamPayload } from '../stream/frame.js';
+import { stableProof } from '../protocol/stable-id.js';
+import { StreamMux, type OpenStreamOptions, type RequestOptions } from '../stream/mux.js';
+import type { Stream } from '../stream/stream.js';
 
 /**
  * The agent: one logical endpoint that stays registered with a router across connections.
@@ -61,7 +65,9 @@ export function isPermanentError(err: unknown): boolean {
  * `cause`, ...). Reconnecting applies only to connections lost after this resolved.
  */
 export async function connect(options: AgentOptions = {}): Promise<Agent> {
-  const agent = new Agent(resolveAgentOptions(options));
+  const opts = resolveAgentOptions(options);
+  if (opts.waitForRouter) return (await import('../stream/wait.js')).connectWaiting(opts, (o) => new Agent(o));
+  const agent = new Agent(opts);
   await agent._start();
   return agent;
 }
@@ -124,6 +130,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     this.targets = [...opts.endpoints];
     this.inbox = new BoundedQueue<Message>({
       capacity: opts.maxQueue,
+      maxBytes: opts.maxQueueBytes,
+      weigh: (m) => m.data.length,
       overflow: 'backpressure',
       onDrain: () => this.resumeReading(),
     });
@@ -504,6 +512,44 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     return this.closedPromise;
   }
 
+  // --- streams (PROTOCOL.md §14, src/stream/): the agent only routes frames to the mux ---
+  private mux: StreamMux | null = null;
+
+  private streamMux(): StreamMux {
+    this.mux ??= new StreamMux(this, this.opts.streams, this.opts.clock);
+    return this.mux;
+  }
+
+  /**
+   * Opens a stream to agent `to` (32 hex digits): a Node `Duplex` with backpressure, `end()`
+   * as half-close and `destroy(err)` as reset. Data may be written at once (up to 256 KiB go
+   * before the peer answers). Throws like `send()` (POSTERN_ERR_INVALID_ID,
+   * POSTERN_ERR_NOT_CONNECTED, ...) and POSTERN_ERR_STREAM_REFUSED past `streams.maxStreams`;
+   * later failures destroy the stream with a coded error (see {@link Stream}).
+   */
+  openStream(to: string, options: OpenStreamOptions = {}): Stream {
+    if (this.state === 'closed' || this.state === 'closing') throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
+    if (typeof to !== 'string' || !HEX_ID.test(to)) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits');
+    return this.streamMux().open(to.toLowerCase(), options, this.opts.keyPair !== undefined);
+  }
+
+  /**
+   * Sends `payload` to `to` as a REQUEST (§14.7) and resolves with the peer's reply: the peer
+   * receives it as a message (`'message'` or the iterator) and answers with `m.reply()`.
+   * Rejects with POSTERN_ERR_TIMEOUT after `timeout` ms, the router's code for an
+   * undeliverable request (POSTERN_ERR_UNKNOWN_DESTINATION ...), or like `send()`.
+   */
+  request(to: string, payload: Uint8Array | string, options: RequestOptions = {}): Promise<Message> {
+    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
+    if (typeof to !== 'string' || !HEX_ID.test(to)) return Promise.reject(new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits'));
+    return this.streamMux().request(to.toLowerCase(), payload, options);
+  }
+
+  /** Streams open now (both directions). */
+  get streamCount(): number {
+    return this.mux?.size ?? 0;
+  }
+
   /** @internal The first connection attempt (see {@link connect}). */
   async _start(): Promise<void> {
     const signal = this.opts.signal;
@@ -546,6 +592,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     if (this.opts.anonymous) body['anonymous'] = true;
     // An anonymous connection publishes no key: it would link its messages to one identity.
     if (this.opts.publicKey !== undefined && !this.opts.anonymous) body['key'] = Buffer.from(this.opts.publicKey);
+    if (this.opts.stableId) body['stable'] = true; // [P-15.2] proven in the second REGISTER
     // The token goes back only to the router that issued it (another could replay it there
     // to take our ID), and only within the grace it announced.
     if (
@@ -603,6 +650,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
           register: this.registerBody(target),
           // A stream of large messages should not stop for 'drain' after each one.
           writeWait: Math.min(WRITE_WAIT, this.opts.maxSendBuffer >> 1),
+          prove: this.opts.stableId ? (nonce) => stableProof(this.opts.keyPair!.secretKey, this.opts.keyPair!.publicKey, nonce) : undefined,
         },
         {
           registered: (body) => {
@@ -769,6 +817,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   private onMessage(m: Message): void {
+    // [P-14.1] stream traffic goes to the stream layer; only REQUESTs come back as messages.
+    if (isStreamPayload(m.data)) {
+      const r = this.streamMux().receive(m);
+      if (r === undefined) return;
+      m = r;
+    }
     if (this.inbox.length === 0 && this.listenerCount('message') > 0) {
       this.emitMessage(m);
       return;

@@ -8,6 +8,7 @@ import { isSmallOrder, x25519Base } from '../crypto/x25519.js';
 import type { JitterMode } from '../net/backoff.js';
 import { parseEndpoints, parseRouterAddress, type Endpoint } from '../net/address.js';
 import { resolveTransport, type ResolvedTransport } from '../net/dial.js';
+import { resolveStreamOptions, type ResolvedStreamOptions, type StreamOptions } from '../stream/options.js';
 
 export { parseRouterAddress };
 
@@ -67,6 +68,28 @@ export interface AgentOptions {
    * cannot pause for these: the answers come in behind the messages). Default `1024`.
    */
   maxQueue?: number;
+  /**
+   * Bytes of message payload held for the consumer: the queue also counts as full (reading
+   * pauses) once its messages carry this many bytes, and resumes at half. Stream data is
+   * not queued here: each stream holds at most its own window. Default `67108864` (64 MiB).
+   */
+  maxQueueBytes?: number;
+  /**
+   * `connect()` waits for a router that is not up yet: a failed first attempt is retried
+   * with the reconnect policy (`reconnectDelay`, `reconnectMaxDelay`, `maxReconnectAttempts`)
+   * instead of rejecting at once. Permanent errors (bad magic, version, admission) still
+   * reject. Default `false`.
+   */
+  waitForRouter?: boolean;
+  /**
+   * Register for the stable ID of `keyPair` on the router (its router ID, then a hash of the
+   * public key: PROTOCOL.md §15), proving the key at REGISTER, instead of a random ID: the
+   * agent keeps its address across reconnects and router restarts. Needs `keyPair` (and its
+   * key published). Default `false`.
+   */
+  stableId?: boolean;
+  /** Stream layer limits, windows and timers (see {@link StreamOptions}). Default: `STREAM_DEFAULTS`. */
+  streams?: StreamOptions;
   /** Status events held per `status()` iterator; the oldest is dropped (and counted) beyond this. Default `64`. */
   maxStatusQueue?: number;
   /**
@@ -155,6 +178,10 @@ export interface ResolvedAgentOptions {
   readonly closeTimeout: number;
   readonly maxQueue: number;
   readonly maxStatusQueue: number;
+  readonly maxQueueBytes: number;
+  readonly waitForRouter: boolean;
+  readonly stableId: boolean;
+  readonly streams: ResolvedStreamOptions;
   readonly maxSendBuffer: number;
   readonly clock: Clock;
   readonly createConnection: (() => Duplex) | undefined;
@@ -184,6 +211,9 @@ export const AGENT_DEFAULTS = Object.freeze({
   closeTimeout: 2_000,
   maxQueue: 1024,
   maxStatusQueue: 64,
+  maxQueueBytes: 64 * 1024 * 1024,
+  waitForRouter: false,
+  stableId: false,
   maxSendBuffer: 8 * 1024 * 1024,
   clock: systemClock,
   random: Math.random,
@@ -206,6 +236,7 @@ const KNOWN = new Set<string>([
   'ca',
   'pin',
   'insecure',
+  'streams',
 ]);
 
 /** Merges `options` over {@link AGENT_DEFAULTS} and validates every field. */
@@ -251,6 +282,11 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
     bad('publicKey', 'must be keyPair.publicKey when both are given');
   }
   if (publicKey === undefined && publishKey && keyPair !== undefined) publicKey = keyPair.publicKey;
+  const waitForRouter = options.waitForRouter ?? AGENT_DEFAULTS.waitForRouter;
+  if (typeof waitForRouter !== 'boolean') bad('waitForRouter', 'must be a boolean');
+  const stableId = options.stableId ?? AGENT_DEFAULTS.stableId;
+  if (typeof stableId !== 'boolean') bad('stableId', 'must be a boolean');
+  if (stableId && (keyPair === undefined || !publishKey || anonymous)) bad('stableId', 'needs keyPair, a published key, and a non-anonymous agent');
   const verifyWithDirectory = options.verifyWithDirectory ?? AGENT_DEFAULTS.verifyWithDirectory;
   if (typeof verifyWithDirectory !== 'boolean') bad('verifyWithDirectory', 'must be a boolean');
   return Object.freeze({
@@ -267,6 +303,10 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
     closeTimeout: int(options, 'closeTimeout', 0),
     maxQueue: int(options, 'maxQueue', 1),
     maxStatusQueue: int(options, 'maxStatusQueue', 1),
+    maxQueueBytes: int(options, 'maxQueueBytes', 1),
+    waitForRouter,
+    stableId,
+    streams: resolveStreamOptions(options.streams),
     maxSendBuffer: int(options, 'maxSendBuffer', 0),
     clock,
     createConnection: options.createConnection,
@@ -335,6 +375,7 @@ type IntKey =
   | 'closeTimeout'
   | 'maxQueue'
   | 'maxStatusQueue'
+  | 'maxQueueBytes'
   | 'maxSendBuffer'
   | 'keyCacheSize';
 

@@ -1,6 +1,7 @@
 // Over 500 lines because one connection's state machine stays in one file: the receive fast
 // path and the write slab are its read and write halves, and split off they would reach into
 // its state on every frame.
+import { decodeChallenge } from '../protocol/stable-id.js';
 import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../net/clock.js';
 import { ControlCodec, readClose, readError, type DrainBody, type LookupResultBody, type RegisteredBody } from '../protocol/control.js';
@@ -78,6 +79,8 @@ export interface SessionOptions {
    * sends every byte through the decoder (its slow twin, which tests compare it with).
    */
   readonly fastPath?: boolean;
+  /** [P-15.2] With `register.stable`: the proof for a CHALLENGE's nonce (see src/protocol/stable-id.ts). */
+  readonly prove?: (nonce: Buffer) => Buffer | undefined;
 }
 
 /** Session state; see the module comment. */
@@ -439,6 +442,20 @@ export class Session {
       case FrameType.CLOSE: {
         const f = readClose(buf, start, end);
         this.onPeerClose(errorFromWire(f.code, f.reason));
+        return;
+      }
+      case FrameType.CHALLENGE: {
+        // [P-15.2] only an agent that asked for a stable ID gets one; it answers with the proof.
+        const prove = this.opts.prove;
+        if (this.state !== 'handshake' || prove === undefined) throw malformed('CHALLENGE not asked for');
+        let proof: Buffer | undefined;
+        try {
+          proof = prove(decodeChallenge(buf, start, end));
+        } catch {
+          throw malformed('CHALLENGE body must be { nonce: 32 bytes }');
+        }
+        if (proof === undefined) throw malformed('CHALLENGE nonce of small order');
+        this.write(this.opts.codec.encodeRegister({ ...this.opts.register, proof }));
         return;
       }
       case FrameType.REGISTERED: {

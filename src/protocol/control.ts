@@ -39,6 +39,10 @@ export interface RegisterRequest {
   resume?: Buffer;
   /** The admission token. */
   token?: string;
+  /** `stable: true`: register for the stable ID of `key` (PROTOCOL.md §15). Absent means false. */
+  stable: boolean;
+  /** The stable-ID proof, in the second REGISTER only (a copy; its length is the §15 check's). */
+  proof?: Buffer;
 }
 
 /** REGISTERED body (router → agent): everything the agent must honour. [P-4.2] */
@@ -149,7 +153,7 @@ export class ControlCodec {
     const anonymous = m['anonymous'];
     // [P-11.1-1] never a visible registration for an agent that asked, however oddly, for anonymity
     if (anonymous !== undefined && typeof anonymous !== 'boolean') malformed('REGISTER.anonymous must be a boolean');
-    const out: RegisterRequest = { anonymous: anonymous === true };
+    const out: RegisterRequest = { anonymous: anonymous === true, stable: false };
     const key = m['key'];
     if (key !== undefined) {
       if (!(key instanceof Uint8Array) || key.length !== 32) malformed('REGISTER.key must be 32 bytes of bin'); // [P-11.1-2]
@@ -167,6 +171,14 @@ export class ControlCodec {
     if (token !== undefined) {
       if (typeof token !== 'string') malformed('REGISTER.token must be a string');
       out.token = token;
+    }
+    const stable = m['stable'];
+    if (stable !== undefined && typeof stable !== 'boolean') malformed('REGISTER.stable must be a boolean');
+    out.stable = stable === true;
+    const proof = m['proof'];
+    if (proof !== undefined) {
+      if (!(proof instanceof Uint8Array)) malformed('REGISTER.proof must be bin');
+      out.proof = Buffer.from(proof);
     }
     return out;
   }

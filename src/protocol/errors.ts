@@ -94,6 +94,15 @@ export const ErrorCode = {
   KEY_FILE_INSECURE: 'POSTERN_ERR_KEY_FILE_INSECURE',
   /** A key file that is not valid postern key JSON, or whose keys do not match. */
   BAD_KEY_FILE: 'POSTERN_ERR_BAD_KEY_FILE',
+  // Local only: the stream layer (src/stream, PROTOCOL.md §14)
+  /** The peer reset the stream (its RESET code is in `stream.resetCode`), or broke the stream protocol. */
+  STREAM_RESET: 'POSTERN_ERR_STREAM_RESET',
+  /** The peer refused the stream: it accepts none, not from this sender, or is at its limit. */
+  STREAM_REFUSED: 'POSTERN_ERR_STREAM_REFUSED',
+  /** The peer offers no service by the name given in `openStream()`. */
+  UNKNOWN_SERVICE: 'POSTERN_ERR_UNKNOWN_SERVICE',
+  /** No answer in time: a stream not accepted, a request not replied to, a keepalive unanswered. */
+  TIMEOUT: 'POSTERN_ERR_TIMEOUT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

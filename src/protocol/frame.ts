@@ -69,6 +69,8 @@ export const FrameType = {
   PONG: 0x06,
   /** Router is going away: reconnect after a delay, maybe elsewhere. MessagePack {after, grace, alternates}. [P-12.1] */
   DRAIN: 0x07,
+  /** Stable addresses: the router's nonce for a REGISTER asking for a stable ID. MessagePack {nonce}. [P-15.2] */
+  CHALLENGE: 0x08,
   SEND: 0x10,
   DELIVER: 0x11,
   /** Key directory: ask the router for the X25519 key an ID registered. MessagePack {ref, id}. [P-11.4] */
@@ -118,6 +120,7 @@ export const FRAME_TYPE_NAMES: Readonly<Record<number, string>> = Object.freeze(
   [FrameType.PING]: 'PING',
   [FrameType.PONG]: 'PONG',
   [FrameType.DRAIN]: 'DRAIN',
+  [FrameType.CHALLENGE]: 'CHALLENGE',
   [FrameType.SEND]: 'SEND',
   [FrameType.DELIVER]: 'DELIVER',
   [FrameType.LOOKUP]: 'LOOKUP',
@@ -142,6 +145,7 @@ export const MIN_FRAME_SIZE: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.PING]: HEADER_SIZE,
   [FrameType.PONG]: HEADER_SIZE,
   [FrameType.DRAIN]: HEADER_SIZE + 1,
+  [FrameType.CHALLENGE]: HEADER_SIZE + 1,
   [FrameType.SEND]: RELAY_HEADER_SIZE,
   [FrameType.DELIVER]: RELAY_HEADER_SIZE,
   [FrameType.LOOKUP]: HEADER_SIZE + 1,
@@ -160,6 +164,7 @@ export const MAX_FRAME_SIZE_BY_TYPE: Readonly<Record<number, number>> = Object.f
   [FrameType.PONG]: HEADER_SIZE + MAX_PING_PAYLOAD,
   [FrameType.SOURCE]: SOURCE_SIZE,
   [FrameType.LOOKUP]: 256,
+  [FrameType.CHALLENGE]: PRE_REGISTER_MAX_FRAME,
   [FrameType.LOOKUP_RESULT]: 256,
   [FrameType.LINK_HELLO]: PRE_REGISTER_MAX_FRAME,
   [FrameType.LINK_CHALLENGE]: PRE_REGISTER_MAX_FRAME,

@@ -1,3 +1,4 @@
+import { StableChallenge } from '../protocol/stable-id.js';
 import { Socket } from 'node:net';
 import { PassThrough, type Duplex } from 'node:stream';
 import { Decoder, type FrameSink } from '../protocol/decoder.js';
@@ -266,6 +267,8 @@ export class RouterConnection implements FrameSink {
   // Anonymity: no ID (anonymous connection), reply handles issued, the sticky one.
   /** True for a connection registered without an identity. */
   anonymous = false;
+  /** [P-15.2] The stable-ID challenge of this connection, once asked for. */
+  private stable: StableChallenge | null = null;
   /** The X25519 public key the agent registered, for LOOKUP. */
   publicKey: Buffer | null = null;
   private handles: Array<Handle<RouterConnection>> | null = null;
@@ -1140,6 +1143,16 @@ export class RouterConnection implements FrameSink {
     }
     const { anonymous, key } = body;
     const o = this.ctx.options;
+    // [P-15.2] a stable ID: CHALLENGE first, then the proof; the ID is then taken over like a resume
+    let stableId: Buffer | undefined;
+    if (body.stable && !anonymous) {
+      const r = (this.stable ??= new StableChallenge()).step(body, o.routerId);
+      if ('frame' in r) return void this.writeChunks(r.frame);
+      if ('fail' in r) return void this.close(WireCode.ADMISSION_DENIED, r.fail);
+      stableId = r.id;
+      if (o.resumeGrace > 0) Object.assign(body, { id: stableId, resume: this.ctx.resumeToken(stableId) });
+      else if (this.ctx.registry.lookup(stableId, 0) !== undefined) return void this.sendError(WireCode.ALREADY_REGISTERED, 0, null, 'the stable ID is in use');
+    }
     this.kind = 'agent';
     this.state = ConnState.OPEN;
     this.decoder.maxFrame = o.maxFrame;
@@ -1158,7 +1171,7 @@ export class RouterConnection implements FrameSink {
         held = r.held;
         resumed = true;
       } else {
-        this.id = this.ctx.registry.newId(o.routerId);
+        this.id = stableId ?? this.ctx.registry.newId(o.routerId);
       }
       this.idText = formatId(this.id);
       this.w0 = this.id.readInt32LE(0);
