@@ -9,7 +9,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runCell, type CellResult } from './lib/load.js';
-import { runE2E, type E2EResult, type E2ESystem } from './lib/e2e.js';
+import { primitiveSpeeds, runE2E, type E2EResult, type E2ESystem, type PrimitiveSpeed } from './lib/e2e.js';
+import { nativeCryptoAvailable } from '../src/crypto/backend.js';
 import { freePort, startChild, which, type ServerChild } from './lib/proc.js';
 import { median } from './lib/stats.js';
 import { posternWire } from './lib/wire.js';
@@ -53,6 +54,8 @@ export interface E2ERow {
 export interface E2EReport {
   rows: E2ERow[];
   notes: string[];
+  /** The sealing primitives' own speed, per backend, measured in this run. */
+  primitives: PrimitiveSpeed[];
 }
 
 /** The CORE the servers are pinned to (run.ts pins itself to the other). */
@@ -104,12 +107,13 @@ export async function e2eSection(env: E2EEnv): Promise<E2EReport> {
     const cells: Array<{ system: string; size: number; k: number }> = [];
     const plainSystems = ['raw', 'postern', 'postern-iter', 'natsjs', 'mqttjs'].filter(want);
     for (const size of env.sizes) for (const k of env.ks) for (const system of plainSystems) cells.push({ system, size, k });
-    const sealedSystems = ['sealed-anon', 'sealed-proof'].filter(want);
+    const sealedSystems = ['sealed-anon', 'sealed-proof', 'sealed-anon-portable', 'sealed-proof-portable'].filter(want);
     const sealedSizes = env.quick ? [env.sizes[0]!] : [256, 65536];
     const sealedKs = env.quick ? [1] : env.ks;
     for (const size of sealedSizes) {
       for (const k of sealedKs) {
-        for (const system of sealedSystems) cells.push({ system, size, k });
+        // The portable backend only at K = 1: it is the "before" of the sealed rows.
+        for (const system of sealedSystems) if (k === 1 || !system.endsWith('-portable')) cells.push({ system, size, k });
         if (!env.sizes.includes(size) && want('postern')) cells.push({ system: 'postern', size, k });
       }
     }
@@ -169,7 +173,12 @@ export async function e2eSection(env: E2EEnv): Promise<E2EReport> {
   } finally {
     for (const s of servers) await s.stop();
   }
-  return { rows, notes };
+  const primitives: PrimitiveSpeed[] = [];
+  if (env.systems.some((s) => s.startsWith('sealed'))) {
+    env.progress('sealing primitives');
+    primitives.push(...(await primitiveSpeeds(nativeCryptoAvailable() ? ['native', 'portable'] : ['portable'], env.quick ? 20 : 60, env.quick ? 1 : 9)));
+  }
+  return { rows, notes, primitives };
 }
 
 /** The ratios issue 14 asks for, from one run's rows. */
@@ -196,6 +205,8 @@ export function e2eTargets(rows: E2ERow[]): Array<{ name: string; want: string; 
     unit: 'x',
   });
   const s256 = worst(['sealed-anon', 'sealed-proof'].map((s) => get(s, 256, 1)?.msgsPerSec));
-  out.push({ name: `e2e sealed 256 B K=1 msg/s (worst of anon/proof) vs ${SEALED_256_BEFORE} before`, want: '>= 3x', value: s256 === undefined ? undefined : s256 / SEALED_256_BEFORE, ok: (v) => v >= 3, unit: 'x' });
+  out.push({ name: `e2e sealed 256 B K=1 msg/s (worst of anon/proof) vs ${SEALED_256_BEFORE} (issue 14)`, want: '>= 3x', value: s256 === undefined ? undefined : s256 / SEALED_256_BEFORE, ok: (v) => v >= 3, unit: 'x' });
+  const p256 = worst(['sealed-anon-portable', 'sealed-proof-portable'].map((s) => get(s, 256, 1)?.msgsPerSec));
+  out.push({ name: 'e2e sealed 256 B K=1: native vs portable crypto, same run', want: '>= 3x', value: s256 === undefined || p256 === undefined ? undefined : s256 / p256, ok: (v) => v >= 3, unit: 'x' });
   return out;
 }

@@ -5,7 +5,8 @@
  * every message arrived in order. See benchmarks/README.md for how to read the numbers.
  *
  * Flags: --quick, --duration <ms>, --warmup <ms>, --repeats <n>, --sections <list>
- * (throughput,latency,scale,sealed), --systems <list> (postern,plain,nats), --sizes <list>,
+ * (throughput,latency,scale,sealed,transports), --systems <list> (postern,plain,nats), --sizes <list>,
+ * (throughput,latency,scale,sealed,streams), --stream-pause <ms>, --systems <list> (postern,plain,nats), --sizes <list>,
  * --ks <list>, --patterns <list>, --scale-n <n>, --profile (router under --cpu-prof, profile
  * in benchmarks/results/), --out <file>.
  */
@@ -22,6 +23,8 @@ import { natsWire, plainWire, posternWire, probeMesh, type SystemName, type Wire
 import { freePort, pinSelf, script, sleep, startChild, which, type ServerChild } from './lib/proc.js';
 import { median } from './lib/stats.js';
 import { runScale, type ScaleResult } from './lib/scale.js';
+import { formatTransports, runTransports } from './transports.js';
+import { streamsBench } from './streams.js';
 import { e2eSection, e2eTargets, type E2EReport } from './e2e.js';
 import { abuseLegend, abuseSection, abuseTable, ATTACKS, type AbuseRow, type AttackName } from './abuse.js';
 
@@ -40,6 +43,7 @@ const { values: flags } = parseArgs({
     attacks: { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
+    'stream-pause': { type: 'string' },
     'e2e-systems': { type: 'string' },
     'e2e-ks': { type: 'string' },
   },
@@ -56,8 +60,9 @@ const cfg = {
   ks: nums(flags.ks, quick ? [1, 16] : [1, 16, 256]),
   patterns: list(flags.patterns, ['pairs', 'spray']) as Pattern[],
   systems: list(flags.systems, quick ? ['postern', 'plain'] : ['postern', 'plain', 'nats']) as SystemName[],
-  sections: list(flags.sections, ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e']),
-  e2eSystems: list(flags['e2e-systems'], quick ? ['postern', 'postern-iter', 'sealed-anon', 'sealed-proof'] : ['raw', 'postern', 'postern-iter', 'natsjs', 'mqttjs', 'sealed-anon', 'sealed-proof']),
+  // transports (benchmarks/transports.ts) only in full runs: the quick CI run stays short.
+  sections: list(flags.sections, quick ? ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e', 'streams'] : ['throughput', 'latency', 'mesh', 'scale', 'sealed', 'e2e', 'transports', 'streams']),
+  e2eSystems: list(flags['e2e-systems'], quick ? ['postern', 'postern-iter', 'sealed-anon', 'sealed-proof'] : ['raw', 'postern', 'postern-iter', 'natsjs', 'mqttjs', 'sealed-anon', 'sealed-proof', 'sealed-anon-portable', 'sealed-proof-portable']),
   e2eKs: nums(flags['e2e-ks'], quick ? [1] : [1, 16]),
   durationMs: Number(flags.duration ?? (quick ? 250 : 2000)),
   warmupMs: Number(flags.warmup ?? (quick ? 100 : 500)),
@@ -692,6 +697,20 @@ async function main(): Promise<number> {
     }
   }
   lap('abuse', since);
+  since = performance.now();
+  const transports = cfg.sections.includes('transports')
+    ? await runTransports({ quick, durationMs: cfg.durationMs, warmupMs: cfg.warmupMs, repeats: cfg.repeats, resultsDir, startRouter, progress, note })
+    : null;
+  if (transports !== null) for (const e of transports.errors) (/ lost, | out of order/.test(e) ? failures : warnings).push(`transports: ${e}`);
+  lap('transports', since);
+  // benchmarks/streams.ts; --stream-pause <ms> sets how long its paused reader stays paused.
+  const streams = cfg.sections.includes('streams') && cfg.systems.includes('postern')
+    ? await streamsBench({ mib: quick ? 32 : 256, repeats: cfg.repeats, pauseMs: Number(flags['stream-pause'] ?? (quick ? 1000 : 30_000)), rpcMs: quick ? 300 : 2000, progress: note }).catch((err: unknown) => {
+        failures.push(`streams: ${(err as Error).message}`);
+        return null;
+      })
+    : null;
+  lap('streams', since);
 
   machine.loadEnd = loadavg()[0]!;
   // ----------------------------------------------------------------------- ratios and targets
@@ -830,18 +849,22 @@ async function main(): Promise<number> {
       lines.push(table(['op', 'bytes', 'ops/s', 'MB/s'], so.rows.map((r) => [r.op, String(r.size), fmtRate(r.opsPerSec), fmtMB(r.mbPerSec)]), 1));
     } else if (so?.note !== undefined) lines.push(`seal/open: ${so.note}`);
   }
+  if (transports !== null) lines.push(...formatTransports(transports));
   if (e2e !== null && e2e.rows.length > 0) {
     lines.push('');
     lines.push('end to end: program to program through one server with each client library (raw: the load generator through the same router, no library)');
-    lines.push('(msg/s delivered; MB/s payload; cpu = server/client process % of a core)');
+    lines.push('(msg/s delivered; MB/s payload; cpu = server/client process % of a core; msg/cpu-s = msg/s per second of client CPU, which holds up better than msg/s on a busy machine)');
     const base = (r: { size: number; k: number }): number => e2e!.rows.find((x) => x.system === 'natsjs' && x.size === r.size && x.k === r.k)?.msgsPerSec ?? NaN;
     lines.push(
       table(
-        ['system', 'size', 'K', 'msg/s', 'MB/s', 'cpu%', 'vs nats.js', 'ordered'],
-        [...e2e.rows].sort((a, b) => a.size - b.size || a.k - b.k).map((r) => [r.system, sizeName(r.size), `K=${r.k}`, fmtRate(r.msgsPerSec), fmtMB(r.mbPerSec), `${r.serverCpu.toFixed(0)}/${r.clientCpu.toFixed(0)}`, fmtRatio(r.msgsPerSec / base(r)), r.inOrder ? 'yes' : 'NO']),
+        ['system', 'size', 'K', 'msg/s', 'MB/s', 'cpu%', 'msg/cpu-s', 'vs nats.js', 'ordered'],
+        [...e2e.rows].sort((a, b) => a.size - b.size || a.k - b.k).map((r) => [r.system, sizeName(r.size), `K=${r.k}`, fmtRate(r.msgsPerSec), fmtMB(r.mbPerSec), `${r.serverCpu.toFixed(0)}/${r.clientCpu.toFixed(0)}`, fmtRate(r.msgsPerSec / (r.clientCpu / 100)), fmtRatio(r.msgsPerSec / base(r)), r.inOrder ? 'yes' : 'NO']),
       ),
     );
     for (const n of e2e.notes) lines.push(`e2e: ${n}`);
+    for (const p of e2e.primitives) {
+      lines.push(`sealing primitives (${p.backend}): X25519 ${fmtRate(p.x25519PerSec)}/s, fixed-base X25519 ${fmtRate(p.x25519BasePerSec)}/s, XSalsa20-Poly1305 ${fmtMB(p.secretboxMBps)} MB/s (64 KiB)`);
+    }
   }
   if (abuse.length > 0) {
     lines.push('');
@@ -851,8 +874,12 @@ async function main(): Promise<number> {
   }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
   lines.push('');
-  lines.push('targets (issue 3)');
+  lines.push('targets (router: issue 3; e2e and probe ratio: issue 14)');
   lines.push(table(['target', 'want', 'measured', 'met'], targets.map((x) => [x.name, x.target, x.shown, x.met === null ? '-' : x.met ? 'yes' : 'NO']), 4));
+  if (streams !== null) {
+    lines.push('', `streams (benchmarks/streams.ts, ${streams.mib} MiB per run): one stream ${streams.oneStream.postern.toFixed(0)} MB/s, direct TCP ${streams.oneStream.direct.toFixed(0)}, socat ${streams.oneStream.socat?.toFixed(0) ?? '-'}; 64 streams ${streams.parallel64.toFixed(0)} MB/s`);
+    lines.push(table(['stream target', 'want', 'measured', 'met'], streams.targets.map((x) => [x.name, `>= ${x.target}x`, `${x.value.toFixed(2)}x`, x.met ? 'yes' : 'NO']), 4));
+  }
   for (const w of warnings) lines.push(`warning: ${w}`);
   for (const f of failures) lines.push(`FAILED: ${f}`);
   lines.push('');
@@ -877,6 +904,8 @@ async function main(): Promise<number> {
     scale,
     mesh,
     sealed: seal,
+    transports,
+    streams,
     e2e,
     abuse,
     targets,

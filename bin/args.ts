@@ -5,12 +5,15 @@
  * @module
  */
 import { InvalidArgumentError } from 'commander';
-import { DEFAULT_PORT, parseRouterAddress } from '../src/index.js';
+import { DEFAULT_PORT } from '../src/index.js';
+import { parseEndpoints } from '../src/net/address.js';
 
-/** Where an agent dials: a host name or address and a TCP port. */
+/** Where an agent dials: the first router's host and port, and every address given (PROTOCOL.md §13.1). */
 export interface RouterAddress {
   host: string;
   port: number;
+  /** Every address, in the order tried (`host:port` or a URL: tcp, tls, ws, wss, http, https). */
+  list?: string[];
 }
 
 /** The router an agent command dials when `--router` and POSTERN_ROUTER are unset. */
@@ -46,11 +49,16 @@ export const parseListenPort = integerIn(0, 65535);
  */
 export function parseRouter(value: string): RouterAddress {
   try {
-    return parseRouterAddress(value.trim());
+    const items = value.split(',').map((t) => t.trim());
+    const list = parseEndpoints(items);
+    const first = { host: list[0]!.host, port: list[0]!.port };
+    // One plain host:port stays what it always was; URLs and lists travel as given.
+    return items.length === 1 && list[0]!.scheme === 'tcp' && !items[0]!.includes('://') ? first : { ...first, list: items };
   } catch {
-    throw new InvalidArgumentError(`Expected host:port, e.g. ${DEFAULT_ROUTER} or [::1]:${DEFAULT_PORT}.`);
+    throw new InvalidArgumentError(`Expected host:port or a URL (tls://host, wss://host/path, ...), or a comma-separated list of them, e.g. ${DEFAULT_ROUTER} or [::1]:${DEFAULT_PORT}.`);
   }
 }
+
 
 /** `host:port` for messages, with brackets around IPv6 addresses. */
 export function formatAddress(host: string, port: number): string {

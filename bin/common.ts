@@ -5,14 +5,14 @@
  * @module
  */
 import { Option, type Command } from 'commander';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { connect, ErrorCode, loadKeyFile, PosternError, type Agent, type AgentOptions, type KeyPair, type Message } from '../src/index.js';
 import { DEFAULT_ROUTER, formatAddress, integerIn, parseRouter, type RouterAddress } from './args.js';
-import { ExitStatus, formatError, messageJson, messagePlain } from './output.js';
+import { dialError, ExitStatus, formatError, messageJson, messagePlain } from './output.js';
 
 /** `-r, --router <host:port>`, defaulting to POSTERN_ROUTER, then 127.0.0.1:7447. */
 export function routerOption(): Option {
-  return new Option('-r, --router <host:port>', 'router to dial ([v6]:port for IPv6; port defaults to 7447)')
+  return new Option('-r, --router <address>', 'router to dial: host:port ([v6]:port for IPv6; port defaults to 7447) or tls://host, wss://host/path, ...; a comma-separated list fails over in order')
     .env('POSTERN_ROUTER')
     .default(parseRouter(DEFAULT_ROUTER), DEFAULT_ROUTER)
     .argParser(parseRouter);
@@ -31,6 +31,11 @@ export interface IdentityOptions {
   tokenFile?: string;
   key?: string;
   anonymous?: boolean;
+  /** --proxy, --ca, --pin, --insecure (PROTOCOL.md §13). */
+  proxy?: string;
+  ca?: string;
+  pin?: string;
+  insecure?: boolean;
 }
 
 /**
@@ -41,7 +46,11 @@ export interface IdentityOptions {
 export function addAdmissionOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--token <token>', 'admission token for a router that requires one (visible in ps: prefer --token-file or POSTERN_TOKEN)').env('POSTERN_TOKEN'))
-    .option('--token-file <file>', 'read the admission token from the first line of this file');
+    .option('--token-file <file>', 'read the admission token from the first line of this file')
+    .option('--proxy <url>', 'dial through this proxy: http://[user:pass@]host:port, socks5://..., socks5h://...; "none" for no proxy (default: https_proxy / ALL_PROXY / NO_PROXY as curl reads them)')
+    .option('--ca <file>', 'trust this PEM CA for tls://, wss://, https:// routers instead of the system CAs')
+    .option('--pin <sha256/base64>', "also require the router certificate's public key to have this SPKI SHA-256 pin")
+    .option('--insecure', 'do NOT verify the router certificate (testing only; warns every time)');
 }
 
 /**
@@ -56,8 +65,29 @@ export function readOptionFile(path: string, option: string): string {
   }
 }
 
-/** The first non-empty line of a secret file, without surrounding white space. */
+/**
+ * Refuses a secret file that group or others may read or write, as a key file is refused
+ * (POSTERN_ERR_KEY_FILE_INSECURE, exit 2): a mesh secret in a 0644 file lets every local user
+ * join the mesh. systemd credentials (LoadCredential, %d/…) are 0400 and pass.
+ */
+export function checkSecretMode(path: string, option: string): void {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch (err) {
+    throw new PosternError(ErrorCode.CONFIG, `${option}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+  }
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    throw new PosternError(
+      ErrorCode.KEY_FILE_INSECURE,
+      `${option}: ${path} has mode 0${(mode & 0o777).toString(8)}; a secret file must not be accessible to group or others (chmod 600)`,
+    );
+  }
+}
+
+/** The first non-empty line of a secret file (mode checked), without surrounding white space. */
 export function readSecretFile(path: string, option: string): string {
+  checkSecretMode(path, option);
   const line = readOptionFile(path, option)
     .split(/\r?\n/)
     .map((l) => l.trim())
@@ -67,20 +97,24 @@ export function readSecretFile(path: string, option: string): string {
 }
 
 /** Agent options from `--token[-file]`, `--key` and `--anonymous`. */
-export async function identity(opts: IdentityOptions): Promise<Pick<AgentOptions, 'token' | 'keyPair' | 'anonymous'>> {
+export async function identity(opts: IdentityOptions): Promise<Pick<AgentOptions, 'token' | 'keyPair' | 'anonymous' | 'proxy' | 'ca' | 'pin' | 'insecure'>> {
   const token = opts.tokenFile !== undefined ? readSecretFile(opts.tokenFile, '--token-file') : opts.token;
   let keyPair: KeyPair | undefined;
   if (opts.key !== undefined) keyPair = await loadKeyFile(opts.key);
-  return { token, keyPair, anonymous: opts.anonymous === true };
+  // The flag wins over the environment; "none" turns both off.
+  const proxy = opts.proxy === undefined ? 'env' : opts.proxy === 'none' ? false : opts.proxy;
+  return { token, keyPair, anonymous: opts.anonymous === true, proxy, ca: opts.ca, pin: opts.pin, insecure: opts.insecure === true };
 }
 
 /** Connects (one attempt, bounded by `timeout`); errors name the router dialled. */
 export async function dial(address: RouterAddress, timeout: number, reconnect: boolean, extra: AgentOptions = {}): Promise<Agent> {
   try {
-    return await connect({ ...extra, router: address, reconnect, connectTimeout: timeout });
+    return await connect({ ...extra, router: address.list ?? address, reconnect, connectTimeout: timeout });
   } catch (err) {
-    if (!(err instanceof PosternError)) throw err;
-    throw new PosternError(err.code, `router ${formatAddress(address.host, address.port)}: ${err.message}`, { cause: err.cause, wireCode: err.wireCode });
+    const target = address.list?.join(',') ?? formatAddress(address.host, address.port);
+    const mapped = dialError(err, target);
+    if (mapped !== err || !(err instanceof PosternError)) throw mapped;
+    throw new PosternError(err.code, `router ${target}: ${err.message}`, { cause: err.cause, wireCode: err.wireCode });
   }
 }
 

@@ -11,12 +11,17 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_PORT, ErrorCode } from '../src/index.js';
 import { DEFAULT_ROUTER } from './args.js';
+import { addConformanceCommand } from './commands/conformance.js';
 import { addIdCommand } from './commands/id.js';
 import { addKeygenCommand } from './commands/keygen.js';
 import { addLookupCommand } from './commands/lookup.js';
 import { addListenCommand } from './commands/listen.js';
 import { addRouterCommand } from './commands/router.js';
 import { addSendCommand } from './commands/send.js';
+import { addUnitCommand } from './commands/unit.js';
+import { addConnectCommand } from './commands/connect.js';
+import { addExposeCommand } from './commands/expose.js';
+import { addForwardCommand } from './commands/forward.js';
 import { ExitStatus, exitStatusFor, formatError } from './output.js';
 
 const VERSION = readVersion();
@@ -25,11 +30,13 @@ const EXIT_STATUS_HELP = `
 Exit status:
   0  success (a router or listener stopped by SIGINT/SIGTERM also exits 0)
   1  unexpected failure (a bug: please report it)
-  2  bad input: unknown option, bad value, invalid agent ID, bad config or key file
-  3  the router refused the message or lookup, e.g. POSTERN_ERR_UNKNOWN_DESTINATION,
-     POSTERN_ERR_NO_KEY
-  4  network: could not reach the router, the connection was closed or lost,
-     or the router could not listen (e.g. EADDRINUSE)
+  2  bad input: unknown option, bad value, invalid agent ID, bad config or key file,
+     a secret file others can read, a host name that does not resolve
+     (POSTERN_ERR_UNKNOWN_HOST), a listen address not on this machine
+  3  the router refused the message, lookup or agent, e.g.
+     POSTERN_ERR_UNKNOWN_DESTINATION, POSTERN_ERR_NO_KEY, POSTERN_ERR_ADMISSION_DENIED
+  4  network: could not reach the router (POSTERN_ERR_CONNECT_FAILED), the connection
+     was closed or lost, or a port is busy (POSTERN_ERR_LISTEN_FAILED): retrying may help
 
 Errors are printed on stderr as one line: error: POSTERN_ERR_<CODE>: <message>`;
 
@@ -74,6 +81,11 @@ ${EXIT_STATUS_HELP}`,
   addKeygenCommand(program);
   addLookupCommand(program);
   addIdCommand(program);
+  addUnitCommand(program);
+  addConformanceCommand(program);
+  addExposeCommand(program);
+  addForwardCommand(program);
+  addConnectCommand(program);
   return program;
 }
 

@@ -15,6 +15,11 @@ export { loadConfig, resolveConfig, describeConfig, type RouterConfig, type Reso
 export { connect, Agent, AGENT_DEFAULTS, parseRouterAddress } from './agent/index.js';
 export type { AgentOptions, AgentEvents, Message, RouterInfo, SendOptions, Status, StatusIterator, MessageSender, RejectedMessage, SealTo, Verification } from './agent/index.js';
 export * from './crypto/index.js';
+export { Stream } from './stream/stream.js';
+export type { OpenStreamOptions, RequestOptions } from './stream/mux.js';
+export { STREAM_DEFAULTS, type StreamOptions } from './stream/options.js';
+export { ResetCode, RESET_CODE_NAMES } from './stream/frame.js';
+export { stableIdFor } from './protocol/stable-id.js';
 export { ErrorCode, PosternError, type PosternErrorDetails } from './protocol/errors.js';
 export { DEFAULT_PORT, PROTOCOL_VERSION, WireCode } from './protocol/frame.js';
 export { formatId, parseId, routerIdOf, ID_TEXT_LENGTH } from './protocol/id.js';

@@ -20,3 +20,5 @@ export { sealBoxWithEphemeral, sealNonce } from './crypto/sealed-box.js';
 export { x25519, isSmallOrder } from './crypto/x25519.js';
 export { resolveSizeClasses } from './crypto/padding.js';
 export { BoundedQueue, Heartbeat, ReconnectLoop, backoffDelay, resolveAgentOptions } from './agent/index.js';
+export { cryptoBackend, nativeCryptoAvailable, setCryptoBackend, type CryptoBackendName } from './crypto/backend.js';
+export * from './conformance/index.js';

@@ -69,6 +69,9 @@ export interface Wire {
 
 export type SystemName = 'postern' | 'plain' | 'nats' | 'mesh' | 'sealed';
 
+/** Opens the connection a wire speaks over (plain TCP by default; benchmarks/transports.ts passes TLS and WebSocket). */
+export type Opener = (host: string, port: number, localAddress: string | undefined) => Socket;
+
 function open(host: string, port: number, localAddress: string | undefined): Socket {
   const sock = connect(localAddress === undefined ? { host, port } : { host, port, localAddress });
   sock.setNoDelay(true);
@@ -149,8 +152,8 @@ export class PosternConn implements Conn {
   }
 
   /** Connects, registers and resolves once REGISTERED arrived. */
-  static async open(host: string, port: number, onError: ErrorFn, localAddress?: string, timeoutMs?: number): Promise<PosternConn> {
-    const sock = open(host, port, localAddress);
+  static async open(host: string, port: number, onError: ErrorFn, localAddress?: string, timeoutMs?: number, opener: Opener = open): Promise<PosternConn> {
+    const sock = opener(host, port, localAddress);
     const c = new PosternConn(sock, onError);
     const s = settle(sock, 'postern REGISTER', timeoutMs);
     c.ready = s.done;
@@ -218,19 +221,19 @@ export class PosternConn implements Conn {
  * SEND: Flag.SEALED (0x04) makes it sealed traffic as far as the router can tell (it never
  * looks inside a payload).
  */
-export function posternWire(host: string, port: number, sendPort = port, flags = 0): Wire {
+export function posternWire(host: string, port: number, sendPort = port, flags = 0, opener: Opener = open): Wire {
   return {
     name: flags !== 0 ? 'sealed' : sendPort === port ? 'postern' : 'mesh',
     routes: true,
     head: () => RELAY_HEADER_SIZE,
     tail: 0,
     async openReceiver(_i, onMessage, onError, localAddress, bulk) {
-      const c = await PosternConn.open(host, port, onError, localAddress);
+      const c = await PosternConn.open(host, port, onError, localAddress, undefined, opener);
       c.onMessage = onMessage;
       c.bulk = bulk ?? null;
       return c;
     },
-    openSender: (_i, onError, localAddress) => PosternConn.open(host, sendPort, onError, localAddress),
+    openSender: (_i, onError, localAddress) => PosternConn.open(host, sendPort, onError, localAddress, undefined, opener),
     writeFrame(buf, off, dest, size) {
       writeRelayHeader(buf, off, FrameType.SEND, flags, dest, 0, size);
     },
@@ -319,7 +322,7 @@ const CRLF = 0x0a;
  * then the payload and `\r\n`; answers PING; reports -ERR. A payload that straddles chunks
  * is copied once into a buffer of its size, as the postern decoder does.
  */
-class NatsReader {
+export class NatsReader {
   private rest: Buffer | null = null;
   private pend: Buffer | null = null;
   private pendLen = 0;

@@ -9,8 +9,8 @@ import { Option, type Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { ErrorCode, formatPublicKey, PosternError, type Agent, type Message } from '../../src/index.js';
 import type { RouterAddress } from '../args.js';
-import { addAdmissionOptions, connectTimeoutOption, dial, exitQuietlyOnBrokenPipe, identity, out, printIncoming, routerOption, type IdentityOptions } from '../common.js';
-import { ExitStatus, formatError } from '../output.js';
+import { addAdmissionOptions, connectTimeoutOption, dial, exitQuietlyOnBrokenPipe, identity, out, printIncoming, routerOption, withTimeout, type IdentityOptions } from '../common.js';
+import { ExitStatus, exitStatusFor, formatError } from '../output.js';
 
 interface ListenCommandOptions extends IdentityOptions {
   router: RouterAddress;
@@ -35,7 +35,7 @@ export function addListenCommand(program: Command): void {
     .option('--base64', 'always print message data as base64, even when it is valid UTF-8')
     .option('-k, --key <file>', 'key file (postern keygen): publish its public key in the router\'s directory and open sealed messages')
     .addOption(new Option('--anonymous', 'connect without an ID: nothing can reach this listener except replies to what it sends (-i)'))
-    .option('-i, --interactive', 'also read lines "<id or reply handle> <text>" from stdin and send each')
+    .option('-i, --interactive', 'also read lines "<id or reply handle> <text>" from stdin and send each; exit 0 at end of input, once all are routed')
     .option('--seal', 'with -i: seal what is sent (to the key the message replied to proved, else the directory\'s key)')
     .option('--no-reconnect', 'exit (status 4, printing the code) when the connection is lost instead of reconnecting')
     .addOption(connectTimeoutOption());
@@ -48,8 +48,10 @@ Output, plain (default):
                                and again when a reconnect brings a new ID
   key <base64>                 second, with --key: the public key others seal to
   <from> <text>                one line per message; one trailing newline of the
-                               payload is dropped; a payload that is not valid UTF-8
-                               prints as <from> base64:<data>
+                               payload is dropped; in the rest, backslash, line breaks
+                               and control characters are escaped (\\\\ \\n \\r \\xNN,
+                               \\uNNNN for U+0085, U+2028, U+2029); a payload that is not
+                               valid UTF-8 prints as <from> base64:<data>
   <from> [tags] <text>         a sealed or anonymous message; tags among: anonymous
                                (<from> is then a reply handle), sealed, verified <id>,
                                unverified(<why>), sender <id> (named but not verified)
@@ -151,7 +153,19 @@ async function runListen(opts: ListenCommandOptions): Promise<void> {
     recent.set(m.from, m);
     if (recent.size > REMEMBERED) recent.delete(recent.keys().next().value!);
   });
-  if (opts.interactive === true) readCommands(agent, recent, json, opts.seal === true);
+  if (opts.interactive === true) {
+    readCommands(agent, recent, json, opts.seal === true, () => {
+      // End of input: what was sent is routed (or refused, and printed), then we are done.
+      stopping = true;
+      withTimeout(agent.flush(), opts.timeout, () => new PosternError(ErrorCode.NOT_SENT, `the router did not answer within ${opts.timeout} ms`)).then(
+        () => agent.close().then(() => process.exit(ExitStatus.OK)),
+        (err: unknown) => {
+          process.stderr.write(formatError(err) + '\n');
+          process.exit(exitStatusFor(err));
+        },
+      );
+    });
+  }
 
   // The agent closes by Ctrl-C (stop() exits), or because it gave up.
   const err = await agent.closed();
@@ -163,10 +177,14 @@ async function runListen(opts: ListenCommandOptions): Promise<void> {
  * `-i`: each stdin line `<to> <text>` is sent. When `<to>` is the sender of a message
  * received earlier, it is that message's `reply()` (sealed to the key the message proved, if
  * any); else a plain send, or with --seal one sealed to the directory's key for `<to>`.
- * Errors are printed and reading goes on; EOF stops reading, not listening.
+ * Errors are printed and reading goes on; at EOF, once everything sent has been routed or
+ * refused, the command exits 0 (`printf '<id> hi\n' | postern listen -i` sends and ends).
  */
-function readCommands(agent: Agent, recent: Map<string, Message>, json: boolean, seal: boolean): void {
+function readCommands(agent: Agent, recent: Map<string, Message>, json: boolean, seal: boolean, onEnd: () => void): void {
   const rl = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
+  // Sealed sends resolve later: end only once each has been handed to the agent.
+  const pending = new Set<Promise<unknown>>();
+  rl.once('close', () => void Promise.allSettled([...pending]).then(onEnd));
   const fail = (err: unknown): void => {
     const e = err as PosternError;
     if (json) out(JSON.stringify({ type: 'error', code: e.code ?? ErrorCode.INTERNAL, message: e.message }));
@@ -186,7 +204,11 @@ function readCommands(agent: Agent, recent: Map<string, Message>, json: boolean,
     try {
       const prev = recent.get(to);
       if (prev !== undefined && (!seal || prev.sender !== undefined)) sent(to, prev.reply(text, seal ? { seal: true } : undefined));
-      else if (seal) agent.sendSealed(to, text).then((seq) => sent(to, seq), fail);
+      else if (seal) {
+        const p = agent.sendSealed(to, text).then((seq) => sent(to, seq), fail);
+        pending.add(p);
+        void p.finally(() => pending.delete(p));
+      }
       else sent(to, agent.send(to, text));
     } catch (err) {
       fail(err);

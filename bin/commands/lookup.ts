@@ -40,7 +40,7 @@ Examples:
     .action(async (id: string, opts: LookupCommandOptions) => {
       const target = formatId(parseId(id));
       // Looking up needs no identity of our own: connect anonymously unless a token is needed too.
-      const ident = await identity({ token: opts.token, tokenFile: opts.tokenFile, anonymous: true });
+      const ident = await identity({ ...opts, key: undefined, anonymous: true });
       const agent = await dial(opts.router, opts.timeout, false, ident);
       try {
         const key = await withTimeout(agent.lookup(target), opts.timeout, () => new PosternError(ErrorCode.NOT_SENT, `the router did not answer within ${opts.timeout} ms`));

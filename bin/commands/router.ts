@@ -23,9 +23,11 @@ import {
   type RouterConfig,
   type RouterOptions,
 } from '../../src/index.js';
+import { stdoutIsJournal } from '../../src/net/log.js';
+import { PACKAGE_VERSION } from '../../src/router/metrics.js';
 import { integerIn, parseListenPort } from '../args.js';
-import { readOptionFile, readSecretFile } from '../common.js';
-import { ExitStatus, formatError } from '../output.js';
+import { checkSecretMode, readOptionFile, readSecretFile } from '../common.js';
+import { ExitStatus, formatError, listenError } from '../output.js';
 
 interface RouterCommandOptions {
   config?: string;
@@ -41,6 +43,7 @@ interface RouterCommandOptions {
   tokenFile?: string;
   metrics?: string | false;
   logFormat?: 'plain' | 'json';
+  logPrefix?: 'auto' | 'syslog' | 'none';
   logLevel?: LogLevel;
   logAddresses?: boolean;
   quiet?: boolean;
@@ -93,6 +96,13 @@ export function addRouterCommand(program: Command): void {
     .option('--no-metrics', 'no metrics listener, even if the config file has one')
     .addOption(new Option('--log-format <format>', 'log line format (default plain)').choices(['plain', 'json']))
     .addOption(new Option('--log-level <level>', 'lowest level logged (default info)').choices(['debug', 'info', 'warn', 'error']))
+    .addOption(
+      new Option('--log-prefix <when>', 'start lines with their syslog priority <3>..<7> for journalctl -p: auto (when stdout is the journal), syslog, none (default auto)').choices([
+        'auto',
+        'syslog',
+        'none',
+      ]),
+    )
     .option('--no-log-addresses', 'keep remote IP addresses out of the log (anonymous agents\' addresses never appear)')
     .addOption(new Option('-q, --quiet', 'same as --log-level warn (the listening lines still appear)').conflicts(['verbose', 'logLevel']))
     .addOption(new Option('-v, --verbose', 'same as --log-level debug').conflicts('logLevel'))
@@ -100,23 +110,26 @@ export function addRouterCommand(program: Command): void {
       'after',
       `
 Logs one line per event on stdout. The first is always the listening line, e.g.
-  2026-01-01T00:00:00.000Z INFO  listening host=0.0.0.0 port=7447 router=3054
+  2026-01-01T00:00:00.000Z INFO  listening host=0.0.0.0 port=7447 router=3054 version=0.1.0
 or with --log-format json
-  {"time":"…","level":"info","msg":"listening","host":"0.0.0.0","port":7447,"router":3054}
+  {"time":"…","level":"info","msg":"listening","host":"0.0.0.0","port":7447,"router":3054,"version":"0.1.0"}
 (router is the router ID, in decimal; agent IDs start with it as 8 hex digits). With a
 metrics listener a second line follows: "metrics listening" with its host and port.
+Under systemd (stdout is the journal) each line starts with its syslog priority, <3>
+error to <7> debug, which journald strips and files, so "journalctl -p warning" works.
 
 Secrets: the mesh secret, resume secret and admission tokens are never taken on the
 command line (any local user can read it with ps). Give them in files (--mesh-secret-file,
 --resume-secret-file, --token-file), in the environment (POSTERN_MESH_SECRET,
 POSTERN_RESUME_SECRET), or in the config file (meshSecret, resumeSecret, admissionTokens);
-keep those files mode 0600. Precedence: file flag, then environment, then config file.
+those files must be mode 0600 or stricter (else POSTERN_ERR_KEY_FILE_INSECURE, exit 2). Precedence: file flag, then environment, then config file.
 
 Signals:
   SIGTERM, SIGINT  drain: stop accepting, tell every agent to reconnect (after drain.after
                    ms, to drain.alternates or here again), wait up to drain.grace ms for
                    them to leave, close, exit 0. A second signal exits at once, status 1.
-  SIGHUP           re-read the config file (and --token-file) and apply what can change
+  SIGHUP           re-read TLS certificates and keys of the listeners; re-read the
+                   config file (and --token-file) and apply what can change
                    live: ${RELOADABLE.join(', ')},
                    log.level. Logs what changed; other changes need a restart (logged).
                    A bad file is logged as an error and the running settings stay.
@@ -155,7 +168,7 @@ function overridesFrom(opts: RouterCommandOptions, cmd: Command): RouterConfig {
   else if (process.env.POSTERN_RESUME_SECRET !== undefined && process.env.POSTERN_RESUME_SECRET !== '') o.resumeSecret = process.env.POSTERN_RESUME_SECRET;
   if (opts.tokenFile !== undefined) o.admissionTokens = readTokens(opts.tokenFile);
   const level: LogLevel | undefined = opts.quiet === true ? 'warn' : opts.verbose === true ? 'debug' : opts.logLevel;
-  if (opts.logFormat !== undefined || level !== undefined) o.log = { format: opts.logFormat, level };
+  if (opts.logFormat !== undefined || level !== undefined || opts.logPrefix !== undefined) o.log = { format: opts.logFormat, level, prefix: opts.logPrefix };
   if (opts.metrics === false) o.metrics = null;
   else if (typeof opts.metrics === 'string') {
     const { host, port } = parseRouterLoose(opts.metrics);
@@ -173,6 +186,7 @@ function parseRouterLoose(value: string): { host: string; port: number } {
 
 /** Admission tokens from a file: one per line; blank lines and lines starting with # skipped. */
 function readTokens(path: string): string[] {
+  checkSecretMode(path, '--token-file');
   return readOptionFile(path, '--token-file')
     .split(/\r?\n/)
     .map((l) => l.trim())
@@ -191,37 +205,47 @@ async function runRouter(opts: RouterCommandOptions, cmd: Command): Promise<void
 
   if (opts.checkConfig !== undefined) {
     const c = effectiveConfig(opts.checkConfig, overrides);
-    process.stdout.write(JSON.stringify(describeConfig(c), null, 2) + '\n');
+    const given = { ...loadConfig(opts.checkConfig), ...overrides };
+    process.stdout.write(JSON.stringify(describeConfig(c, given), null, 2) + '\n');
     return;
   }
 
   const config = effectiveConfig(opts.config, overrides);
-  let logger = createLogger({ format: config.log.format, level: config.log.level });
+  const priorityPrefix = config.log.prefix === 'syslog' || (config.log.prefix === 'auto' && stdoutIsJournal());
+  let logger = createLogger({ format: config.log.format, level: config.log.level, priorityPrefix });
   // The listening lines go out whatever the level: they are how a caller learns the ports.
-  const always = createLogger({ format: config.log.format, level: 'debug' });
+  const always = createLogger({ format: config.log.format, level: 'debug', priorityPrefix });
   const routerLogger: Logger = {
     debug: (msg, fields) => logger.debug(msg, fields),
-    info: (msg, fields) => (msg === 'listening' ? always.info(msg, fields) : logger.info(msg, fields)),
+    // The first line says which version runs, for bug reports and rollouts.
+    info: (msg, fields) => (msg === 'listening' ? always.info(msg, { ...fields, version: PACKAGE_VERSION }) : logger.info(msg, fields)),
     warn: (msg, fields) => logger.warn(msg, fields),
     error: (msg, fields) => logger.error(msg, fields),
   };
   const router = new Router({ ...(config.router as RouterOptions), logger: routerLogger });
-  await router.listen();
-
+  // The metrics port is bound first: a busy one must end the start before the router logs
+  // "listening" (which tells a supervisor or a script that it is up).
   let metrics: MetricsServer | null = null;
   if (config.metrics !== null) {
     try {
       metrics = await startMetricsServer(router, config.metrics);
     } catch (err) {
-      await router.close();
-      throw err;
+      throw listenError(err, 'metrics', config.metrics.host, config.metrics.port);
     }
-    always.info('metrics listening', { host: metrics.address.address, port: metrics.address.port });
   }
+  try {
+    await router.listen();
+  } catch (err) {
+    await metrics?.close();
+    throw listenError(err, 'router', config.router.host, config.router.port);
+  }
+  if (metrics !== null) always.info('metrics listening', { host: metrics.address.address, port: metrics.address.port });
   notifySystemd(['--ready'], logger);
 
   let current = config;
   const reload = (): void => {
+    // New TLS connections get the certificate on disk now (certbot renewals). [PROTOCOL.md §13.2]
+    router.reloadCertificates();
     if (opts.config === undefined) {
       logger.warn('SIGHUP ignored: no --config file to re-read');
       return;
@@ -255,6 +279,7 @@ async function runRouter(opts: RouterCommandOptions, cmd: Command): Promise<void
       if (JSON.stringify(next[k]) !== JSON.stringify(current[k])) restart.push(k);
     }
     if (next.log.format !== current.log.format) restart.push('log.format');
+    if (next.log.prefix !== current.log.prefix) restart.push('log.prefix');
     try {
       if (Object.keys(changes).length > 0) router.reload(changes as Parameters<Router['reload']>[0]);
     } catch (err) {
@@ -263,11 +288,11 @@ async function runRouter(opts: RouterCommandOptions, cmd: Command): Promise<void
     }
     const changed = Object.keys(changes);
     if (next.log.level !== current.log.level) {
-      logger = createLogger({ format: current.log.format, level: next.log.level });
+      logger = createLogger({ format: current.log.format, level: next.log.level, priorityPrefix });
       changed.push('log.level');
     }
     // Drain settings are read when the signal comes, so they apply without a restart.
-    current = { ...next, router: current.router, metrics: current.metrics, log: { format: current.log.format, level: next.log.level } };
+    current = { ...next, router: current.router, metrics: current.metrics, log: { ...current.log, level: next.log.level } };
     logger.info('config reloaded', { changed: changed.length > 0 ? changed.join(',') : 'nothing', restartNeeded: restart.length > 0 ? restart.join(',') : undefined });
   };
   process.on('SIGHUP', reload);

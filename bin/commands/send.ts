@@ -6,6 +6,7 @@
  */
 import { Option, type Command } from 'commander';
 import { ErrorCode, formatId, parseId, parsePublicKey, PosternError, type AgentOptions, type SendOptions } from '../../src/index.js';
+import { MAX_MAX_FRAME, RELAY_HEADER_SIZE } from '../../src/protocol/frame.js';
 import { integerIn, type RouterAddress } from '../args.js';
 import { addAdmissionOptions, connectTimeoutOption, dial, exitQuietlyOnBrokenPipe, identity, printIncoming, routerOption, withTimeout, type IdentityOptions } from '../common.js';
 import { ExitStatus } from '../output.js';
@@ -61,7 +62,10 @@ Examples:
   postern send 00000bee6c1f9e0a4d2b7c5e81f3a9d2 hello
   echo "hello from a pipe" | postern send 00000bee6c1f9e0a4d2b7c5e81f3a9d2
   postern send --seal --anonymous --wait 0 <id> "who goes there?"
-  postern send --router 10.0.0.5:7447 <id> < photo.jpg`,
+  postern send --router 10.0.0.5:7447 <id> < photo.jpg
+                          # up to the router's maxFrame less 26 bytes: 1048550 bytes
+                          # by default (less when sealed); larger input exits 3 with
+                          # POSTERN_ERR_FRAME_TOO_LARGE naming the limit`,
     )
     .action(async (id: string, message: string | undefined, opts: SendCommandOptions) => runSend(id, message, opts));
 }
@@ -78,7 +82,7 @@ async function runSend(id: string, message: string | undefined, opts: SendComman
     data = Buffer.from(message, 'utf8');
   } else {
     if (process.stdin.isTTY === true) process.stderr.write('reading the message from stdin; end it with Ctrl-D\n');
-    data = await readStdin();
+    data = await readStdin(STDIN_LIMIT);
   }
 
   // --anonymous alone: an anonymous connection (no ID at all, address never logged). With
@@ -86,6 +90,12 @@ async function runSend(id: string, message: string | undefined, opts: SendComman
   const ident = await identity({ ...opts, anonymous: opts.anonymous === true && opts.prove !== true });
   const extra: AgentOptions = { ...ident };
   const agent = await dial(opts.router, opts.timeout, false, extra);
+  // The router's limit is known once registered: say it, and how far over the input is.
+  const limit = agent.routerInfo.maxPayload;
+  if (data.length > limit) {
+    await agent.close().catch(() => undefined);
+    throw tooLarge(data.length, limit);
+  }
   const refusals: PosternError[] = [];
   const wait = opts.wait;
   if (wait !== undefined) {
@@ -100,7 +110,15 @@ async function runSend(id: string, message: string | undefined, opts: SendComman
     let seq: number;
     const routed = (p: Promise<number>): Promise<number> =>
       withTimeout(p, opts.timeout, () => new PosternError(ErrorCode.NOT_SENT, `the router did not answer within ${opts.timeout} ms`));
-    if (opts.seal === true) seq = await routed(agent.sendSealed(to, data, toKey !== undefined ? { ...send, seal: { publicKey: toKey } } : send));
+    if (opts.seal === true) {
+      try {
+        seq = await routed(agent.sendSealed(to, data, toKey !== undefined ? { ...send, seal: { publicKey: toKey } } : send));
+      } catch (err) {
+        // The directory's answer names no one: say whose key is missing.
+        if ((err as PosternError).code !== ErrorCode.NO_KEY) throw err;
+        throw new PosternError(ErrorCode.NO_KEY, `${to} registered no public key (it did not listen with --key); pass one with --to-key`, { cause: err, to, wireCode: (err as PosternError).wireCode });
+      }
+    }
     else seq = agent.send(to, data, send);
     // The agent drops a silent connection after the announced keepalive timeout; this bound
     // only keeps a stuck router from holding a script longer than the user asked.
@@ -132,10 +150,33 @@ function waitForReplies(ms: number, closed: () => Promise<unknown>): Promise<voi
   });
 }
 
-function readStdin(): Promise<Buffer> {
+/** No router takes a larger message (its maxFrame is at most 64 MiB); stdin is not read beyond. */
+const STDIN_LIMIT = MAX_MAX_FRAME - RELAY_HEADER_SIZE;
+
+/** POSTERN_ERR_FRAME_TOO_LARGE (exit 3) naming the size and the limit. */
+function tooLarge(size: number | string, limit: number): PosternError {
+  return new PosternError(
+    ErrorCode.FRAME_TOO_LARGE,
+    `the message is ${size} bytes; this router takes at most ${limit} bytes per message (its maxFrame less a 26-byte header; sealing takes some of that)`,
+  );
+}
+
+/** All of stdin, or FRAME_TOO_LARGE as soon as it passes `limit` bytes (memory stays bounded). */
+function readStdin(limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    process.stdin.on('data', (c: Buffer) => chunks.push(c));
+    let size = 0;
+    const onData = (c: Buffer): void => {
+      size += c.length;
+      if (size > limit) {
+        process.stdin.off('data', onData);
+        process.stdin.destroy();
+        reject(tooLarge(`more than ${limit}`, limit));
+        return;
+      }
+      chunks.push(c);
+    };
+    process.stdin.on('data', onData);
     process.stdin.once('end', () => resolve(Buffer.concat(chunks)));
     process.stdin.once('error', reject);
   });

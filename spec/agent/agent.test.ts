@@ -577,7 +577,7 @@ test('REGISTER carries token, anonymous and key when configured', async () => {
   const key = new Uint8Array(32).fill(9);
   const a = await connect({ createConnection: router.connect, token: 'let-me-in-please', publicKey: key });
   const reg = router.last.of(FrameType.REGISTER)[0]!.bytes;
-  const body = router.codec.decodeRegister(reg, 0, reg.length);
+  const body = router.codec.decodeMap(reg, 0, reg.length, 'REGISTER');
   assert.is(body['token'], 'let-me-in-please');
   assert.equal([...(body['key'] as Uint8Array)], [...key]);
   assert.is(body['anonymous'], undefined);

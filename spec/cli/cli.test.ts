@@ -268,13 +268,31 @@ e2e('send of a payload over the announced limit exits 3 with POSTERN_ERR_FRAME_T
   const listener = await startListener(router);
   const r = await run(['send', '--router', router.address, listener.id], { stdin: randomBytes(2048 - 26 + 1) });
   assert.is(r.code, 3, r.stderr);
-  assert.match(r.stderr, /^error: POSTERN_ERR_FRAME_TOO_LARGE: /m);
+  // The error names the size and the router's limit (issue 10, item 11), as does --help.
+  assert.match(r.stderr, /^error: POSTERN_ERR_FRAME_TOO_LARGE: the message is 2023 bytes; this router takes at most 2022 bytes per message/m);
+  assert.match((await run(['send', '--help'])).stdout, /< photo\.jpg\n.*1048550 bytes/);
   // Exactly the limit goes through.
   const from = listener.proc.stdout.length;
   const ok = await run(['send', '--router', router.address, listener.id], { stdin: Buffer.alloc(2048 - 26, 0x61) });
   assert.is(ok.code, 0, ok.stderr);
   const m = JSON.parse(await listener.proc.line((l) => l.includes('"message"'), from)) as { data: string };
   assert.is(m.data.length, 2048 - 26);
+});
+
+e2e('listen prints one line per message, a multi-line payload escaped; listen -i sends its input and exits 0 at its end', async () => {
+  const router = await startRouter();
+  const plain = new Proc(['listen', '--router', router.address]);
+  const id = (await plain.line((l) => l.startsWith('id '))).slice(3);
+  const sender = new Proc(['listen', '--router', router.address, '-i']);
+  const senderId = (await sender.line((l) => l.startsWith('id '))).slice(3);
+  sender.child.stdin.end(`${id} first line\n${id} second\n`);
+  assert.is(await sender.exit(), 0, sender.stderr.join('\n'));
+  await plain.line((l) => l.endsWith(' second'));
+  assert.equal(plain.stdout.slice(1), [`${senderId} first line`, `${senderId} second`]);
+  const r = await run(['send', '--router', router.address, id], { stdin: Buffer.from('one\ntwo\r\nback\\slash\x07\n') });
+  assert.is(r.code, 0, r.stderr);
+  const line = await plain.line((l) => l.includes('one'), 3);
+  assert.is(line.slice(33), 'one\\ntwo\\r\\nback\\\\slash\\x07');
 });
 
 e2e('listen --no-reconnect exits 4 with the code when the router goes away (drains)', async () => {
@@ -286,11 +304,28 @@ e2e('listen --no-reconnect exits 4 with the code when the router goes away (drai
   assert.ok(proc.stderr.some((l) => l.startsWith('error: POSTERN_ERR_DRAINING: ')), proc.stderr.join('\n'));
 });
 
-e2e('a second router on a port in use exits 4 naming EADDRINUSE', async () => {
+e2e('a second router on a port in use exits 4 with LISTEN_FAILED naming EADDRINUSE; a busy metrics port logs no "listening" first', async () => {
   const router = await startRouter();
   const r = await run(['router', '--host', '127.0.0.1', '--port', String(router.port)]);
   assert.is(r.code, 4, r.stderr);
-  assert.match(r.stderr, /^error: EADDRINUSE: /m);
+  assert.match(r.stderr, /^error: POSTERN_ERR_LISTEN_FAILED: router 127\.0\.0\.1:\d+: .*\(EADDRINUSE\)$/m);
+  const m = await run(['router', '--host', '127.0.0.1', '--port', '0', '--metrics', `127.0.0.1:${router.port}`]);
+  assert.is(m.code, 4, m.stderr);
+  assert.match(m.stderr, /^error: POSTERN_ERR_LISTEN_FAILED: metrics /m);
+  assert.not.match(m.stdout, /listening/, 'nothing claims to listen');
+});
+
+e2e('bad addresses are bad input (exit 2); a refused connection is CONNECT_FAILED, not CONNECTION_LOST', async () => {
+  const host = await run(['send', '--router', 'no-such-host.invalid:7447', '00000bee6c1f9e0a4d2b7c5e81f3a9d2', 'hi']);
+  assert.is(host.code, 2, host.stderr);
+  assert.match(host.stderr, /^error: POSTERN_ERR_UNKNOWN_HOST: router no-such-host\.invalid:7447: /m);
+  const bind = await run(['router', '--host', '192.0.2.1', '--port', '0', '--no-metrics']);
+  assert.is(bind.code, 2, bind.stderr);
+  assert.match(bind.stderr, /^error: POSTERN_ERR_INVALID_OPTION: router 192\.0\.2\.1:0: .*EADDRNOTAVAIL/m);
+  const port = await closedPort();
+  const refused = await run(['listen', '--router', `127.0.0.1:${port}`, '--no-reconnect']);
+  assert.is(refused.code, 4, refused.stderr);
+  assert.match(refused.stderr, /^error: POSTERN_ERR_CONNECT_FAILED: .*\(ECONNREFUSED\)$/m);
 });
 
 e2e('listen reconnects after a lost connection, reports it, and resumes its ID', async () => {

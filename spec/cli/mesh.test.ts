@@ -5,11 +5,12 @@
  * POSTERN_ERR_UNREACHABLE_ROUTER; a router with the wrong secret gets no link. Every child
  * is killed in teardown; every wait is bounded.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { redialDelay } from '../../src/router/mesh/mesh.js';
 import { killAll, Proc, run, startListener, startRouter } from './proc.js';
 
 const SECRET = 'shared mesh secret for the test';
@@ -70,11 +71,23 @@ M('a router with another mesh secret gets no link; a secret shorter than 16 char
   const a = await startRouter(['--router-id', '0xa1'], { POSTERN_MESH_SECRET: SECRET });
   const c = await startRouter(['--router-id', '0xc3', '--peer', a.address], { POSTERN_MESH_SECRET: 'a different secret entirely' });
   await c.proc.line((l) => l.includes('LINK_AUTH_FAILED'));
+  // The dialling side says it at error level, naming what to check (issue 10, item 9).
+  const refused = JSON.parse(await c.proc.line((l) => l.includes('"link refused"'))) as { level: string; code: string; hint: string };
+  assert.is(refused.level, 'warn');
+  assert.is(refused.code, 'LINK_AUTH_FAILED');
+  assert.match(refused.hint, /mesh secret/);
   assert.not.ok(c.proc.stdout.some((l) => l.includes('"link up"')), c.proc.stdout.join('\n'));
   assert.not.ok(a.proc.stdout.some((l) => l.includes('"link up"')), a.proc.stdout.join('\n'));
 
   const short = join(dir, 'short');
-  writeFileSync(short, 'too short\n');
+  writeFileSync(short, 'too short\n', { mode: 0o600 });
+  // A secret file others can read is refused like a key file, before it is used.
+  const open = join(dir, 'open');
+  writeFileSync(open, SECRET + '\n', { mode: 0o644 });
+  chmodSync(open, 0o644);
+  const insecure = await run(['router', '--port', '0', '--peer', '127.0.0.1:1', '--mesh-secret-file', open]);
+  assert.is(insecure.code, 2, insecure.stderr);
+  assert.match(insecure.stderr, /^error: POSTERN_ERR_KEY_FILE_INSECURE: --mesh-secret-file: .*0644/m);
   writeFileSync(join(dir, 'empty.json'), '{}');
   const r = await run(['router', '--check-config', join(dir, 'empty.json'), '--mesh-secret-file', short]);
   assert.is(r.code, 2);
@@ -88,6 +101,17 @@ M('a router with another mesh secret gets no link; a secret shorter than 16 char
   const none = await run(['router', '--port', '0', '--peer', '127.0.0.1:1'], { env: { POSTERN_MESH_SECRET: '' } });
   assert.is(none.code, 2);
   assert.match(none.stderr, /meshSecret/);
+});
+
+M('a refused link is redialled with a growing delay, up to 60 s rather than linkRetryMax', () => {
+  const o = { linkRetryMin: 200, linkRetryMax: 5000 };
+  const top = (): number => 0.9999;
+  const refused = [1, 2, 3, 4, 5, 6, 10, 20].map((n) => redialDelay('LINK_AUTH_FAILED', n, 0, o, top));
+  assert.equal(refused.slice(0, 5), [200, 400, 800, 1600, 3200]);
+  assert.ok(refused[6]! > 59_000 && refused[7]! <= 60_000, String(refused));
+  assert.ok(redialDelay('DUPLICATE_ROUTER_ID', 20, 0, o, top) > 59_000);
+  // A network failure keeps the short ceiling: the peer may be back any moment.
+  assert.ok(redialDelay('ECONNREFUSED', 20, 0, o, top) <= 5000);
 });
 
 M.run();

@@ -60,7 +60,7 @@ export interface RefEnvelope {
   truncatePlain?: number;
 }
 
-/** Builds an envelope the way PROTOCOL.md Appendix E describes it, or wrong as asked. */
+/** Builds an envelope the way PROTOCOL.md Appendix D describes it, or wrong as asked. */
 export function refEnvelope(e: RefEnvelope): Uint8Array {
   const eph = e.eph ?? nacl.box.keyPair();
   const len = new Uint8Array(4);

@@ -88,13 +88,13 @@ test('libsodium alone opens the inner box of every sender vector and finds the d
 
 const PROTOCOL_MD = fileURLToPath(new URL('../../../PROTOCOL.md', import.meta.url));
 
-test('the hex in PROTOCOL.md Appendix E agrees with the JSON, vector by vector', () => {
+test('the hex in PROTOCOL.md Appendix D agrees with the JSON, vector by vector', () => {
   const doc = readFileSync(PROTOCOL_MD, 'utf8');
-  const text = doc.slice(doc.search(/^## Appendix E\./m), doc.search(/^## Appendix F\./m));
-  assert.ok(text.length > 1000, 'PROTOCOL.md has Appendix E');
+  const text = doc.slice(doc.search(/^## Appendix D\./m));
+  assert.ok(text.length > 1000, 'PROTOCOL.md has Appendix D');
   for (const v of stored.vectors) {
     const at = text.indexOf(`\n#### Vector \`${v.name}\`\n`);
-    assert.ok(at >= 0, `Appendix E has no heading for vector ${v.name}`);
+    assert.ok(at >= 0, `Appendix D has no heading for vector ${v.name}`);
     const next = text.indexOf('\n#### ', at + 5);
     const section = text.slice(at, next < 0 ? undefined : next);
     const blocks = [...section.matchAll(/```text\n([\s\S]*?)```/g)].map((m) => m[1]!);
@@ -103,7 +103,7 @@ test('the hex in PROTOCOL.md Appendix E agrees with the JSON, vector by vector',
     if (v.plain !== undefined) assert.is(byLabel.get('plain'), v.plain, `${v.name}: plain hex`);
   }
   for (const k of Object.values(stored.keys)) {
-    assert.ok(text.includes(k.secretKey) && text.includes(k.publicKey), `Appendix E lists key ${k.publicKey}`);
+    assert.ok(text.includes(k.secretKey) && text.includes(k.publicKey), `Appendix D lists key ${k.publicKey}`);
   }
 });
 

@@ -1,5 +1,5 @@
 /**
- * The envelope test vectors (spec/vectors/envelope.json, PROTOCOL.md Appendix E.11):
+ * The envelope test vectors (spec/vectors/envelope.json, PROTOCOL.md Appendix D.11):
  * fixed keys and fixed ephemeral keys, so every byte is reproducible. Positive vectors are
  * made by src/crypto; the deliberately broken ones by the reference encoder in helpers.ts.
  *

@@ -28,11 +28,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile, execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { delimiter, join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Helper, prerequisites, run, type Line } from './netns.js';
 
 const PREFIX = 'postern-net-';
 const RUN = `${PREFIX}${process.pid}-`;
@@ -70,141 +69,7 @@ const SCRIPT = {
 };
 
 // ---------------------------------------------------------------------------------------
-// Can this run? Linux, root, ip and nft.
-
-/** Absolute path of `cmd` on PATH or in the sbin folders (root's tools may be off a user PATH). */
-function which(cmd: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin'];
-  for (const d of dirs) {
-    if (d === '') continue;
-    const p = join(d, cmd);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-function prerequisites(): { ip: string; nft: string } | string {
-  if (process.platform !== 'linux') return `not Linux (${process.platform})`;
-  if (process.getuid?.() !== 0) return 'not root';
-  const ip = which('ip');
-  if (ip === undefined) return 'ip not found (iproute2; spec/net/deps.sh installs it)';
-  const nft = which('nft');
-  if (nft === undefined) return 'nft not found (nftables; spec/net/deps.sh installs it)';
-  return { ip, nft };
-}
-
-// ---------------------------------------------------------------------------------------
-// Commands and helper processes, every wait bounded.
-
-function run(file: string, args: string[], input?: string, timeout = 5000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(file, args, { timeout, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err !== null) reject(new Error(`${file} ${args.join(' ')} failed: ${stderr.trim() || err.message}`));
-      else resolve(stdout);
-    });
-    child.stdin?.on('error', () => undefined); // EPIPE when it exits without reading: its exit status tells
-    child.stdin?.end(input);
-  });
-}
-
-type Line = Record<string, unknown>;
-
-/** A helper script running in a namespace, talking JSON lines. */
-class Helper {
-  readonly lines: Line[] = [];
-  private readonly child: ChildProcessWithoutNullStreams;
-  private stderr = '';
-  private exit: string | null = null;
-  private readonly wakers = new Set<() => void>();
-  private tags = 0;
-
-  constructor(
-    readonly label: string,
-    ip: string,
-    ns: string,
-    script: string,
-    args: string[],
-  ) {
-    this.child = spawn(ip, ['netns', 'exec', ns, process.execPath, script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.on('error', (err) => this.ended(`spawn failed: ${err.message}`));
-    this.child.on('exit', (code, signal) => this.ended(`exited with ${signal ?? code}`));
-    this.child.stdin.on('error', () => undefined); // EPIPE once it has exited: reported by wait()
-    this.child.stderr.setEncoding('utf8');
-    this.child.stderr.on('data', (s: string) => {
-      this.stderr = (this.stderr + s).slice(-2000);
-    });
-    createInterface({ input: this.child.stdout }).on('line', (text) => {
-      try {
-        this.lines.push(JSON.parse(text) as Line);
-      } catch {
-        this.lines.push({ unparsed: text });
-      }
-      this.wake();
-    });
-  }
-
-  private ended(why: string): void {
-    this.exit ??= why;
-    this.wake();
-  }
-
-  private wake(): void {
-    for (const w of this.wakers) w();
-  }
-
-  /** The first line (from the start) that satisfies `pred`, waiting at most `ms`. */
-  wait(pred: (l: Line) => boolean, ms: number, what: string): Promise<Line> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        const hit = this.lines.find(pred);
-        const fatal = this.lines.find((l) => 'fatal' in l || 'error' in l);
-        if (hit !== undefined) finish(() => resolve(hit));
-        else if (fatal !== undefined) finish(() => reject(this.failure(what, `said ${JSON.stringify(fatal)}`)));
-        else if (this.exit !== null) finish(() => reject(this.failure(what, this.exit!)));
-      };
-      const finish = (f: () => void): void => {
-        clearTimeout(timer);
-        this.wakers.delete(check);
-        f();
-      };
-      const timer = setTimeout(() => finish(() => reject(this.failure(what, `no answer in ${ms} ms`))), ms);
-      this.wakers.add(check);
-      check();
-    });
-  }
-
-  /** Sends a command and waits for the line that answers it. */
-  request(cmd: Line, ms: number, what: string): Promise<Line> {
-    const tag = ++this.tags;
-    this.child.stdin.write(JSON.stringify({ ...cmd, tag }) + '\n');
-    return this.wait((l) => l.tag === tag, ms, what);
-  }
-
-  private failure(what: string, why: string): Error {
-    const tail = this.stderr.trim() === '' ? '' : `\n--- ${this.label} stderr ---\n${this.stderr.trim()}`;
-    return new Error(`${this.label}: waiting for ${what}: ${why}${tail}`);
-  }
-
-  /** Ends its stdin (it then shuts down); SIGKILL after 3 s. */
-  async stop(): Promise<void> {
-    if (this.exit !== null) return;
-    const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    this.child.stdin.end();
-    const timer = setTimeout(() => this.kill(), 3000);
-    await gone;
-    clearTimeout(timer);
-  }
-
-  /** SIGKILL, by pid (ip netns exec execs node, so the pid is the helper's). */
-  kill(): void {
-    if (this.exit === null && this.child.pid !== undefined) this.child.kill('SIGKILL');
-  }
-}
+// Whether this can run (Linux, root, ip and nft), commands and helper processes: spec/net/netns.ts.
 
 // ---------------------------------------------------------------------------------------
 // The hosts.

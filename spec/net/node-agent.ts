@@ -2,10 +2,12 @@
  * Helper process for spec/net/firewall.test.ts: one postern agent, run by the test inside a
  * (firewalled) network namespace (`ip netns exec NS node dist/spec/net/node-agent.js H:P`).
  *
- * argv[2]: the router to dial, `host:port`.
+ * argv[2]: the router to dial, `host:port` or a URL, or a comma-separated list of them.
+ * argv[3] (optional): more AgentOptions as a JSON object (ca, proxy, reconnectDelay, ...).
  *
  * stdout (JSON lines):
  * - `{"id":ID,"routerId":N}` once registered;
+ * - `{"registered":ID,"routerId":N}` at each later registration (after a reconnect);
  * - `{"from":ID,"len":N,"sha256":HEX,"text":STR}` per message received (`text` only for
  *   payloads up to 1 KiB, as UTF-8);
  * - `{"undeliverable":{"code":C,"seq":S}}` per refused SEND;
@@ -26,7 +28,14 @@ function sha256(b: Uint8Array): string {
 async function main(): Promise<void> {
   const router = process.argv[2];
   if (router === undefined) throw new Error('usage: node-agent.js HOST:PORT');
-  const agent = await connect({ router, connectTimeout: 5000 });
+  // argv[3], optional: more AgentOptions as JSON (transports: ca, proxy, a router list...).
+  const extra = JSON.parse(process.argv[3] ?? '{}') as Record<string, unknown>;
+  const agent = await connect({ router: router.includes(',') ? router.split(',') : router, connectTimeout: 5000, ...extra });
+  void (async () => {
+    for await (const s of agent.status()) {
+      if (s.type === 'registered') emit({ registered: s.id, routerId: s.router.routerId });
+    }
+  })();
   agent.on('undeliverable', (e) => emit({ undeliverable: { code: e.code, seq: e.seq, to: e.to } }));
   void (async () => {
     for await (const m of agent) {

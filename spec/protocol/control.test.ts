@@ -33,7 +33,9 @@ test('invalid-body vectors fail with POSTERN_ERR_MALFORMED', () => {
         ? () => codec.decodeRegister(f, 0, f.length)
         : v.decoded!.typeCode === FrameType.DRAIN
           ? () => codec.decodeDrain(f, 0, f.length)
-          : () => decodeRegistered(f);
+          : v.decoded!.typeCode === FrameType.LOOKUP
+            ? () => codec.decodeLookup(f, 0, f.length)
+            : () => decodeRegistered(f);
     const err = throwsCode(decode, v.expect!.error, v.name);
     assert.is(err.wireCode, 66, v.name);
   }
@@ -97,7 +99,7 @@ test('REGISTERED: the decoded id is a copy, not a view of the frame', () => {
 test('REGISTER: any map is accepted, anything else is MALFORMED', () => {
   const ok = (bodyHex: string): unknown => {
     const f = register(bodyHex);
-    return codec.decodeRegister(f, 0, f.length);
+    return codec.decodeMap(f, 0, f.length, 'REGISTER');
   };
   assert.equal(ok('80'), {});
   assert.equal(ok('81a178c3'), { x: true });
@@ -114,13 +116,13 @@ test('REGISTER: any map is accepted, anything else is MALFORMED', () => {
 test('a repeated key: the last value counts (§4.1)', () => {
   // {x: 1, x: 2}
   const f = register('82a17801a17802');
-  assert.equal(codec.decodeRegister(f, 0, f.length), { x: 2 });
+  assert.equal(codec.decodeMap(f, 0, f.length, 'REGISTER'), { x: 2 });
 });
 
 test('REGISTER decoding honours [start, end): bytes around the frame are not read', () => {
   const inner = register('81a178c3');
   const buf = Buffer.concat([Buffer.from('zzzz'), inner, Buffer.from('c1c1')]);
-  assert.equal(codec.decodeRegister(buf, 4, 4 + inner.length), { x: true });
+  assert.equal(codec.decodeMap(buf, 4, 4 + inner.length, 'REGISTER'), { x: true });
 });
 
 test('readError and readClose read the vectors', () => {

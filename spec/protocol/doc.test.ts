@@ -37,14 +37,22 @@ function docVectors(): Map<string, string> {
   return out;
 }
 
-test('PROTOCOL.md Appendix B and frames.json hold the same vectors with the same bytes', () => {
+test('PROTOCOL.md Appendix B and §14.9/§15.4 hold the vectors of frames.json and streams.json with the same bytes', () => {
   const doc = docVectors();
-  const json = new Map(VECTORS.vectors.map((v) => [v.name, v.hex]));
+  // §14.9's stream-layer vectors are in PROTOCOL.md too, from their own file.
+  type Vs = { name: string; hex: string }[];
+  const sj = JSON.parse(readFileSync(join(ROOT, 'spec', 'vectors', 'streams.json'), 'utf8')) as { vectors: Vs; stable: { vectors: Vs } };
+  const streams = [...sj.vectors, ...sj.stable.vectors];
+  assert.ok(streams.length >= 18);
+  const json = new Map([...VECTORS.vectors, ...streams].map((v) => [v.name, v.hex]));
   assert.ok(json.size >= 40);
-  for (const [name, hex] of json) assert.is(doc.get(name), hex, `${name} in PROTOCOL.md`);
+  assert.ok(doc.size >= 12, `${doc.size} vectors printed as examples`);
   for (const [name, hex] of doc) assert.is(json.get(name), hex, `${name} in frames.json`);
-  assert.is(doc.size, json.size);
   for (const hex of doc.values()) assert.ok(/^([0-9a-f]{2})+$/.test(hex), 'lowercase hex, whole bytes');
+  const appendixB = section('B');
+  for (const v of VECTORS.vectors) assert.ok(appendixB.includes(`\`${v.name}\``), `${v.name} listed in Appendix B`);
+  // The stream and stable-address vectors are printed in full in their own sections.
+  for (const v of streams) assert.is(doc.get(v.name), v.hex, `${v.name} in PROTOCOL.md`);
 });
 
 test('the vector blocks of PROTOCOL.md are exactly what the generator writes (tables included)', () => {
@@ -65,7 +73,7 @@ function sourceFiles(dir: string): string[] {
   return out;
 }
 
-// Section numbers: "## 7. ", "### 7.2 ", "## Appendix E. ", "### E.1 ".
+// Section numbers: "## 7. ", "### 7.2 ", "## Appendix D. ", "### D.1 ".
 const headings = new Set([...DOC.matchAll(/^#{2,3} (?:Appendix )?(\d+|[A-Z])(\.\d+)?[. ]/gm)].map((m) => m[1]! + (m[2] ?? '')));
 const TAG = /\[P-((?:\d+|[A-Z])(?:\.\d+)?)\]/g;
 
@@ -92,9 +100,9 @@ test('every [P-x.y] tag in src/ and bin/ names a section of PROTOCOL.md', () => 
 });
 
 test('every tag in PROTOCOL.md sits in the section it names, and every section with a MUST has its tag', () => {
-  // The numbered sections and Appendix E (the envelope); appendices A-C are informative.
+  // The numbered sections and Appendix D (the envelope); appendices A-C are informative.
   const numbered = DOC.slice(DOC.search(/^## 2\./m), DOC.search(/^## Appendix A\./m));
-  const envelope = DOC.slice(DOC.search(/^## Appendix E\./m));
+  const envelope = DOC.slice(DOC.search(/^## Appendix D\./m));
   let checked = 0;
   for (const body of [numbered, envelope]) {
     const parts = body.split(/^(?=### (?:\d+|[A-Z])\.\d+ |## (?:\d+|Appendix [A-Z])\. )/m);
@@ -110,21 +118,27 @@ test('every tag in PROTOCOL.md sits in the section it names, and every section w
   assert.ok(checked >= 50, `${checked} sections checked`);
 });
 
-test('§7.2 lists every wire code with its number; §7.3 lists every POSTERN_ERR code', () => {
+test('§7.2 lists every wire code with its number; README.md "Error codes" lists every POSTERN_ERR code', () => {
   const s72 = section('7.2');
   for (const [name, num] of Object.entries(WireCode)) {
     assert.ok(new RegExp(`^\\| ${num} \\| ${name} \\|`, 'm').test(s72), `${num} ${name} in §7.2`);
   }
   const rows72 = s72.match(/^\| \d+ \| [A-Z_]+ \|/gm) ?? [];
   assert.is(rows72.length, Object.keys(WireCode).length, 'no extra codes in §7.2');
-  const s73 = section('7.3');
+  // The JavaScript codes are not wire protocol: they live in README.md; §7.3 points there.
+  assert.ok(section('7.3').includes('README.md'), '§7.3 points to README.md');
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const at = readme.search(/^## Error codes$/m);
+  assert.ok(at >= 0, 'README.md has an "Error codes" section');
+  const rest = readme.slice(at + 1);
+  const codes = rest.slice(0, rest.search(/^## /m));
   for (const [name, code] of Object.entries(ErrorCode)) {
     const wire = (WireCode as Record<string, number>)[name];
     const cell = wire === undefined ? '— \\(local\\)' : String(wire);
-    assert.ok(new RegExp(`^\\| \`${code}\` \\| ${cell} \\|`, 'm').test(s73), `${code} in §7.3`);
+    assert.ok(new RegExp(`^\\| \`${code}\` \\| ${cell} \\|`, 'm').test(codes), `${code} in README.md`);
   }
-  const rows73 = s73.match(/^\| `POSTERN_ERR_[A-Z_]+` \|/gm) ?? [];
-  assert.is(rows73.length, Object.keys(ErrorCode).length, 'no extra codes in §7.3');
+  const rows = codes.match(/^\| `POSTERN_ERR_[A-Z_]+` \|/gm) ?? [];
+  assert.is(rows.length, Object.keys(ErrorCode).length, 'no extra codes in README.md');
 });
 
 test('§3.2 lists every frame type with the sizes the decoder enforces', () => {

@@ -165,7 +165,7 @@ export function fieldsOf(codec: ControlCodec, buf: Buffer, start: number, end: n
   };
   switch (type) {
     case FrameType.REGISTER:
-      out['body'] = hexBytes(codec.decodeRegister(buf, start, end));
+      out['body'] = hexBytes(codec.decodeMap(buf, start, end, 'REGISTER'));
       break;
     case FrameType.REGISTERED:
       out['body'] = hexBytes({ ...codec.decodeRegistered(buf, start, end) });

@@ -1,4 +1,4 @@
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -51,9 +51,22 @@ M('the metrics endpoint parses as Prometheus text, counters move with traffic, l
   await a.until(() => a.frames.length === 1);
   const res = await fetch(`${url}/metrics`);
   assert.is(res.status, 200);
-  assert.match(res.headers.get('content-type') ?? '', 'text/plain; version=0.0.4');
+  assert.is(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
   const text = await res.text();
   const after = parseProm(text);
+  // Issue 10, item 10: the process families stock dashboards expect, and the build.
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  assert.is(after.get(`postern_build_info{version="${pkg.version}",node="${process.version}"}`), 1);
+  assert.ok(after.get('process_cpu_seconds_total')! > 0);
+  const rss = after.get('process_resident_memory_bytes')!;
+  assert.ok(rss > 10e6 && rss < 10e9, `rss ${rss}`);
+  const start = after.get('process_start_time_seconds')!;
+  assert.ok(Math.abs(start - (Date.now() / 1000 - process.uptime())) < 5, `start ${start}`);
+  if (existsSync('/proc/self/fd')) {
+    const fds = after.get('process_open_fds')!;
+    // This process holds the router's listener and at least the 4 sockets of a and b.
+    assert.ok(fds >= 5 && fds < after.get('process_max_fds')!, `open fds ${fds}`);
+  }
   assert.is(after.get('postern_messages_relayed_total'), 5);
   assert.is(after.get('postern_agents'), 2);
   assert.is(after.get('postern_registrations_total'), 2);
@@ -79,7 +92,7 @@ M('config: a file with every kind of key resolves; flags override; unknown keys 
   assert.is(c.router.port, 7001);
   assert.is(c.router.routerId, 5);
   assert.is(c.router.keepaliveInterval, 20000);
-  assert.equal(c.log, { format: 'json', level: 'debug' });
+  assert.equal(c.log, { format: 'json', level: 'debug', prefix: 'auto' });
   assert.equal(c.metrics, { host: '127.0.0.1', port: 9999 });
   assert.equal(c.drain, { after: 1000, grace: 3000, alternates: [] });
   const shown = describeConfig(resolveConfig({ meshSecret: 'sixteen chars at least', peers: ['a:1'] }));

@@ -10,6 +10,7 @@ import { createHmac } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stableVectors, streamVectors } from './streams.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const check = process.argv.includes('--check');
@@ -120,7 +121,7 @@ const registeredBody = (id, router, maxFrame, keepalive, timeout, uint = mpUint)
   ]);
 frame(
   'registered-a',
-  'REGISTERED giving agent A its ID, with the default limits: maxFrame 1 MiB, keepalive 30 s, timeout 45 s (§4.2).',
+  'REGISTERED giving agent A its ID with the five keys every REGISTERED carries, at their defaults (maxFrame 1 MiB, keepalive 30 s, timeout 45 s), as a router with resume disabled sends it; a default router also sends resume and resumeGrace (§12.3, registered-resumable) (§4.2).',
   T.REGISTERED,
   0,
   [registeredBody(ID.A, ROUTER, MAX_FRAME, 30000, 45000)],
@@ -293,6 +294,23 @@ frame(
   ],
   { body: { id: ID.A, router: ROUTER, maxFrame: MAX_FRAME, keepalive: 30000, timeout: 45000, resume: TOKEN, resumeGrace: 30000, resumed: true } },
 );
+frame(
+  'registered-alternates',
+  'REGISTERED for A announcing two alternates to fail over to (§13.7).',
+  T.REGISTERED,
+  0,
+  [
+    mpMap([
+      ['id', mpBin(ID.A)],
+      ['router', mpUint(ROUTER)],
+      ['maxFrame', mpUint(MAX_FRAME)],
+      ['keepalive', mpUint(30000)],
+      ['timeout', mpUint(45000)],
+      ['alternates', `92 ${mpStr('tls://r2.example.com:443')} ${mpStr('10.0.0.3:7447')}`],
+    ]),
+  ],
+  { body: { id: ID.A, router: ROUTER, maxFrame: MAX_FRAME, keepalive: 30000, timeout: 45000, alternates: ['tls://r2.example.com:443', '10.0.0.3:7447'] } },
+);
 errorFrame('error-not-delivered', 'ERROR for SEND seq 9 to B, held while B was parked, when B did not resume in time (§12.4).', WIRE.NOT_DELIVERED, 9, ID.B, '');
 
 frame('register-token', 'REGISTER with the admission token "admit-me-please" (§12.7).', T.REGISTER, 0, [mpMap([['token', mpStr('admit-me-please')]])], {
@@ -445,6 +463,12 @@ invalidBody('register-not-a-map', 'REGISTER whose body is an empty array, not a 
 invalidBody('register-bad-msgpack', 'REGISTER whose body is 0xc1, a byte MessagePack never uses (§4.1).', T.REGISTER, ['c1']);
 invalidBody('register-trailing-bytes', 'REGISTER with bytes after the map (§4.1).', T.REGISTER, ['80', '00']);
 invalidBody('register-truncated-map', 'REGISTER whose map announces one pair and ends (§4.1).', T.REGISTER, ['81']);
+invalidBody('register-anonymous-not-bool', 'REGISTER with anonymous: 1; never a visible registration (§11.1).', T.REGISTER, [mpMap([['anonymous', '01']])]);
+invalidBody('register-anonymous-with-key', 'REGISTER with anonymous: true and a key: an anonymous connection has no ID to publish a key under (§11.1).', T.REGISTER, [
+  mpMap([['anonymous', 'c3'], ['key', mpBin(KEY_B)]]),
+]);
+invalidBody('register-non-string-key', 'REGISTER whose map has the integer key 1 (§4.1).', T.REGISTER, ['81', '01', 'c3']);
+invalidBody('lookup-ref-zero', 'LOOKUP with ref 0, which an ERROR could not name (§7.1, §11.4).', T.LOOKUP, [mpMap([['ref', mpUint(0)], ['id', mpBin(ID.B)]])]);
 invalidBody('registered-id-15-bytes', 'REGISTERED whose id is 15 bytes (§4.2).', T.REGISTERED, [
   mpMap([['id', mpBin(ID.A.slice(0, 30))], ['router', mpUint(7)], ['maxFrame', mpUint(MAX_FRAME)], ['keepalive', mpUint(30000)], ['timeout', mpUint(45000)]]),
 ]);
@@ -489,6 +513,9 @@ invalidBody('registered-resume-too-short', 'REGISTERED with a 15-byte resume tok
 ]);
 invalidBody('drain-alternates-not-strings', 'DRAIN whose alternates hold a number (§12.1).', T.DRAIN, [mpMap([['after', mpUint(0)], ['grace', mpUint(0)], ['alternates', '9107']])]);
 invalidBody('drain-no-grace', 'DRAIN without grace (§12.1).', T.DRAIN, [mpMap([['after', mpUint(0)], ['alternates', '90']])]);
+invalidBody('registered-alternates-not-strings', 'REGISTERED whose alternates hold a number (§13.7).', T.REGISTERED, [
+  mpMap([['id', mpBin(ID.A)], ['router', mpUint(7)], ['maxFrame', mpUint(MAX_FRAME)], ['keepalive', mpUint(30000)], ['timeout', mpUint(45000)], ['alternates', '9107']]),
+]);
 invalidBody('registered-not-a-map', 'REGISTERED whose body is nil (§4.2).', T.REGISTERED, ['c0']);
 
 // ---- output ----
@@ -535,10 +562,19 @@ const fmt = (k, v) => {
   if (typeof v === 'object') return `\`${JSON.stringify(v)}\``;
   return String(v);
 };
+// A few vectors of each kind are printed in full as examples; every vector is listed by
+// name, and the full set (hex and decoded fields) is spec/vectors/frames.json.
+const EXAMPLES = new Set([
+  'preamble-v1', 'register-empty', 'registered-a', 'error-unknown-destination', 'close-normal', 'ping-8', 'pong-8',
+  'send-hello', 'deliver-hello', 'send-anonymous', 'lookup', 'skip-optional-0x80', 'bad-magic-http', 'too-large-by-one',
+  'unknown-critical-0x5a', 'register-not-a-map', 'register-anonymous-not-bool',
+]);
 let md = '';
 for (const [num, title, kinds] of SECTIONS) {
   md += `\n### ${num} ${title}\n`;
-  for (const v of vectors.filter((x) => kinds.includes(x.kind))) {
+  const all = vectors.filter((x) => kinds.includes(x.kind));
+  md += `\nIn \`frames.json\` (${all.length}): ${all.map((v) => `\`${v.name}\``).join(', ')}.\n`;
+  for (const v of all.filter((x) => EXAMPLES.has(x.name))) {
     md += `\n#### \`${v.name}\`\n\n${v.description}\n\n\`\`\`hex\n${v.lines.filter((l) => l.length > 0).join('\n')}\n\`\`\`\n`;
     const rows = [];
     if (v.decoder !== undefined && (v.decoder.preamble || v.decoder.maxFrame !== MAX_FRAME)) {
@@ -596,8 +632,20 @@ const replaceBlock = (doc, tag, content) => {
   return doc.replace(re, (_m, a, b) => `${a}\n${content}\n${b}`);
 };
 const oldDoc = readFileSync(docPath, 'utf8');
-const newDoc = replaceBlock(replaceBlock(oldDoc, 'VECTORS', md), 'EXAMPLE', ex);
+const streams = streamVectors(ID);
+const stable = await stableVectors(ROUTER);
+const newDoc = replaceBlock(replaceBlock(replaceBlock(oldDoc, 'VECTORS', md), 'EXAMPLE', ex), 'STREAMS', streams.md);
+const newDocAll = replaceBlock(newDoc, 'STABLE', stable.md);
 const newJson = `${JSON.stringify(json, null, 2)}\n`;
+// §14 stream-layer vectors: their own file, one block in PROTOCOL.md.
+const streamsPath = join(root, 'spec', 'vectors', 'streams.json');
+const newStreams = `${JSON.stringify({ about: 'Stream-layer (§14.9) and stable-address (§15.4) vectors; see PROTOCOL.md. Generated by spec/vectors/generate.mjs.', ids: { A: ID.A, B: ID.B }, vectors: streams.json, stable: { ...stable.facts, vectors: stable.json } }, null, 2)}\n`;
+let oldStreams = '';
+try {
+  oldStreams = readFileSync(streamsPath, 'utf8');
+} catch {
+  // first run
+}
 let oldJson = '';
 try {
   oldJson = readFileSync(jsonPath, 'utf8');
@@ -605,13 +653,14 @@ try {
   // first run
 }
 if (check) {
-  const stale = [newDoc !== oldDoc && 'PROTOCOL.md', newJson !== oldJson && 'frames.json'].filter(Boolean);
+  const stale = [newDocAll !== oldDoc && 'PROTOCOL.md', newJson !== oldJson && 'frames.json', newStreams !== oldStreams && 'streams.json'].filter(Boolean);
   if (stale.length > 0) {
     console.error(`stale: ${stale.join(', ')}; run node spec/vectors/generate.mjs`);
     process.exit(1);
   }
 } else {
-  writeFileSync(docPath, newDoc);
+  writeFileSync(docPath, newDocAll);
   writeFileSync(jsonPath, newJson);
+  writeFileSync(streamsPath, newStreams);
   console.log(`${vectors.length} vectors written`);
 }

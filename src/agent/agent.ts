@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ControlCodec, type DrainBody, type RegisteredBody } from '../protocol/control.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
@@ -9,12 +8,18 @@ import { formatId } from '../protocol/id.js';
 import { KeyDirectory, toPosternError } from './directory.js';
 import { Inbound } from './inbound.js';
 import type { AgentEvents, RouterInfo, Status, StatusIterator } from './events.js';
-import type { Message, Replier, SendOptions } from './message.js';
-import { parseRouterAddress, resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
+import type { Message, SendOptions } from './message.js';
+import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
 import { BoundedQueue } from './queue.js';
 import { ReconnectLoop } from './reconnect.js';
 import { sealPayload, sealTarget, replyOptions, type SealTarget, type Sealer } from './sealing.js';
 import { Session } from './session.js';
+import { parseEndpoint, type Endpoint } from '../net/address.js';
+import { openTransport } from '../net/dial.js';
+import { isStreamPayload } from '../stream/frame.js';
+import { stableProof } from '../protocol/stable-id.js';
+import { StreamMux, type OpenStreamOptions, type RequestOptions } from '../stream/mux.js';
+import type { Stream } from '../stream/stream.js';
 
 /**
  * The agent: one logical endpoint that stays registered with a router across connections.
@@ -41,6 +46,8 @@ interface Deferred {
 
 const HEX_ID = /^[0-9a-fA-F]{32}$/;
 const FLUSH_TAG = 0x66; // 'f'
+/** Bytes waiting to be sent before `writable` goes false (at most half of maxSendBuffer). */
+const WRITE_WAIT = 256 * 1024;
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 
 /** Codes after which reconnecting is pointless: the peer is not a postern router we can speak to. */
@@ -58,7 +65,9 @@ export function isPermanentError(err: unknown): boolean {
  * `cause`, ...). Reconnecting applies only to connections lost after this resolved.
  */
 export async function connect(options: AgentOptions = {}): Promise<Agent> {
-  const agent = new Agent(resolveAgentOptions(options));
+  const opts = resolveAgentOptions(options);
+  if (opts.waitForRouter) return (await import('../stream/wait.js')).connectWaiting(opts, (o) => new Agent(o));
+  const agent = new Agent(opts);
   await agent._start();
   return agent;
 }
@@ -67,9 +76,9 @@ export async function connect(options: AgentOptions = {}): Promise<Agent> {
  * A postern agent. Create with {@link connect}.
  *
  * Sequence numbers: `send()` numbers SENDs 1, 2, … per agent (across reconnects), wrapping
- * from 2^32-1 to 1; 0 is never used because ERROR frames use 0 for "no SEND". [P-6.2]
+ * from 2^32-1 to 1; 0 is never used because ERROR frames use 0 for "no SEND". [P-6.2-1]
  */
-export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message>, Replier {
+export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message> {
   private readonly opts: ResolvedAgentOptions;
   private readonly codec = new ControlCodec();
   private readonly inbox: BoundedQueue<Message>;
@@ -89,17 +98,18 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private readonly directory: KeyDirectory;
   private readonly inbound: Inbound;
   private readonly sealer: Sealer;
+  private readonly sendHeader = Buffer.alloc(RELAY_HEADER_SIZE);
   /** `sendSealed()` calls not yet sent; they go out in call order. */
   private sealedTail: Promise<unknown> = Promise.resolve();
   private sealedPending = 0;
   private wantDrain = false;
   /** Where to dial: the configured router, or a draining router's alternates. */
-  private targets: { host: string; port: number }[];
+  private targets: Endpoint[];
   private targetIndex = 0;
   /** Resume state of the last registration: token, grace, which target issued it, when it was lost. */
   private resumeToken: Buffer | null = null;
   private resumeGrace = 0;
-  private resumeTarget: { host: string; port: number } | null = null;
+  private resumeTarget: Endpoint | null = null;
   private lostAt = 0;
   /** Why the last connection or attempt ended; carried by the next `reconnecting` status. */
   private lastError: PosternError = new PosternError(ErrorCode.CONNECTION_LOST, 'not connected');
@@ -113,13 +123,15 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     void this.close();
   };
 
-  /** @internal Use {@link connect}. */
+  /** Not for callers: use {@link connect}, which validates the options and dials. */
   constructor(opts: ResolvedAgentOptions) {
     super();
     this.opts = opts;
-    this.targets = [{ host: opts.host, port: opts.port }];
+    this.targets = [...opts.endpoints];
     this.inbox = new BoundedQueue<Message>({
       capacity: opts.maxQueue,
+      maxBytes: opts.maxQueueBytes,
+      weigh: (m) => m.data.length,
       overflow: 'backpressure',
       onDrain: () => this.resumeReading(),
     });
@@ -195,8 +207,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   /**
-   * False after a `send()` whose bytes the socket could not take at once; wait for `'drain'`
-   * before sending more (sending anyway is allowed up to `maxSendBuffer` bytes).
+   * False after a `send()` that left more than 256 KiB (or half of `maxSendBuffer`, if less)
+   * waiting to be sent; wait for `'drain'` before sending more (sending anyway is allowed up
+   * to `maxSendBuffer` bytes).
    */
   get writable(): boolean {
     return this.state === 'open' && !this.wantDrain;
@@ -241,7 +254,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * relay flags (anonymous, sticky, sealed).
    *
    * Sealing: with `seal: { publicKey }`, or `seal: true` and a key pinned for `to` in
-   * `trustedKeys`, `data` is sealed into an envelope [P-E] (with this agent's sender proof
+   * `trustedKeys`, `data` is sealed into an envelope [P-D] (with this agent's sender proof
    * unless the send is anonymous, see {@link SendOptions.prove}) and the SEND gets the
    * SEALED flag; the payload limit then applies to the envelope (content + 69, or + 133
    * with the proof, more when padded). `send()` never waits: for a key from the router's
@@ -252,7 +265,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   send(to: string | Uint8Array, data: Uint8Array | string, options?: SendOptions): number {
     const closed = this.closedError();
     if (closed !== undefined) throw closed;
-    const header = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
+    // One header buffer for every send: the session copies it before send() returns.
+    const header = this.sendHeader;
     writeDestination(header, to);
     let payload = toPayload(data);
     if (options !== undefined) {
@@ -498,6 +512,44 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     return this.closedPromise;
   }
 
+  // --- streams (PROTOCOL.md §14, src/stream/): the agent only routes frames to the mux ---
+  private mux: StreamMux | null = null;
+
+  private streamMux(): StreamMux {
+    this.mux ??= new StreamMux(this, this.opts.streams, this.opts.clock);
+    return this.mux;
+  }
+
+  /**
+   * Opens a stream to agent `to` (32 hex digits): a Node `Duplex` with backpressure, `end()`
+   * as half-close and `destroy(err)` as reset. Data may be written at once (up to 256 KiB go
+   * before the peer answers). Throws like `send()` (POSTERN_ERR_INVALID_ID,
+   * POSTERN_ERR_NOT_CONNECTED, ...) and POSTERN_ERR_STREAM_REFUSED past `streams.maxStreams`;
+   * later failures destroy the stream with a coded error (see {@link Stream}).
+   */
+  openStream(to: string, options: OpenStreamOptions = {}): Stream {
+    if (this.state === 'closed' || this.state === 'closing') throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
+    if (typeof to !== 'string' || !HEX_ID.test(to)) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits');
+    return this.streamMux().open(to.toLowerCase(), options, this.opts.keyPair !== undefined);
+  }
+
+  /**
+   * Sends `payload` to `to` as a REQUEST (§14.7) and resolves with the peer's reply: the peer
+   * receives it as a message (`'message'` or the iterator) and answers with `m.reply()`.
+   * Rejects with POSTERN_ERR_TIMEOUT after `timeout` ms, the router's code for an
+   * undeliverable request (POSTERN_ERR_UNKNOWN_DESTINATION ...), or like `send()`.
+   */
+  request(to: string, payload: Uint8Array | string, options: RequestOptions = {}): Promise<Message> {
+    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
+    if (typeof to !== 'string' || !HEX_ID.test(to)) return Promise.reject(new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits'));
+    return this.streamMux().request(to.toLowerCase(), payload, options);
+  }
+
+  /** Streams open now (both directions). */
+  get streamCount(): number {
+    return this.mux?.size ?? 0;
+  }
+
   /** @internal The first connection attempt (see {@link connect}). */
   async _start(): Promise<void> {
     const signal = this.opts.signal;
@@ -510,7 +562,15 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       signal.addEventListener('abort', this.onAbort, { once: true });
     }
     try {
-      await this.dial(1);
+      // One attempt per configured router: the first that registers wins. [P-13.7]
+      for (let i = 1; ; i++) {
+        try {
+          await this.dial(i);
+          break;
+        } catch (err) {
+          if (i >= this.opts.endpoints.length || this.opts.createConnection !== undefined || isPermanentError(err) || this.state !== 'connecting') throw err;
+        }
+      }
     } catch (err) {
       const e = this.state === 'closing' || this.state === 'closed'
         ? new PosternError(ErrorCode.CLOSED, 'closed while connecting', { cause: signal?.reason ?? err })
@@ -526,12 +586,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   /** The REGISTER body for an attempt at `target`. [P-4.1] [P-11.1] [P-12.3] [P-12.7] */
-  private registerBody(target: { host: string; port: number }): Record<string, unknown> {
+  private registerBody(target: Endpoint): Record<string, unknown> {
     const body: Record<string, unknown> = {};
     if (this.opts.token !== undefined) body['token'] = this.opts.token;
     if (this.opts.anonymous) body['anonymous'] = true;
     // An anonymous connection publishes no key: it would link its messages to one identity.
     if (this.opts.publicKey !== undefined && !this.opts.anonymous) body['key'] = Buffer.from(this.opts.publicKey);
+    if (this.opts.stableId) body['stable'] = true; // [P-15.2] proven in the second REGISTER
     // The token goes back only to the router that issued it (another could replay it there
     // to take our ID), and only within the grace it announced.
     if (
@@ -552,15 +613,32 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     if (closed !== undefined) return Promise.reject(closed);
     this.emitStatus({ type: 'connecting', attempt });
     const target = this.targets[this.targetIndex % this.targets.length]!;
-    return new Promise<void>((resolve, reject) => {
-      let socket: Duplex;
-      try {
-        socket = this.opts.createConnection !== undefined ? this.opts.createConnection() : this.openTcp(target);
-      } catch (err) {
+    let opened: Duplex | Promise<Duplex>;
+    try {
+      opened = this.opts.createConnection !== undefined ? this.opts.createConnection() : openTransport(target, this.opts.transport, this.opts.connectTimeout);
+    } catch (err) {
+      this.targetIndex++;
+      return Promise.reject(err instanceof PosternError ? err : new PosternError(ErrorCode.CONNECTION_LOST, 'could not open a connection', { cause: err }));
+    }
+    if (!(opened instanceof Promise)) return this.startSession(opened, target);
+    // TLS, upgrades and proxies first finish their own handshakes (PROTOCOL.md §13).
+    return opened.then(
+      (socket) => {
+        if (this.state !== 'closing' && this.state !== 'closed') return this.startSession(socket, target);
+        socket.destroy();
+        throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
+      },
+      (err: unknown) => {
         this.targetIndex++;
-        reject(new PosternError(ErrorCode.CONNECTION_LOST, 'could not open a connection', { cause: err }));
-        return;
-      }
+        this.lastError = toPosternError(err);
+        throw this.lastError;
+      },
+    );
+  }
+
+  /** Runs the postern handshake on an open transport: resolves when registered, rejects with why it failed. */
+  private startSession(socket: Duplex, target: Endpoint): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       let registered = false;
       const session: Session = new Session(
         socket,
@@ -570,6 +648,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
           closeTimeout: this.opts.closeTimeout,
           codec: this.codec,
           register: this.registerBody(target),
+          // A stream of large messages should not stop for 'drain' after each one.
+          writeWait: Math.min(WRITE_WAIT, this.opts.maxSendBuffer >> 1),
+          prove: this.opts.stableId ? (nonce) => stableProof(this.opts.keyPair!.secretKey, this.opts.keyPair!.publicKey, nonce) : undefined,
         },
         {
           registered: (body) => {
@@ -616,25 +697,33 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       this.session = session;
       if (this.readPaused) session.pause();
       session.start();
+      // A stream whose handshake read an HTTP head was left paused: data flows from here.
+      if (!this.readPaused) socket.resume();
     });
   }
 
-  private openTcp(target: { host: string; port: number }): Duplex {
-    const socket = netConnect({ host: target.host, port: target.port });
-    // Frames are coalesced per tick by cork(); Nagle would only add latency on top.
-    socket.setNoDelay(true);
-    return socket;
-  }
-
-  private onRegistered(session: Session, body: RegisteredBody, target: { host: string; port: number }): void {
+  private onRegistered(session: Session, body: RegisteredBody, target: Endpoint): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     // [P-4.4] a registration brings a new ID unless it resumed the old one [P-12.3].
     const resumed = body.resumed === true;
     this.resumeToken = body.resume === undefined ? null : Buffer.from(body.resume);
     this.resumeGrace = body.resumeGrace ?? 0;
     this.resumeTarget = target;
-    this.targets = [target];
-    this.targetIndex = 0;
+    // After a loss, this router first (to resume), then the configured list in order. [P-13.7]
+    const i = this.opts.endpoints.indexOf(target);
+    this.targets = i >= 0 ? [...this.opts.endpoints] : [target, ...this.opts.endpoints];
+    this.targetIndex = Math.max(i, 0);
+    // Alternates the router announced come after the configured list. [P-13.7]
+    if (this.opts.createConnection === undefined) {
+      for (const a of body.alternates ?? []) {
+        try {
+          const e = parseEndpoint(a, 'alternates');
+          if (!this.targets.some((t) => t.url === e.url)) this.targets.push(e);
+        } catch {
+          // A bad entry is skipped, as in DRAIN.
+        }
+      }
+    }
     this.idBuf = Buffer.from(body.id);
     this.idText = formatId(this.idBuf);
     this.info = Object.freeze({
@@ -678,7 +767,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   private drainDone: (() => void) | null = null;
 
   /**
-   * [P-12.2] The router is draining: stop sending, flush so everything sent so far is routed,
+   * [P-12.2-1] The router is draining: stop sending, flush so everything sent so far is routed,
    * CLOSE(NORMAL) (so the router does not park us), then reconnect after a random delay in
    * 0..`after` ms to one of the alternates (or the same router).
    */
@@ -689,10 +778,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     this.lastError = err;
     this.hold ??= setInterval(noop, 0x7fffffff);
     if (this.opts.createConnection === undefined) {
-      const alternates: { host: string; port: number }[] = [];
+      const alternates: Endpoint[] = [];
       for (const a of body.alternates) {
         try {
-          alternates.push(parseRouterAddress(a));
+          alternates.push(parseEndpoint(a, 'alternates'));
         } catch {
           // A bad entry is skipped; the others (or the same router) still serve.
         }
@@ -728,6 +817,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   private onMessage(m: Message): void {
+    // [P-14.1] stream traffic goes to the stream layer; only REQUESTs come back as messages.
+    if (isStreamPayload(m.data)) {
+      const r = this.streamMux().receive(m);
+      if (r === undefined) return;
+      m = r;
+    }
     if (this.inbox.length === 0 && this.listenerCount('message') > 0) {
       this.emitMessage(m);
       return;
@@ -737,7 +832,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   private emitMessage(m: Message): void {
-    guard(() => this.emit('message', m));
+    // guard() inline: this runs per message, and a closure per message shows in the profile.
+    try {
+      this.emit('message', m);
+    } catch (err) {
+      rethrowLater(err);
+    }
   }
 
   private drainToListeners(): void {
@@ -832,10 +932,15 @@ function guard(emit: () => unknown): void {
   try {
     emit();
   } catch (err) {
-    queueMicrotask(() => {
-      throw err;
-    });
+    rethrowLater(err);
   }
+}
+
+/** Rethrows a listener's error outside the frame loop, as an uncaught exception. */
+function rethrowLater(err: unknown): void {
+  queueMicrotask(() => {
+    throw err;
+  });
 }
 
 function clampRandom(r: number): number {

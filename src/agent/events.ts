@@ -1,3 +1,4 @@
+import type { Stream } from '../stream/stream.js';
 import type { PosternError } from '../protocol/errors.js';
 import type { Message, RejectedMessage } from './message.js';
 
@@ -67,4 +68,6 @@ export interface AgentEvents {
   status: [Status];
   /** The send buffer drained after `writable` went false. */
   drain: [];
+  /** A peer opened a stream (PROTOCOL.md §14); without a listener, OPENs are refused. */
+  stream: [Stream];
 }

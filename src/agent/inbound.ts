@@ -117,7 +117,7 @@ export class Inbound {
   }
 
   /**
-   * The verdict on a proven sender when it needs no lookup, else undefined. [P-E.3] A
+   * The verdict on a proven sender when it needs no lookup, else undefined. [P-D.3] A
    * registered sender's ID is stamped by the router, so an envelope claiming another lies.
    */
   private verdictNow(sender: MessageSender, from: string, anonymous: boolean): Verification | undefined {

@@ -19,10 +19,10 @@ import type { PosternError } from '../protocol/errors.js';
  * - `'none'`: nothing to check: a plain message, an anonymous envelope (no sender inside),
  *   or a sealed message the agent did not open (it has no `keyPair`).
  * - `'no-id'`: the envelope proves `sender.publicKey` but names no agent ID (it came from an
- *   anonymous connection, [P-E.3]): a reply sealed to that key reaches its writer, but
+ *   anonymous connection, [P-D.3]): a reply sealed to that key reaches its writer, but
  *   nothing says whose key it is (compare it with keys you know yourself).
  * - `'id-mismatch'`: the router stamped the message with an agent ID (`from`) other than
- *   the one the envelope claims. [P-E.3] forbids claiming another ID, so someone lies.
+ *   the one the envelope claims. [P-D.3] forbids claiming another ID, so someone lies.
  * - `'key-mismatch'`: the key pinned, or returned by the directory, for `sender.id` is not
  *   `sender.publicKey`: the envelope was made by someone else than that ID's owner.
  * - `'unknown-key'`: no key to compare with: not pinned, and the directory has none for
@@ -125,7 +125,7 @@ export interface RejectedMessage {
    * Why: POSTERN_ERR_SEAL_OPEN_FAILED (not for this key, altered, truncated),
    * POSTERN_ERR_UNSUPPORTED_ENVELOPE, POSTERN_ERR_SENDER_UNVERIFIED (a sender key that did
    * not make the envelope), POSTERN_ERR_BAD_ENVELOPE, POSTERN_ERR_RECIPIENT_MISMATCH (bound
-   * to another agent ID than ours: replayed). [P-E.7]
+   * to another agent ID than ours: replayed). [P-D.7]
    */
   readonly error: PosternError;
   /** The payload as received (a view of the socket's read buffer, as for `Message.data`). */
@@ -150,7 +150,7 @@ export interface SendOptions {
    */
   sealed?: boolean;
   /**
-   * Seal `data` into an envelope [P-E] and set the SEALED flag. `{ publicKey }` seals to that
+   * Seal `data` into an envelope [P-D] and set the SEALED flag. `{ publicKey }` seals to that
    * key. `true` seals to the key pinned for `to` in `trustedKeys` (`send()` never waits for
    * the key directory, so without a pin it throws POSTERN_ERR_INVALID_ARGUMENT; use
    * `sendSealed()`, which also asks the directory). Default false (`send()`), true
@@ -171,7 +171,7 @@ export interface SendOptions {
   pad?: PadOption;
   /**
    * With `seal`: bind the envelope to `to` as the recipient's agent ID, so that it is refused
-   * if replayed to any other agent [P-E.5]. Must be false when `to` is a reply handle (the
+   * if replayed to any other agent [P-D.5]. Must be false when `to` is a reply handle (the
    * recipient would refuse it). Default: true when the key was found under `to` (pinned or
    * directory), false with an explicit `seal: { publicKey }`.
    */

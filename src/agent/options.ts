@@ -6,7 +6,9 @@ import type { KeyPair } from '../crypto/sealed-box.js';
 import { parsePublicKey } from '../crypto/keys.js';
 import { isSmallOrder, x25519Base } from '../crypto/x25519.js';
 import type { JitterMode } from '../net/backoff.js';
-import { parseRouterAddress } from '../net/address.js';
+import { parseEndpoints, parseRouterAddress, type Endpoint } from '../net/address.js';
+import { resolveTransport, type ResolvedTransport } from '../net/dial.js';
+import { resolveStreamOptions, type ResolvedStreamOptions, type StreamOptions } from '../stream/options.js';
 
 export { parseRouterAddress };
 
@@ -17,10 +19,28 @@ export { parseRouterAddress };
  */
 export interface AgentOptions {
   /**
-   * The router to dial: `'host:port'`, `'[v6addr]:port'`, `'host'` (port 7447) or
-   * `{ host, port }`. Default `'127.0.0.1:7447'`. Ignored when `createConnection` is given.
+   * The router to dial: `'host:port'`, `'[v6addr]:port'`, `'host'` (port 7447),
+   * `{ host, port }`, or a URL naming the transport (PROTOCOL.md §13): `tcp://host[:7447]`,
+   * `tls://host[:443]`, `ws://host[:80]/path`, `wss://host[:443]/path`, `http://` and
+   * `https://` (HTTP Upgrade; the path defaults to `/postern`). A list (array, or one string
+   * separated by commas) is tried in order: a failed attempt moves to the next; after a
+   * loss the agent first returns to the router it was on (to resume). Default
+   * `'127.0.0.1:7447'`. Ignored when `createConnection` is given.
    */
-  router?: string | { host: string; port: number };
+  router?: string | readonly string[] | { host: string; port: number };
+  /**
+   * Proxy for every dial: `http://[user:pass@]host:port` (CONNECT), `socks5://…` (names
+   * resolved here), `socks5h://…` (names resolved by the proxy), `'env'` to read
+   * `https_proxy` / `HTTPS_PROXY` / `http_proxy` / `ALL_PROXY` / `NO_PROXY` as curl does, or
+   * `false`. Default `false` (a library does not read the environment unless asked).
+   */
+  proxy?: string | false;
+  /** PEM CA certificate(s), as text or a file path, trusted for TLS instead of the system CAs. Default: the system CAs. */
+  ca?: string | Buffer;
+  /** SPKI pin of the router's certificate, `sha256/<base64>` (see `spkiPin()`), checked on top of the CA chain. Default: none. */
+  pin?: string;
+  /** Do not verify TLS certificates (a pin is still checked). Warns on every start. Default `false`. */
+  insecure?: boolean;
   /** Reconnect after the connection is lost (not after `close()`). Default `true`. */
   reconnect?: boolean;
   /** Base of the exponential backoff between reconnect attempts, in ms. Default `250`. */
@@ -48,6 +68,28 @@ export interface AgentOptions {
    * cannot pause for these: the answers come in behind the messages). Default `1024`.
    */
   maxQueue?: number;
+  /**
+   * Bytes of message payload held for the consumer: the queue also counts as full (reading
+   * pauses) once its messages carry this many bytes, and resumes at half. Stream data is
+   * not queued here: each stream holds at most its own window. Default `67108864` (64 MiB).
+   */
+  maxQueueBytes?: number;
+  /**
+   * `connect()` waits for a router that is not up yet: a failed first attempt is retried
+   * with the reconnect policy (`reconnectDelay`, `reconnectMaxDelay`, `maxReconnectAttempts`)
+   * instead of rejecting at once. Permanent errors (bad magic, version, admission) still
+   * reject. Default `false`.
+   */
+  waitForRouter?: boolean;
+  /**
+   * Register for the stable ID of `keyPair` on the router (its router ID, then a hash of the
+   * public key: PROTOCOL.md §15), proving the key at REGISTER, instead of a random ID: the
+   * agent keeps its address across reconnects and router restarts. Needs `keyPair` (and its
+   * key published). Default `false`.
+   */
+  stableId?: boolean;
+  /** Stream layer limits, windows and timers (see {@link StreamOptions}). Default: `STREAM_DEFAULTS`. */
+  streams?: StreamOptions;
   /** Status events held per `status()` iterator; the oldest is dropped (and counted) beyond this. Default `64`. */
   maxStatusQueue?: number;
   /**
@@ -120,8 +162,13 @@ export interface AgentOptions {
 
 /** Options after defaults and validation. */
 export interface ResolvedAgentOptions {
+  /** The first router to dial (of `endpoints`). */
   readonly host: string;
   readonly port: number;
+  /** Every router address, in the order they are tried. */
+  readonly endpoints: readonly Endpoint[];
+  /** TLS trust and proxy for dialling. */
+  readonly transport: ResolvedTransport;
   readonly reconnect: boolean;
   readonly reconnectDelay: number;
   readonly reconnectMaxDelay: number;
@@ -131,6 +178,10 @@ export interface ResolvedAgentOptions {
   readonly closeTimeout: number;
   readonly maxQueue: number;
   readonly maxStatusQueue: number;
+  readonly maxQueueBytes: number;
+  readonly waitForRouter: boolean;
+  readonly stableId: boolean;
+  readonly streams: ResolvedStreamOptions;
   readonly maxSendBuffer: number;
   readonly clock: Clock;
   readonly createConnection: (() => Duplex) | undefined;
@@ -160,6 +211,9 @@ export const AGENT_DEFAULTS = Object.freeze({
   closeTimeout: 2_000,
   maxQueue: 1024,
   maxStatusQueue: 64,
+  maxQueueBytes: 64 * 1024 * 1024,
+  waitForRouter: false,
+  stableId: false,
   maxSendBuffer: 8 * 1024 * 1024,
   clock: systemClock,
   random: Math.random,
@@ -178,6 +232,11 @@ const KNOWN = new Set<string>([
   'publicKey',
   'keyPair',
   'trustedKeys',
+  'proxy',
+  'ca',
+  'pin',
+  'insecure',
+  'streams',
 ]);
 
 /** Merges `options` over {@link AGENT_DEFAULTS} and validates every field. */
@@ -185,7 +244,9 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
   if (options === null || typeof options !== 'object') bad('options', 'must be an object');
   // A misspelt option would otherwise be silently replaced by its default.
   for (const k of Object.keys(options)) if (!KNOWN.has(k)) bad(k, 'is not an agent option');
-  const { host, port } = parseRouterAddress(options.router ?? AGENT_DEFAULTS.router, 'router');
+  const endpoints = parseEndpoints(options.router ?? AGENT_DEFAULTS.router, 'router');
+  const { host, port } = endpoints[0]!;
+  const transport = resolveTransport({ proxy: options.proxy, ca: options.ca, pin: options.pin, insecure: options.insecure });
   const reconnectDelay = int(options, 'reconnectDelay', 0);
   const reconnectMaxDelay = int(options, 'reconnectMaxDelay', 0);
   if (reconnectMaxDelay < reconnectDelay) bad('reconnectMaxDelay', 'must be >= reconnectDelay');
@@ -221,11 +282,18 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
     bad('publicKey', 'must be keyPair.publicKey when both are given');
   }
   if (publicKey === undefined && publishKey && keyPair !== undefined) publicKey = keyPair.publicKey;
+  const waitForRouter = options.waitForRouter ?? AGENT_DEFAULTS.waitForRouter;
+  if (typeof waitForRouter !== 'boolean') bad('waitForRouter', 'must be a boolean');
+  const stableId = options.stableId ?? AGENT_DEFAULTS.stableId;
+  if (typeof stableId !== 'boolean') bad('stableId', 'must be a boolean');
+  if (stableId && (keyPair === undefined || !publishKey || anonymous)) bad('stableId', 'needs keyPair, a published key, and a non-anonymous agent');
   const verifyWithDirectory = options.verifyWithDirectory ?? AGENT_DEFAULTS.verifyWithDirectory;
   if (typeof verifyWithDirectory !== 'boolean') bad('verifyWithDirectory', 'must be a boolean');
   return Object.freeze({
     host,
     port,
+    endpoints: Object.freeze(endpoints),
+    transport,
     reconnect,
     reconnectDelay,
     reconnectMaxDelay,
@@ -235,6 +303,10 @@ export function resolveAgentOptions(options: AgentOptions = {}): ResolvedAgentOp
     closeTimeout: int(options, 'closeTimeout', 0),
     maxQueue: int(options, 'maxQueue', 1),
     maxStatusQueue: int(options, 'maxStatusQueue', 1),
+    maxQueueBytes: int(options, 'maxQueueBytes', 1),
+    waitForRouter,
+    stableId,
+    streams: resolveStreamOptions(options.streams),
     maxSendBuffer: int(options, 'maxSendBuffer', 0),
     clock,
     createConnection: options.createConnection,
@@ -303,6 +375,7 @@ type IntKey =
   | 'closeTimeout'
   | 'maxQueue'
   | 'maxStatusQueue'
+  | 'maxQueueBytes'
   | 'maxSendBuffer'
   | 'keyCacheSize';
 

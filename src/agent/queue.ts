@@ -17,7 +17,7 @@ export type OverflowPolicy =
   | 'drop-oldest';
 
 /** Options of a {@link BoundedQueue}. */
-export interface BoundedQueueOptions {
+export interface BoundedQueueOptions<T = unknown> {
   /** Items held before the overflow policy applies; at least 1. */
   capacity: number;
   /** See {@link OverflowPolicy}. */
@@ -29,6 +29,13 @@ export interface BoundedQueueOptions {
   onDrain?: () => void;
   /** See `onDrain`. */
   lowWater?: number;
+  /**
+   * With `'backpressure'`: also full once the items weigh `maxBytes` (by `weigh`), and
+   * drained only when back to half of it. Default: no byte bound.
+   */
+  maxBytes?: number;
+  /** The weight of an item for `maxBytes`, e.g. a message's payload length. */
+  weigh?: (item: T) => number;
 }
 
 interface Waiter<T> {
@@ -55,13 +62,23 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T, undefined> {
   private ended = false;
   private full = false;
   private droppedCount = 0;
+  private readonly maxBytes: number;
+  private readonly weigh: ((item: T) => number) | undefined;
+  private weight = 0;
 
-  constructor(options: BoundedQueueOptions) {
+  constructor(options: BoundedQueueOptions<T>) {
     if (!Number.isInteger(options.capacity) || options.capacity < 1) throw new RangeError('capacity must be an integer >= 1');
     this.capacity = options.capacity;
     this.overflow = options.overflow;
     this.lowWater = options.lowWater ?? Math.floor(options.capacity / 2);
     this.onDrain = options.onDrain;
+    this.maxBytes = options.maxBytes ?? Infinity;
+    this.weigh = options.maxBytes === undefined ? undefined : options.weigh;
+  }
+
+  /** Total weight of the items waiting (0 without `weigh`). */
+  get bytes(): number {
+    return this.weight;
   }
 
   /** Items waiting. */
@@ -102,7 +119,8 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T, undefined> {
       this.compact();
     }
     this.items.push(item);
-    if (this.length >= this.capacity && this.overflow === 'backpressure') this.full = true;
+    if (this.weigh !== undefined) this.weight += this.weigh(item);
+    if ((this.length >= this.capacity || this.weight >= this.maxBytes) && this.overflow === 'backpressure') this.full = true;
     return !this.full;
   }
 
@@ -113,7 +131,8 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T, undefined> {
     (this.items as (T | undefined)[])[this.head] = undefined;
     this.head++;
     this.compact();
-    if (this.full && this.length <= this.lowWater) {
+    if (this.weigh !== undefined) this.weight -= this.weigh(item);
+    if (this.full && this.length <= this.lowWater && this.weight <= this.maxBytes / 2) {
       this.full = false;
       this.onDrain?.();
     }
@@ -134,6 +153,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T, undefined> {
     this.end();
     this.items = [];
     this.head = 0;
+    this.weight = 0;
   }
 
   /**

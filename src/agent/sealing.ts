@@ -4,7 +4,7 @@ import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { Message, SendOptions } from './message.js';
 
 /**
- * How the agent seals what it sends [P-E]: the one place that turns the `seal`, `prove`,
+ * How the agent seals what it sends [P-D]: the one place that turns the `seal`, `prove`,
  * `bind` and `pad` options of `send()`, `sendSealed()` and `Message.reply()` into a key and
  * an envelope, so the three cannot drift apart.
  *
@@ -97,7 +97,7 @@ export function sealPayload(sealer: Sealer, to: Buffer, payload: Buffer, key: Ui
   const envelope = seal({
     content: payload,
     recipientPublicKey: key,
-    // [P-E.3] an anonymous connection has no ID: the envelope proves the key alone.
+    // [P-D.3] an anonymous connection has no ID: the envelope proves the key alone.
     sender: prove ? { id: sealer.anonymous ? undefined : sealer.id, keyPair: kp! } : undefined,
     recipientId: bind ? to : undefined,
     pad: options.pad,

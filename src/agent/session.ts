@@ -1,3 +1,7 @@
+// Over 500 lines because one connection's state machine stays in one file: the receive fast
+// path and the write slab are its read and write halves, and split off they would reach into
+// its state on every frame.
+import { decodeChallenge } from '../protocol/stable-id.js';
 import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../net/clock.js';
 import { ControlCodec, readClose, readError, type DrainBody, type LookupResultBody, type RegisteredBody } from '../protocol/control.js';
@@ -65,12 +69,29 @@ export interface SessionOptions {
   readonly codec: ControlCodec;
   /** REGISTER body. */
   readonly register?: Record<string, unknown>;
+  /**
+   * Bytes waiting to be sent above which `writeSend()` returns false (wait for 'drain').
+   * Default: the socket's own mark (16 KiB for TCP).
+   */
+  readonly writeWait?: number;
+  /**
+   * Take whole DELIVERs straight from each chunk (see `deliverWhole`). Default true; false
+   * sends every byte through the decoder (its slow twin, which tests compare it with).
+   */
+  readonly fastPath?: boolean;
+  /** [P-15.2] With `register.stable`: the proof for a CHALLENGE's nonce (see src/protocol/stable-id.ts). */
+  readonly prove?: (nonce: Buffer) => Buffer | undefined;
 }
 
 /** Session state; see the module comment. */
 export type SessionState = 'handshake' | 'open' | 'closing' | 'closed';
 
 const KEEPALIVE_PING = Buffer.from('k');
+
+/** SEND payloads up to this size are copied into the write slab; larger ones are written as given. */
+const COPY_MAX = 4096;
+/** Bytes of one write slab: where one turn's small SENDs are gathered into one write. */
+const SLAB_SIZE = 64 * 1024;
 
 /** One connection. Create, then `start()`. */
 export class Session {
@@ -92,11 +113,28 @@ export class Session {
   private corked = false;
   private paused = false;
   private markDone!: () => void;
+  private readonly fastPath: boolean;
+  /** See {@link SessionOptions.writeWait}. Whenever it says wait, the socket's write() said so too, so 'drain' follows. */
+  private readonly writeWait: number;
+  /**
+   * Small SENDs of this turn, header and payload, gathered in `slab[slabStart, slabEnd)`:
+   * one socket write per turn instead of two per message. Bytes before `slabStart` belong to
+   * the socket (handed to write(), maybe not yet sent); nothing writes them again: a full
+   * slab is replaced, never reused.
+   */
+  private slab: Buffer = Buffer.allocUnsafe(0);
+  private slabStart = 0;
+  private slabEnd = 0;
+  /** The last DELIVER's sender (16 bytes) and its text form: a stream from one sender formats its ID once. */
+  private readonly lastFrom = Buffer.alloc(ID_SIZE);
+  private lastFromText = '';
 
   constructor(socket: Duplex, opts: SessionOptions, handler: SessionHandler) {
     this.socket = socket;
     this.opts = opts;
     this.handler = handler;
+    this.fastPath = opts.fastPath !== false;
+    this.writeWait = opts.writeWait ?? 0;
     this.done = new Promise((resolve) => {
       this.markDone = resolve;
     });
@@ -110,9 +148,9 @@ export class Session {
     );
   }
 
-  /** Bytes waiting in the socket's write buffer. */
+  /** Bytes waiting to be sent: in the socket's write buffer, and gathered for this turn's write. */
   get writableLength(): number {
-    return this.socket.writableLength;
+    return this.socket.writableLength + this.slabEnd - this.slabStart;
   }
 
   /** Sends the preamble and REGISTER (pipelined: no need to wait for the router's preamble) and arms the connect timeout. */
@@ -141,25 +179,60 @@ export class Session {
    * writer to wait for 'drain'.
    */
   write(chunks: readonly Buffer[]): boolean {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
-    }
+    this.cork();
+    this.flushSlab();
     let ok = true;
     for (const c of chunks) ok = this.socket.write(c);
     return ok;
   }
 
-  /** SEND: the 26-byte header and the caller's payload, never copied. */
+  /**
+   * SEND: the 26-byte header (copied: the caller may reuse it at once) and the payload, copied
+   * into this turn's slab when small, else written as given (never copied; the caller must
+   * not change it until written). Frames leave in call order, with `write()`'s between them.
+   */
   writeSend(header: Buffer, payload: Buffer): boolean {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
+    this.cork();
+    const small = payload.length <= COPY_MAX;
+    const need = header.length + (small ? payload.length : 0);
+    if (this.slab.length - this.slabEnd < need) {
+      this.flushSlab();
+      this.slab = Buffer.allocUnsafe(SLAB_SIZE);
+      this.slabStart = 0;
+      this.slabEnd = 0;
     }
-    const ok = this.socket.write(header);
-    return payload.length === 0 ? ok : this.socket.write(payload);
+    // TypedArray.set: Buffer.copy's argument checks cost more than a small copy itself.
+    const slab = this.slab;
+    let end = this.slabEnd;
+    slab.set(header, end);
+    end += header.length;
+    if (small) {
+      slab.set(payload, end);
+      end += payload.length;
+    }
+    this.slabEnd = end;
+    if (!small) {
+      this.flushSlab();
+      const ok = this.socket.write(payload);
+      return ok || this.writableLength < this.writeWait;
+    }
+    return this.writableLength < Math.max(this.writeWait, this.socket.writableHighWaterMark);
+  }
+
+  /** Corks the socket until the next tick, so one turn's frames leave in one writev. */
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(this.uncork);
+  }
+
+  /** Hands the slab's gathered bytes to the socket (as one view). */
+  private flushSlab(): void {
+    if (this.slabEnd === this.slabStart) return;
+    const ok = this.socket.write(this.slab.subarray(this.slabStart, this.slabEnd));
+    this.slabStart = this.slabEnd;
+    void ok; // the caller's return value already said whether to wait for 'drain'
   }
 
   /** Sends a PING with `payload` (at most 64 bytes). */
@@ -188,13 +261,15 @@ export class Session {
    * Closes on our initiative: CLOSE(`code`, `reason`), then end the stream; nothing is sent
    * afterwards. [P-9.2] Reports `ended(err)`. With `linger`, DELIVERs the router wrote
    * before it read our CLOSE are still decoded and reported (until the router's CLOSE or
-   * the end of the stream), so leaving a draining router loses nothing. [P-12.2]
+   * the end of the stream), so leaving a draining router loses nothing. [P-12.2-1]
    */
   close(code: number, reason: string, err: PosternError, linger = false): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.state = 'closing';
     if (linger) this.lingering = true;
     else this.decoder.stop();
+    // What send() accepted goes out before the CLOSE.
+    this.flushSlab();
     this.socket.end(encodeClose(code, reason));
     // Input is ignored from now on, but must still be read (even if we had paused for a
     // lagging consumer) so that the router's end of the connection is noticed.
@@ -213,6 +288,7 @@ export class Session {
 
   private readonly uncork = (): void => {
     this.corked = false;
+    this.flushSlab();
     this.socket.uncork();
   };
 
@@ -244,13 +320,53 @@ export class Session {
     if (this.state === 'closed' || (this.state === 'closing' && !this.lingering)) return;
     this.heartbeat?.received();
     try {
-      this.decoder.push(chunk);
+      let off = 0;
+      if (this.fastPath && this.state === 'open' && !this.lingering) {
+        // Let the decoder finish a frame split across reads, then take whole DELIVERs here.
+        off = this.decoder.finishPartial(chunk);
+        if (this.decoder.atFrameStart && this.state === 'open' && !this.lingering) off = this.deliverWhole(chunk, off);
+      }
+      if (off < chunk.length) this.decoder.push(off === 0 ? chunk : chunk.subarray(off));
     } catch (err) {
       // Frames after a preamble of another version may not even parse as ours.
       this.violation(this.badVersion ?? err);
       return;
     }
     if (this.badVersion !== null) this.violation(this.badVersion);
+  }
+
+  /**
+   * The receive fast path: DELIVERs lying whole in `chunk` from `from` on go straight to the
+   * handler, without the decoder's per-frame dispatch. Invariant: it takes exactly the
+   * frames the decoder would hand to `onFrame` as a DELIVER in the open state (a length in
+   * [RELAY_HEADER_SIZE, maxFrame], type DELIVER) and reports them identically; at anything
+   * else (another type, a size the decoder must judge, a frame cut by the chunk's end, a
+   * state change made by the handler) it stops and returns the offset, a frame boundary,
+   * where the decoder takes over. [P-3.3]
+   */
+  private deliverWhole(chunk: Buffer, from: number): number {
+    const len = chunk.length;
+    const max = this.decoder.maxFrame;
+    let off = from;
+    while (len - off >= RELAY_HEADER_SIZE && this.state === 'open' && !this.lingering) {
+      const total = (((chunk[off]! << 24) | (chunk[off + 1]! << 16) | (chunk[off + 2]! << 8) | chunk[off + 3]!) >>> 0) + 4;
+      if (total > len - off || total < RELAY_HEADER_SIZE || total > max || chunk[off + 4] !== FrameType.DELIVER) break;
+      const end = off + total;
+      this.handler.message(this.fromText(chunk, off + RELAY_ID_OFFSET), chunk.subarray(off + RELAY_HEADER_SIZE, end), chunk[off + 5]!);
+      off = end;
+    }
+    return off;
+  }
+
+  /** The text form of the ID at `buf[at, at + 16)`, formatted again only when it differs from the last. */
+  private fromText(buf: Buffer, at: number): string {
+    const last = this.lastFrom;
+    let same = this.lastFromText !== '';
+    for (let i = 0; same && i < ID_SIZE; i++) same = buf[at + i] === last[i];
+    if (same) return this.lastFromText;
+    buf.copy(last, 0, at, at + ID_SIZE);
+    this.lastFromText = formatId(buf, at);
+    return this.lastFromText;
   }
 
   private violation(err: unknown): void {
@@ -282,7 +398,7 @@ export class Session {
     if (this.lingering) {
       // After our CLOSE only the router's last DELIVERs matter; its CLOSE ends them.
       if (type === FrameType.DELIVER) {
-        this.handler.message(formatId(buf, start + RELAY_ID_OFFSET), buf.subarray(start + RELAY_HEADER_SIZE, end), buf[start + 5]!);
+        this.handler.message(this.fromText(buf, start + RELAY_ID_OFFSET), buf.subarray(start + RELAY_HEADER_SIZE, end), buf[start + 5]!);
       } else if (type === FrameType.CLOSE) {
         this.lingering = false;
         this.decoder.stop();
@@ -293,7 +409,7 @@ export class Session {
     switch (type) {
       case FrameType.DELIVER:
         if (this.state !== 'open') throw malformed('DELIVER before REGISTERED');
-        this.handler.message(formatId(buf, start + RELAY_ID_OFFSET), buf.subarray(start + RELAY_HEADER_SIZE, end), buf[start + 5]!);
+        this.handler.message(this.fromText(buf, start + RELAY_ID_OFFSET), buf.subarray(start + RELAY_HEADER_SIZE, end), buf[start + 5]!);
         return;
       case FrameType.DRAIN:
         if (this.state !== 'open') throw malformed('DRAIN before REGISTERED');
@@ -326,6 +442,20 @@ export class Session {
       case FrameType.CLOSE: {
         const f = readClose(buf, start, end);
         this.onPeerClose(errorFromWire(f.code, f.reason));
+        return;
+      }
+      case FrameType.CHALLENGE: {
+        // [P-15.2] only an agent that asked for a stable ID gets one; it answers with the proof.
+        const prove = this.opts.prove;
+        if (this.state !== 'handshake' || prove === undefined) throw malformed('CHALLENGE not asked for');
+        let proof: Buffer | undefined;
+        try {
+          proof = prove(decodeChallenge(buf, start, end));
+        } catch {
+          throw malformed('CHALLENGE body must be { nonce: 32 bytes }');
+        }
+        if (proof === undefined) throw malformed('CHALLENGE nonce of small order');
+        this.write(this.opts.codec.encodeRegister({ ...this.opts.register, proof }));
         return;
       }
       case FrameType.REGISTERED: {

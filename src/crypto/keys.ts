@@ -10,7 +10,7 @@ import { X25519_KEY_SIZE, isSmallOrder, x25519Base } from './x25519.js';
 export type { KeyPair } from './sealed-box.js';
 
 /**
- * Static X25519 keys of an agent, and the key file the CLI keeps them in. [P-E.6]
+ * Static X25519 keys of an agent, and the key file the CLI keeps them in. [P-D.6]
  *
  * Key file: UTF-8 JSON, mode 0600, at most 4 KiB:
  * `{"type":"postern-x25519-key","version":1,"publicKey":"<base64>","secretKey":"<base64>"}`

@@ -3,7 +3,7 @@ import { ErrorCode, PosternError } from '../protocol/errors.js';
 
 /**
  * Size classes for envelopes, so that the length a router sees says less about the message.
- * [P-E.4]
+ * [P-D.4-1]
  *
  * An envelope is padded (with zero bytes inside the encryption) until its total length is
  * the smallest class that holds it. Past the largest class it is padded to the next multiple

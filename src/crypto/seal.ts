@@ -2,6 +2,7 @@ import nacl from 'tweetnacl';
 import { blake2b } from '@noble/hashes/blake2.js';
 import { ID_SIZE } from '../protocol/frame.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
+import { secretbox, secretboxOpen } from './backend.js';
 import { parseId, routerIdOf } from '../protocol/id.js';
 import { type PadOption, paddedSize, resolveSizeClasses } from './padding.js';
 import {
@@ -17,7 +18,7 @@ import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519
 
 /**
  * The sealed envelope: what an agent puts inside the opaque payload of SEND, and finds in
- * DELIVER. [P-E]
+ * DELIVER. [P-D]
  *
  * ```
  * envelope = crypto_box_seal(P, recipientPk)                    see sealed-box.ts
@@ -212,11 +213,10 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
   if (key === undefined) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipientPublicKey has small order: nothing sealed to it is secret');
   }
-  const inner = nacl.secretbox(body, innerNonce(ephemeral.publicKey, rpk), key);
-  const plain = new Uint8Array(1 + X25519_KEY_SIZE + inner.length);
+  // The inner box is made in place, behind the type byte and the sender key.
+  const plain = secretbox(body, innerNonce(ephemeral.publicKey, rpk), key, 1 + X25519_KEY_SIZE);
   plain[0] = ENVELOPE_SENDER;
   plain.set(sender.keyPair.publicKey, 1);
-  plain.set(inner, 1 + X25519_KEY_SIZE);
   return sealBoxWith(plain, rpk, ephemeral);
 }
 
@@ -233,7 +233,7 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
  *   - INVALID_ARGUMENT / INVALID_ID for bad arguments.
  */
 export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: OpenOptions = {}): OpenedEnvelope {
-  // [P-E.7] The checks run in the order of the table in PROTOCOL.md, so that every
+  // [P-D.7] The checks run in the order of the table in PROTOCOL.md, so that every
   // implementation reports the same code for the same envelope.
   if (recipientKeyPair === null || typeof recipientKeyPair !== 'object') {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'open: recipientKeyPair must be a key pair');
@@ -245,7 +245,7 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
 
   let body: Uint8Array;
   let sender: EnvelopeSender | undefined;
-  switch (plain[0]) { // [P-E.2]
+  switch (plain[0]) { // [P-D.2]
     case ENVELOPE_ANONYMOUS:
       body = plain.subarray(1);
       break;
@@ -254,11 +254,11 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
       if (plain.length < innerAt + nacl.box.overheadLength + ID_SIZE + BODY_FIXED) {
         throw new PosternError(ErrorCode.BAD_ENVELOPE, 'sender envelope too short');
       }
-      // [P-E.3]
+      // [P-D.3]
       const spk = plain.subarray(1, innerAt);
       const key = staticBoxKey(spk, rsk);
       // A small-order sender key gives a shared key anyone can compute: no proof at all.
-      const inner = key === undefined ? null : nacl.secretbox.open(plain.subarray(innerAt), innerNonce(ephemeralPk, rpk), key);
+      const inner = key === undefined ? null : secretboxOpen(plain.subarray(innerAt), innerNonce(ephemeralPk, rpk), key);
       if (inner === null) {
         throw new PosternError(ErrorCode.SENDER_UNVERIFIED, 'the sender key in this envelope did not make it');
       }
@@ -281,7 +281,7 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
   if (ridField.some((b) => b !== 0)) {
     if (routerIdOf(ridField) === 0) throw new PosternError(ErrorCode.BAD_ENVELOPE, 'recipient ID has router ID 0');
     recipientId = ridField;
-    // [P-E.5]
+    // [P-D.5]
     if (expectedRid !== undefined && !bytesEqual(ridField, expectedRid)) {
       throw new PosternError(ErrorCode.RECIPIENT_MISMATCH, 'envelope is bound to another recipient ID');
     }
@@ -289,7 +289,7 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
   const length = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(ID_SIZE);
   const end = BODY_FIXED + length;
   if (end > body.length) throw new PosternError(ErrorCode.BAD_ENVELOPE, `content length ${length} runs past the envelope`);
-  // [P-E.4]
+  // [P-D.4-1]
   for (let i = end; i < body.length; i++) {
     if (body[i] !== 0) throw new PosternError(ErrorCode.BAD_ENVELOPE, 'padding bytes are not zero');
   }

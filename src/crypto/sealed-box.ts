@@ -1,11 +1,12 @@
 import nacl from 'tweetnacl';
 import { blake2b } from '@noble/hashes/blake2.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
+import { secretbox, secretboxOpen } from './backend.js';
 import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519 } from './x25519.js';
 
 /**
  * The outer layer of an envelope: a sealed box, byte for byte libsodium's
- * `crypto_box_seal`. [P-E.1]
+ * `crypto_box_seal`. [P-D.1]
  *
  * ```
  * sealed = epk (32) || crypto_box(m, nonce, recipientPk, esk)      (16-byte MAC first)
@@ -143,11 +144,9 @@ export function sealBoxWith(message: Uint8Array, recipientPk: Uint8Array, epheme
   if (key === undefined) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipient public key has small order: nothing sealed to it is secret');
   }
-  const boxed = nacl.secretbox(message, sealNonce(ephemeral.publicKey, recipientPk), key);
+  const out = secretbox(message, sealNonce(ephemeral.publicKey, recipientPk), key, X25519_KEY_SIZE);
   key.fill(0);
-  const out = new Uint8Array(X25519_KEY_SIZE + boxed.length);
   out.set(ephemeral.publicKey, 0);
-  out.set(boxed, X25519_KEY_SIZE);
   return out;
 }
 
@@ -184,7 +183,7 @@ export function openBoxWithEphemeral(
   if (key === undefined) {
     throw new PosternError(ErrorCode.SEAL_OPEN_FAILED, 'sealed box has an ephemeral key of small order');
   }
-  const message = nacl.secretbox.open(sealed.subarray(X25519_KEY_SIZE), sealNonce(epk, recipientPk), key);
+  const message = secretboxOpen(sealed.subarray(X25519_KEY_SIZE), sealNonce(epk, recipientPk), key);
   key.fill(0);
   if (message === null) {
     throw new PosternError(ErrorCode.SEAL_OPEN_FAILED, 'sealed box does not open with this key (altered, or sealed to another key)');

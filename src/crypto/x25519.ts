@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, diffieHellman, randomBytes, type KeyObject } from 'node:crypto';
+import { sodium } from './backend.js';
 
 /**
  * X25519 (RFC 7748) for the sealed box and the envelope.
@@ -73,7 +74,22 @@ BASE_POINT[0] = 9;
  * @param cacheSecret keep the imported secret key for later calls (for static keys only)
  */
 export function x25519(secretKey: Uint8Array, publicKey: Uint8Array, cacheSecret = false): Uint8Array | undefined {
+  const na = sodium();
+  if (na !== undefined) return nativeAgree(na, secretKey, publicKey);
   return agree(privateKeyObject(secretKey, cacheSecret), publicKey);
+}
+
+/** X25519 with libsodium (see backend.ts): no key import, refuses the same keys as {@link agree}. */
+function nativeAgree(na: NonNullable<ReturnType<typeof sodium>>, secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array | undefined {
+  if (isSmallOrder(publicKey)) return undefined;
+  const out = new Uint8Array(32);
+  try {
+    na.crypto_scalarmult(out, secretKey, publicKey);
+  } catch {
+    // libsodium refuses an all-zero result, as OpenSSL does: fail closed the same way.
+    return undefined;
+  }
+  return out;
 }
 
 function agree(privateKey: KeyObject, publicKey: Uint8Array): Uint8Array | undefined {
@@ -112,6 +128,15 @@ export interface Ephemeral {
  * `~KeyGenJob` waiting on a mutex held by `ExportJWKEdKey`).
  */
 export function freshEphemeral(): Ephemeral {
+  const na = sodium();
+  if (na !== undefined) {
+    const sk = new Uint8Array(32);
+    na.randombytes_buf(sk);
+    const pk = new Uint8Array(32);
+    // Fixed-base multiplication: a fraction of the cost of agree().
+    na.crypto_scalarmult_base(pk, sk);
+    return { publicKey: pk, agree: (peer) => nativeAgree(na, sk, peer) };
+  }
   const secretKey = randomBytes(32);
   const privateKey = privateKeyObject(secretKey, false);
   secretKey.fill(0);
@@ -127,6 +152,12 @@ export function fixedEphemeral(publicKey: Uint8Array, secretKey: Uint8Array): Ep
 
 /** The X25519 public key of `secretKey` (scalar multiplication of the base point). */
 export function x25519Base(secretKey: Uint8Array): Uint8Array {
+  const na = sodium();
+  if (na !== undefined) {
+    const pk = new Uint8Array(32);
+    na.crypto_scalarmult_base(pk, secretKey);
+    return pk;
+  }
   // The base point is never of small order, so this is always defined.
   return x25519(secretKey, BASE_POINT)!;
 }

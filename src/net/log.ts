@@ -1,3 +1,5 @@
+import { fstatSync } from 'node:fs';
+
 /**
  * Logging, injected: the library never writes to stdout by itself. The CLI passes a
  * {@link createLogger} logger; embedders pass their own or nothing.
@@ -36,6 +38,31 @@ export interface CreateLoggerOptions {
   write?: (line: string) => void;
   /** Clock for the `time` field. Default `Date.now`. */
   now?: () => number;
+  /**
+   * Start each line with its syslog priority, `<7>` debug, `<6>` info, `<4>` warn, `<3>`
+   * error (sd-daemon(3) style), so journald files it at that priority and `journalctl -p`
+   * can filter; journald strips the prefix. Default false.
+   */
+  priorityPrefix?: boolean;
+}
+
+/** syslog priorities of the levels (sd-daemon.h: SD_DEBUG 7, SD_INFO 6, SD_WARNING 4, SD_ERR 3). */
+const PRIORITY: Readonly<Record<LogLevel, string>> = Object.freeze({ debug: '<7>', info: '<6>', warn: '<4>', error: '<3>' });
+
+/**
+ * True when stdout is the journal: JOURNAL_STREAM (set by systemd for a service whose output
+ * goes to journald) names stdout's device and inode, as systemd.exec(5) says to check, so a
+ * redirected stdout is not mistaken for it.
+ */
+export function stdoutIsJournal(env: NodeJS.ProcessEnv = process.env, stat: () => { dev: number; ino: number } = () => fstatSync(1)): boolean {
+  const js = env.JOURNAL_STREAM;
+  if (js === undefined || !/^\d+:\d+$/.test(js)) return false;
+  try {
+    const st = stat();
+    return js === `${st.dev}:${st.ino}`;
+  } catch {
+    return false;
+  }
 }
 
 /** A logger writing one line per event. */
@@ -44,16 +71,18 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
   const min = LOG_LEVELS.indexOf(options.level ?? 'info');
   const write = options.write ?? ((line: string) => void process.stdout.write(line));
   const now = options.now ?? Date.now;
+  const prefix = options.priorityPrefix === true;
   const make =
     (level: LogLevel) =>
     (msg: string, fields: LogFields = {}): void => {
       if (LOG_LEVELS.indexOf(level) < min) return;
       const time = new Date(now()).toISOString();
+      const pri = prefix ? PRIORITY[level] : '';
       if (format === 'json') {
-        write(JSON.stringify({ time, level, msg, ...fields }) + '\n');
+        write(pri + JSON.stringify({ time, level, msg, ...fields }) + '\n');
         return;
       }
-      let line = `${time} ${level.toUpperCase().padEnd(5)} ${msg}`;
+      let line = `${pri}${time} ${level.toUpperCase().padEnd(5)} ${msg}`;
       for (const [k, v] of Object.entries(fields)) {
         if (v === undefined) continue;
         const s = String(v);

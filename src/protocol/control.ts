@@ -11,6 +11,7 @@ import {
 import { encodeFrame } from './encoder.js';
 import { ErrorCode, PosternError } from './errors.js';
 import { isValidRouterId } from './id.js';
+import { readMap } from './msgpack.js';
 
 /**
  * Bodies of control frames. REGISTER and REGISTERED carry a MessagePack map with string
@@ -18,9 +19,30 @@ import { isValidRouterId } from './id.js';
  * an encoder. Every decoded body is shape-checked; a bad one is POSTERN_ERR_MALFORMED. [P-4]
  */
 
-/** REGISTER body (agent → router). Unknown keys are ignored by the router. [P-4.1] */
+/** REGISTER body as an agent writes it: the keys of {@link RegisterRequest}, plus any others. [P-4.1] */
 export interface RegisterBody {
   [key: string]: unknown;
+}
+
+/**
+ * A REGISTER body as the router reads it: every key version 1 defines, type-checked, and
+ * nothing else (unknown keys are skipped whatever their value). [P-4.1] [P-11.1] [P-12.3] [P-12.7]
+ */
+export interface RegisterRequest {
+  /** `anonymous: true`: no agent ID, every SEND is anonymous. Absent means false. */
+  anonymous: boolean;
+  /** The agent's X25519 public key for the key directory (32 bytes, a copy). */
+  key?: Buffer;
+  /** The ID to take back (16 bytes, a copy); only meaningful with `resume`. */
+  id?: Buffer;
+  /** The resume token for `id` (a copy). */
+  resume?: Buffer;
+  /** The admission token. */
+  token?: string;
+  /** `stable: true`: register for the stable ID of `key` (PROTOCOL.md §15). Absent means false. */
+  stable: boolean;
+  /** The stable-ID proof, in the second REGISTER only (a copy; its length is the §15 check's). */
+  proof?: Buffer;
 }
 
 /** REGISTERED body (router → agent): everything the agent must honour. [P-4.2] */
@@ -43,6 +65,8 @@ export interface RegisteredBody {
   resumeGrace?: number;
   /** True when this registration resumed an earlier one (same `id`). */
   resumed?: boolean;
+  /** Other routers to fail over to, as addresses of PROTOCOL.md §13.1 (at most 16). [P-13.7] */
+  alternates?: string[];
 }
 
 /** DRAIN body (router → agent). [P-12.1] */
@@ -82,7 +106,7 @@ export interface ErrorFrame {
   text: string;
 }
 
-/** A decoded CLOSE frame. [P-9.1] */
+/** A decoded CLOSE frame. [P-9.1-1] */
 export interface CloseFrame {
   code: number;
   reason: string;
@@ -114,12 +138,49 @@ export class ControlCodec {
     if (body.resume !== undefined) ordered['resume'] = Buffer.from(body.resume);
     if (body.resumeGrace !== undefined) ordered['resumeGrace'] = body.resumeGrace;
     if (body.resumed === true) ordered['resumed'] = true;
+    if (body.alternates !== undefined && body.alternates.length > 0) ordered['alternates'] = body.alternates;
     return encodeFrame(FrameType.REGISTERED, this.packr.pack(ordered));
   }
 
-  /** Decodes a REGISTER body from frame bytes `[start, end)`. */
-  decodeRegister(buf: Buffer, start: number, end: number): RegisterBody {
-    return this.map(buf, start, end, 'REGISTER');
+  /**
+   * Decodes and checks a REGISTER body from frame bytes `[start, end)`: a defined key with a
+   * value of the wrong type is MALFORMED, as is `anonymous: true` together with `key` (an
+   * anonymous connection has no ID to publish a key under, and dropping the key silently
+   * would leave the agent believing it is in the directory). [P-4.1] [P-11.1]
+   */
+  decodeRegister(buf: Buffer, start: number, end: number): RegisterRequest {
+    const m = this.map(buf, start, end, 'REGISTER');
+    const anonymous = m['anonymous'];
+    // [P-11.1-1] never a visible registration for an agent that asked, however oddly, for anonymity
+    if (anonymous !== undefined && typeof anonymous !== 'boolean') malformed('REGISTER.anonymous must be a boolean');
+    const out: RegisterRequest = { anonymous: anonymous === true, stable: false };
+    const key = m['key'];
+    if (key !== undefined) {
+      if (!(key instanceof Uint8Array) || key.length !== 32) malformed('REGISTER.key must be 32 bytes of bin'); // [P-11.1-2]
+      if (out.anonymous) malformed('REGISTER.key cannot go with anonymous: true'); // [P-11.1-3]
+      out.key = Buffer.from(key);
+    }
+    const id = m['id'];
+    if (id !== undefined) out.id = bytes16(id, 'REGISTER.id');
+    const resume = m['resume'];
+    if (resume !== undefined) {
+      if (!(resume instanceof Uint8Array)) malformed('REGISTER.resume must be bin');
+      out.resume = Buffer.from(resume);
+    }
+    const token = m['token'];
+    if (token !== undefined) {
+      if (typeof token !== 'string') malformed('REGISTER.token must be a string');
+      out.token = token;
+    }
+    const stable = m['stable'];
+    if (stable !== undefined && typeof stable !== 'boolean') malformed('REGISTER.stable must be a boolean');
+    out.stable = stable === true;
+    const proof = m['proof'];
+    if (proof !== undefined) {
+      if (!(proof instanceof Uint8Array)) malformed('REGISTER.proof must be bin');
+      out.proof = Buffer.from(proof);
+    }
+    return out;
   }
 
   /** Decodes and shape-checks a REGISTERED body from frame bytes `[start, end)`. */
@@ -155,6 +216,14 @@ export class ControlCodec {
     if (resume !== undefined) out.resume = Buffer.from(resume as Uint8Array);
     if (resumeGrace !== undefined) out.resumeGrace = resumeGrace;
     if (resumed === true) out.resumed = true;
+    // [P-13.7] the same shape as DRAIN's alternates.
+    const alternates = m['alternates'];
+    if (alternates !== undefined) {
+      if (!Array.isArray(alternates) || alternates.length > 16 || !alternates.every((a) => typeof a === 'string' && Buffer.byteLength(a) <= 262)) {
+        malformed('REGISTERED.alternates must be at most 16 strings of at most 262 bytes');
+      }
+      out.alternates = alternates as string[];
+    }
     return out;
   }
 
@@ -183,7 +252,7 @@ export class ControlCodec {
   /** Decodes and shape-checks a LOOKUP body. */
   decodeLookup(buf: Buffer, start: number, end: number): LookupBody {
     const m = this.map(buf, start, end, 'LOOKUP');
-    const out: LookupBody = { ref: uint(m['ref'], 'ref', 'LOOKUP'), id: bytes16(m['id'], 'LOOKUP.id') };
+    const out: LookupBody = { ref: ref(m['ref'], 'LOOKUP'), id: bytes16(m['id'], 'LOOKUP.id') };
     if (m['from'] !== undefined) out.from = bytes16(m['from'], 'LOOKUP.from');
     return out;
   }
@@ -200,7 +269,7 @@ export class ControlCodec {
     const m = this.map(buf, start, end, 'LOOKUP_RESULT');
     const key = m['key'];
     if (!(key instanceof Uint8Array) || key.length !== 32) malformed('LOOKUP_RESULT.key must be 32 bytes');
-    const out: LookupResultBody = { ref: uint(m['ref'], 'ref', 'LOOKUP_RESULT'), id: bytes16(m['id'], 'LOOKUP_RESULT.id'), key: Buffer.from(key) };
+    const out: LookupResultBody = { ref: ref(m['ref'], 'LOOKUP_RESULT'), id: bytes16(m['id'], 'LOOKUP_RESULT.id'), key: Buffer.from(key) };
     if (m['to'] !== undefined) out.to = bytes16(m['to'], 'LOOKUP_RESULT.to');
     return out;
   }
@@ -216,22 +285,9 @@ export class ControlCodec {
   }
 
   private map(buf: Buffer, start: number, end: number, what: string): Record<string, unknown> {
-    // [P-4.1] the body is exactly one map. Checked on the first byte because msgpackr
-    // decodes some non-map values (0xc1, extensions) into plain objects.
-    const first = buf[start + HEADER_SIZE];
-    if (first === undefined || start + HEADER_SIZE >= end || !isMapFormat(first)) {
-      malformed(`${what} body must be a MessagePack map`);
-    }
-    let v: unknown;
-    try {
-      v = this.packr.unpack(buf.subarray(start + HEADER_SIZE, end));
-    } catch (err) {
-      throw new PosternError(ErrorCode.MALFORMED, `${what} body is not valid MessagePack`, { cause: err });
-    }
-    if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) {
-      malformed(`${what} body must be a MessagePack map`);
-    }
-    return v as Record<string, unknown>;
+    // [P-4.1-2] [P-4.1-5] exactly one map with string keys; values of unknown keys are read, never interpreted
+    if (start + HEADER_SIZE >= end) malformed(`${what} body must be a MessagePack map`);
+    return readMap(buf, start + HEADER_SIZE, end, what);
   }
 }
 
@@ -273,18 +329,20 @@ function utf8(buf: Buffer, start: number, end: number): string {
   return buf.toString('utf8', start, Math.min(end, start + 512));
 }
 
-/** fixmap, map16, map32. */
-function isMapFormat(b: number): boolean {
-  return (b & 0xf0) === 0x80 || b === 0xde || b === 0xdf;
-}
-
-// [P-4.2] any integer width is accepted; msgpackr returns uint64/int64 as bigint.
+// [P-4.2-4] any integer width is accepted; uint64/int64 beyond 2^53 come as bigint.
 function uint(v: unknown, key: string, frame = 'REGISTERED'): number {
   if (typeof v === 'bigint' && v >= 0n && v <= 0xffffffffn) return Number(v);
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
     malformed(`${frame}.${key} must be an unsigned integer`);
   }
   return v;
+}
+
+// [P-11.4-1] a ref is a u32 other than 0: an ERROR with seq 0 is about no request (§7.1).
+function ref(v: unknown, frame: string): number {
+  const r = uint(v, 'ref', frame);
+  if (r === 0) malformed(`${frame}.ref must be in 1..2^32-1`);
+  return r;
 }
 
 function bytes16(v: unknown, what: string): Buffer {

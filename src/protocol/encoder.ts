@@ -39,7 +39,7 @@ export function writeHeader(out: Buffer, offset: number, type: number, flags: nu
 }
 
 /**
- * Writes a 26-byte relay header (SEND or DELIVER) into `out` at `offset`. [P-6.1]
+ * Writes a 26-byte relay header (SEND or DELIVER) into `out` at `offset`. [P-6.1-1]
  * `id` is the destination (SEND) or the sender (DELIVER).
  */
 export function writeRelayHeader(
@@ -63,7 +63,7 @@ function relay(type: number, id: Uint8Array, seq: number, payload: Uint8Array, f
   return payload.length === 0 ? [h] : [h, toBuffer(payload)];
 }
 
-/** SEND: `to` (16 bytes), client sequence number, payload. [P-6.2] */
+/** SEND: `to` (16 bytes), client sequence number, payload. [P-6.2-1] */
 export function encodeSend(to: Uint8Array, seq: number, payload: Uint8Array, flags = 0): Buffer[] {
   return relay(FrameType.SEND, to, seq, payload, flags);
 }
@@ -87,7 +87,7 @@ export function encodeError(code: number, seq: number, id: Uint8Array | null, te
   return b;
 }
 
-/** CLOSE: wire code and UTF-8 reason. [P-9.1] */
+/** CLOSE: wire code and UTF-8 reason. [P-9.1-1] */
 export function encodeClose(code: number, reason = ''): Buffer {
   checkCode(code);
   const textLen = Buffer.byteLength(reason);

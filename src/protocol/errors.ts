@@ -3,7 +3,7 @@ import { WIRE_CODE_NAMES, WireCode } from './frame.js';
 /**
  * Stable error codes of postern. Wire codes map to `POSTERN_ERR_<NAME>`; the others are
  * local to an implementation (bad arguments, closed objects). Every code is listed in
- * PROTOCOL.md §7.3.
+ * README.md ("Error codes"); the wire codes in PROTOCOL.md §7.2.
  */
 export const ErrorCode = {
   // From the wire (see WireCode)
@@ -60,6 +60,21 @@ export const ErrorCode = {
   SEND_BUFFER_FULL: 'POSTERN_ERR_SEND_BUFFER_FULL',
   /** A message stayed unacknowledged by the router when the connection was lost. */
   NOT_SENT: 'POSTERN_ERR_NOT_SENT',
+  // Local only: transports (PROTOCOL.md §13)
+  /** A proxy refused to open the tunnel (HTTP status other than 2xx, SOCKS reply other than success); the message carries its status. */
+  PROXY_REFUSED: 'POSTERN_ERR_PROXY_REFUSED',
+  /** A proxy rejected our credentials or wants some (HTTP 407, SOCKS authentication failure). */
+  PROXY_AUTH_FAILED: 'POSTERN_ERR_PROXY_AUTH_FAILED',
+  /** TLS failed: handshake, certificate verification, host name, SPKI pin or ALPN. */
+  TLS_FAILED: 'POSTERN_ERR_TLS_FAILED',
+  /** The HTTP upgrade or WebSocket handshake was answered with something other than 101. */
+  UPGRADE_REFUSED: 'POSTERN_ERR_UPGRADE_REFUSED',
+  /** No TCP connection to the router could be opened (refused, unreachable, timed out); `cause` holds the system error. */
+  CONNECT_FAILED: 'POSTERN_ERR_CONNECT_FAILED',
+  /** A host name that does not resolve (ENOTFOUND): bad input, not a network failure. */
+  UNKNOWN_HOST: 'POSTERN_ERR_UNKNOWN_HOST',
+  /** A listener could not bind its address (port in use, no permission, address not on this host); `cause` holds the system error. */
+  LISTEN_FAILED: 'POSTERN_ERR_LISTEN_FAILED',
   // Local only: sealed envelopes and keys (src/crypto, PROTOCOL.md envelope section)
   /** A sealed box or envelope that does not open with this key pair: altered, truncated, or sealed to another key. */
   SEAL_OPEN_FAILED: 'POSTERN_ERR_SEAL_OPEN_FAILED',
@@ -79,6 +94,15 @@ export const ErrorCode = {
   KEY_FILE_INSECURE: 'POSTERN_ERR_KEY_FILE_INSECURE',
   /** A key file that is not valid postern key JSON, or whose keys do not match. */
   BAD_KEY_FILE: 'POSTERN_ERR_BAD_KEY_FILE',
+  // Local only: the stream layer (src/stream, PROTOCOL.md §14)
+  /** The peer reset the stream (its RESET code is in `stream.resetCode`), or broke the stream protocol. */
+  STREAM_RESET: 'POSTERN_ERR_STREAM_RESET',
+  /** The peer refused the stream: it accepts none, not from this sender, or is at its limit. */
+  STREAM_REFUSED: 'POSTERN_ERR_STREAM_REFUSED',
+  /** The peer offers no service by the name given in `openStream()`. */
+  UNKNOWN_SERVICE: 'POSTERN_ERR_UNKNOWN_SERVICE',
+  /** No answer in time: a stream not accepted, a request not replied to, a keepalive unanswered. */
+  TIMEOUT: 'POSTERN_ERR_TIMEOUT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -24,15 +24,15 @@ export const HEADER_SIZE = 6;
 /** Bytes of the length field; `length` counts the bytes after it. [P-3.1] */
 export const LENGTH_SIZE = 4;
 
-/** Width of an agent ID on the wire. [P-5.1] */
+/** Width of an agent ID on the wire. [P-5.1-1] */
 export const ID_SIZE = 16;
-/** Bytes of the router-ID part at the start of an agent ID. [P-5.1] */
+/** Bytes of the router-ID part at the start of an agent ID. [P-5.1-1] */
 export const ROUTER_ID_SIZE = 4;
 
 /**
  * Relay header (SEND and DELIVER): common header, 16-byte ID at offset 6, u32 seq at
  * offset 22, payload from offset 26. Both frames have the same layout, so a router turns a
- * SEND into a DELIVER by rewriting bytes 4..25 in place. [P-6.1]
+ * SEND into a DELIVER by rewriting bytes 4..25 in place. [P-6.1-1]
  */
 export const RELAY_ID_OFFSET = 6;
 export const RELAY_SEQ_OFFSET = 22;
@@ -40,7 +40,7 @@ export const RELAY_HEADER_SIZE = 26;
 
 /** ERROR body: u16 code, u32 seq, 16-byte ID, then UTF-8 text. [P-7.1] */
 export const ERROR_FIXED_SIZE = HEADER_SIZE + 2 + 4 + ID_SIZE;
-/** CLOSE body: u16 code, then UTF-8 reason. [P-9.1] */
+/** CLOSE body: u16 code, then UTF-8 reason. [P-9.1-1] */
 export const CLOSE_FIXED_SIZE = HEADER_SIZE + 2;
 /** SOURCE frame: header, 16-byte sender ID, u8 hops, 3 zero bytes. Fixed size. */
 export const SOURCE_SIZE = HEADER_SIZE + ID_SIZE + 4;
@@ -69,6 +69,8 @@ export const FrameType = {
   PONG: 0x06,
   /** Router is going away: reconnect after a delay, maybe elsewhere. MessagePack {after, grace, alternates}. [P-12.1] */
   DRAIN: 0x07,
+  /** Stable addresses: the router's nonce for a REGISTER asking for a stable ID. MessagePack {nonce}. [P-15.2] */
+  CHALLENGE: 0x08,
   SEND: 0x10,
   DELIVER: 0x11,
   /** Key directory: ask the router for the X25519 key an ID registered. MessagePack {ref, id}. [P-11.4] */
@@ -118,6 +120,7 @@ export const FRAME_TYPE_NAMES: Readonly<Record<number, string>> = Object.freeze(
   [FrameType.PING]: 'PING',
   [FrameType.PONG]: 'PONG',
   [FrameType.DRAIN]: 'DRAIN',
+  [FrameType.CHALLENGE]: 'CHALLENGE',
   [FrameType.SEND]: 'SEND',
   [FrameType.DELIVER]: 'DELIVER',
   [FrameType.LOOKUP]: 'LOOKUP',
@@ -142,6 +145,7 @@ export const MIN_FRAME_SIZE: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.PING]: HEADER_SIZE,
   [FrameType.PONG]: HEADER_SIZE,
   [FrameType.DRAIN]: HEADER_SIZE + 1,
+  [FrameType.CHALLENGE]: HEADER_SIZE + 1,
   [FrameType.SEND]: RELAY_HEADER_SIZE,
   [FrameType.DELIVER]: RELAY_HEADER_SIZE,
   [FrameType.LOOKUP]: HEADER_SIZE + 1,
@@ -160,6 +164,7 @@ export const MAX_FRAME_SIZE_BY_TYPE: Readonly<Record<number, number>> = Object.f
   [FrameType.PONG]: HEADER_SIZE + MAX_PING_PAYLOAD,
   [FrameType.SOURCE]: SOURCE_SIZE,
   [FrameType.LOOKUP]: 256,
+  [FrameType.CHALLENGE]: PRE_REGISTER_MAX_FRAME,
   [FrameType.LOOKUP_RESULT]: 256,
   [FrameType.LINK_HELLO]: PRE_REGISTER_MAX_FRAME,
   [FrameType.LINK_CHALLENGE]: PRE_REGISTER_MAX_FRAME,

@@ -18,7 +18,7 @@ export const NO_ID: Readonly<Buffer> = Buffer.alloc(ID_SIZE);
 
 const HEX_RE = /^[0-9a-fA-F]{32}$/;
 
-/** True when `n` is a valid router ID: an integer in 1..2^32-1. [P-5.2] */
+/** True when `n` is a valid router ID: an integer in 1..2^32-1. [P-5.2-1] */
 export function isValidRouterId(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 0xffffffff;
 }
@@ -37,7 +37,7 @@ export function newAgentId(routerId: number, out: Buffer = Buffer.allocUnsafe(ID
   return out;
 }
 
-/** The canonical text form (lowercase hex) of the 16-byte ID at `buf[offset..offset+16]`. [P-5.4] */
+/** The canonical text form (lowercase hex) of the 16-byte ID at `buf[offset..offset+16]`. [P-5.4-1] */
 export function formatId(buf: Uint8Array, offset = 0): string {
   return Buffer.from(buf.buffer, buf.byteOffset + offset, ID_SIZE).toString('hex');
 }
@@ -45,7 +45,7 @@ export function formatId(buf: Uint8Array, offset = 0): string {
 /**
  * Parses the text form (32 hex digits, either case) or checks a 16-byte buffer, returning a
  * fresh 16-byte Buffer. Throws POSTERN_ERR_INVALID_ID for anything else, including the
- * all-zero ID and an ID whose router part is 0. [P-5.4] [P-5.5]
+ * all-zero ID and an ID whose router part is 0. [P-5.4-1] [P-5.5]
  */
 export function parseId(id: string | Uint8Array): Buffer {
   let out: Buffer;
@@ -65,7 +65,7 @@ export function parseId(id: string | Uint8Array): Buffer {
   return out;
 }
 
-/** The router ID embedded in an agent ID (its first 4 bytes, big-endian). [P-5.1] */
+/** The router ID embedded in an agent ID (its first 4 bytes, big-endian). [P-5.1-1] */
 export function routerIdOf(id: Uint8Array, offset = 0): number {
   return ((id[offset]! << 24) | (id[offset + 1]! << 16) | (id[offset + 2]! << 8) | id[offset + 3]!) >>> 0;
 }

@@ -10,13 +10,17 @@ import { resolveRouterOptions, ROUTER_DEFAULTS, type ResolvedRouterOptions, type
  * override the file.
  *
  * ```json
- * { "host": "0.0.0.0", "port": 7447, "routerId": 1, "log": { "format": "json" },
+ * { "host": "0.0.0.0", "port": 7447, "routerId": 17, "log": { "format": "json" },
  *   "metrics": { "host": "127.0.0.1", "port": 9447 }, "drain": { "after": 1000, "grace": 10000 } }
  * ```
  */
 export interface RouterConfig extends Omit<RouterOptions, 'clock' | 'logger'> {
-  /** Log lines: `plain` or `json`, lowest level written. Default plain, info. */
-  log?: { format?: 'plain' | 'json'; level?: LogLevel };
+  /**
+   * Log lines: `plain` or `json`, lowest level written, and `prefix`: `syslog` starts each
+   * line with its priority (`<3>`..`<7>`) for journald, `none` never, `auto` (default) when
+   * stdout is the journal (JOURNAL_STREAM). Default plain, info, auto.
+   */
+  log?: { format?: 'plain' | 'json'; level?: LogLevel; prefix?: 'auto' | 'syslog' | 'none' };
   /** Prometheus listener; omitted or null: none. Default port 9447 on 127.0.0.1. */
   metrics?: { host?: string; port?: number } | null;
   /** What SIGTERM/SIGINT do: tell agents to come back after `after` ms (to `alternates`), wait up to `grace` ms. */
@@ -26,7 +30,7 @@ export interface RouterConfig extends Omit<RouterOptions, 'clock' | 'logger'> {
 /** A config with defaults filled in. */
 export interface ResolvedConfig {
   router: ResolvedRouterOptions;
-  log: { format: 'plain' | 'json'; level: LogLevel };
+  log: { format: 'plain' | 'json'; level: LogLevel; prefix: 'auto' | 'syslog' | 'none' };
   metrics: { host: string; port: number } | null;
   drain: { after: number; grace: number; alternates: string[] };
 }
@@ -74,7 +78,7 @@ export function checkShape(value: unknown): asserts value is RouterConfig {
     if (!plainObject(v)) bad(name, 'must be an object');
     for (const k of Object.keys(v)) if (!keys.includes(k)) bad(`${name}.${k}`, 'is not a known key');
   };
-  sub('log', ['format', 'level']);
+  sub('log', ['format', 'level', 'prefix']);
   sub('metrics', ['host', 'port']);
   sub('drain', ['after', 'grace', 'alternates']);
 }
@@ -94,6 +98,8 @@ export function resolveConfig(config: RouterConfig, overrides: RouterConfig = {}
   if (format !== 'plain' && format !== 'json') bad('log.format', 'must be "plain" or "json"');
   const level = log?.level ?? 'info';
   if (!LOG_LEVELS.includes(level)) bad('log.level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const prefix = log?.prefix ?? 'auto';
+  if (prefix !== 'auto' && prefix !== 'syslog' && prefix !== 'none') bad('log.prefix', 'must be "auto", "syslog" or "none"');
   let m: ResolvedConfig['metrics'] = null;
   if (metrics !== undefined && metrics !== null) {
     m = { host: metrics.host ?? '127.0.0.1', port: metrics.port ?? 9447 };
@@ -106,17 +112,22 @@ export function resolveConfig(config: RouterConfig, overrides: RouterConfig = {}
   if (!Array.isArray(d.alternates) || !d.alternates.every(isHostPort)) {
     bad('drain.alternates', 'must be an array of host:port strings');
   }
-  return { router, log: { format, level }, metrics: m, drain: d };
+  return { router, log: { format, level, prefix }, metrics: m, drain: d };
 }
 
-/** The effective config as plain JSON (secrets masked), for `--check-config`. */
-export function describeConfig(c: ResolvedConfig): Record<string, unknown> {
+/**
+ * The effective config as plain JSON (secrets masked), for `--check-config`. `given` is what
+ * the file and flags said before defaults: when it sets no routerId, the one in `c` is a
+ * draw that the running router will not use, so `routerId` reads `"random"` instead.
+ */
+export function describeConfig(c: ResolvedConfig, given?: RouterConfig): Record<string, unknown> {
   const { clock: _clock, logger: _logger, ...router } = c.router;
   void _clock;
   void _logger;
   const mask = (v: unknown): unknown => (v === undefined ? undefined : '***');
   return {
     ...router,
+    routerId: given !== undefined && given.routerId === undefined ? 'random' : router.routerId,
     meshSecret: mask(router.meshSecret),
     resumeSecret: mask(router.resumeSecret),
     admissionTokens: router.admissionTokens.map(() => '***'),

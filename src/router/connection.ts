@@ -8,6 +8,7 @@
  * are out already; what is left moves next, with the fast path kept on one object shape
  * (role objects in fields, never subclasses).
  */
+import { StableChallenge } from '../protocol/stable-id.js';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Decoder, type FrameSink } from '../protocol/decoder.js';
@@ -29,7 +30,7 @@ import {
   WireCode,
 } from '../protocol/frame.js';
 import { encodeClose, encodeError, encodePing, encodePong, encodePreamble, encodeRouteError, writeSource } from '../protocol/encoder.js';
-import { readRouteError, type LookupBody, type LookupResultBody } from '../protocol/control.js';
+import { readRouteError, type LookupBody, type LookupResultBody, type RegisterRequest } from '../protocol/control.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { formatId, NO_ID, routerHex, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
@@ -220,6 +221,8 @@ export class RouterConnection implements FrameSink {
   // Anonymity: no ID (anonymous connection), reply handles issued, the sticky one.
   /** True for a connection registered without an identity. */
   anonymous = false;
+  /** [P-15.2] The stable-ID challenge of this connection, once asked for. */
+  private stable: StableChallenge | null = null;
   /** The X25519 public key the agent registered, for LOOKUP. */
   publicKey: Buffer | null = null;
   private replyHandles: ReplyHandles<RouterConnection> | null = null;
@@ -315,7 +318,7 @@ export class RouterConnection implements FrameSink {
   }
 
   /** [P-12.8] Closes the connection when its incomplete frame comes slower than minFrameRate; true when it did. */
-  private frameTooSlow(now: number, slack: number): boolean {
+  private frameTooSlow(now: number): boolean {
     const o = this.ctx.options;
     if (this.partialCharge === 0 || o.minFrameRate === 0) {
       this.stallSince = -1;
@@ -328,7 +331,7 @@ export class RouterConnection implements FrameSink {
       return false;
     }
     const span = now - this.stallSince;
-    if (span + slack < o.frameRateWindow) return false;
+    if (span < o.frameRateWindow) return false; // [P-8.2-3] a deadline is never early
     if ((this.bytesIn - this.stallMark) * 1000 < o.minFrameRate * span) {
       this.close(WireCode.FRAME_TOO_SLOW, `incomplete frame came at less than ${o.minFrameRate} bytes/s`);
       // Nothing it still sends is wanted; let the memory go now.
@@ -515,7 +518,7 @@ export class RouterConnection implements FrameSink {
   /**
    * Routes one SEND: to a local agent as a DELIVER from `from` rewritten in place, or
    * untouched towards the link of the router that issued the destination ID. The payload
-   * is never read. [P-6.6]
+   * is never read. [P-6.6-1]
    */
   private route(buf: Buffer, start: number, end: number, seq: number, from: Buffer): void {
     let dest: RouterConnection | null;
@@ -828,7 +831,7 @@ export class RouterConnection implements FrameSink {
     return this.handles().next();
   }
 
-  /** Notes that this agent's requests went over `link`: its next PING waits for that link. [P-10.6] */
+  /** Notes that this agent's requests went over `link`: its next PING waits for that link. [P-10.6-1] */
   usedLink(link: RouterConnection): void {
     (this.linksUsed ??= new Set()).add(link);
   }
@@ -850,7 +853,7 @@ export class RouterConnection implements FrameSink {
     this.ctx.mesh.onLinkUp(this);
   }
 
-  // ---- flush barriers across links [P-10.6] -------------------------------------------
+  // ---- flush barriers across links [P-10.6-1] -------------------------------------------
 
   /** A PING from an agent whose SENDs went over links: PONG only after each link answers. */
   private barrier(payload: Buffer): void {
@@ -888,15 +891,15 @@ export class RouterConnection implements FrameSink {
       this.sendError(WireCode.ALREADY_REGISTERED, 0, null); // [P-4.4]
       return;
     }
-    let body: Record<string, unknown>;
+    let body: RegisterRequest;
     try {
-      body = this.ctx.codec.decodeRegister(buf, start, end);
+      body = this.ctx.codec.decodeRegister(buf, start, end); // [P-4.1] [P-11.1] typed and checked
     } catch (err) {
       this.fail(err);
       return;
     }
     // [P-12.7] admission, then the per-address registration rate
-    if (!this.ctx.admits(body['token'])) {
+    if (!this.ctx.admits(body.token)) {
       this.ctx.stats.admissionDenied++;
       this.close(WireCode.ADMISSION_DENIED, 'registration needs a valid admission token');
       return;
@@ -905,13 +908,18 @@ export class RouterConnection implements FrameSink {
       this.sendError(WireCode.RATE_LIMITED, 0, null, 'too many registrations from this address; retry later');
       return;
     }
-    const anonymous = body['anonymous'] === true;
-    const key = body['key'];
-    if (key !== undefined && !(key instanceof Uint8Array && key.length === 32)) {
-      this.close(WireCode.MALFORMED, 'REGISTER.key must be 32 bytes'); // [P-11.4]
-      return;
-    }
+    const { anonymous, key } = body;
     const o = this.ctx.options;
+    // [P-15.2] a stable ID: CHALLENGE first, then the proof; the ID is then taken over like a resume
+    let stableId: Buffer | undefined;
+    if (body.stable && !anonymous) {
+      const r = (this.stable ??= new StableChallenge()).step(body, o.routerId);
+      if ('frame' in r) return void this.writeChunks(r.frame);
+      if ('fail' in r) return void this.close(WireCode.ADMISSION_DENIED, r.fail);
+      stableId = r.id;
+      if (o.resumeGrace > 0) Object.assign(body, { id: stableId, resume: this.ctx.resumeToken(stableId) });
+      else if (this.ctx.registry.lookup(stableId, 0) !== undefined) return void this.sendError(WireCode.ALREADY_REGISTERED, 0, null, 'the stable ID is in use');
+    }
     this.kind = 'agent';
     this.state = ConnState.OPEN;
     this.decoder.maxFrame = o.maxFrame;
@@ -930,7 +938,7 @@ export class RouterConnection implements FrameSink {
         held = r.held;
         resumed = true;
       } else {
-        this.id = this.ctx.registry.newId(o.routerId);
+        this.id = stableId ?? this.ctx.registry.newId(o.routerId);
       }
       this.idText = formatId(this.id);
       this.w0 = this.id.readInt32LE(0);
@@ -938,13 +946,13 @@ export class RouterConnection implements FrameSink {
       this.w2 = this.id.readInt32LE(8);
       this.w3 = this.id.readInt32LE(12);
       this.ctx.registry.add(this);
-      if (key !== undefined) this.publicKey = Buffer.from(key);
+      if (key !== undefined) this.publicKey = key;
     }
     const ka = o.keepaliveInterval;
     const resume = !anonymous && o.resumeGrace > 0 ? { resume: this.ctx.resumeToken(this.id), resumeGrace: o.resumeGrace } : {};
     // [P-4.2]
     this.writeChunks(
-      this.ctx.codec.encodeRegistered({ id: this.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5), anonymous, ...resume, resumed }),
+      this.ctx.codec.encodeRegistered({ id: this.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5), anonymous, ...resume, resumed, alternates: o.alternates }),
     );
     // [P-12.4] held messages first, in the order they came
     for (const h of held) this.write(h.frame);
@@ -962,10 +970,9 @@ export class RouterConnection implements FrameSink {
    * that ID and the ID is parked, held by a stale connection, or unknown while a restarted
    * router is within its restart window. Anything else registers afresh. [P-12.3]
    */
-  private tryResume(body: Record<string, unknown>): { id: Buffer; held: Held[] } | null {
-    const token = body['resume'];
-    const id = body['id'];
-    if (this.ctx.options.resumeGrace === 0 || !(token instanceof Uint8Array) || !(id instanceof Uint8Array) || id.length !== ID_SIZE) return null;
+  private tryResume(body: RegisterRequest): { id: Buffer; held: Held[] } | null {
+    const { resume: token, id } = body;
+    if (this.ctx.options.resumeGrace === 0 || token === undefined || id === undefined) return null;
     if (routerIdOf(id) !== this.ctx.options.routerId) return null;
     const want = this.ctx.resumeToken(id);
     if (token.length !== want.length || !timingSafeEqual(token, want)) {
@@ -995,7 +1002,7 @@ export class RouterConnection implements FrameSink {
     }
     // [P-9.2] a peer that receives CLOSE sends nothing more and ends. A normal close
     // means the agent is done; any other code (it judged the path dead) may come back.
-    // What was already gathered for it still goes out: a lingering agent reads it. [P-12.2]
+    // What was already gathered for it still goes out: a lingering agent reads it. [P-12.2-1]
     this.writePending();
     this.shutdown(code !== WireCode.NORMAL);
     this.stream.end();
@@ -1421,12 +1428,15 @@ export class RouterConnection implements FrameSink {
 
   // ---- lifecycle -----------------------------------------------------------------------
 
-  /** Keepalive and handshake deadlines, called by the router's sweep. `slack` is the sweep period. [P-8.2] */
-  tick(now: number, slack: number): void {
+  /**
+   * Keepalive and handshake deadlines, called by the router's sweep. A deadline is never
+   * acted on early; the sweep makes it up to one sweep period late, which §8.2 allows. [P-8.2]
+   */
+  tick(now: number): void {
     const o = this.ctx.options;
-    if (this.partialCharge > 0 && this.frameTooSlow(now, slack)) return;
+    if (this.partialCharge > 0 && this.frameTooSlow(now)) return;
     if (this.state === ConnState.PREAMBLE || this.state === ConnState.HANDSHAKE) {
-      if (now - this.openedAt + slack >= o.handshakeTimeout) { // [P-2.5]
+      if (now - this.openedAt >= o.handshakeTimeout) { // [P-2.5-1] [P-2.5-2]
         this.ctx.stats.handshakeTimeouts++;
         this.close(WireCode.HANDSHAKE_TIMEOUT, `no registration within ${o.handshakeTimeout} ms`);
       }
@@ -1434,7 +1444,7 @@ export class RouterConnection implements FrameSink {
     }
     if (this.state !== ConnState.OPEN) return;
     const idle = now - this.lastRx;
-    if (idle + slack >= Math.floor(o.keepaliveInterval * 1.5)) {
+    if (idle >= Math.floor(o.keepaliveInterval * 1.5)) {
       this.ctx.stats.keepaliveExpiries++;
       this.close(WireCode.KEEPALIVE_TIMEOUT, `nothing received for ${idle} ms`, true);
       // The path is presumed dead: do not wait for a flush that cannot happen.
@@ -1451,7 +1461,7 @@ export class RouterConnection implements FrameSink {
     this.stream.destroy();
   }
 
-  /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1] */
+  /** Sends CLOSE(code) and ends the connection; frames queued before it are still written. [P-9.1-1] */
   close(code: number, reason = '', park = false): void {
     if (this.state >= ConnState.CLOSING) return;
     this.closeCode = code;

@@ -16,7 +16,7 @@ export interface KeyAsker<C> {
   close(code: number, reason: string): void;
   /** A fresh reply handle routed to this (anonymous) connection. */
   replyHandle(): Buffer;
-  /** Notes that this connection's requests went over `link`, for its next flush barrier. [P-10.6] */
+  /** Notes that this connection's requests went over `link`, for its next flush barrier. [P-10.6-1] */
   usedLink(link: C): void;
 }
 

@@ -1,5 +1,7 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { WIRE_CODE_NAMES } from '../protocol/frame.js';
 import type { Router } from './router.js';
 
@@ -23,11 +25,61 @@ function byCode(counts: Record<number, number>): Sample[] {
   return Object.entries(counts).map(([code, n]) => [{ code: WIRE_CODE_NAMES[Number(code)] ?? `code_${code}` }, n]);
 }
 
+/** This package's version, from its package.json (dist/src/router/ -> the package root); '0.0.0' if unreadable. */
+export const PACKAGE_VERSION: string = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+/** `Max open files` (soft) from /proc/self/limits, or undefined where there is no /proc. */
+function maxFds(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m === null ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Open descriptors: the entries of /proc/self/fd (less the one readdir itself holds). */
+function openFds(): number | undefined {
+  try {
+    return readdirSync('/proc/self/fd').length - 1;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The standard process_* families (the names prom-client and the Go client use, so stock
+ * dashboards work) and postern_build_info. Descriptor counts come from /proc/self, which
+ * the unit's ProcSubset=pid leaves visible; elsewhere they are left out, not faked.
+ */
+function processFamilies(out: string[]): void {
+  const cpu = process.cpuUsage();
+  family(out, 'process_cpu_user_seconds_total', 'counter', 'User CPU time spent in seconds.', [[null, cpu.user / 1e6]]);
+  family(out, 'process_cpu_system_seconds_total', 'counter', 'System CPU time spent in seconds.', [[null, cpu.system / 1e6]]);
+  family(out, 'process_cpu_seconds_total', 'counter', 'Total user and system CPU time spent in seconds.', [[null, (cpu.user + cpu.system) / 1e6]]);
+  family(out, 'process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [[null, process.memoryUsage.rss()]]);
+  // performance.timeOrigin is when this process started: no /proc/stat (hidden by ProcSubset=pid) needed.
+  family(out, 'process_start_time_seconds', 'gauge', 'Start time of the process since unix epoch in seconds.', [[null, Math.round(performance.timeOrigin / 1000)]]);
+  const open = openFds();
+  if (open !== undefined) family(out, 'process_open_fds', 'gauge', 'Number of open file descriptors.', [[null, open]]);
+  const max = maxFds();
+  if (max !== undefined) family(out, 'process_max_fds', 'gauge', 'Maximum number of open file descriptors.', [[null, max]]);
+  family(out, 'postern_build_info', 'gauge', 'The postern version and the Node.js version running it; always 1.', [[{ version: PACKAGE_VERSION, node: process.version }, 1]]);
+}
+
 /** The router's metrics as Prometheus text. */
 export function renderMetrics(router: Router): string {
   const s = router.stats;
   const q = router.queues();
   const out: string[] = [];
+  processFamilies(out);
   family(out, 'postern_info', 'gauge', 'Router identity.', [[{ router_id: router.routerId }, 1]]);
   family(out, 'postern_connections', 'gauge', 'Open connections (agents, links, handshakes).', [[null, router.connections]]);
   family(out, 'postern_agents', 'gauge', 'Registered agents connected now.', [[null, router.agents]]);

@@ -2,9 +2,10 @@ import { DEFAULT_PORT, MAX_MAX_FRAME, MIN_MAX_FRAME } from '../protocol/frame.js
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { isValidRouterId } from '../protocol/id.js';
 import { systemClock, type Clock } from '../net/clock.js';
-import { isHostPort } from '../net/address.js';
+import { isHostPort, parseEndpoint } from '../net/address.js';
 import { silentLogger, type Logger } from '../net/log.js';
 import { randomInt } from 'node:crypto';
+import { resolveListeners, type ListenerOptions } from './listeners.js';
 import { connectionsWithin, readFdLimit } from '../net/fd-limit.js';
 
 /** Options of a {@link Router}. Every field is optional; defaults are in {@link ROUTER_DEFAULTS}. */
@@ -27,8 +28,15 @@ export interface RouterOptions {
   slowConsumerTimeout?: number;
   /** Ms a closing connection has to flush before it is destroyed. Default 5000. */
   closeTimeout?: number;
-  /** Peer routers to link with, as `host:port`. Default none. */
+  /** Peer routers to link with, as `host:port` or `tls://host[:port]` (TLS, verified against `meshCa`). Default none. */
   peers?: string[];
+  /**
+   * Other routers agents may fail over to, announced in every REGISTERED (PROTOCOL.md
+   * §13.7), as addresses of §13.1 (`tls://r2.example.com`, `r2:7447`); at most 16. Default [].
+   */
+  alternates?: string[];
+  /** PEM file of the CA that signs the certificates of `tls://` peers. Default: the system CAs. */
+  meshCa?: string;
   /** Shared secret that authenticates router links (at least 16 characters); required to link. Default none: links refused. */
   meshSecret?: string;
   /** Most router links a message may cross. Default 2. */
@@ -67,6 +75,12 @@ export interface RouterOptions {
   /** Whether log lines may carry remote IP addresses. Default true. Anonymous connections' addresses are never logged. */
   logAddresses?: boolean;
   /**
+   * The ports to listen on, each plain TCP, TLS, and/or HTTP Upgrade + WebSocket
+   * (PROTOCOL.md §13), e.g. `[{ port: 7447 }, { port: 443, tls: { cert, key }, http: true }]`.
+   * When given, `host` and `port` are not used. Default `[]`: one plain listener on `host`:`port`.
+   */
+  listeners?: ListenerOptions[];
+  /**
    * Bytes the router may reserve for incomplete frames across all connections; a frame
    * counts its whole declared size once its header is read. Over it, holders of larger
    * frames are closed with OVERLOADED, else the newcomer is. Default 128 MiB (128 frames of the default
@@ -93,7 +107,8 @@ export interface RouterOptions {
 }
 
 /** Resolved options: every field present. */
-export type ResolvedRouterOptions = Required<Omit<RouterOptions, 'routerId' | 'meshSecret' | 'resumeSecret'>> & {
+export type ResolvedRouterOptions = Required<Omit<RouterOptions, 'routerId' | 'meshSecret' | 'resumeSecret' | 'meshCa'>> & {
+  meshCa: string | undefined;
   routerId: number;
   meshSecret: string | undefined;
   resumeSecret: string | undefined;
@@ -111,6 +126,8 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   closeTimeout: 5_000,
   peers: [] as string[],
   meshSecret: undefined,
+  meshCa: undefined,
+  alternates: [] as string[],
   meshHopLimit: 2,
   linkRetryMin: 200,
   linkRetryMax: 5000,
@@ -126,6 +143,7 @@ export const ROUTER_DEFAULTS: Readonly<Omit<ResolvedRouterOptions, 'routerId'>> 
   maxByteRate: 0,
   admissionTokens: [] as string[],
   logAddresses: true,
+  listeners: [] as ListenerOptions[],
   partialBytesBudget: 128 * 1024 * 1024,
   minFrameRate: 1024,
   frameRateWindow: 10_000,
@@ -152,6 +170,7 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   if (!isValidRouterId(o.routerId)) bad('routerId', 'must be an integer in 1..4294967295');
   if (typeof o.host !== 'string' || o.host.length === 0) bad('host', 'must be a non-empty string');
   int('port', o.port, 0, 65535);
+  o.listeners = resolveListeners(o.listeners);
   int('maxFrame', o.maxFrame, MIN_MAX_FRAME, MAX_MAX_FRAME);
   int('keepaliveInterval', o.keepaliveInterval, 10, 3_600_000);
   int('handshakeTimeout', o.handshakeTimeout, 10, 3_600_000);
@@ -160,11 +179,17 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
   int('closeTimeout', o.closeTimeout, 1, 3_600_000);
   if (!Array.isArray(o.peers)) bad('peers', 'must be an array of host:port strings');
   for (const p of o.peers) {
-    if (!isHostPort(p)) bad('peers', `entry ${JSON.stringify(p)} is not host:port`);
+    if (!isHostPort(p) && !isTlsPeer(p)) bad('peers', `entry ${JSON.stringify(p)} is not host:port or tls://host:port`);
   }
   if (o.meshSecret !== undefined && (typeof o.meshSecret !== 'string' || o.meshSecret.length < 16)) {
     bad('meshSecret', 'must be a string of at least 16 characters');
   }
+  if (!Array.isArray(o.alternates) || o.alternates.length > 16) bad('alternates', 'must be an array of at most 16 router addresses');
+  for (const a of o.alternates) {
+    if (typeof a !== 'string' || Buffer.byteLength(a) > 262) bad('alternates', 'entries must be strings of at most 262 bytes');
+    parseEndpoint(a, 'alternates');
+  }
+  if (o.meshCa !== undefined && (typeof o.meshCa !== 'string' || o.meshCa === '')) bad('meshCa', 'must be the path of a PEM file');
   if (o.peers.length > 0 && o.meshSecret === undefined) bad('meshSecret', 'is required when peers are given');
   int('meshHopLimit', o.meshHopLimit, 1, 16);
   int('linkRetryMin', o.linkRetryMin, 1, 3_600_000);
@@ -194,6 +219,17 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
     if (typeof o.logger?.[m] !== 'function') bad('logger', `must have a ${m}() method`);
   }
   return o;
+}
+
+/** `tls://host[:port]` (PROTOCOL.md §13.1), for `peers`. */
+function isTlsPeer(v: unknown): boolean {
+  if (typeof v !== 'string' || !/^tls:\/\//i.test(v)) return false;
+  try {
+    parseEndpoint(v, 'peers');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Options {@link Router.reload} may change on a live router. */

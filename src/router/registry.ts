@@ -23,7 +23,7 @@ export class Handle<C> implements Registered<C> {
 /**
  * Live agents by ID. The key is 30 bits of the ID's random part, so lookups straight from
  * a frame's bytes allocate nothing (the key is a small integer); the full 16 bytes are then
- * compared. [P-6.2]
+ * compared. [P-6.2-1]
  */
 export class Registry<C> {
   private readonly map = new Map<number, Registered<C> | Array<Registered<C>>>();

@@ -1,3 +1,6 @@
+// router.ts is over 500 lines because the Router is the one object that owns the door (the
+// plain server, the listeners of PROTOCOL.md §13, the limits checked before anything is read)
+// and the set of connections; listeners.ts and descriptors.ts already hold what splits off.
 import { EventEmitter } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -8,7 +11,6 @@ import type { Clock, Timer } from '../net/clock.js';
 import { limitLog, type LimitedLogger } from '../net/log-limit.js';
 import { TokenBucket } from '../net/token-bucket.js';
 import { ConnState, RouterConnection } from './connection.js';
-import type { RouterContext } from './context.js';
 import { RELOADABLE, resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Registry } from './registry.js';
 import { Parked } from './parked.js';
@@ -27,6 +29,7 @@ const RESUME_LABEL = Buffer.from('postern resume v1');
 /** Most stand-ins a restarted router keeps for IDs that may resume. */
 const MAX_PLACEHOLDERS = 10_000;
 import { Mesh, type LinkInfo, type PeerInfo } from './mesh/mesh.js';
+import { ListenerSet, warnTokensInClear, type BoundListener, type ResolvedListener } from './listeners.js';
 import { connectionsWithin } from '../net/fd-limit.js';
 import { Descriptors } from './descriptors.js';
 
@@ -52,7 +55,7 @@ export interface RouterEvents {
  * await router.close();
  * ```
  */
-export class Router extends EventEmitter<RouterEvents> implements RouterContext<RouterConnection> {
+export class Router extends EventEmitter<RouterEvents> {
   /** The resolved options (defaults filled in). */
   readonly options: ResolvedRouterOptions;
   /** This router's ID (the first 4 bytes of every ID it issues). */
@@ -125,8 +128,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     this.resumeKey = this.options.resumeSecret !== undefined ? Buffer.from(this.options.resumeSecret) : randomBytes(32);
     this.startedAt = this.clock.now();
     this.mesh = new Mesh(this);
-    // The sweep runs 10 times per keepalive interval (and handshake timeout), so a
-    // deadline is noticed at most a tenth of that late; deadlines subtract that slack.
+    // [P-8.2] The sweep runs 10 times per keepalive interval (and handshake timeout), so a
+    // deadline is acted on at most a tenth of that late, and never early.
     this.sweepPeriod = Math.max(1, Math.floor(Math.min(this.options.keepaliveInterval, this.options.handshakeTimeout) / 10));
     this.fds = new Descriptors(this);
   }
@@ -189,6 +192,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     if (!this.draining) {
       this.draining = true;
       this.server?.close();
+      void this.ports?.close();
       const agents = [...this.conns].filter((c) => c.kind === 'agent' && c.state === ConnState.OPEN);
       this.log.info('draining', { agents: agents.length, after, grace });
       const frame = this.codec.encodeDrain({ after, grace, alternates });
@@ -225,22 +229,8 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
   listen(): Promise<AddressInfo> {
     if (this.closingP !== null) return Promise.reject(new PosternError(ErrorCode.CLOSED, 'router is closed'));
     if (this.server !== null) return Promise.reject(new PosternError(ErrorCode.INVALID_ARGUMENT, 'router is already listening'));
-    const server = net.createServer({ noDelay: true }, (socket) => {
-      const address = socket.remoteAddress ?? '';
-      const o = this.options;
-      // Room is made before the process runs out of descriptors (see Descriptors).
-      if (this.fds.full(this.conns.size) && !this.fds.exhausted('fd limit', this.conns)) {
-        socket.destroy();
-        return;
-      }
-      // [P-12.5] limits are checked before anything is read
-      if (this.conns.size >= o.maxConnections || (o.maxConnectionsPerAddress > 0 && (this.addrs.get(address)?.conns ?? 0) >= o.maxConnectionsPerAddress)) {
-        this.turnAway(socket);
-        return;
-      }
-      const remote = o.logAddresses ? `${address}:${socket.remotePort}` : undefined;
-      this.handle(socket, remote, address);
-    });
+    if (this.options.listeners.length > 0) return this.listenAll();
+    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, socket.remoteAddress ?? '', socket.remotePort));
     this.server = server;
     return new Promise<AddressInfo>((resolve, reject) => {
       const onError = (err: Error): void => {
@@ -256,6 +246,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
         });
         const addr = server.address() as AddressInfo;
         this.log.info('listening', { host: addr.address, port: addr.port, router: this.routerId });
+        this.warnPlainTokens();
         if (this.fdLimit !== null && this.options.maxConnections > connectionsWithin(this.fdLimit)) {
           this.log.warn('maxConnections is above what the file descriptor limit allows', {
             maxConnections: this.options.maxConnections,
@@ -270,9 +261,62 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     });
   }
 
-  /** The bound address, or null when not listening. */
+  /** The bound address (of the first listener), or null when not listening. */
   address(): AddressInfo | null {
-    return (this.server?.address() as AddressInfo | null | undefined) ?? null;
+    return (this.server?.address() as AddressInfo | null | undefined) ?? this.ports?.first() ?? null;
+  }
+
+  private ports: ListenerSet | null = null;
+
+  /** Every bound listener: its transport (`tcp`, `tls`, `http`, `https`) and address. */
+  addresses(): BoundListener[] {
+    const a = this.server?.address() as AddressInfo | null | undefined;
+    return [...(a ? [{ transport: 'tcp', address: a }] : []), ...(this.ports?.addresses() ?? [])];
+  }
+
+  /** Opens every configured listener (PROTOCOL.md §13); resolves with the first one's address. */
+  private async listenAll(): Promise<AddressInfo> {
+    const host = { accept: (s: Duplex, a: string, p: number | undefined) => this.accept(s, a, p), log: this.log, handshakeTimeout: this.options.handshakeTimeout };
+    this.ports = new ListenerSet(this.options.listeners as ResolvedListener[], host);
+    const first = await this.ports.open(this.routerId).catch((err: unknown) => {
+      this.ports = null;
+      throw err;
+    });
+    this.warnPlainTokens();
+    this.emit('listening', first);
+    this.mesh.start();
+    return first;
+  }
+
+  /** [P-12.7] Admission tokens on a plain, non-loopback listener cross the network in the clear: say so. */
+  private warnPlainTokens(): void {
+    if (this.options.admissionTokens.length > 0) warnTokensInClear(this.log, this.addresses());
+  }
+
+  /**
+   * Re-reads the TLS certificates and keys of every TLS listener (what SIGHUP does): new
+   * connections get the new ones; a file that fails keeps the old pair and logs an error.
+   * Returns how many listeners took a new pair.
+   */
+  reloadCertificates(): number {
+    return this.ports?.reloadCertificates() ?? 0;
+  }
+
+  /** A new connection from a listener: limits first, then the postern handshake. */
+  private accept(stream: Duplex, address: string, port: number | undefined): void {
+    const o = this.options;
+    // Room is made before the process runs out of descriptors (see Descriptors).
+    if (this.fds.full(this.conns.size) && !this.fds.exhausted('fd limit', this.conns)) {
+      stream.destroy();
+      return;
+    }
+    // [P-12.5] limits are checked before anything is read
+    if (this.conns.size >= o.maxConnections || (o.maxConnectionsPerAddress > 0 && (this.addrs.get(address)?.conns ?? 0) >= o.maxConnectionsPerAddress)) {
+      this.turnAway(stream);
+      return;
+    }
+    const remote = o.logAddresses ? `${address}:${port ?? 0}` : undefined;
+    this.handle(stream, remote, address);
   }
 
   /**
@@ -335,7 +379,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
   }
 
   /** Turns away a connection over the limits: our preamble and CLOSE(TOO_MANY_CONNECTIONS), nothing read. */
-  private turnAway(socket: net.Socket): void {
+  private turnAway(socket: Duplex): void {
     this.stats.refused++;
     countCode(this.stats.closes, WireCode.TOO_MANY_CONNECTIONS);
     socket.on('error', () => {});
@@ -385,6 +429,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     for (const k of RELOADABLE) target[k] = merged[k];
     this.tokenHashes = null;
     this.log.info('reloaded', { changed: Object.keys(changes).join(',') });
+    if ('admissionTokens' in changes) this.warnPlainTokens();
   }
 
   /** Stops accepting, sends CLOSE(GOING_AWAY) to every connection and waits for them to end. */
@@ -394,7 +439,10 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
       this.log.info('shutting down', { connections: this.conns.size });
       this.mesh.stop();
       const server = this.server;
-      const serverClosed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+      const serverClosed = Promise.all([
+        server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r())),
+        this.ports?.close(),
+      ]);
       for (const c of [...this.conns]) c.close(WireCode.GOING_AWAY, 'router shutting down');
       await Promise.all([serverClosed, this.allClosed()]);
       this.sweepTimer?.cancel();
@@ -467,7 +515,7 @@ export class Router extends EventEmitter<RouterEvents> implements RouterContext<
     for (const c of this.conns) {
       if (c.state >= ConnState.CLOSING) continue;
       try {
-        c.tick(now, this.sweepPeriod);
+        c.tick(now);
       } catch (err) {
         c.failSafely(err);
       }

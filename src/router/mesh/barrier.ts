@@ -1,5 +1,5 @@
 /**
- * [P-10.6] Flush barriers across links. An agent's PING after SENDs that went over links is
+ * [P-10.6-1] Flush barriers across links. An agent's PING after SENDs that went over links is
  * answered only once every one of those links has answered a PING of its own (so the PONG
  * means every earlier SEND was handled by the next router too). A {@link Barrier} is that
  * waiting PING; {@link BarrierTokens} is a link's side: the PINGs it sent, by token.

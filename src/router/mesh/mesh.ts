@@ -1,11 +1,14 @@
-import net from 'node:net';
+import net, { isIP } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
 import type { RouteErrorFrame } from '../../protocol/control.js';
 import { WIRE_CODE_NAMES } from '../../protocol/frame.js';
 import { formatId, routerHex, routerIdOf } from '../../protocol/id.js';
 import type { Timer } from '../../net/clock.js';
 import { backoffDelay } from '../../net/backoff.js';
-import { parseRouterAddress } from '../../net/address.js';
+import { parseEndpoint } from '../../net/address.js';
+import { ErrorCode, PosternError } from '../../protocol/errors.js';
 import type { MeshRoutes } from '../context.js';
 import { LINK_INSTANCE_SIZE } from '../../protocol/link.js';
 
@@ -32,6 +35,8 @@ export interface MeshHost<C extends MeshLink> {
     readonly peers: readonly string[];
     readonly linkRetryMin: number;
     readonly linkRetryMax: number;
+    /** PEM file of the CA that signs `tls://` peers' certificates; undefined: the system CAs. */
+    readonly meshCa?: string | undefined;
   };
   readonly clock: { setTimeout(fn: () => void, ms: number): Timer };
   readonly log: { info(msg: string, f?: Record<string, unknown>): void; warn(msg: string, f?: Record<string, unknown>): void };
@@ -40,11 +45,31 @@ export interface MeshHost<C extends MeshLink> {
   dialled(socket: net.Socket, remote: string): C;
 }
 
+/** Close codes by which a peer refuses our link because of how either side is configured, with what to check. */
+const REFUSALS: ReadonlyMap<string, string> = new Map([
+  ['LINK_AUTH_FAILED', 'both routers need the same mesh secret'],
+  ['DUPLICATE_ROUTER_ID', 'every router in a mesh needs its own routerId'],
+]);
+/** Redial ceiling after a refusal: a wrong secret is not fixed in seconds. */
+const REFUSED_RETRY_MAX = 60_000;
+
+/**
+ * Ms before redialling a peer after attempt `attempt` ended with `lastError` (a wire code
+ * name): doubling from linkRetryMin with full jitter, up to linkRetryMax, or up to 60 s when
+ * the peer refused us for configuration (REFUSALS), which retrying quickly will not fix.
+ */
+export function redialDelay(lastError: string, attempt: number, previous: number, o: { linkRetryMin: number; linkRetryMax: number }, random: () => number): number {
+  const maxDelay = REFUSALS.has(lastError) ? Math.max(o.linkRetryMax, REFUSED_RETRY_MAX) : o.linkRetryMax;
+  return backoffDelay({ initialDelay: o.linkRetryMin, maxDelay, jitter: 'full' }, attempt, previous, random);
+}
+
 /** One configured peer this router dials. */
 interface Peer<C> {
   readonly address: string;
   readonly host: string;
   readonly port: number;
+  /** Dial with TLS (a `tls://` peer, PROTOCOL.md §13.2), verified like an agent verifies its router. */
+  readonly tls: boolean;
   attempt: number;
   previousDelay: number;
   conn: C | null;
@@ -88,13 +113,20 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
   private readonly host: MeshHost<C>;
   private readonly byRouter = new Map<number, C[]>();
   private readonly peers: Array<Peer<C>>;
+  private readonly ca: Buffer | undefined;
   private stopped = false;
 
   constructor(host: MeshHost<C>) {
     this.host = host;
+    const ca = host.options.meshCa;
+    try {
+      this.ca = ca === undefined ? undefined : readFileSync(ca);
+    } catch (err) {
+      throw new PosternError(ErrorCode.CONFIG, `meshCa: cannot read ${ca}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+    }
     this.peers = host.options.peers.map((address) => ({
       address,
-      ...parseRouterAddress(address, 'peers'),
+      ...peerAddress(address),
       attempt: 0,
       previousDelay: 0,
       conn: null,
@@ -183,6 +215,11 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
     if (peer === undefined) return;
     peer.conn = null;
     if (code !== undefined) peer.lastError = WIRE_CODE_NAMES[code] ?? String(code);
+    // A refused handshake is a configuration error, not a network blip: say so at warn
+    // level (first time, then every 10th attempt), and back off further (schedule()).
+    if (REFUSALS.has(peer.lastError) && (peer.attempt === 1 || peer.attempt % 10 === 0)) {
+      this.host.log.warn('link refused', { peer: peer.address, code: peer.lastError, attempt: peer.attempt, hint: REFUSALS.get(peer.lastError) });
+    }
     this.schedule(peer);
   }
 
@@ -204,7 +241,11 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
     if (this.stopped) return;
     peer.timer = null;
     peer.attempt++;
-    const socket = net.connect({ host: peer.host, port: peer.port, noDelay: true });
+    // [P-13.2] a tls:// peer: SNI, the configured CA (or the system's), ALPN postern/1.
+    const socket = peer.tls
+      ? tls.connect({ host: peer.host, port: peer.port, servername: isIP(peer.host) === 0 ? peer.host : undefined, ca: this.ca, minVersion: 'TLSv1.2', ALPNProtocols: ['postern/1'] })
+      : net.connect({ host: peer.host, port: peer.port, noDelay: true });
+    if (peer.tls) socket.setNoDelay(true);
     const onError = (err: NodeJS.ErrnoException): void => {
       peer.lastError = err.code ?? err.message;
       socket.destroy();
@@ -212,7 +253,7 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
       this.schedule(peer);
     };
     socket.once('error', onError);
-    socket.once('connect', () => {
+    socket.once(peer.tls ? 'secureConnect' : 'connect', () => {
       socket.off('error', onError);
       if (this.stopped) {
         socket.destroy();
@@ -232,7 +273,7 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
   private schedule(peer: Peer<C>): void {
     if (this.stopped || peer.timer !== null) return;
     const o = this.host.options;
-    const delay = backoffDelay({ initialDelay: o.linkRetryMin, maxDelay: o.linkRetryMax, jitter: 'full' }, peer.attempt, peer.previousDelay, Math.random);
+    const delay = redialDelay(peer.lastError, peer.attempt, peer.previousDelay, o, Math.random);
     peer.previousDelay = delay;
     peer.timer = this.host.clock.setTimeout(() => {
       try {
@@ -244,4 +285,11 @@ export class Mesh<C extends MeshLink> implements MeshRoutes<C> {
       }
     }, Math.max(delay, o.linkRetryMin / 2));
   }
+}
+
+/** A peer address: `host:port` (plain TCP) or `tls://host[:443]`. */
+function peerAddress(address: string): { host: string; port: number; tls: boolean } {
+  const e = parseEndpoint(address, 'peers');
+  if (e.scheme !== 'tcp' && e.scheme !== 'tls') throw new PosternError(ErrorCode.INVALID_OPTION, `option peers entry ${JSON.stringify(address)} must be host:port or tls://host:port`);
+  return { host: e.host, port: e.port, tls: e.scheme === 'tls' };
 }
