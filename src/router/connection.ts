@@ -2,9 +2,9 @@
  * Why this file is still over 500 lines: it holds the connection proper (stream, state
  * machine, close, timers, rate limits) and, for now, the relay forwarding code (relayWhole,
  * extendAgentRun, route, flushRun, the unsent bookkeeping and backpressure), the SOURCE state
- * of a link, an agent's side of flush barriers and the control() switch. The outbox
+ * of a link, the links an agent's SENDs used, and the control() switch. The outbox
  * (relay/outbox.ts), parked IDs (parked.ts), reply handles (handles.ts), the key directory
- * (keys.ts), the link handshake (mesh/link.ts) and a link's barrier tokens (mesh/barrier.ts)
+ * (keys.ts), the link handshake (mesh/link.ts) and flush barriers (mesh/barrier.ts)
  * are out already; what is left moves next, with the fast path kept on one object shape
  * (role objects in fields, never subclasses).
  */
@@ -40,7 +40,7 @@ import type { Registered } from './registry.js';
 import { ReplyHandles } from './handles.js';
 import { LinkHandshake } from './mesh/link.js';
 import { answerLookup, passLookupResult } from './keys.js';
-import { barrierDone, BarrierTokens, type Barrier } from './mesh/barrier.js';
+import { barrierDone, BarrierTokens, PongQueue, type Barrier } from './mesh/barrier.js';
 import { Parked, type Held } from './parked.js';
 import { countCode } from './stats.js';
 import { Outbox } from './relay/outbox.js';
@@ -228,7 +228,7 @@ export class RouterConnection implements FrameSink {
   private replyHandles: ReplyHandles<RouterConnection> | null = null;
   // Agents: links their SENDs took since the last PING, and PINGs waiting on them.
   private linksUsed: Set<RouterConnection> | null = null;
-  private barriers: Barrier[] | null = null;
+  private pongs: PongQueue | null = null;
   // Links: barrier tokens sent as PING payloads, awaiting PONG.
   private tokens: BarrierTokens | null = null;
 
@@ -661,7 +661,7 @@ export class RouterConnection implements FrameSink {
     link.out.enqueue(out, 0, out.length, this, seq, seq);
     link.srcOwner = null; // the peer now holds the handle as its SOURCE
     this.ctx.stats.relayed++;
-    (this.linksUsed ??= new Set()).add(link);
+    this.usedLink(link);
   }
 
   /** Reply handles for this connection (made at the first anonymous SEND or LOOKUP). [P-11.3] */
@@ -739,7 +739,7 @@ export class RouterConnection implements FrameSink {
     switch (type) {
       case FrameType.PING:
         if (this.linksUsed !== null && this.linksUsed.size > 0) this.barrier(buf.subarray(start + 6, end));
-        else if (this.barriers !== null && this.barriers.length > 0) this.queueBarrier(Buffer.from(buf.subarray(start + 6, end)), 0);
+        else if (this.pongs !== null && this.pongs.waiting) this.pongs.add(Buffer.from(buf.subarray(start + 6, end)), 0);
         else this.reply(encodePong(buf.subarray(start + 6, end))); // [P-8.1]
         return;
       case FrameType.PONG:
@@ -859,22 +859,9 @@ export class RouterConnection implements FrameSink {
   private barrier(payload: Buffer): void {
     const links = this.linksUsed!;
     this.linksUsed = null;
-    const b = this.queueBarrier(Buffer.from(payload), links.size);
+    const pongs = (this.pongs ??= new PongQueue((p) => this.reply(encodePong(p))));
+    const b = pongs.add(Buffer.from(payload), links.size);
     for (const l of links) l.sendBarrier(b);
-  }
-
-  private queueBarrier(payload: Buffer, left: number): Barrier {
-    const b: Barrier = { owner: this, payload, left };
-    (this.barriers ??= []).push(b);
-    this.pumpBarriers();
-    return b;
-  }
-
-  /** PONGs go out in PING order, each once its links have answered. */
-  pumpBarriers(): void {
-    const q = this.barriers;
-    if (q === null) return;
-    while (q.length > 0 && q[0]!.left <= 0) this.reply(encodePong(q.shift()!.payload));
   }
 
   /** On a link: a PING whose PONG means every earlier frame on this link was handled. */

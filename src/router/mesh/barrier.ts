@@ -56,3 +56,29 @@ export class BarrierTokens {
     for (const list of lists) for (const b of list) barrierDone(b);
   }
 }
+
+/** An agent's PINGs that wait on links: each answered by its PONG, in PING order, once its links have. */
+export class PongQueue implements BarrierOwner {
+  private readonly queue: Barrier[] = [];
+
+  /** `pong`: queues the PONG carrying `payload` to the agent. */
+  constructor(private readonly pong: (payload: Buffer) => void) {}
+
+  /** True while a PING waits: a later PING must wait behind it. */
+  get waiting(): boolean {
+    return this.queue.length > 0;
+  }
+
+  /** Queues the PING with `payload`, waiting on `left` links (0: only on the PINGs before it). */
+  add(payload: Buffer, left: number): Barrier {
+    const b: Barrier = { owner: this, payload, left };
+    this.queue.push(b);
+    this.pumpBarriers();
+    return b;
+  }
+
+  pumpBarriers(): void {
+    const q = this.queue;
+    while (q.length > 0 && q[0]!.left <= 0) this.pong(q.shift()!.payload);
+  }
+}
