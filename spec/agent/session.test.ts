@@ -8,6 +8,7 @@ import { encodeDeliver, encodeError, encodePing, encodePong, encodePreamble } fr
 import { PosternError } from '../../src/protocol/errors.js';
 import { Flag, FrameType, PROTOCOL_VERSION, RELAY_HEADER_SIZE } from '../../src/protocol/frame.js';
 import { newAgentId } from '../../src/protocol/id.js';
+import { prng } from '../helpers/random.js';
 
 // The session's receive fast path (whole DELIVERs read straight from the chunk) against its
 // slow twin, the decoder: the same bytes, split at random points, must produce the same
@@ -16,17 +17,6 @@ import { newAgentId } from '../../src/protocol/id.js';
 const codec = new ControlCodec();
 const MAX_FRAME = 70_000;
 
-/** A small seeded PRNG (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The router's side of a session: a preamble, REGISTERED, then `frames`. */
 function stream(random: () => number, n: number, tail: Buffer[] = []): Buffer {
@@ -102,7 +92,7 @@ async function run(chunks: Buffer[], fastPath: boolean): Promise<string[]> {
 test('fast path and decoder agree on random streams split at random points', async () => {
   const seeds = Number(process.env['POSTERN_SESSION_SEEDS'] ?? 12);
   for (let seed = 1; seed <= seeds; seed++) {
-    const random = rng(seed);
+    const random = prng(seed);
     const bytes = stream(random, 300);
     const chunks = split(bytes, random);
     const fast = await run(chunks, true);
@@ -127,11 +117,11 @@ test('fast path and decoder end alike on a bad frame after good ones', async () 
   ];
   for (const [i, tail] of tails.entries()) {
     for (let seed = 100; seed < 104; seed++) {
-      const random = rng(seed + i * 10);
+      const random = prng(seed + i * 10);
       const bytes = stream(random, 40, tail);
       // Split at random, and at frame boundaries with the bad frame starting a chunk of its
       // own (where the fast path, which stops at the first frame it does not take, meets it).
-      const headLen = stream(rng(0), 0).length;
+      const headLen = stream(prng(0), 0).length;
       const tailLen = Buffer.concat(tail).length;
       const cut = bytes.length - tailLen;
       for (const chunks of [split(bytes, random), [bytes.subarray(0, headLen), bytes.subarray(headLen, cut), bytes.subarray(cut)]]) {

@@ -12,6 +12,7 @@ import type { PosternError } from '../../src/protocol/errors.js';
 import { newAgentId } from '../../src/protocol/id.js';
 import { VECTORS_JSON, buildVectors, type EnvelopeVectors } from './vectors.js';
 import { hex, unhex } from './helpers.js';
+import { prng } from '../helpers/random.js';
 
 // Both backends of the envelope's primitives (sodium-native and the portable tweetnacl +
 // node:crypto path) against the same vectors, and against each other on random inputs.
@@ -26,17 +27,6 @@ try {
 }
 const backends: CryptoBackendName[] = installed ? ['native', 'portable'] : ['portable'];
 
-/** A small seeded PRNG (mulberry32) for sizes and choices; key bytes come from the CSPRNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function using<T>(name: CryptoBackendName, fn: () => T): T {
   assert.is(setCryptoBackend(name), name);
@@ -97,7 +87,7 @@ test('X25519 agrees across backends, and both refuse small-order keys', () => {
 
 test('sealed by one backend, opened by the other: random sizes, senders, bindings, padding', () => {
   if (backends.length < 2) return;
-  const random = rng(Number(process.env['POSTERN_CRYPTO_SEED'] ?? 7));
+  const random = prng(Number(process.env['POSTERN_CRYPTO_SEED'] ?? 7));
   const recipient = generateKeyPair();
   const sender = generateKeyPair();
   const rid = newAgentId(3);

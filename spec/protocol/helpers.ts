@@ -230,17 +230,7 @@ export function bytesFromHex(m: Record<string, unknown>): Record<string, any> {
   return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, BYTES.has(k) && typeof v === 'string' ? Buffer.from(v, 'hex') : v]));
 }
 
-/** mulberry32: a small seeded PRNG, so a failing fuzz case can be replayed from its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from '../helpers/random.js';
 
 /** Integer in [0, n). */
 export const randInt = (rnd: () => number, n: number): number => Math.floor(rnd() * n);

@@ -18,6 +18,7 @@ import { encodeClose, encodePing, encodePong, encodePreamble, encodeRouteError, 
 import { Flag, FrameType, PROTOCOL_VERSION, WireCode } from '../../src/protocol/frame.js';
 import { duplexPair, eventually, RawClient } from '../helpers/raw.js';
 import { linkUp } from '../helpers/link.js';
+import { prng } from '../helpers/random.js';
 
 const F = suite('router fuzz');
 
@@ -27,17 +28,6 @@ const SECRET = 'fuzzing mesh secret, long enough';
 const CASES = Number(process.env['POSTERN_FUZZ_CASES'] ?? 150);
 const SEED = Number(process.env['POSTERN_FUZZ_SEED'] ?? 0x5eed);
 
-/** mulberry32: a small seeded PRNG, so a failing case can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const codec = new ControlCodec();
 
@@ -178,7 +168,7 @@ async function fuzz(side: 'agent' | 'link' | 'handshake', seed: number, cases: n
     };
     const other = serve();
     const otherId = Buffer.from((await other.register()).id);
-    const r = rng(seed);
+    const r = prng(seed);
     let splice: Buffer = Buffer.alloc(0);
     for (let i = 0; i < cases; i++) {
       const c = serve();

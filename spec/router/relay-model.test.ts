@@ -32,6 +32,7 @@ import { encodePreamble, encodeRouteError, encodeSource, writeRelayHeader } from
 import { Flag, FrameType, FRAME_TYPE_NAMES, PROTOCOL_VERSION, WIRE_CODE_NAMES } from '../../src/protocol/frame.js';
 import { dialProof, encodeLinkAuth, encodeLinkHello, linkNonce, readLinkHello } from '../../src/protocol/link.js';
 import { ModelPeer, RelayModel, type ModelOptions } from './relay-model.js';
+import { prng } from '../helpers/random.js';
 
 const T = suite('relay model');
 
@@ -41,17 +42,6 @@ const SECRET = 'relay model mesh secret';
 const GRACE = 10_000;
 const STEPS = Number(process.env['RELAY_MODEL_STEPS'] ?? 250);
 
-/** mulberry32: a small seeded generator, so a failing seed replays. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---- the plan: peers, and the chunks each sends, made with the model in lockstep -------
 
@@ -83,7 +73,7 @@ interface Plan {
 }
 
 function plan(seed: number, count: number): Plan {
-  const r = rng(seed);
+  const r = prng(seed);
   const int = (n: number): number => Math.floor(r() * n);
   const pick = <T>(a: readonly T[]): T => a[int(a.length)]!;
   const bytes = (n: number): Buffer => {
