@@ -11,6 +11,7 @@ import { parseRouter, type RouterAddress } from '../args.js';
 import { out } from '../common.js';
 import { formatError } from '../output.js';
 import { addTunnelOptions, dialWaiting, holdOpen, splice, type TunnelOptions } from './tunnel.js';
+import { bindServer } from '../../src/net/listen.js';
 
 interface ForwardOptions extends TunnelOptions {
   listen: RouterAddress;
@@ -59,11 +60,7 @@ async function runForward(id: string, opts: ForwardOptions): Promise<void> {
       if (err !== undefined) process.stderr.write(formatError(err) + '\n');
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.listen.port, opts.listen.host, () => resolve());
-  });
-  const a = server.address();
-  if (a !== null && typeof a === 'object') out(`listening ${a.address}:${a.port}`);
+  const a = await bindServer(server, opts.listen.port, opts.listen.host, (err) => process.stderr.write(formatError(err) + '\n'));
+  out(`listening ${a.address}:${a.port}`);
   await new Promise<never>(() => undefined);
 }

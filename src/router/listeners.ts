@@ -17,6 +17,7 @@ import { DEFAULT_PATH } from '../net/address.js';
 import { ALPN } from '../net/dial.js';
 import { hasToken, readHead, refusalResponse, UPGRADE_RESPONSE, UPGRADE_TOKEN, type HttpHead } from '../net/upgrade.js';
 import { MAX_WS_MESSAGE, WebSocketDuplex } from '../net/ws-stream.js';
+import { bindServer } from '../net/listen.js';
 
 /** One listener of a router's `listeners` option. */
 export interface ListenerOptions {
@@ -171,17 +172,9 @@ export class Listener {
       server = net.createServer({ noDelay: true }, (s) => this.onPlain(s));
     }
     this.server = server;
-    return new Promise<AddressInfo>((resolve, reject) => {
-      const onError = (err: Error): void => {
-        this.server = null;
-        reject(err);
-      };
-      server.once('error', onError);
-      server.listen(this.spec.port, this.spec.host, () => {
-        server.off('error', onError);
-        server.on('error', (err) => this.host.log.error('listener error', { port: this.spec.port, error: err.message }));
-        resolve(server.address() as AddressInfo);
-      });
+    return bindServer(server, this.spec.port, this.spec.host, (err) => this.host.log.error('listener error', { port: this.spec.port, error: err.message })).catch((err: unknown) => {
+      this.server = null;
+      throw err;
     });
   }
 

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { WIRE_CODE_NAMES } from '../protocol/frame.js';
 import type { Router } from './router.js';
+import { bindServer } from '../net/listen.js';
 
 /**
  * Prometheus text exposition (format 0.0.4) of a router's counters, and a small HTTP
@@ -154,18 +155,12 @@ export function startMetricsServer(router: Router, options: { host?: string; por
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics or /healthz\n');
     }
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 9447, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve({
-        address: server.address() as AddressInfo,
-        close: () =>
-          new Promise<void>((r) => {
-            server.close(() => r());
-            server.closeAllConnections();
-          }),
-      });
-    });
-  });
+  return bindServer(server, options.port ?? 9447, options.host ?? '127.0.0.1').then((address) => ({
+    address,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  }));
 }

@@ -8,6 +8,7 @@ import { ControlCodec } from '../protocol/control.js';
 import { WireCode } from '../protocol/frame.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import type { Clock, Timer } from '../net/clock.js';
+import { bindServer } from '../net/listen.js';
 import { limitLog, type LimitedLogger } from '../net/log-limit.js';
 import { TokenBucket } from '../net/token-bucket.js';
 import { ConnState, RouterConnection } from './connection.js';
@@ -232,19 +233,12 @@ export class Router extends EventEmitter<RouterEvents> {
     if (this.options.listeners.length > 0) return this.listenAll();
     const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, socket.remoteAddress ?? '', socket.remotePort));
     this.server = server;
-    return new Promise<AddressInfo>((resolve, reject) => {
-      const onError = (err: Error): void => {
-        this.server = null;
-        reject(err);
-      };
-      server.once('error', onError);
-      server.listen(this.options.port, this.options.host, () => {
-        server.off('error', onError);
-        server.on('error', (err: NodeJS.ErrnoException) => {
-          if (err.code === 'EMFILE' || err.code === 'ENFILE') void this.fds.exhausted(err.code, this.conns);
-          else this.emit('error', err);
-        });
-        const addr = server.address() as AddressInfo;
+    const onError = (err: NodeJS.ErrnoException): void => {
+      if (err.code === 'EMFILE' || err.code === 'ENFILE') void this.fds.exhausted(err.code, this.conns);
+      else this.emit('error', err);
+    };
+    return bindServer(server, this.options.port, this.options.host, onError).then(
+      (addr) => {
         this.log.info('listening', { host: addr.address, port: addr.port, router: this.routerId });
         this.warnPlainTokens();
         if (this.fdLimit !== null && this.options.maxConnections > connectionsWithin(this.fdLimit)) {
@@ -256,9 +250,13 @@ export class Router extends EventEmitter<RouterEvents> {
         }
         this.emit('listening', addr);
         this.mesh.start();
-        resolve(addr);
-      });
-    });
+        return addr;
+      },
+      (err: unknown) => {
+        this.server = null;
+        throw err;
+      },
+    );
   }
 
   /** The bound address (of the first listener), or null when not listening. */
