@@ -31,7 +31,7 @@ import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Helper, prerequisites, run, type Line } from './netns.js';
+import { Helper, type Line, prerequisites, removeNamespaces, run } from './netns.js';
 
 const PREFIX = 'postern-net-';
 const RUN = `${PREFIX}${process.pid}-`;
@@ -93,39 +93,7 @@ function listNamespaces(ip: string): string[] {
   return out.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n !== '');
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
-/**
- * Deletes this run's namespaces, and those of earlier runs of this file whose process is
- * gone (a crashed or killed run). Their veths go with them. Synchronous so it can run from
- * an 'exit' handler too.
- */
-function removeNamespaces(ip: string): void {
-  let names: string[];
-  try {
-    names = listNamespaces(ip);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = /^postern-net-(\d+)-/.exec(name);
-    if (m === null) continue;
-    const pid = Number(m[1]);
-    if (pid !== process.pid && alive(pid)) continue; // another run in progress
-    try {
-      execFileSync(ip, ['netns', 'delete', name], { stdio: 'ignore', timeout: 5000 });
-    } catch {
-      // already gone
-    }
-  }
-}
 
 async function buildNetwork(t: Tools): Promise<void> {
   const ip = (...args: string[]): Promise<string> => run(t.ip, args);
@@ -190,7 +158,7 @@ if (typeof tools === 'string') {
   const listeners = new Map<Host, Helper>();
   const onExit = (): void => {
     for (const h of helpers) h.kill();
-    removeNamespaces(t.ip);
+    removeNamespaces(t.ip, PREFIX);
   };
   const onSignal = (signal: NodeJS.Signals): void => {
     onExit();
@@ -198,7 +166,7 @@ if (typeof tools === 'string') {
   };
 
   test.before(() => {
-    removeNamespaces(t.ip);
+    removeNamespaces(t.ip, PREFIX);
     process.on('exit', onExit);
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
@@ -207,7 +175,7 @@ if (typeof tools === 'string') {
   /** Stops every helper and removes this run's namespaces (and their veths); idempotent. */
   const cleanUp = async (): Promise<string[]> => {
     await Promise.all(helpers.map((h) => h.stop()));
-    removeNamespaces(t.ip);
+    removeNamespaces(t.ip, PREFIX);
     process.off('exit', onExit);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -3,7 +3,7 @@
  * spec/net/transports.test.ts uses these): finding root's tools, running a command with a
  * bounded wait, and helper processes inside a namespace that talk JSON lines.
  */
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { delimiter, join } from 'node:path';
@@ -194,5 +194,43 @@ export async function waitListening(ip: string, ns: string, port: number, ms: nu
     if (daemon?.exit != null) throw new Error(`${what}: ${daemon.exit}\n${daemon.log}`);
     if (Date.now() > end) throw new Error(`${what}: nothing listening on ${port} within ${ms} ms${daemon ? `\n${daemon.log}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** True while process `pid` exists (EPERM: it exists, owned by someone else). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Deletes the namespaces named `<prefix><pid>-...` of this run, and those of earlier runs
+ * whose process is gone (a crashed or killed run); their veths go with them. Synchronous so
+ * it can run from an 'exit' handler too.
+ */
+export function removeNamespaces(ip: string, prefix: string): void {
+  let names: string[];
+  try {
+    names = execFileSync(ip, ['netns', 'list'], { encoding: 'utf8', timeout: 5000 })
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[0] ?? '');
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)-/.exec(name.slice(prefix.length));
+    if (m === null) continue;
+    const pid = Number(m[1]);
+    if (pid !== process.pid && alive(pid)) continue; // another run in progress
+    try {
+      execFileSync(ip, ['netns', 'delete', name], { stdio: 'ignore', timeout: 5000 });
+    } catch {
+      // already gone
+    }
   }
 }

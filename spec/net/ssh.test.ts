@@ -19,11 +19,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removeNamespaces, which } from './netns.js';
 
 const RUN = `ps-${process.pid}-`;
 const NS = { r: `${RUN}r`, s: `${RUN}s`, c: `${RUN}c` };
@@ -31,18 +32,6 @@ const SSH_PORT = 2222;
 const TABLE = 'postern_ssh';
 const CLI = fileURLToPath(new URL('../../bin/postern.js', import.meta.url));
 
-function which(cmd: string): string | undefined {
-  for (const d of [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin']) {
-    if (d === '') continue;
-    try {
-      accessSync(join(d, cmd), constants.X_OK);
-      return join(d, cmd);
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 type Tools = Record<'ip' | 'nft' | 'sshd' | 'ssh' | 'sshKeygen', string>;
 
@@ -81,35 +70,7 @@ async function must(file: string, args: string[], input?: string): Promise<strin
   return r.stdout;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
-/** Deletes this run's namespaces and those of dead runs of this file. Synchronous (exit handler). */
-function removeNamespaces(ip: string): void {
-  let out = '';
-  try {
-    out = execFileSync(ip, ['netns', 'list'], { encoding: 'utf8', timeout: 5000 });
-  } catch {
-    return;
-  }
-  for (const name of out.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '')) {
-    const m = /^ps-(\d+)-[rsc]$/.exec(name);
-    if (m === null) continue;
-    const pid = Number(m[1]);
-    if (pid !== process.pid && alive(pid)) continue;
-    try {
-      execFileSync(ip, ['netns', 'delete', name], { stdio: 'ignore', timeout: 5000 });
-    } catch {
-      // gone already
-    }
-  }
-}
 
 const tools = prerequisites();
 
@@ -122,7 +83,7 @@ if (typeof tools === 'string') {
   const dir = mkdtempSync(join(tmpdir(), 'postern-ssh-'));
   const onExit = (): void => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    removeNamespaces(t.ip);
+    removeNamespaces(t.ip, 'ps-');
     rmSync(dir, { recursive: true, force: true });
   };
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -150,7 +111,7 @@ if (typeof tools === 'string') {
   }
 
   test.before(async () => {
-    removeNamespaces(t.ip);
+    removeNamespaces(t.ip, 'ps-');
     process.on('exit', onExit);
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);

@@ -24,7 +24,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Daemon, Helper, prerequisites, run, waitListening, which, type Line } from './netns.js';
+import { Daemon, Helper, prerequisites, removeNamespaces, run, waitListening, which, type Line } from './netns.js';
 import { makePki, type TestPki } from '../helpers/certs.js';
 
 const PREFIX = 'pt-';
@@ -84,36 +84,7 @@ table inet ${TABLE} {
 `;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
-function removeNamespaces(ip: string): void {
-  let names: string[];
-  try {
-    names = execFileSync(ip, ['netns', 'list'], { encoding: 'utf8', timeout: 5000 })
-      .split('\n')
-      .map((l) => l.trim().split(/\s+/)[0] ?? '');
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = /^pt-(\d+)-/.exec(name);
-    if (m === null) continue;
-    const pid = Number(m[1]);
-    if (pid !== process.pid && alive(pid)) continue;
-    try {
-      execFileSync(ip, ['netns', 'delete', name], { stdio: 'ignore', timeout: 5000 });
-    } catch {
-      // already gone
-    }
-  }
-}
 
 const tools = prerequisites();
 const openssl = which('openssl');
@@ -147,7 +118,7 @@ if (typeof tools === 'string' || openssl === undefined) {
   const onExit = (): void => {
     for (const h of helpers) h.kill();
     for (const d of daemons) d.kill();
-    removeNamespaces(t.ip);
+    removeNamespaces(t.ip, PREFIX);
     rmSync(dir, { recursive: true, force: true });
   };
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -156,7 +127,7 @@ if (typeof tools === 'string' || openssl === undefined) {
   };
 
   test.before(() => {
-    removeNamespaces(t.ip);
+    removeNamespaces(t.ip, PREFIX);
     process.on('exit', onExit);
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
@@ -164,7 +135,7 @@ if (typeof tools === 'string' || openssl === undefined) {
 
   const cleanUp = async (): Promise<string[]> => {
     await Promise.all([...helpers.map((h) => h.stop()), ...daemons.map((d) => d.stop())]);
-    removeNamespaces(t.ip);
+    removeNamespaces(t.ip, PREFIX);
     process.off('exit', onExit);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
