@@ -1,0 +1,109 @@
+import type { Duplex } from 'node:stream';
+import type { Timer } from '../../net/clock.js';
+import { ConnState } from '../state.js';
+
+/** What backpressure reads of the connection it belongs to. */
+export interface FlowOwner {
+  readonly state: ConnState;
+  /** True while reading is paused by a rate limit (resumed by the limit, not by a drain). */
+  readonly ratePaused: boolean;
+}
+
+/**
+ * One connection's part in backpressure. [P-9.3] When a destination's queue goes over
+ * maxOutbound, the senders that filled it stop being read (TCP slows them, nothing is
+ * dropped) until it drains; unless it drains within slowConsumerTimeout it is closed as a
+ * slow consumer (its connection arms and handles that timer through {@link overLimit}).
+ *
+ * Invariants: a connection is paused exactly while it is blocked on some destination (or
+ * by a rate limit); every sender in a destination's `waiters` has that destination in its
+ * `blockedOn`, and the two are dropped together. `P` is the connection type.
+ */
+export class Backpressure<P extends { readonly flow: Backpressure<P> }> {
+  /** Senders paused because this connection's queue is over the limit. */
+  private readonly waiters = new Set<P>();
+  /** Destinations this connection is paused for (itself, for an agent that does not read its replies). */
+  private readonly blockedOn = new Set<P>();
+  private slowTimer: Timer | null = null;
+
+  constructor(
+    private readonly self: P,
+    private readonly owner: FlowOwner,
+    private readonly stream: Duplex,
+  ) {}
+
+  /** True while reading is paused for a full destination. */
+  get blocked(): boolean {
+    return this.blockedOn.size > 0;
+  }
+
+  /**
+   * This connection's queue is over maxOutbound, whatever filled it: DELIVERs or the
+   * router's own replies (PONG, ERROR, LOOKUP_RESULT, ...), which count the same. `arm`
+   * starts the slow-consumer timer unless it runs already. Meanwhile an agent's input is
+   * not read, so a peer that never reads its replies cannot make more of them; a link
+   * (`link`) keeps being read: two routers pausing each other's links would deadlock.
+   */
+  overLimit(link: boolean, arm: () => Timer): void {
+    if (this.slowTimer === null) this.slowTimer = arm();
+    if (!link && !this.blockedOn.has(this.self)) this.blockOn(this.self);
+  }
+
+  /** The slow-consumer timer fired: it is no longer armed. */
+  slowTimerFired(): void {
+    this.slowTimer = null;
+  }
+
+  /** `from` queued here while this queue was over the limit: it waits for the drain. */
+  congested(from: P): void {
+    if (from === this.self) return;
+    this.waiters.add(from);
+    from.flow.blockOn(this.self);
+  }
+
+  private blockOn(dest: P): void {
+    if (this.blockedOn.size === 0) this.stream.pause();
+    this.blockedOn.add(dest);
+  }
+
+  private unblock(dest: P): void {
+    if (!this.blockedOn.delete(dest)) return;
+    if (this.blockedOn.size === 0 && !this.owner.ratePaused && this.owner.state === ConnState.OPEN) this.stream.resume();
+  }
+
+  /** The stream drained: no slow consumer after all, and everyone waiting goes on. */
+  drained(): void {
+    if (this.slowTimer !== null) {
+      this.slowTimer.cancel();
+      this.slowTimer = null;
+    }
+    this.unblock(this.self);
+    this.releaseWaiters();
+  }
+
+  /**
+   * Senders held back are let go. What they queued here and is lost with this connection
+   * is reported message by message when it is dropped (see unsent.ts). [P-9.3]
+   */
+  releaseWaiters(): void {
+    if (this.waiters.size === 0) return;
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const w of waiters) w.flow.unblock(this.self);
+  }
+
+  /**
+   * The connection is closing: no slow-consumer timer, not waiting on anyone. `release`:
+   * let the senders waiting here go now (a slow consumer keeps them until what it drops
+   * is reported, so they hear of their queued SENDs before anything about later ones).
+   */
+  stop(release: boolean): void {
+    if (this.slowTimer !== null) {
+      this.slowTimer.cancel();
+      this.slowTimer = null;
+    }
+    if (release) this.releaseWaiters();
+    for (const d of this.blockedOn) d.flow.waiters.delete(this.self);
+    this.blockedOn.clear();
+  }
+}
