@@ -8,7 +8,7 @@ import { createHmac } from 'node:crypto';
 import { ControlCodec } from '../../src/protocol/control.js';
 import { ErrorCode } from '../../src/protocol/errors.js';
 import { FrameType } from '../../src/protocol/frame.js';
-import { acceptProof, dialProof, encodeLinkAuth, encodeLinkChallenge, encodeLinkHello, encodeLinkReady, proofMatches, readLinkHello } from '../../src/protocol/link.js';
+import { acceptProof, dialProof, encodeLinkAuth, encodeLinkChallenge, encodeLinkHello, encodeLinkReady, proofMatches, readLinkAuth, readLinkHello } from '../../src/protocol/link.js';
 import { VECTORS, hexBuf, throwsCode, vector } from './helpers.js';
 
 const codec = new ControlCodec();
@@ -71,6 +71,15 @@ test('LINK_HELLO / LINK_CHALLENGE shape checks fail with MALFORMED', () => {
   }
   // LINK_CHALLENGE without a proof
   throwsCode(() => readLinkHello(codec, hello, 0, hello.length, true), ErrorCode.MALFORMED, 'no proof');
+});
+
+test('LINK_AUTH reads its proof from the vector; a missing or non-bytes proof reads as none', () => {
+  const auth = hexBuf(vector('link-auth').hex);
+  assert.is(Buffer.from(readLinkAuth(codec, auth, 0, auth.length).proof!).toString('hex'), body('link-auth')['proof']);
+  for (const b of [{}, { proof: 'not bytes' }]) {
+    const f = Buffer.concat(codec.encodeMap(FrameType.LINK_AUTH, b));
+    assert.is(readLinkAuth(codec, f, 0, f.length).proof, null);
+  }
 });
 
 test.run();

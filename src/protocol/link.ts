@@ -95,6 +95,20 @@ export function readLinkHello(codec: ControlCodec, buf: Buffer, start: number, e
   return out;
 }
 
+/** LINK_AUTH fields: the dialer's proof, or null when the body has none that is bytes. */
+export interface LinkAuth {
+  proof: Uint8Array | null;
+}
+
+/**
+ * Reads a LINK_AUTH body. A missing or wrongly typed proof is not malformed here: it is a
+ * proof that does not match, which the acceptor answers with LINK_AUTH_FAILED. [P-10.2]
+ */
+export function readLinkAuth(codec: ControlCodec, buf: Buffer, start: number, end: number): LinkAuth {
+  const proof = codec.decodeMap(buf, start, end, 'LINK_AUTH')['proof'];
+  return { proof: proof instanceof Uint8Array ? proof : null };
+}
+
 /** Frame chunks of each handshake step. */
 export function encodeLinkHello(codec: ControlCodec, router: number, nonce: Buffer, maxFrame: number, instance?: Buffer): Buffer[] {
   return codec.encodeMap(FrameType.LINK_HELLO, instance === undefined ? { router, nonce, maxFrame } : { router, nonce, maxFrame, instance });

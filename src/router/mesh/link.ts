@@ -9,6 +9,7 @@ import {
   encodeLinkReady,
   linkNonce,
   proofMatches,
+  readLinkAuth,
   readLinkHello,
   type LinkHello,
 } from '../../protocol/link.js';
@@ -84,8 +85,8 @@ export class LinkHandshake<C extends LinkStream> {
   auth(buf: Buffer, start: number, end: number): boolean {
     const ctx = this.ctx;
     const peer = this.peer!;
-    const m = ctx.codec.decodeMap(buf, start, end, 'LINK_AUTH');
-    if (!proofMatches(m['proof'], dialProof(ctx.meshSecret, this.nonce, peer.nonce, ctx.options.routerId, peer.router))) {
+    const { proof } = readLinkAuth(ctx.codec, buf, start, end);
+    if (!proofMatches(proof, dialProof(ctx.meshSecret, this.nonce, peer.nonce, ctx.options.routerId, peer.router))) {
       this.conn.close(WireCode.LINK_AUTH_FAILED, 'wrong mesh secret');
       return false;
     }
