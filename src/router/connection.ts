@@ -1,63 +1,49 @@
 /**
- * Why this file is still over 500 lines: it holds the connection proper (stream, state
- * machine, close, timers, rate limits) and, for now, the relay forwarding code (relayWhole,
- * extendAgentRun, route, flushRun, the unsent bookkeeping and backpressure), the SOURCE state
- * of a link, the links an agent's SENDs used, and the control() switch. The outbox
- * (relay/outbox.ts), parked IDs (parked.ts), reply handles (handles.ts), the key directory
- * (keys.ts), the link handshake (mesh/link.ts) and flush barriers (mesh/barrier.ts)
- * are out already; what is left moves next, with the fast path kept on one object shape
- * (role objects in fields, never subclasses).
+ * One connection to a router, agent or router link: its stream, its state machine
+ * (PREAMBLE -> HANDSHAKE -> OPEN -> CLOSING -> CLOSED), close, timers and rate limits, and
+ * the one place that writes to its stream. Everything else is a role object in a field or
+ * a module of its own:
+ *
+ * - relay/forward.ts: this connection's SENDs routed (the fast path and runs);
+ * - relay/outbox.ts, relay/unsent.ts, relay/backpressure.ts: this connection as a
+ *   destination (what is gathered for it, what it has not sent yet, who waits on it);
+ * - mesh/source.ts, mesh/link.ts, mesh/barrier.ts: a router link's SOURCE state, its
+ *   handshake and its flush barriers;
+ * - handlers/: every other frame, by type, with the roles it is allowed in;
+ * - handles.ts, keys.ts, parked.ts, stranger.ts: reply handles, the key directory, parked
+ *   IDs and what a non-postern peer is told.
  */
-import { StableChallenge } from '../protocol/stable-id.js';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Decoder, type FrameSink } from '../protocol/decoder.js';
-import {
-  FrameType,
-  MAGIC,
-  MIN_PROTOCOL_VERSION,
-  PRE_REGISTER_MAX_FRAME,
-  PROTOCOL_VERSION,
-  MAX_MAX_FRAME,
-  RELAY_ID_OFFSET,
-  RELAY_SEQ_OFFSET,
-  WIRE_CODE_NAMES,
-  WireCode,
-} from '../protocol/frame.js';
-import { encodeClose, encodeError, encodePing, encodePong, encodePreamble, encodeRouteError } from '../protocol/encoder.js';
-import { readRouteError, type LookupBody, type LookupResultBody, type RegisterRequest } from '../protocol/control.js';
+import { FrameType, MAGIC, MIN_PROTOCOL_VERSION, PRE_REGISTER_MAX_FRAME, PROTOCOL_VERSION, MAX_MAX_FRAME, WIRE_CODE_NAMES, WireCode } from '../protocol/frame.js';
+import { encodeClose, encodeError, encodePing, encodePreamble, encodeRouteError } from '../protocol/encoder.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { formatId, NO_ID, routerHex, routerIdOf } from '../protocol/id.js';
+import { formatId, NO_ID, routerHex } from '../protocol/id.js';
+import type { StableChallenge } from '../protocol/stable-id.js';
 import type { Timer } from '../net/clock.js';
 import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
 import { ReplyHandles } from './handles.js';
 import { LinkHandshake } from './mesh/link.js';
-import { answerLookup, passLookupResult } from './keys.js';
-import { barrierDone, BarrierTokens, PongQueue, type Barrier } from './mesh/barrier.js';
-import { Parked, type Held } from './parked.js';
+import { BarrierTokens, type PongQueue } from './mesh/barrier.js';
+import { LinkSource } from './mesh/source.js';
+import { Parked } from './parked.js';
 import { countCode } from './stats.js';
+import { HANDLERS, roleOf } from './handlers/index.js';
+import { STRANGER_REASON, strangerReply } from './stranger.js';
 import { Outbox } from './relay/outbox.js';
 import { Forwarder, SMALL_RUN } from './relay/forward.js';
 import { Backpressure } from './relay/backpressure.js';
 import { UnsentLog } from './relay/unsent.js';
 import type { RelayPeer } from './relay/peer.js';
-import { LinkSource } from './mesh/source.js';
 import { ConnState } from './state.js';
-import { timingSafeEqual } from 'node:crypto';
 
 export { ConnState } from './state.js';
 
 /** How logs name a connection that ended without CLOSE: POSTERN_ERR_CONNECTION_LOST without its prefix, like the wire-code names. */
 const LOST = 'CONNECTION_LOST';
 
-// [P-2.2] What strangers are told, built once: a flood of them allocates nothing per reply.
-// Shared by every connection that writes them; never written to.
-const STRANGER_BODY = `This port speaks the postern protocol, not HTTP (${ErrorCode.BAD_MAGIC}). See PROTOCOL.md.\n`;
-const HTTP_REFUSAL = Buffer.from(
-  `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(STRANGER_BODY)}\r\nConnection: close\r\n\r\n${STRANGER_BODY}`,
-);
-const STRANGER_CLOSE = Buffer.concat([encodePreamble(PROTOCOL_VERSION), encodeClose(WireCode.BAD_MAGIC, 'not a postern peer')]);
 /**
  * One agent connection on a router: reads frames with a {@link Decoder}, relays SENDs by
  * rewriting them in place into DELIVERs, and is the one place that writes to its stream.
@@ -104,7 +90,7 @@ export class RouterConnection implements FrameSink {
   bytesIn = 0;
   bytesOut = 0;
 
-  private readonly ctx: RouterContext<RouterConnection>;
+  readonly ctx: RouterContext<RouterConnection>;
   private readonly stream: Duplex;
   private readonly decoder: Decoder;
   private pinged = false;
@@ -124,20 +110,20 @@ export class RouterConnection implements FrameSink {
   /** What was written and not yet handed to the OS, for telling senders what a lost connection drops. */
   private readonly unsent: UnsentLog;
   /** The link handshake while it runs (null for agents, and once the link is up). */
-  private hs: LinkHandshake<RouterConnection> | null = null;
+  hs: LinkHandshake<RouterConnection> | null = null;
   // Anonymity: no ID (anonymous connection), reply handles issued, the sticky one.
   /** True for a connection registered without an identity. */
   anonymous = false;
   /** [P-15.2] The stable-ID challenge of this connection, once asked for. */
-  private stable: StableChallenge | null = null;
+  stable: StableChallenge | null = null;
   /** The X25519 public key the agent registered, for LOOKUP. */
   publicKey: Buffer | null = null;
   private replyHandles: ReplyHandles<RouterConnection> | null = null;
   // Agents: links their SENDs took since the last PING, and PINGs waiting on them.
-  private linksUsed: Set<RouterConnection> | null = null;
-  private pongs: PongQueue | null = null;
+  linksUsed: Set<RouterConnection> | null = null;
+  pongs: PongQueue | null = null;
   // Links: barrier tokens sent as PING payloads, awaiting PONG.
-  private tokens: BarrierTokens | null = null;
+  tokens: BarrierTokens | null = null;
 
   // Rate limits: token buckets (made at the first read), and whether reading is paused to let them refill.
   private buckets: { bytes: TokenBucket; msgs: TokenBucket } | null = null;
@@ -325,89 +311,16 @@ export class RouterConnection implements FrameSink {
     }
   }
 
+  /** Every frame but the relay's SENDs: to its handler, when allowed where this connection is. */
   private control(buf: Buffer, start: number, end: number): void {
-    const type = buf[start + 4];
-    switch (type) {
-      case FrameType.PING:
-        if (this.linksUsed !== null && this.linksUsed.size > 0) this.barrier(buf.subarray(start + 6, end));
-        else if (this.pongs !== null && this.pongs.waiting) this.pongs.add(Buffer.from(buf.subarray(start + 6, end)), 0);
-        else this.reply(encodePong(buf.subarray(start + 6, end))); // [P-8.1]
-        return;
-      case FrameType.PONG:
-        if (this.tokens !== null && end - start === 10) this.tokens.answered(buf.readUInt32BE(start + 6));
-        return;
-      case FrameType.LOOKUP:
-        if (this.state !== ConnState.OPEN) break;
-        this.onLookup(buf, start, end);
-        return;
-      case FrameType.LOOKUP_RESULT:
-        if (this.kind !== 'link') break;
-        this.onLinkLookupResult(buf, start, end);
-        return;
-      case FrameType.SOURCE:
-        if (this.kind !== 'link') break;
-        // Runs gathered so far were rewritten (or given their SOURCE) already.
-        this.link!.read(buf, start);
-        return;
-      case FrameType.ROUTE_ERROR:
-        if (this.kind !== 'link') break;
-        this.ctx.mesh.routeError(readRouteError(buf, start, end), buf.subarray(start, end));
-        return;
-      case FrameType.LINK_HELLO:
-        if (this.kind !== '' || this.dialled || this.hs !== null || this.state !== ConnState.HANDSHAKE) break;
-        this.hs = LinkHandshake.accept(this.ctx, this, buf, start, end);
-        return;
-      case FrameType.LINK_CHALLENGE:
-        if (!this.dialled || this.kind !== '' || this.hs === null || this.hs.peer !== null) break;
-        this.hs.challenge(buf, start, end);
-        return;
-      case FrameType.LINK_AUTH:
-        if (this.dialled || this.kind !== '' || this.hs === null || this.hs.peer === null) break;
-        if (this.hs.auth(buf, start, end)) this.linkUp();
-        return;
-      case FrameType.LINK_READY:
-        if (!this.dialled || this.kind !== '' || this.hs === null || this.hs.peer === null) break;
-        if (this.hs.ready()) this.linkUp();
-        return;
-      case FrameType.CLOSE:
-        this.onPeerClose(buf, start, end);
-        return;
-      case FrameType.REGISTER:
-        if (this.kind === 'link' || this.hs !== null) break;
-        this.register(buf, start, end);
-        return;
-      case FrameType.SEND:
-        if (this.kind === 'link' || this.hs !== null) break;
-        // Only reached before registration. [P-4.3]
-        this.sendError(WireCode.NOT_REGISTERED, buf.readUInt32BE(start + RELAY_SEQ_OFFSET), buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + 16));
-        return;
+    const type = buf[start + 4]!;
+    const h = HANDLERS[type];
+    if (h !== undefined && (h.roles & roleOf(this)) !== 0) {
+      h.handle(this, buf, start, end);
+      return;
     }
     // REGISTERED, DELIVER, ERROR are router-to-agent only; link frames belong on links. [P-3.4] [P-10.1]
-    this.close(WireCode.MALFORMED, `frame type 0x${type!.toString(16).padStart(2, '0')} is not allowed here`);
-  }
-
-  // ---- key directory [P-11.4] -----------------------------------------------------------
-
-  private onLookup(buf: Buffer, start: number, end: number): void {
-    let q: LookupBody;
-    try {
-      q = this.ctx.codec.decodeLookup(buf, start, end);
-    } catch (err) {
-      this.fail(err);
-      return;
-    }
-    answerLookup(this.ctx, this, q);
-  }
-
-  private onLinkLookupResult(buf: Buffer, start: number, end: number): void {
-    let r: LookupResultBody;
-    try {
-      r = this.ctx.codec.decodeLookupResult(buf, start, end);
-    } catch (err) {
-      this.fail(err);
-      return;
-    }
-    passLookupResult(this.ctx, r);
+    this.close(WireCode.MALFORMED, `frame type 0x${type.toString(16).padStart(2, '0')} is not allowed here`);
   }
 
   /** A fresh reply handle routed to this connection. [P-11.3] */
@@ -416,14 +329,14 @@ export class RouterConnection implements FrameSink {
   }
 
   /** Notes that this agent's requests went over `link`: its next PING waits for that link. [P-10.6-1] */
-  usedLink(link: RelayPeer): void {
-    // Every peer of the relay is a connection of this class.
-    (this.linksUsed ??= new Set()).add(link as RouterConnection);
+  usedLink(link: RouterConnection): void {
+    (this.linksUsed ??= new Set()).add(link);
   }
 
   // ---- router links --------------------------------------------------------------------
 
-  private linkUp(): void {
+  /** The link handshake succeeded: from now on this connection is a link. */
+  linkUp(): void {
     const peer = this.hs!.peer!;
     this.hs = null;
     this.kind = 'link';
@@ -437,129 +350,29 @@ export class RouterConnection implements FrameSink {
     this.ctx.mesh.onLinkUp(this);
   }
 
-  // ---- flush barriers across links [P-10.6-1] -------------------------------------------
-
-  /** A PING from an agent whose SENDs went over links: PONG only after each link answers. */
-  private barrier(payload: Buffer): void {
-    const links = this.linksUsed!;
-    this.linksUsed = null;
-    const pongs = (this.pongs ??= new PongQueue((p) => this.reply(encodePong(p))));
-    const b = pongs.add(Buffer.from(payload), links.size);
-    for (const l of links) l.sendBarrier(b);
-  }
-
-  /** On a link: a PING whose PONG means every earlier frame on this link was handled. */
-  private sendBarrier(b: Barrier): void {
-    if (this.state !== ConnState.OPEN || this.tokens === null) {
-      barrierDone(b);
-      return;
-    }
-    this.reply(encodePing(this.tokens.issue(b)));
-  }
-
-  private register(buf: Buffer, start: number, end: number): void {
-    if (this.state === ConnState.OPEN) {
-      this.sendError(WireCode.ALREADY_REGISTERED, 0, null); // [P-4.4]
-      return;
-    }
-    let body: RegisterRequest;
-    try {
-      body = this.ctx.codec.decodeRegister(buf, start, end); // [P-4.1] [P-11.1] typed and checked
-    } catch (err) {
-      this.fail(err);
-      return;
-    }
-    // [P-12.7] admission, then the per-address registration rate
-    if (!this.ctx.admits(body.token)) {
-      this.ctx.stats.admissionDenied++;
-      this.close(WireCode.ADMISSION_DENIED, 'registration needs a valid admission token');
-      return;
-    }
-    if (!this.ctx.registrationAllowed(this.address)) {
-      this.sendError(WireCode.RATE_LIMITED, 0, null, 'too many registrations from this address; retry later');
-      return;
-    }
-    const { anonymous, key } = body;
-    const o = this.ctx.options;
-    // [P-15.2] a stable ID: CHALLENGE first, then the proof; the ID is then taken over like a resume
-    let stableId: Buffer | undefined;
-    if (body.stable && !anonymous) {
-      const r = (this.stable ??= new StableChallenge()).step(body, o.routerId);
-      if ('frame' in r) return void this.writeChunks(r.frame);
-      if ('fail' in r) return void this.close(WireCode.ADMISSION_DENIED, r.fail);
-      stableId = r.id;
-      if (o.resumeGrace > 0) Object.assign(body, { id: stableId, resume: this.ctx.resumeToken(stableId) });
-      else if (this.ctx.registry.lookup(stableId, 0) !== undefined) return void this.sendError(WireCode.ALREADY_REGISTERED, 0, null, 'the stable ID is in use');
-    }
+  /** REGISTER accepted: an agent's connection from now on, relaying (the handler gives it its ID next). */
+  openAsAgent(anonymous: boolean): void {
     this.kind = 'agent';
     this.state = ConnState.OPEN;
-    this.decoder.maxFrame = o.maxFrame;
-    this.ctx.stats.registrations++;
+    this.decoder.maxFrame = this.ctx.options.maxFrame;
     if (anonymous) {
       // [P-11.1] no ID, nothing in the registry; never log where it comes from.
       this.anonymous = true;
       this.remote = undefined;
     }
-    let held: Held[] = [];
-    let resumed = false;
-    if (!anonymous) {
-      const r = this.tryResume(body);
-      if (r !== null) {
-        this.id = r.id;
-        held = r.held;
-        resumed = true;
-      } else {
-        this.id = stableId ?? this.ctx.registry.newId(o.routerId);
-      }
-      this.idText = formatId(this.id);
-      for (let i = 0; i < 4; i++) this.idWords[i] = this.id.readInt32LE(i * 4);
-      this.ctx.registry.add(this);
-      if (key !== undefined) this.publicKey = key;
-    }
-    const ka = o.keepaliveInterval;
-    const resume = !anonymous && o.resumeGrace > 0 ? { resume: this.ctx.resumeToken(this.id), resumeGrace: o.resumeGrace } : {};
-    // [P-4.2]
-    this.writeChunks(
-      this.ctx.codec.encodeRegistered({ id: this.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5), anonymous, ...resume, resumed, alternates: o.alternates }),
-    );
-    // [P-12.4] held messages first, in the order they came
-    for (const h of held) this.write(h.frame);
-    if (resumed) this.ctx.stats.resumes++;
-    this.ctx.log.info(anonymous ? 'anonymous agent connected' : resumed ? 'agent resumed' : 'agent registered', {
-      agent: this.idText || undefined,
-      remote: this.remote,
-      held: resumed ? held.length : undefined,
-    });
-    this.ctx.onRegistered(this);
   }
 
-  /**
-   * REGISTER with `resume` and `id`: takes the ID back when the token is the router's for
-   * that ID and the ID is parked, held by a stale connection, or unknown while a restarted
-   * router is within its restart window. Anything else registers afresh. [P-12.3]
-   */
-  private tryResume(body: RegisterRequest): { id: Buffer; held: Held[] } | null {
-    const { resume: token, id } = body;
-    if (this.ctx.options.resumeGrace === 0 || token === undefined || id === undefined) return null;
-    if (routerIdOf(id) !== this.ctx.options.routerId) return null;
-    const want = this.ctx.resumeToken(id);
-    if (token.length !== want.length || !timingSafeEqual(token, want)) {
-      this.ctx.log.info('resume refused', { reason: 'bad token' });
-      return null;
-    }
-    const entry = this.ctx.registry.lookup(id, 0);
-    if (entry === undefined) return this.ctx.inRestartWindow() ? { id: Buffer.from(id), held: [] } : null;
-    if (entry instanceof Parked) return { id: entry.id, held: entry.resume() };
-    const old = entry.conn;
-    if (old === null || old === this || !old.id.equals(Buffer.from(id))) return null; // a reply handle, not an agent
-    // A stale connection (a NAT rebinding, a path that died silently): this one replaces it.
-    old.close(WireCode.GOING_AWAY, 'replaced by a resumed connection');
-    return { id: old.id, held: [] };
+  /** The agent's ID (new, resumed or stable) and key: registered under it. */
+  takeId(id: Buffer, key: Buffer | undefined): void {
+    this.id = id;
+    this.idText = formatId(id);
+    for (let i = 0; i < 4; i++) this.idWords[i] = id.readInt32LE(i * 4);
+    this.ctx.registry.add(this);
+    if (key !== undefined) this.publicKey = key;
   }
 
-  private onPeerClose(buf: Buffer, start: number, end: number): void {
-    const code = buf.readUInt16BE(start + 6);
-    const reason = buf.toString('utf8', start + 8, Math.min(end, start + 8 + 256));
+  /** The peer sent CLOSE. */
+  closedByPeer(code: number, reason: string): void {
     this.closeCode = code;
     if (this.isLink()) {
       // A refused link is a configuration error an operator must see. [P-10.3]
@@ -618,7 +431,8 @@ export class RouterConnection implements FrameSink {
     }
   }
 
-  private fail(err: unknown): void {
+  /** Closes this connection for `err`: with its wire code when it has one, else as an internal error. */
+  fail(err: unknown): void {
     if (err instanceof PosternError && err.wireCode !== undefined && err.wireCode !== 0) {
       if (err.code === ErrorCode.BAD_MAGIC) {
         this.rejectStranger();
@@ -636,14 +450,11 @@ export class RouterConnection implements FrameSink {
   private rejectStranger(): void {
     countCode(this.ctx.stats.closes, WireCode.BAD_MAGIC);
     this.ctx.log.warn('not a postern client', { remote: this.remote, code: WIRE_CODE_NAMES[WireCode.BAD_MAGIC] });
-    if (this.firstByte >= 0x41 && this.firstByte <= 0x5a) {
-      this.write(HTTP_REFUSAL);
-    } else if (!this.preambleSent) {
-      this.preambleSent = true;
-      this.write(STRANGER_CLOSE);
-    } else {
-      this.writeCloseFrame(WireCode.BAD_MAGIC, 'not a postern peer');
-    }
+    const refusal = strangerReply(this.firstByte, this.preambleSent);
+    if (refusal !== null) this.write(refusal);
+    else this.writeCloseFrame(WireCode.BAD_MAGIC, STRANGER_REASON);
+    // Whatever was written, nothing follows it.
+    this.preambleSent = true;
     this.shutdown();
     this.stream.end();
     this.armCloseTimer();

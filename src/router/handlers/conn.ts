@@ -1,0 +1,94 @@
+import type { StableChallenge } from '../../protocol/stable-id.js';
+import type { RouterContext } from '../context.js';
+import type { KeyAsker } from '../keys.js';
+import type { BarrierTokens, PongQueue } from '../mesh/barrier.js';
+import type { LinkHandshake } from '../mesh/link.js';
+import type { LinkSource } from '../mesh/source.js';
+import type { ConnState } from '../state.js';
+
+/**
+ * What the frame handlers need of a connection: its state, the role objects they work
+ * on, and the connection's own transitions (a handler decides, the connection changes
+ * state). The router's connection implements it; handlers name no implementation.
+ */
+export interface HandlerConn extends KeyAsker<HandlerConn> {
+  readonly ctx: RouterContext<HandlerConn>;
+  readonly state: ConnState;
+  /** True when this router dialled the connection (a link it opened). */
+  readonly dialled: boolean;
+  readonly idText: string;
+  /** The peer's IP address, for per-address limits. */
+  readonly address: string;
+  readonly remote: string | undefined;
+  /** A router link's SOURCE state (null for agents, and for links until they are up). */
+  readonly link: LinkSource<unknown> | null;
+  /** The link handshake while it runs. */
+  hs: LinkHandshake<HandlerConn> | null;
+  /** Agents: the links their SENDs took since the last PING, and the PINGs waiting on them. */
+  linksUsed: Set<HandlerConn> | null;
+  pongs: PongQueue | null;
+  /** Links: barrier tokens sent as PING payloads, awaiting PONG. */
+  readonly tokens: BarrierTokens | null;
+  /** [P-15.2] The stable-ID challenge, once asked for. */
+  stable: StableChallenge | null;
+
+  /** Queues a reply behind what is gathered for this connection; never writes. */
+  reply(buf: Buffer): void;
+  /** Writes now (only in answer to this connection's own frames). */
+  write(buf: Buffer): void;
+  writeChunks(chunks: Buffer[]): void;
+  /** Queues an ERROR frame. [P-7.1] */
+  sendError(code: number, seq: number, id: Uint8Array | null, text?: string): void;
+  /** Closes the connection for an exception a handler caught (a coded error closes with its code). */
+  fail(err: unknown): void;
+  /** The handshake succeeded: the connection is a link from now on. */
+  linkUp(): void;
+  /** REGISTER accepted: the connection relays for an agent from now on (with no ID yet when not anonymous). */
+  openAsAgent(anonymous: boolean): void;
+  /** The agent's ID and key, registered. */
+  takeId(id: Buffer, key: Buffer | undefined): void;
+  /** The peer sent CLOSE(code, reason). */
+  closedByPeer(code: number, reason: string): void;
+  /** Closes this connection (also used on an old connection a resume replaces). */
+  close(code: number, reason?: string): void;
+}
+
+/**
+ * Where a connection is in its life, as one bit, so a handler lists where its frame is
+ * allowed as a mask. Every frame reaches a handler after the preamble and before CLOSING
+ * (the decoder stops there), so the connection's state adds nothing to these.
+ */
+export const Role = {
+  /** Accepted, preamble exchanged, neither REGISTER nor LINK_HELLO yet. */
+  NEW: 1,
+  /** Dialled: LINK_HELLO sent, waiting for LINK_CHALLENGE. */
+  DIALLING: 2,
+  /** Dialled: LINK_AUTH sent, waiting for LINK_READY. */
+  DIAL_AUTHED: 4,
+  /** Accepted link: LINK_CHALLENGE sent, waiting for LINK_AUTH. */
+  ACCEPTING: 8,
+  /** A registered agent. */
+  AGENT: 16,
+  /** A router link that is up. */
+  LINK: 32,
+} as const;
+
+/** Every role. */
+export const ANY_ROLE = 63;
+
+/** The role of `c` now. */
+export function roleOf(c: HandlerConn): number {
+  if (c.kind === 'agent') return Role.AGENT;
+  if (c.kind === 'link') return Role.LINK;
+  const hs = c.hs;
+  if (hs === null) return c.dialled ? 0 : Role.NEW;
+  if (!c.dialled) return Role.ACCEPTING;
+  return hs.peer === null ? Role.DIALLING : Role.DIAL_AUTHED;
+}
+
+/** One frame type's handler: where it is allowed, and what it does. */
+export interface FrameHandler {
+  /** The roles (a mask of {@link Role}) in which the frame is allowed; elsewhere it is MALFORMED. */
+  readonly roles: number;
+  handle(c: HandlerConn, buf: Buffer, start: number, end: number): void;
+}

@@ -1,0 +1,34 @@
+import { FrameType } from '../../protocol/frame.js';
+import { close } from './close.js';
+import type { FrameHandler } from './conn.js';
+import { linkAuth, linkChallenge, linkHello, linkReady, routeError, source } from './link.js';
+import { lookup, lookupResult } from './lookup.js';
+import { ping, pong } from './ping.js';
+import { register, sendUnregistered } from './register.js';
+
+export { roleOf, type HandlerConn } from './conn.js';
+
+/**
+ * The router's frame handlers, by frame type, one file per concern (as aedes'
+ * lib/handlers/). The relay's SENDs on an open connection never come here: they go to the
+ * connection's Forwarder. A type missing here (REGISTERED, DELIVER, ERROR are router-to-
+ * agent only), or arriving in a role its handler does not list, closes the connection
+ * with MALFORMED. [P-3.4] [P-10.1]
+ */
+export const HANDLERS: ReadonlyArray<FrameHandler | undefined> = (() => {
+  const table = new Array<FrameHandler | undefined>(256).fill(undefined);
+  table[FrameType.PING] = ping;
+  table[FrameType.PONG] = pong;
+  table[FrameType.CLOSE] = close;
+  table[FrameType.REGISTER] = register;
+  table[FrameType.SEND] = sendUnregistered;
+  table[FrameType.LOOKUP] = lookup;
+  table[FrameType.LOOKUP_RESULT] = lookupResult;
+  table[FrameType.LINK_HELLO] = linkHello;
+  table[FrameType.LINK_CHALLENGE] = linkChallenge;
+  table[FrameType.LINK_AUTH] = linkAuth;
+  table[FrameType.LINK_READY] = linkReady;
+  table[FrameType.SOURCE] = source;
+  table[FrameType.ROUTE_ERROR] = routeError;
+  return table;
+})();
