@@ -22,7 +22,6 @@ import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { formatId, NO_ID, routerHex } from '../protocol/id.js';
 import type { StableChallenge } from '../protocol/stable-id.js';
 import type { Timer } from '../net/clock.js';
-import { TokenBucket } from '../net/token-bucket.js';
 import type { RouterContext } from './context.js';
 import { ReplyHandles } from './handles.js';
 import { LinkHandshake } from './mesh/link.js';
@@ -33,11 +32,13 @@ import { countCode } from './stats.js';
 import { HANDLERS, roleOf } from './handlers/index.js';
 import { STRANGER_REASON, strangerReply } from './stranger.js';
 import { Outbox } from './relay/outbox.js';
-import { Forwarder, SMALL_RUN } from './relay/forward.js';
+import { Forwarder } from './relay/forward.js';
+import { Writer } from './write.js';
 import { Backpressure } from './relay/backpressure.js';
 import { UnsentLog } from './relay/unsent.js';
 import type { RelayPeer } from './relay/peer.js';
 import { ConnState } from './state.js';
+import { InputLimits } from './input-limits.js';
 
 export { ConnState } from './state.js';
 
@@ -85,10 +86,9 @@ export class RouterConnection implements FrameSink {
   address = '';
   /** The wire code this connection was closed with (by either side), once known. */
   closeCode: number | undefined;
-  /** Frames read and bytes written, for per-link reporting. */
+  /** Frames and bytes read, for per-link reporting. */
   framesIn = 0;
   bytesIn = 0;
-  bytesOut = 0;
 
   readonly ctx: RouterContext<RouterConnection>;
   private readonly stream: Duplex;
@@ -109,6 +109,8 @@ export class RouterConnection implements FrameSink {
   readonly flow: Backpressure<RelayPeer>;
   /** What was written and not yet handed to the OS, for telling senders what a lost connection drops. */
   private readonly unsent: UnsentLog;
+  /** The one writer to the stream. */
+  private readonly writer: Writer;
   /** The link handshake while it runs (null for agents, and once the link is up). */
   hs: LinkHandshake<RouterConnection> | null = null;
   // Anonymity: no ID (anonymous connection), reply handles issued, the sticky one.
@@ -125,14 +127,21 @@ export class RouterConnection implements FrameSink {
   // Links: barrier tokens sent as PING payloads, awaiting PONG.
   tokens: BarrierTokens | null = null;
 
-  // Rate limits: token buckets (made at the first read), and whether reading is paused to let them refill.
-  private buckets: { bytes: TokenBucket; msgs: TokenBucket } | null = null;
-  ratePaused = false;
+  /** Rate limits and the incomplete-frame budget. [P-12.6] [P-12.8] */
+  private readonly limits: InputLimits<RouterConnection>;
+
+  /** True while reading is paused to let the rate-limit buckets refill. */
+  get ratePaused(): boolean {
+    return this.limits.ratePaused;
+  }
   /** [P-12.8] This connection's share of the router's partialBytes: the size of its incomplete frame. */
-  partialCharge = 0;
-  // The start of the current window of minFrameRate (clock time, bytesIn then; -1 when no frame is incomplete).
-  private stallSince = -1;
-  private stallMark = 0;
+  get partialCharge(): number {
+    return this.limits.partialCharge;
+  }
+  /** True while reading is paused for a full destination. */
+  get readingBlocked(): boolean {
+    return this.flow.blocked;
+  }
 
   /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
   constructor(ctx: RouterContext<RouterConnection>, stream: Duplex, remote: string | undefined, dial = false) {
@@ -147,6 +156,8 @@ export class RouterConnection implements FrameSink {
     this.relay = new Forwarder(relayCtx, this);
     this.flow = new Backpressure<RelayPeer>(this, this, stream);
     this.unsent = new UnsentLog(this, ctx, stream);
+    this.writer = new Writer(this, stream, ctx.stats, ctx.options, this.unsent, this.armSlowTimer);
+    this.limits = new InputLimits(ctx, this, stream, (fn) => this.guarded(fn));
     if (dial) {
       // [P-10.2] the dialler speaks first: preamble and LINK_HELLO together
       this.preambleSent = true;
@@ -193,72 +204,10 @@ export class RouterConnection implements FrameSink {
     }
     this.relay.flushRun();
     this.relay.dropView();
-    if (this.decoder.reserved !== this.partialCharge) this.chargePartial();
+    if (this.decoder.reserved !== this.limits.partialCharge) this.limits.charge(this.decoder.reserved);
     const o = this.ctx.options;
-    if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.meter(chunk.length, this.framesIn - before);
+    if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.limits.meter(chunk.length, this.framesIn - before);
   };
-
-  /** [P-12.8] Moves this connection's share of the router's budget for incomplete frames to what its decoder holds now. */
-  private chargePartial(): void {
-    const held = this.decoder.reserved;
-    if (!this.ctx.reservePartial(this, held - this.partialCharge, held)) {
-      this.close(WireCode.OVERLOADED, 'no room for another incomplete frame');
-      return;
-    }
-    this.partialCharge = held;
-    if (held === 0) this.stallSince = -1;
-  }
-
-  /** [P-12.8] Closes the connection when its incomplete frame comes slower than minFrameRate; true when it did. */
-  private frameTooSlow(now: number): boolean {
-    const o = this.ctx.options;
-    if (this.partialCharge === 0 || o.minFrameRate === 0) {
-      this.stallSince = -1;
-      return false;
-    }
-    // Time with reading paused by this router (backpressure, rate limit) is not the peer's fault.
-    if (this.stallSince < 0 || this.flow.blocked || this.ratePaused) {
-      this.stallSince = now;
-      this.stallMark = this.bytesIn;
-      return false;
-    }
-    const span = now - this.stallSince;
-    if (span < o.frameRateWindow) return false; // [P-8.2-3] a deadline is never early
-    if ((this.bytesIn - this.stallMark) * 1000 < o.minFrameRate * span) {
-      this.close(WireCode.FRAME_TOO_SLOW, `incomplete frame came at less than ${o.minFrameRate} bytes/s`);
-      // Nothing it still sends is wanted; let the memory go now.
-      this.stream.destroy();
-      return true;
-    }
-    this.stallSince = now;
-    this.stallMark = this.bytesIn;
-    return false;
-  }
-
-  /**
-   * [P-12.6] Per-connection rate limits as token buckets holding one second's worth. Over
-   * the limit the router stops reading from this connection until the buckets refill: the
-   * sender is slowed by TCP itself, nothing is dropped and nothing queues in the router.
-   */
-  private meter(bytes: number, msgs: number): void {
-    const o = this.ctx.options;
-    const now = this.ctx.clock.now();
-    const b = (this.buckets ??= { bytes: new TokenBucket(1, o.maxByteRate, now), msgs: new TokenBucket(1, o.maxMessageRate, now) });
-    const leftBytes = b.bytes.take(bytes, o.maxByteRate, now);
-    const leftMsgs = b.msgs.take(msgs, o.maxMessageRate, now);
-    const wait = Math.max(o.maxByteRate > 0 ? -leftBytes / o.maxByteRate : 0, o.maxMessageRate > 0 ? -leftMsgs / o.maxMessageRate : 0) * 1000;
-    if (wait <= 0 || this.ratePaused) return;
-    this.ctx.stats.rateLimited++;
-    this.ratePaused = true;
-    this.stream.pause();
-    this.ctx.clock.setTimeout(
-      this.guarded(() => {
-        this.ratePaused = false;
-        if (!this.flow.blocked && this.state === ConnState.OPEN) this.stream.resume();
-      }),
-      Math.ceil(wait),
-    );
-  }
 
   /** [P-2.2] [P-2.3] */
   preamble(version: number): void {
@@ -513,100 +462,47 @@ export class RouterConnection implements FrameSink {
     };
   }
 
-  // ---- output --------------------------------------------------------------------------
+  // ---- output: everything written goes through the Writer --------------------------------
 
   /** Bytes queued for this connection: gathered for this turn's flush, and held by its stream. */
   get queuedBytes(): number {
-    return this.out.bytes + this.stream.writableLength;
+    return this.writer.queued;
   }
 
-  /** Writes one buffer to this connection (the only writer besides {@link writePending}). */
+  /** Bytes written, for per-link reporting. */
+  get bytesOut(): number {
+    return this.writer.bytesOut;
+  }
+
+  /** Writes one buffer now, after what is gathered for this connection. */
   write(buf: Buffer): void {
-    if (this.state === ConnState.CLOSED || this.stream.writableEnded) return;
-    // Runs gathered for this connection go first, so answers keep wire order. [P-6.5]
-    if (this.out.bufs.length > 0) this.writePending();
-    this.ctx.stats.bytesOut += buf.length;
-    this.bytesOut += buf.length;
-    this.unsent.sent += buf.length;
-    this.stream.write(buf);
+    this.writer.write(buf);
   }
 
   /** Writes a frame given as chunks, together. */
   writeChunks(chunks: Buffer[]): void {
-    if (chunks.length === 1) return this.write(chunks[0]!);
-    this.stream.cork();
-    for (const c of chunks) this.write(c);
-    this.stream.uncork();
+    this.writer.writeChunks(chunks);
   }
 
-  /**
-   * Queues a reply (PONG, ERROR, ROUTE_ERROR, LOOKUP_RESULT, a barrier PING) behind what is
-   * gathered for this connection, and returns. It never writes: telling a peer that
-   * something failed happens inside other connections' reads and writes, and must not
-   * call back into a writer (a refusal that wrote would flush a queue whose refusals write
-   * again). The router's flush after this turn's reads writes it, in order. Nothing is
-   * sent once CLOSE was sent or received. [P-9.2]
-   */
+  /** Queues a reply for this turn's flush; never writes (see Writer.reply). */
   reply(buf: Buffer): void {
-    if (this.state >= ConnState.CLOSING || this.stream.writableEnded) return;
-    const n = buf.length;
-    if (n > SMALL_RUN) {
-      this.out.enqueue(buf, 0, n, this, -1, -1);
-      return;
-    }
-    // Small replies go into the slab, so a flood of them is one buffer, not one entry each.
-    this.out.copyAll(buf, this);
+    this.writer.reply(buf);
   }
 
   /** {@link reply} for a frame given as chunks. */
   replyChunks(chunks: Buffer[]): void {
-    for (const c of chunks) this.reply(c);
+    for (const c of chunks) this.writer.reply(c);
   }
 
-  /** Sends an ERROR frame. [P-7.1] */
+  /** Queues an ERROR frame. [P-7.1] */
   sendError(code: number, seq: number, id: Uint8Array | null, text = ''): void {
     countCode(this.ctx.stats.errors, code);
-    this.reply(encodeError(code, seq, id, text));
+    this.writer.reply(encodeError(code, seq, id, text));
   }
 
-  /**
-   * Writes everything gathered for this connection in one write: one slice as it is, else
-   * the large runs (slices of the chunks read) and the slab ranges (short runs, copied when
-   * they were routed) corked into one writev. Pauses the senders when this queue is over
-   * the limit. [P-9.3]
-   */
+  /** Writes everything gathered for this connection (the router's flush after this turn's reads). [P-9.3] */
   writePending(): void {
-    const out = this.out;
-    const n = out.bufs.length;
-    if (n === 0) return;
-    const bytes = out.bytes;
-    if (this.state >= ConnState.CLOSING) {
-      this.unsent.refuseQueued(out, n);
-      return;
-    }
-    this.ctx.stats.bytesOut += bytes;
-    this.ctx.stats.relayedBytes += bytes;
-    this.bytesOut += bytes;
-    const base = this.unsent.sent;
-    this.unsent.sent += bytes;
-    const m = out.ranges();
-    if (m === 1) {
-      this.stream.write(out.range(0));
-    } else {
-      // Short runs are in slabs already; what is left is large runs and slab ranges: one writev.
-      this.stream.cork();
-      for (let i = 0; i < m; i++) this.stream.write(out.range(i));
-      this.stream.uncork();
-    }
-    out.forgetRanges(m);
-    const queued = this.stream.writableLength;
-    this.unsent.written(out, base, n, queued);
-    if (queued > this.ctx.options.maxOutbound) {
-      this.flow.overLimit(this.kind === 'link', this.armSlowTimer);
-      for (let i = 0; i < n; i++) if (out.seqs[i]! >= 0) this.flow.congested(out.froms[i]!);
-    }
-    out.clear();
-    out.endTurn(queued);
+    this.writer.flush();
   }
 
   /** Destroys the stream, first telling the senders of what it drops. */
@@ -654,7 +550,7 @@ export class RouterConnection implements FrameSink {
    */
   tick(now: number): void {
     const o = this.ctx.options;
-    if (this.partialCharge > 0 && this.frameTooSlow(now)) return;
+    if (this.limits.partialCharge > 0 && this.limits.frameTooSlow(now)) return;
     if (this.state === ConnState.PREAMBLE || this.state === ConnState.HANDSHAKE) {
       if (now - this.openedAt >= o.handshakeTimeout) { // [P-2.5-1] [P-2.5-2]
         this.ctx.stats.handshakeTimeouts++;
@@ -719,8 +615,7 @@ export class RouterConnection implements FrameSink {
     if (this.state >= ConnState.CLOSING) return;
     this.state = ConnState.CLOSING;
     this.decoder.stop();
-    this.ctx.reservePartial(this, -this.partialCharge, 0);
-    this.partialCharge = 0;
+    this.limits.release();
     // Input is ignored from now on; keep reading it so the peer's FIN is noticed even if
     // this connection was paused for backpressure or a rate limit.
     this.stream.resume();
