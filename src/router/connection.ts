@@ -19,7 +19,7 @@ import { Decoder, type FrameSink } from '../protocol/decoder.js';
 import { FrameType, MAGIC, MIN_PROTOCOL_VERSION, PRE_REGISTER_MAX_FRAME, PROTOCOL_VERSION, MAX_MAX_FRAME, WIRE_CODE_NAMES, WireCode } from '../protocol/frame.js';
 import { encodeClose, encodeError, encodePing, encodePreamble, encodeRouteError } from '../protocol/encoder.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { formatId, NO_ID, routerHex } from '../protocol/id.js';
+import { formatId, NO_ID } from '../protocol/id.js';
 import type { StableChallenge } from '../protocol/stable-id.js';
 import type { Timer } from '../net/clock.js';
 import type { RouterContext } from './context.js';
@@ -38,12 +38,10 @@ import { Backpressure } from './relay/backpressure.js';
 import { UnsentLog } from './relay/unsent.js';
 import type { RelayPeer } from './relay/peer.js';
 import { ConnState } from './state.js';
+import { isLink, logId, LOST } from './conn-log.js';
 import { InputLimits } from './input-limits.js';
 
 export { ConnState } from './state.js';
-
-/** How logs name a connection that ended without CLOSE: POSTERN_ERR_CONNECTION_LOST without its prefix, like the wire-code names. */
-const LOST = 'CONNECTION_LOST';
 
 /**
  * One agent connection on a router: reads frames with a {@link Decoder}, relays SENDs by
@@ -86,9 +84,10 @@ export class RouterConnection implements FrameSink {
   address = '';
   /** The wire code this connection was closed with (by either side), once known. */
   closeCode: number | undefined;
-  /** Frames and bytes read, for per-link reporting. */
+  /** Frames and bytes read and bytes written, for per-link reporting. */
   framesIn = 0;
   bytesIn = 0;
+  bytesOut = 0;
 
   readonly ctx: RouterContext<RouterConnection>;
   private readonly stream: Duplex;
@@ -130,17 +129,9 @@ export class RouterConnection implements FrameSink {
   /** Rate limits and the incomplete-frame budget. [P-12.6] [P-12.8] */
   private readonly limits: InputLimits<RouterConnection>;
 
-  /** True while reading is paused to let the rate-limit buckets refill. */
-  get ratePaused(): boolean {
-    return this.limits.ratePaused;
-  }
   /** [P-12.8] This connection's share of the router's partialBytes: the size of its incomplete frame. */
   get partialCharge(): number {
     return this.limits.partialCharge;
-  }
-  /** True while reading is paused for a full destination. */
-  get readingBlocked(): boolean {
-    return this.flow.blocked;
   }
 
   /** `dial`: this router opened the connection to a peer router and starts the link handshake. */
@@ -154,7 +145,7 @@ export class RouterConnection implements FrameSink {
     this.out = new Outbox<RelayPeer>(stream instanceof Socket, () => ctx.schedule(this));
     const relayCtx = ctx as unknown as RouterContext<RelayPeer>;
     this.relay = new Forwarder(relayCtx, this);
-    this.flow = new Backpressure<RelayPeer>(this, this, stream);
+    this.flow = new Backpressure<RelayPeer>(this, stream, () => !this.limits.ratePaused && this.state === ConnState.OPEN);
     this.unsent = new UnsentLog(this, ctx, stream);
     this.writer = new Writer(this, stream, ctx.stats, ctx.options, this.unsent, this.armSlowTimer);
     this.limits = new InputLimits(ctx, this, stream, (fn) => this.guarded(fn));
@@ -170,8 +161,6 @@ export class RouterConnection implements FrameSink {
     stream.on('close', this.onStreamClose);
     stream.on('drain', this.onDrain);
   }
-
-  // ---- input ---------------------------------------------------------------------------
 
   // [P-3.5] frames of one connection are handled in order, and what they cause is written in order
   private readonly onData = (chunk: Buffer): void => {
@@ -282,8 +271,6 @@ export class RouterConnection implements FrameSink {
     (this.linksUsed ??= new Set()).add(link);
   }
 
-  // ---- router links --------------------------------------------------------------------
-
   /** The link handshake succeeded: from now on this connection is a link. */
   linkUp(): void {
     const peer = this.hs!.peer!;
@@ -320,16 +307,9 @@ export class RouterConnection implements FrameSink {
     if (key !== undefined) this.publicKey = key;
   }
 
-  /** The peer sent CLOSE. */
-  closedByPeer(code: number, reason: string): void {
+  /** The peer sent CLOSE(code) (logged by its handler). */
+  closedByPeer(code: number): void {
     this.closeCode = code;
-    if (this.isLink()) {
-      // A refused link is a configuration error an operator must see. [P-10.3]
-      const refused = code === WireCode.DUPLICATE_ROUTER_ID || code === WireCode.LINK_AUTH_FAILED;
-      this.ctx.log[refused ? 'error' : 'info']('link closed by peer', { ...this.logId(), code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
-    } else {
-      this.ctx.log.info('agent closed', { agent: this.idText || undefined, code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
-    }
     // [P-9.2] a peer that receives CLOSE sends nothing more and ends. A normal close
     // means the agent is done; any other code (it judged the path dead) may come back.
     // What was already gathered for it still goes out: a lingering agent reads it. [P-12.2-1]
@@ -341,19 +321,7 @@ export class RouterConnection implements FrameSink {
   /** The TCP connection ended without a CLOSE. */
   private logLost(): void {
     // Close codes in logs are wire-code names; this one has none on the wire (§7.3).
-    this.ctx.log.info(this.isLink() ? 'link lost' : 'agent disconnected', { ...this.logId(), code: LOST });
-  }
-
-  /** A router link, up or in its handshake. */
-  private isLink(): boolean {
-    return this.kind === 'link' || this.dialled || this.hs !== null;
-  }
-
-  /** Who this connection is, for logs: an agent by its ID, a link by its peer's router ID in hex. */
-  private logId(): Record<string, string | undefined> {
-    if (!this.isLink()) return { agent: this.idText || undefined };
-    const router = this.link !== null ? this.link.peerRouter : (this.hs?.peer?.router ?? 0);
-    return { router: router !== 0 ? routerHex(router) : undefined, remote: this.remote };
+    this.ctx.log.info(isLink(this) ? 'link lost' : 'agent disconnected', { ...logId(this), code: LOST });
   }
 
   /**
@@ -368,7 +336,7 @@ export class RouterConnection implements FrameSink {
       if (this.state >= ConnState.CLOSING) throw err;
       this.fail(err);
     } catch (again) {
-      this.ctx.log.error('internal error while closing', { ...this.logId(), error: String(again) });
+      this.ctx.log.error('internal error while closing', { ...logId(this), error: String(again) });
       this.relay.abandon();
       this.out.clear();
       try {
@@ -387,11 +355,11 @@ export class RouterConnection implements FrameSink {
         this.rejectStranger();
         return;
       }
-      this.ctx.log.warn('protocol violation', { ...this.logId(), remote: this.remote, code: WIRE_CODE_NAMES[err.wireCode] ?? err.wireCode });
+      this.ctx.log.warn('protocol violation', { ...logId(this), remote: this.remote, code: WIRE_CODE_NAMES[err.wireCode] ?? err.wireCode });
       this.close(err.wireCode, err.message);
       return;
     }
-    this.ctx.log.error('internal error', { ...this.logId(), error: String(err) });
+    this.ctx.log.error('internal error', { ...logId(this), error: String(err) });
     this.close(WireCode.INTERNAL, 'internal error');
   }
 
@@ -423,7 +391,7 @@ export class RouterConnection implements FrameSink {
   };
 
   private readonly onError = (err: Error): void => {
-    this.ctx.log.debug('stream error', { ...this.logId(), error: (err as NodeJS.ErrnoException).code ?? err.message });
+    this.ctx.log.debug('stream error', { ...logId(this), error: (err as NodeJS.ErrnoException).code ?? err.message });
     try {
       this.destroyNow();
     } catch (again) {
@@ -442,7 +410,7 @@ export class RouterConnection implements FrameSink {
       this.unsent.drop();
       this.flow.releaseWaiters();
     } catch (err) {
-      this.ctx.log.error('internal error while closing', { ...this.logId(), error: String(err) });
+      this.ctx.log.error('internal error while closing', { ...logId(this), error: String(err) });
     }
     this.state = ConnState.CLOSED;
     this.closeTimer?.cancel();
@@ -467,11 +435,6 @@ export class RouterConnection implements FrameSink {
   /** Bytes queued for this connection: gathered for this turn's flush, and held by its stream. */
   get queuedBytes(): number {
     return this.writer.queued;
-  }
-
-  /** Bytes written, for per-link reporting. */
-  get bytesOut(): number {
-    return this.writer.bytesOut;
   }
 
   /** Writes one buffer now, after what is gathered for this connection. */
@@ -542,8 +505,6 @@ export class RouterConnection implements FrameSink {
     this.closeTimer = this.ctx.clock.setTimeout(this.guarded(() => this.destroyNow()), Math.min(o.closeTimeout, Math.ceil(o.slowConsumerTimeout / 10)));
   };
 
-  // ---- lifecycle -----------------------------------------------------------------------
-
   /**
    * Keepalive and handshake deadlines, called by the router's sweep. A deadline is never
    * acted on early; the sweep makes it up to one sweep period late, which §8.2 allows. [P-8.2]
@@ -584,7 +545,7 @@ export class RouterConnection implements FrameSink {
     this.relay.flushRun();
     countCode(this.ctx.stats.closes, code);
     if (code !== WireCode.GOING_AWAY) {
-      this.ctx.log.info(this.isLink() ? 'closing link' : 'closing connection', { remote: this.remote, ...this.logId(), code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
+      this.ctx.log.info(isLink(this) ? 'closing link' : 'closing connection', { remote: this.remote, ...logId(this), code: WIRE_CODE_NAMES[code] ?? code, reason: reason || undefined });
     }
     // [P-9.2] frames queued before the CLOSE (replies included) are written before it; a
     // slow consumer's are not, it did not read them.

@@ -9,8 +9,8 @@ export interface LimitedConn {
   readonly state: ConnState;
   /** Bytes read so far. */
   readonly bytesIn: number;
-  /** True while reading is paused for a full destination. */
-  readonly readingBlocked: boolean;
+  /** Backpressure: `blocked` while reading is paused for a full destination. */
+  readonly flow: { readonly blocked: boolean };
   close(code: number, reason: string): void;
 }
 
@@ -66,7 +66,7 @@ export class InputLimits<C> {
       return false;
     }
     const bytesIn = this.conn.bytesIn;
-    if (this.stallSince < 0 || this.conn.readingBlocked || this.ratePaused) {
+    if (this.stallSince < 0 || this.conn.flow.blocked || this.ratePaused) {
       this.stallSince = now;
       this.stallMark = bytesIn;
       return false;
@@ -99,7 +99,7 @@ export class InputLimits<C> {
     this.ctx.clock.setTimeout(
       this.guarded(() => {
         this.ratePaused = false;
-        if (!this.conn.readingBlocked && this.conn.state === ConnState.OPEN) this.stream.resume();
+        if (!this.conn.flow.blocked && this.conn.state === ConnState.OPEN) this.stream.resume();
       }),
       Math.ceil(wait),
     );

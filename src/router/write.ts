@@ -19,12 +19,9 @@ import type { RouterStats } from './stats.js';
  * replies included, counts against its maxOutbound. [P-9.3]
  */
 export class Writer {
-  /** Bytes written, for per-link reporting. */
-  bytesOut = 0;
-
   constructor(
     /** The connection written to (and, for its replies, their sender). */
-    private readonly conn: RelayPeer,
+    private readonly conn: RelayPeer & { bytesOut: number },
     private readonly stream: Duplex,
     private readonly stats: RouterStats,
     private readonly options: ResolvedRouterOptions,
@@ -44,7 +41,7 @@ export class Writer {
     // Runs gathered for this connection go first, so answers keep wire order. [P-6.5]
     if (this.conn.out.bufs.length > 0) this.flush();
     this.stats.bytesOut += buf.length;
-    this.bytesOut += buf.length;
+    this.conn.bytesOut += buf.length;
     this.unsent.sent += buf.length;
     this.stream.write(buf);
   }
@@ -91,7 +88,7 @@ export class Writer {
     }
     this.stats.bytesOut += bytes;
     this.stats.relayedBytes += bytes;
-    this.bytesOut += bytes;
+    this.conn.bytesOut += bytes;
     const base = this.unsent.sent;
     this.unsent.sent += bytes;
     const m = out.ranges();

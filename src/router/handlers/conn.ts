@@ -47,8 +47,8 @@ export interface HandlerConn extends KeyAsker<HandlerConn> {
   openAsAgent(anonymous: boolean): void;
   /** The agent's ID and key, registered. */
   takeId(id: Buffer, key: Buffer | undefined): void;
-  /** The peer sent CLOSE(code, reason). */
-  closedByPeer(code: number, reason: string): void;
+  /** The peer sent CLOSE(code): the connection ends (the handler logged it). */
+  closedByPeer(code: number): void;
   /** Closes this connection (also used on an old connection a resume replaces). */
   close(code: number, reason?: string): void;
 }

@@ -1,13 +1,5 @@
 import type { Duplex } from 'node:stream';
 import type { Timer } from '../../net/clock.js';
-import { ConnState } from '../state.js';
-
-/** What backpressure reads of the connection it belongs to. */
-export interface FlowOwner {
-  readonly state: ConnState;
-  /** True while reading is paused by a rate limit (resumed by the limit, not by a drain). */
-  readonly ratePaused: boolean;
-}
 
 /**
  * One connection's part in backpressure. [P-9.3] When a destination's queue goes over
@@ -28,8 +20,9 @@ export class Backpressure<P extends { readonly flow: Backpressure<P> }> {
 
   constructor(
     private readonly self: P,
-    private readonly owner: FlowOwner,
     private readonly stream: Duplex,
+    /** True when nothing else holds reading paused (a rate limit, a closing connection). */
+    private readonly mayResume: () => boolean,
   ) {}
 
   /** True while reading is paused for a full destination. */
@@ -68,7 +61,7 @@ export class Backpressure<P extends { readonly flow: Backpressure<P> }> {
 
   private unblock(dest: P): void {
     if (!this.blockedOn.delete(dest)) return;
-    if (this.blockedOn.size === 0 && !this.owner.ratePaused && this.owner.state === ConnState.OPEN) this.stream.resume();
+    if (this.blockedOn.size === 0 && this.mayResume()) this.stream.resume();
   }
 
   /** The stream drained: no slow consumer after all, and everyone waiting goes on. */
