@@ -1,7 +1,9 @@
 import { routerHex } from '../protocol/id.js';
 
+import type { Logger } from '../net/log.js';
+
 /** How logs name a connection that ended without CLOSE: POSTERN_ERR_CONNECTION_LOST without its prefix, like the wire-code names. */
-export const LOST = 'CONNECTION_LOST';
+const LOST = 'CONNECTION_LOST';
 
 /** What logs read of a connection to say who it is. */
 export interface Described {
@@ -23,4 +25,10 @@ export function logId(c: Described): Record<string, string | undefined> {
   if (!isLink(c)) return { agent: c.idText || undefined };
   const router = c.link !== null ? c.link.peerRouter : (c.hs?.peer?.router ?? 0);
   return { router: router !== 0 ? routerHex(router) : undefined, remote: c.remote };
+}
+
+/** Logs that the TCP connection of `c` ended without a CLOSE. */
+export function logLost(c: Described & { readonly ctx: { readonly log: Logger } }): void {
+  // Close codes in logs are wire-code names; this one has none on the wire (§7.3).
+  c.ctx.log.info(isLink(c) ? 'link lost' : 'agent disconnected', { ...logId(c), code: LOST });
 }

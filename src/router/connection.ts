@@ -16,10 +16,10 @@
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Decoder, type FrameSink } from '../protocol/decoder.js';
-import { FrameType, MAGIC, MIN_PROTOCOL_VERSION, PRE_REGISTER_MAX_FRAME, PROTOCOL_VERSION, MAX_MAX_FRAME, WIRE_CODE_NAMES, WireCode } from '../protocol/frame.js';
-import { encodeClose, encodeError, encodePing, encodePreamble, encodeRouteError } from '../protocol/encoder.js';
+import { FrameType, MAGIC, MIN_PROTOCOL_VERSION, PRE_REGISTER_MAX_FRAME, PROTOCOL_VERSION, WIRE_CODE_NAMES, WireCode } from '../protocol/frame.js';
+import { encodeClose, encodePing, encodePreamble } from '../protocol/encoder.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { formatId, NO_ID } from '../protocol/id.js';
+import { NO_ID } from '../protocol/id.js';
 import type { StableChallenge } from '../protocol/stable-id.js';
 import type { Timer } from '../net/clock.js';
 import type { RouterContext } from './context.js';
@@ -30,7 +30,7 @@ import { LinkSource } from './mesh/source.js';
 import { Parked } from './parked.js';
 import { countCode } from './stats.js';
 import { HANDLERS, roleOf } from './handlers/index.js';
-import { STRANGER_REASON, strangerReply } from './stranger.js';
+import { rejectStranger } from './stranger.js';
 import { Outbox } from './relay/outbox.js';
 import { Forwarder } from './relay/forward.js';
 import { Writer } from './write.js';
@@ -38,20 +38,12 @@ import { Backpressure } from './relay/backpressure.js';
 import { UnsentLog } from './relay/unsent.js';
 import type { RelayPeer } from './relay/peer.js';
 import { ConnState } from './state.js';
-import { isLink, logId, LOST } from './conn-log.js';
+import { isLink, logId, logLost } from './conn-log.js';
 import { InputLimits } from './input-limits.js';
 
 export { ConnState } from './state.js';
 
-/**
- * One agent connection on a router: reads frames with a {@link Decoder}, relays SENDs by
- * rewriting them in place into DELIVERs, and is the one place that writes to its stream.
- *
- * Relay path: consecutive SENDs to the same destination that sit back to back in one
- * chunk are gathered into a run and written as one slice of that chunk; every run is
- * written before the chunk's `push()` returns, so nothing outlives the read it came from
- * except in the destination's write queue.
- */
+/** One connection to a router: an agent's, or a router link (see the top of this file). */
 export class RouterConnection implements FrameSink {
   /** The agent's ID; all zeros until registered, and for anonymous connections. */
   id: Buffer = NO_ID as Buffer;
@@ -107,12 +99,11 @@ export class RouterConnection implements FrameSink {
   /** Who waits on whom when queues are full. */
   readonly flow: Backpressure<RelayPeer>;
   /** What was written and not yet handed to the OS, for telling senders what a lost connection drops. */
-  private readonly unsent: UnsentLog;
-  /** The one writer to the stream. */
-  private readonly writer: Writer;
+  readonly unsent: UnsentLog;
+  /** The one writer to the stream: everything written or queued for this connection goes through it. */
+  readonly writer: Writer;
   /** The link handshake while it runs (null for agents, and once the link is up). */
   hs: LinkHandshake<RouterConnection> | null = null;
-  // Anonymity: no ID (anonymous connection), reply handles issued, the sticky one.
   /** True for a connection registered without an identity. */
   anonymous = false;
   /** [P-15.2] The stable-ID challenge of this connection, once asked for. */
@@ -143,16 +134,15 @@ export class RouterConnection implements FrameSink {
     this.openedAt = this.lastRx = ctx.clock.now();
     this.decoder = new Decoder(this, { maxFrame: PRE_REGISTER_MAX_FRAME, preamble: true }); // [P-4.1]
     this.out = new Outbox<RelayPeer>(stream instanceof Socket, () => ctx.schedule(this));
-    const relayCtx = ctx as unknown as RouterContext<RelayPeer>;
-    this.relay = new Forwarder(relayCtx, this);
-    this.flow = new Backpressure<RelayPeer>(this, stream, () => !this.limits.ratePaused && this.state === ConnState.OPEN);
+    this.relay = new Forwarder(ctx, this);
     this.unsent = new UnsentLog(this, ctx, stream);
-    this.writer = new Writer(this, stream, ctx.stats, ctx.options, this.unsent, this.armSlowTimer);
-    this.limits = new InputLimits(ctx, this, stream, (fn) => this.guarded(fn));
+    this.flow = new Backpressure<RelayPeer>(this, stream, () => !this.limits.ratePaused && this.state === ConnState.OPEN, this);
+    this.writer = new Writer(this, stream, ctx.stats, ctx.options, this.unsent);
+    this.limits = new InputLimits(ctx, this, stream);
     if (dial) {
       // [P-10.2] the dialler speaks first: preamble and LINK_HELLO together
       this.preambleSent = true;
-      this.write(encodePreamble(PROTOCOL_VERSION));
+      this.writer.write(encodePreamble(PROTOCOL_VERSION));
       this.hs = LinkHandshake.dial(ctx, this);
     }
     stream.on('data', this.onData);
@@ -193,9 +183,7 @@ export class RouterConnection implements FrameSink {
     }
     this.relay.flushRun();
     this.relay.dropView();
-    if (this.decoder.reserved !== this.limits.partialCharge) this.limits.charge(this.decoder.reserved);
-    const o = this.ctx.options;
-    if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && this.kind !== 'link') this.limits.meter(chunk.length, this.framesIn - before);
+    this.limits.afterRead(this.decoder.reserved, chunk.length, this.framesIn - before, this.kind === 'link');
   };
 
   /** [P-2.2] [P-2.3] */
@@ -214,7 +202,7 @@ export class RouterConnection implements FrameSink {
       return;
     }
     this.preambleSent = true;
-    this.write(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
+    this.writer.write(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
     this.state = ConnState.HANDSHAKE;
   }
 
@@ -235,18 +223,9 @@ export class RouterConnection implements FrameSink {
     return (this.replyHandles ??= new ReplyHandles(this.ctx, this));
   }
 
-  /**
-   * Tells the sender of a SEND that it was not delivered: an ERROR to an agent, or a
-   * ROUTE_ERROR back over a link to the router of the sender named by `src` (default: the
-   * current SOURCE). [P-7.1] [P-10.5]
-   */
+  /** Tells the sender of a SEND that it was not delivered (see Writer.refuse). [P-7.1] [P-10.5] */
   refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void {
-    if (this.kind === 'link') {
-      countCode(this.ctx.stats.errors, code);
-      this.reply(encodeRouteError(code, seq, dest, src ?? this.link!.sender));
-    } else {
-      this.sendError(code, seq, dest);
-    }
+    this.writer.refuse(code, seq, dest, src);
   }
 
   /** Every frame but the relay's SENDs: to its handler, when allowed where this connection is. */
@@ -261,50 +240,16 @@ export class RouterConnection implements FrameSink {
     this.close(WireCode.MALFORMED, `frame type 0x${type.toString(16).padStart(2, '0')} is not allowed here`);
   }
 
-  /** A fresh reply handle routed to this connection. [P-11.3] */
-  replyHandle(): Buffer {
-    return this.handles().next();
-  }
-
   /** Notes that this agent's requests went over `link`: its next PING waits for that link. [P-10.6-1] */
   usedLink(link: RouterConnection): void {
     (this.linksUsed ??= new Set()).add(link);
   }
 
-  /** The link handshake succeeded: from now on this connection is a link. */
-  linkUp(): void {
-    const peer = this.hs!.peer!;
-    this.hs = null;
-    this.kind = 'link';
-    this.out.mergeSenders = false;
-    this.link = new LinkSource<RelayPeer>(peer.router, peer.maxFrame);
-    this.peerInstance = peer.instance ?? null;
+  /** HANDSHAKE -> OPEN: relaying, for an agent or as a router link, reading frames up to `maxFrame`. */
+  open(kind: 'agent' | 'link', maxFrame: number): void {
+    this.kind = kind;
     this.state = ConnState.OPEN;
-    // A peer forwards SENDs up to its own maxFrame; refuse to deliver more than ours later.
-    this.decoder.maxFrame = Math.min(MAX_MAX_FRAME, Math.max(peer.maxFrame, this.ctx.options.maxFrame));
-    this.tokens = new BarrierTokens();
-    this.ctx.mesh.onLinkUp(this);
-  }
-
-  /** REGISTER accepted: an agent's connection from now on, relaying (the handler gives it its ID next). */
-  openAsAgent(anonymous: boolean): void {
-    this.kind = 'agent';
-    this.state = ConnState.OPEN;
-    this.decoder.maxFrame = this.ctx.options.maxFrame;
-    if (anonymous) {
-      // [P-11.1] no ID, nothing in the registry; never log where it comes from.
-      this.anonymous = true;
-      this.remote = undefined;
-    }
-  }
-
-  /** The agent's ID (new, resumed or stable) and key: registered under it. */
-  takeId(id: Buffer, key: Buffer | undefined): void {
-    this.id = id;
-    this.idText = formatId(id);
-    for (let i = 0; i < 4; i++) this.idWords[i] = id.readInt32LE(i * 4);
-    this.ctx.registry.add(this);
-    if (key !== undefined) this.publicKey = key;
+    this.decoder.maxFrame = maxFrame;
   }
 
   /** The peer sent CLOSE(code) (logged by its handler). */
@@ -316,12 +261,6 @@ export class RouterConnection implements FrameSink {
     this.writePending();
     this.shutdown(code !== WireCode.NORMAL);
     this.stream.end();
-  }
-
-  /** The TCP connection ended without a CLOSE. */
-  private logLost(): void {
-    // Close codes in logs are wire-code names; this one has none on the wire (§7.3).
-    this.ctx.log.info(isLink(this) ? 'link lost' : 'agent disconnected', { ...logId(this), code: LOST });
   }
 
   /**
@@ -365,23 +304,16 @@ export class RouterConnection implements FrameSink {
 
   /** [P-2.2] Not a postern peer: say so in a way the other side can read, then close. */
   private rejectStranger(): void {
-    countCode(this.ctx.stats.closes, WireCode.BAD_MAGIC);
-    this.ctx.log.warn('not a postern client', { remote: this.remote, code: WIRE_CODE_NAMES[WireCode.BAD_MAGIC] });
-    const refusal = strangerReply(this.firstByte, this.preambleSent);
-    if (refusal !== null) this.write(refusal);
-    else this.writeCloseFrame(WireCode.BAD_MAGIC, STRANGER_REASON);
-    // Whatever was written, nothing follows it.
+    this.writer.write(rejectStranger(this.ctx, this.remote, this.firstByte, this.preambleSent));
     this.preambleSent = true;
-    this.shutdown();
-    this.stream.end();
-    this.armCloseTimer();
+    this.finish();
   }
 
   private readonly onEnd = (): void => {
     try {
       // The peer stopped writing without CLOSE: nothing more will come, so finish too.
       if (this.state < ConnState.CLOSING) {
-        this.logLost();
+        logLost(this);
         this.shutdown(true);
       }
       this.stream.end();
@@ -401,9 +333,7 @@ export class RouterConnection implements FrameSink {
 
   private readonly onStreamClose = (): void => {
     try {
-      if (this.state < ConnState.CLOSING) {
-        this.logLost();
-      }
+      if (this.state < ConnState.CLOSING) logLost(this);
       this.shutdown(true);
       // What the stream still held when it ended is lost: tell the senders. [P-9.4]
       this.writePending();
@@ -420,7 +350,7 @@ export class RouterConnection implements FrameSink {
   };
 
   /** Runs a timer's work for this connection: an exception ends this connection only. */
-  private guarded(fn: () => void): () => void {
+  guarded(fn: () => void): () => void {
     return () => {
       try {
         fn();
@@ -430,19 +360,12 @@ export class RouterConnection implements FrameSink {
     };
   }
 
-  // ---- output: everything written goes through the Writer --------------------------------
-
   /** Bytes queued for this connection: gathered for this turn's flush, and held by its stream. */
   get queuedBytes(): number {
     return this.writer.queued;
   }
 
-  /** Writes one buffer now, after what is gathered for this connection. */
-  write(buf: Buffer): void {
-    this.writer.write(buf);
-  }
-
-  /** Writes a frame given as chunks, together. */
+  /** Writes a frame given as chunks, together, now (see Writer.write). */
   writeChunks(chunks: Buffer[]): void {
     this.writer.writeChunks(chunks);
   }
@@ -450,17 +373,6 @@ export class RouterConnection implements FrameSink {
   /** Queues a reply for this turn's flush; never writes (see Writer.reply). */
   reply(buf: Buffer): void {
     this.writer.reply(buf);
-  }
-
-  /** {@link reply} for a frame given as chunks. */
-  replyChunks(chunks: Buffer[]): void {
-    for (const c of chunks) this.writer.reply(c);
-  }
-
-  /** Queues an ERROR frame. [P-7.1] */
-  sendError(code: number, seq: number, id: Uint8Array | null, text = ''): void {
-    countCode(this.ctx.stats.errors, code);
-    this.writer.reply(encodeError(code, seq, id, text));
   }
 
   /** Writes everything gathered for this connection (the router's flush after this turn's reads). [P-9.3] */
@@ -486,24 +398,11 @@ export class RouterConnection implements FrameSink {
     }
   };
 
-  /** Starts the slow-consumer timer (see Backpressure.overLimit). */
-  private readonly armSlowTimer = (): Timer => this.ctx.clock.setTimeout(this.guarded(this.onSlowConsumer), this.ctx.options.slowConsumerTimeout);
-
-  private readonly onSlowConsumer = (): void => {
-    // Still armed means no 'drain' since the queue went over the limit.
-    this.flow.slowTimerFired();
-    this.ctx.stats.slowConsumers++;
-    // [P-9.3] [P-9.4] every message dropped with its queue is reported as DESTINATION_SLOW
-    this.unsent.dropCode = WireCode.DESTINATION_SLOW;
-    const o = this.ctx.options;
-    this.close(WireCode.SLOW_CONSUMER, `queue went over ${o.maxOutbound} bytes and did not drain for ${o.slowConsumerTimeout} ms`);
-    // The CLOSE is queued behind what it did not read: it arrives if the peer reads within
-    // a short while (a tenth of slowConsumerTimeout, at most closeTimeout); then the rest is
-    // dropped, its senders told, and its memory freed.
-    if (this.unsent.bytes() === 0) return;
+  /** Destroys the stream after `ms` instead of the close timeout, first telling the senders of what it drops. */
+  destroyAfter(ms: number): void {
     this.closeTimer?.cancel();
-    this.closeTimer = this.ctx.clock.setTimeout(this.guarded(() => this.destroyNow()), Math.min(o.closeTimeout, Math.ceil(o.slowConsumerTimeout / 10)));
-  };
+    this.closeTimer = this.ctx.clock.setTimeout(this.guarded(() => this.destroyNow()), ms);
+  }
 
   /**
    * Keepalive and handshake deadlines, called by the router's sweep. A deadline is never
@@ -528,7 +427,7 @@ export class RouterConnection implements FrameSink {
       this.destroyNow();
     } else if (idle >= o.keepaliveInterval && !this.pinged) {
       this.pinged = true;
-      this.write(encodePing());
+      this.writer.write(encodePing());
     }
   }
 
@@ -552,6 +451,12 @@ export class RouterConnection implements FrameSink {
     if (code !== WireCode.SLOW_CONSUMER && this.state === ConnState.OPEN) this.writePending();
     this.shutdown(park);
     this.writeCloseFrame(code, reason);
+    this.finish();
+  }
+
+  /** Leaves the relay (if still in it) and ends the stream; destroyed if the peer does not finish within closeTimeout. */
+  private finish(): void {
+    this.shutdown();
     this.stream.end();
     this.armCloseTimer();
   }
@@ -560,15 +465,13 @@ export class RouterConnection implements FrameSink {
   private writeCloseFrame(code: number, reason: string): void {
     if (!this.preambleSent) {
       this.preambleSent = true;
-      this.write(encodePreamble(PROTOCOL_VERSION));
+      this.writer.write(encodePreamble(PROTOCOL_VERSION));
     }
-    this.write(encodeClose(code, reason));
+    this.writer.write(encodeClose(code, reason));
   }
 
   private armCloseTimer(): void {
-    if (this.closeTimer === null && this.state !== ConnState.CLOSED) {
-      this.closeTimer = this.ctx.clock.setTimeout(this.guarded(() => this.destroyNow()), this.ctx.options.closeTimeout);
-    }
+    if (this.closeTimer === null && this.state !== ConnState.CLOSED) this.destroyAfter(this.ctx.options.closeTimeout);
   }
 
   /** Leaves the relay: unregistered, no more input, waiters released. Idempotent. */

@@ -12,6 +12,8 @@ export interface LimitedConn {
   /** Backpressure: `blocked` while reading is paused for a full destination. */
   readonly flow: { readonly blocked: boolean };
   close(code: number, reason: string): void;
+  /** Wraps a timer's work so an exception ends this connection only. */
+  guarded(fn: () => void): () => void;
 }
 
 /**
@@ -38,12 +40,21 @@ export class InputLimits<C> {
     private readonly ctx: RouterContext<C>,
     private readonly conn: C & LimitedConn,
     private readonly stream: Duplex,
-    /** Wraps a timer's work so an exception ends this connection only. */
-    private readonly guarded: (fn: () => void) => () => void,
   ) {}
 
+  /**
+   * After a read of `bytes` bytes and `frames` frames, with `held` bytes of an incomplete
+   * frame in the decoder: the budget share follows `held`, and the rate limits (never on a
+   * router `link`) take the read.
+   */
+  afterRead(held: number, bytes: number, frames: number, link: boolean): void {
+    if (held !== this.partialCharge) this.charge(held);
+    const o = this.ctx.options;
+    if ((o.maxByteRate > 0 || o.maxMessageRate > 0) && !link) this.meter(bytes, frames);
+  }
+
   /** [P-12.8] Moves this connection's share of the budget to `held`, what its decoder holds now. */
-  charge(held: number): void {
+  private charge(held: number): void {
     if (!this.ctx.reservePartial(this.conn, held - this.partialCharge, held)) {
       this.conn.close(WireCode.OVERLOADED, 'no room for another incomplete frame');
       return;
@@ -85,7 +96,7 @@ export class InputLimits<C> {
   }
 
   /** [P-12.6] Takes one read of `bytes` bytes and `msgs` frames from the buckets, pausing reading when they run dry. */
-  meter(bytes: number, msgs: number): void {
+  private meter(bytes: number, msgs: number): void {
     const o = this.ctx.options;
     const now = this.ctx.clock.now();
     const b = (this.buckets ??= { bytes: new TokenBucket(1, o.maxByteRate, now), msgs: new TokenBucket(1, o.maxMessageRate, now) });
@@ -97,7 +108,7 @@ export class InputLimits<C> {
     this.ratePaused = true;
     this.stream.pause();
     this.ctx.clock.setTimeout(
-      this.guarded(() => {
+      this.conn.guarded(() => {
         this.ratePaused = false;
         if (!this.conn.flow.blocked && this.conn.state === ConnState.OPEN) this.stream.resume();
       }),

@@ -12,10 +12,11 @@ export interface KeyAsker<C> {
   /** The X25519 key the agent registered, if any. */
   readonly publicKey: Buffer | null;
   refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void;
-  replyChunks(chunks: Buffer[]): void;
+  /** Queues replies for this connection. */
+  readonly writer: { replyChunks(chunks: Buffer[]): void };
   close(code: number, reason: string): void;
-  /** A fresh reply handle routed to this (anonymous) connection. */
-  replyHandle(): Buffer;
+  /** The reply handles routed to this (anonymous) connection. [P-11.3] */
+  handles(): { next(): Buffer };
   /** Notes that this connection's requests went over `link`, for its next flush barrier. [P-10.6-1] */
   usedLink(link: C): void;
 }
@@ -40,7 +41,7 @@ export function answerLookup<C extends KeyAsker<C>>(ctx: RouterContext<C>, asker
       asker.refuse(WireCode.UNREACHABLE_ROUTER, q.ref, q.id, from);
       return;
     }
-    next.replyChunks(ctx.codec.encodeLookup({ ref: q.ref, id: q.id, from: asker.anonymous ? asker.replyHandle() : asker.id }));
+    next.writer.replyChunks(ctx.codec.encodeLookup({ ref: q.ref, id: q.id, from: asker.anonymous ? asker.handles().next() : asker.id }));
     asker.usedLink(next);
     return;
   }
@@ -56,12 +57,12 @@ export function answerLookup<C extends KeyAsker<C>>(ctx: RouterContext<C>, asker
     asker.refuse(WireCode.NO_KEY, q.ref, q.id, from);
     return;
   }
-  asker.replyChunks(ctx.codec.encodeLookupResult({ ref: q.ref, id: q.id, key, ...(from !== null ? { to: from } : {}) }));
+  asker.writer.replyChunks(ctx.codec.encodeLookupResult({ ref: q.ref, id: q.id, key, ...(from !== null ? { to: from } : {}) }));
 }
 
 /** A LOOKUP_RESULT come back over a link: to the agent that asked, if it is still here. */
 export function passLookupResult<C extends KeyAsker<C>>(ctx: RouterContext<C>, r: LookupResultBody): void {
   const to = r.to === undefined ? undefined : ctx.registry.lookup(r.to, 0);
   if (to === undefined || to.conn === null) return; // the asker is gone
-  to.conn.replyChunks(ctx.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key }));
+  to.conn.writer.replyChunks(ctx.codec.encodeLookupResult({ ref: r.ref, id: r.id, key: r.key }));
 }

@@ -1,11 +1,11 @@
 import type { Duplex } from 'node:stream';
-import type { Timer } from '../net/clock.js';
+import { encodeError, encodeRouteError } from '../protocol/encoder.js';
 import type { ResolvedRouterOptions } from './options.js';
 import type { RelayPeer } from './relay/peer.js';
 import type { UnsentLog } from './relay/unsent.js';
 import { SMALL_RUN } from './relay/forward.js';
 import { ConnState } from './state.js';
-import type { RouterStats } from './stats.js';
+import { countCode, type RouterStats } from './stats.js';
 
 /**
  * The one place that writes to a connection's stream (as aedes' lib/write.js): what the
@@ -26,8 +26,6 @@ export class Writer {
     private readonly stats: RouterStats,
     private readonly options: ResolvedRouterOptions,
     private readonly unsent: UnsentLog,
-    /** Starts the slow-consumer timer (see Backpressure.overLimit). */
-    private readonly armSlowTimer: () => Timer,
   ) {}
 
   /** Bytes queued for the connection: gathered for this turn's flush, and held by its stream. */
@@ -70,6 +68,32 @@ export class Writer {
     this.conn.out.copyAll(buf, this.conn);
   }
 
+  /** {@link reply} for a frame given as chunks. */
+  replyChunks(chunks: Buffer[]): void {
+    for (const c of chunks) this.reply(c);
+  }
+
+  /** Queues an ERROR frame. [P-7.1] */
+  error(code: number, seq: number, id: Uint8Array | null, text = ''): void {
+    countCode(this.stats.errors, code);
+    this.reply(encodeError(code, seq, id, text));
+  }
+
+  /**
+   * Tells the sender of a SEND that it was not delivered: an ERROR to an agent, or a
+   * ROUTE_ERROR back over a link to the router of the sender named by `src` (default: the
+   * link's current SOURCE). [P-7.1] [P-10.5]
+   */
+  refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void {
+    const link = this.conn.link;
+    if (link === null) {
+      this.error(code, seq, dest);
+      return;
+    }
+    countCode(this.stats.errors, code);
+    this.reply(encodeRouteError(code, seq, dest, src ?? link.sender));
+  }
+
   /**
    * Writes everything gathered for the connection in one write: one slice as it is, else
    * the large runs (slices of the chunks read) and the slab ranges (short runs, copied when
@@ -104,7 +128,7 @@ export class Writer {
     const queued = this.stream.writableLength;
     this.unsent.written(out, base, n, queued);
     if (queued > this.options.maxOutbound) {
-      conn.flow.overLimit(conn.kind === 'link', this.armSlowTimer);
+      conn.flow.overLimit(conn.kind === 'link');
       for (let i = 0; i < n; i++) if (out.seqs[i]! >= 0) conn.flow.congested(out.froms[i]!);
     }
     out.clear();

@@ -1,52 +1,59 @@
 import type { StableChallenge } from '../../protocol/stable-id.js';
 import type { RouterContext } from '../context.js';
 import type { KeyAsker } from '../keys.js';
+import type { Registered } from '../registry.js';
 import type { BarrierTokens, PongQueue } from '../mesh/barrier.js';
 import type { LinkHandshake } from '../mesh/link.js';
 import type { LinkSource } from '../mesh/source.js';
 import type { ConnState } from '../state.js';
+import type { Writer } from '../write.js';
 
 /**
  * What the frame handlers need of a connection: its state, the role objects they work
  * on, and the connection's own transitions (a handler decides, the connection changes
  * state). The router's connection implements it; handlers name no implementation.
  */
-export interface HandlerConn extends KeyAsker<HandlerConn> {
+export interface HandlerConn extends KeyAsker<HandlerConn>, Registered<HandlerConn> {
   readonly ctx: RouterContext<HandlerConn>;
   readonly state: ConnState;
   /** True when this router dialled the connection (a link it opened). */
   readonly dialled: boolean;
-  readonly idText: string;
+  /** The agent's ID, its text form for logs, and its four little-endian int32 words for the relay. */
+  id: Buffer;
+  idText: string;
+  readonly idWords: Int32Array;
+  /** True for a connection registered without an identity. */
+  anonymous: boolean;
+  /** The X25519 public key the agent registered, for LOOKUP. */
+  publicKey: Buffer | null;
   /** The peer's IP address, for per-address limits. */
   readonly address: string;
-  readonly remote: string | undefined;
-  /** A router link's SOURCE state (null for agents, and for links until they are up). */
-  readonly link: LinkSource<unknown> | null;
+  /** The peer's address for logs (undefined when it must not be logged). */
+  remote: string | undefined;
+  /** A router link's SOURCE state and peer (null for agents, and for links until they are up). */
+  link: LinkSource<unknown> | null;
+  /** A router link's peer instance tag, when it sent one. [P-10.3] */
+  peerInstance: Buffer | null;
+  /** What is gathered for this connection: a link keeps one entry per sender's run. */
+  readonly out: { mergeSenders: boolean };
   /** The link handshake while it runs. */
   hs: LinkHandshake<HandlerConn> | null;
   /** Agents: the links their SENDs took since the last PING, and the PINGs waiting on them. */
   linksUsed: Set<HandlerConn> | null;
   pongs: PongQueue | null;
   /** Links: barrier tokens sent as PING payloads, awaiting PONG. */
-  readonly tokens: BarrierTokens | null;
+  tokens: BarrierTokens | null;
   /** [P-15.2] The stable-ID challenge, once asked for. */
   stable: StableChallenge | null;
 
-  /** Queues a reply behind what is gathered for this connection; never writes. */
-  reply(buf: Buffer): void;
-  /** Writes now (only in answer to this connection's own frames). */
-  write(buf: Buffer): void;
+  /** The one writer to the connection: `write` now (in answer to its own frames), `reply` for this turn's flush. */
+  readonly writer: Writer;
+  /** Writes a frame given as chunks, together, now. */
   writeChunks(chunks: Buffer[]): void;
-  /** Queues an ERROR frame. [P-7.1] */
-  sendError(code: number, seq: number, id: Uint8Array | null, text?: string): void;
   /** Closes the connection for an exception a handler caught (a coded error closes with its code). */
   fail(err: unknown): void;
-  /** The handshake succeeded: the connection is a link from now on. */
-  linkUp(): void;
-  /** REGISTER accepted: the connection relays for an agent from now on (with no ID yet when not anonymous). */
-  openAsAgent(anonymous: boolean): void;
-  /** The agent's ID and key, registered. */
-  takeId(id: Buffer, key: Buffer | undefined): void;
+  /** HANDSHAKE -> OPEN: relaying, for an agent or as a router link, reading frames up to `maxFrame`. */
+  open(kind: 'agent' | 'link', maxFrame: number): void;
   /** The peer sent CLOSE(code): the connection ends (the handler logged it). */
   closedByPeer(code: number): void;
   /** Closes this connection (also used on an old connection a resume replaces). */

@@ -16,7 +16,7 @@ export const ping: FrameHandler = {
     const payload = buf.subarray(start + 6, end);
     if (c.linksUsed !== null && c.linksUsed.size > 0) barrier(c, payload);
     else if (c.pongs !== null && c.pongs.waiting) c.pongs.add(Buffer.from(payload), 0);
-    else c.reply(encodePong(payload));
+    else c.writer.reply(encodePong(payload));
   },
 };
 
@@ -31,7 +31,7 @@ export const pong: FrameHandler = {
 function barrier(c: HandlerConn, payload: Buffer): void {
   const links = c.linksUsed!;
   c.linksUsed = null;
-  const pongs = (c.pongs ??= new PongQueue((p) => c.reply(encodePong(p))));
+  const pongs = (c.pongs ??= new PongQueue((p) => c.writer.reply(encodePong(p))));
   const b = pongs.add(Buffer.from(payload), links.size);
   for (const l of links) sendBarrier(l, b);
 }
@@ -42,5 +42,5 @@ function sendBarrier(link: HandlerConn, b: Barrier): void {
     barrierDone(b);
     return;
   }
-  link.reply(encodePing(link.tokens.issue(b)));
+  link.writer.reply(encodePing(link.tokens.issue(b)));
 }

@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { RegisterRequest } from '../../protocol/control.js';
 import { RELAY_ID_OFFSET, RELAY_SEQ_OFFSET, WireCode } from '../../protocol/frame.js';
-import { routerIdOf } from '../../protocol/id.js';
+import { formatId, routerIdOf } from '../../protocol/id.js';
 import { StableChallenge } from '../../protocol/stable-id.js';
 import { Parked, type Held } from '../parked.js';
 import { ConnState } from '../state.js';
@@ -18,7 +18,7 @@ export const register: FrameHandler = {
   handle(c, buf, start, end) {
     const ctx = c.ctx;
     if (c.state === ConnState.OPEN) {
-      c.sendError(WireCode.ALREADY_REGISTERED, 0, null); // [P-4.4]
+      c.writer.error(WireCode.ALREADY_REGISTERED, 0, null); // [P-4.4]
       return;
     }
     let body: RegisterRequest;
@@ -35,7 +35,7 @@ export const register: FrameHandler = {
       return;
     }
     if (!ctx.registrationAllowed(c.address)) {
-      c.sendError(WireCode.RATE_LIMITED, 0, null, 'too many registrations from this address; retry later');
+      c.writer.error(WireCode.RATE_LIMITED, 0, null, 'too many registrations from this address; retry later');
       return;
     }
     const { anonymous, key } = body;
@@ -44,14 +44,19 @@ export const register: FrameHandler = {
     let stableId: Buffer | undefined;
     if (body.stable && !anonymous) {
       const r = (c.stable ??= new StableChallenge()).step(body, o.routerId);
-      if ('frame' in r) return void c.writeChunks(r.frame);
+      if ('frame' in r) return void c.writer.writeChunks(r.frame);
       if ('fail' in r) return void c.close(WireCode.ADMISSION_DENIED, r.fail);
       stableId = r.id;
       if (o.resumeGrace > 0) Object.assign(body, { id: stableId, resume: ctx.resumeToken(stableId) });
-      else if (ctx.registry.lookup(stableId, 0) !== undefined) return void c.sendError(WireCode.ALREADY_REGISTERED, 0, null, 'the stable ID is in use');
+      else if (ctx.registry.lookup(stableId, 0) !== undefined) return void c.writer.error(WireCode.ALREADY_REGISTERED, 0, null, 'the stable ID is in use');
     }
-    c.openAsAgent(anonymous);
+    c.open('agent', o.maxFrame);
     ctx.stats.registrations++;
+    if (anonymous) {
+      // [P-11.1] no ID, nothing in the registry; never log where it comes from.
+      c.anonymous = true;
+      c.remote = undefined;
+    }
     let held: Held[] = [];
     let resumed = false;
     if (!anonymous) {
@@ -60,16 +65,21 @@ export const register: FrameHandler = {
         held = r.held;
         resumed = true;
       }
-      c.takeId(r !== null ? r.id : (stableId ?? ctx.registry.newId(o.routerId)), key);
+      const id = r !== null ? r.id : (stableId ?? ctx.registry.newId(o.routerId));
+      c.id = id;
+      c.idText = formatId(id);
+      for (let i = 0; i < 4; i++) c.idWords[i] = id.readInt32LE(i * 4);
+      ctx.registry.add(c);
+      if (key !== undefined) c.publicKey = key;
     }
     const ka = o.keepaliveInterval;
     const resume = !anonymous && o.resumeGrace > 0 ? { resume: ctx.resumeToken(c.id), resumeGrace: o.resumeGrace } : {};
     // [P-4.2]
-    c.writeChunks(
+    c.writer.writeChunks(
       ctx.codec.encodeRegistered({ id: c.id, router: o.routerId, maxFrame: o.maxFrame, keepalive: ka, timeout: Math.floor(ka * 1.5), anonymous, ...resume, resumed, alternates: o.alternates }),
     );
     // [P-12.4] held messages first, in the order they came
-    for (const h of held) c.write(h.frame);
+    for (const h of held) c.writer.write(h.frame);
     if (resumed) ctx.stats.resumes++;
     ctx.log.info(anonymous ? 'anonymous agent connected' : resumed ? 'agent resumed' : 'agent registered', {
       agent: c.idText || undefined,
@@ -84,7 +94,7 @@ export const register: FrameHandler = {
 export const sendUnregistered: FrameHandler = {
   roles: Role.NEW | Role.AGENT,
   handle(c, buf, start) {
-    c.sendError(WireCode.NOT_REGISTERED, buf.readUInt32BE(start + RELAY_SEQ_OFFSET), buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + 16));
+    c.writer.error(WireCode.NOT_REGISTERED, buf.readUInt32BE(start + RELAY_SEQ_OFFSET), buf.subarray(start + RELAY_ID_OFFSET, start + RELAY_ID_OFFSET + 16));
   },
 };
 

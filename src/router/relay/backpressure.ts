@@ -1,11 +1,27 @@
 import type { Duplex } from 'node:stream';
-import type { Timer } from '../../net/clock.js';
+import type { Clock, Timer } from '../../net/clock.js';
+import { WireCode } from '../../protocol/frame.js';
+import type { ResolvedRouterOptions } from '../options.js';
+import type { RouterStats } from '../stats.js';
+
+/** What the slow-consumer timer needs of the router and does to the connection. */
+export interface SlowConsumerHost {
+  readonly ctx: { readonly clock: Clock; readonly options: ResolvedRouterOptions; readonly stats: RouterStats };
+  /** What the connection wrote and the OS has not taken (see unsent.ts): the code its senders are told, and its size. */
+  readonly unsent: { dropCode: number; bytes(): number };
+  /** Wraps a timer's work so an exception ends this connection only. */
+  guarded(fn: () => void): () => void;
+  /** Closes the connection; the CLOSE is queued behind what it did not read. */
+  close(code: number, reason: string): void;
+  /** Destroys the connection after `ms` (instead of its close timeout). */
+  destroyAfter(ms: number): void;
+}
 
 /**
  * One connection's part in backpressure. [P-9.3] When a destination's queue goes over
  * maxOutbound, the senders that filled it stop being read (TCP slows them, nothing is
  * dropped) until it drains; unless it drains within slowConsumerTimeout it is closed as a
- * slow consumer (its connection arms and handles that timer through {@link overLimit}).
+ * slow consumer ({@link Backpressure.slowConsumer}).
  *
  * Invariants: a connection is paused exactly while it is blocked on some destination (or
  * by a rate limit); every sender in a destination's `waiters` has that destination in its
@@ -23,6 +39,7 @@ export class Backpressure<P extends { readonly flow: Backpressure<P> }> {
     private readonly stream: Duplex,
     /** True when nothing else holds reading paused (a rate limit, a closing connection). */
     private readonly mayResume: () => boolean,
+    private readonly host: SlowConsumerHost,
   ) {}
 
   /** True while reading is paused for a full destination. */
@@ -32,20 +49,32 @@ export class Backpressure<P extends { readonly flow: Backpressure<P> }> {
 
   /**
    * This connection's queue is over maxOutbound, whatever filled it: DELIVERs or the
-   * router's own replies (PONG, ERROR, LOOKUP_RESULT, ...), which count the same. `arm`
-   * starts the slow-consumer timer unless it runs already. Meanwhile an agent's input is
-   * not read, so a peer that never reads its replies cannot make more of them; a link
-   * (`link`) keeps being read: two routers pausing each other's links would deadlock.
+   * router's own replies (PONG, ERROR, LOOKUP_RESULT, ...), which count the same. Unless
+   * it drains within slowConsumerTimeout it is closed as a slow consumer. Meanwhile an
+   * agent's input is not read, so a peer that never reads its replies cannot make more of
+   * them; a link (`link`) keeps being read: two routers pausing each other's links would
+   * deadlock.
    */
-  overLimit(link: boolean, arm: () => Timer): void {
-    if (this.slowTimer === null) this.slowTimer = arm();
+  overLimit(link: boolean): void {
+    const h = this.host;
+    if (this.slowTimer === null) this.slowTimer = h.ctx.clock.setTimeout(h.guarded(this.slowConsumer), h.ctx.options.slowConsumerTimeout);
     if (!link && !this.blockedOn.has(this.self)) this.blockOn(this.self);
   }
 
-  /** The slow-consumer timer fired: it is no longer armed. */
-  slowTimerFired(): void {
+  /** The queue went over the limit and did not drain in time (the timer still armed means no drain). */
+  private readonly slowConsumer = (): void => {
+    const h = this.host;
+    const o = h.ctx.options;
     this.slowTimer = null;
-  }
+    h.ctx.stats.slowConsumers++;
+    // [P-9.3] [P-9.4] every message dropped with its queue is reported as DESTINATION_SLOW
+    h.unsent.dropCode = WireCode.DESTINATION_SLOW;
+    h.close(WireCode.SLOW_CONSUMER, `queue went over ${o.maxOutbound} bytes and did not drain for ${o.slowConsumerTimeout} ms`);
+    // The CLOSE is queued behind what it did not read: it arrives if the peer reads within
+    // a short while (a tenth of slowConsumerTimeout, at most closeTimeout); then the rest is
+    // dropped, its senders told, and its memory freed.
+    if (h.unsent.bytes() !== 0) h.destroyAfter(Math.min(o.closeTimeout, Math.ceil(o.slowConsumerTimeout / 10)));
+  };
 
   /** `from` queued here while this queue was over the limit: it waits for the drain. */
   congested(from: P): void {
