@@ -54,7 +54,7 @@ M('the metrics endpoint parses as Prometheus text, counters move with traffic, l
   assert.is(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
   const text = await res.text();
   const after = parseProm(text);
-  // Issue 10, item 10: the process families stock dashboards expect, and the build.
+  // The process families stock dashboards expect, and the build.
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
   assert.is(after.get(`postern_build_info{version="${pkg.version}",node="${process.version}"}`), 1);
   assert.ok(after.get('process_cpu_seconds_total')! > 0);

@@ -1,5 +1,5 @@
 /**
- * Rules an outside implementer found ambiguous (issue 15), as the router now enforces them:
+ * Rules an outside implementer found ambiguous, as the router now enforces them:
  * REGISTER keys are typed (§4.1, §11.1), LOOKUP refs are u32 other than 0 (§11.4), and
  * deadlines are never acted on early (§2.5, §8.2).
  */

@@ -116,6 +116,11 @@ S('the router and the agent do not import each other', () => {
   assert.ok(FILES.filter((f) => f.startsWith('router/')).length >= 8, 'the router files were found');
 });
 
+S('no comment in src/ cites an issue number (say why, not which ticket)', () => {
+  const citing = [...TEXT].filter(([, text]) => /\bissues? ?#?\d+/i.test(text)).map(([f]) => f);
+  assert.equal(citing, []);
+});
+
 S('no import cycle among the router files', () => {
   const router = FILES.filter((f) => f.startsWith('router/'));
   assert.equal(

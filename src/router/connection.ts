@@ -1,17 +1,16 @@
 /**
  * One connection to a router, agent or router link: its stream, its state machine
- * (PREAMBLE -> HANDSHAKE -> OPEN -> CLOSING -> CLOSED), close, timers and rate limits, and
- * the one place that writes to its stream. Everything else is a role object in a field or
- * a module of its own:
+ * (PREAMBLE -> HANDSHAKE -> OPEN -> CLOSING -> CLOSED), close and timers. Every role it
+ * plays is an object in a field or a module of its own:
  *
- * - relay/forward.ts: this connection's SENDs routed (the fast path and runs);
- * - relay/outbox.ts, relay/unsent.ts, relay/backpressure.ts: this connection as a
- *   destination (what is gathered for it, what it has not sent yet, who waits on it);
- * - mesh/source.ts, mesh/link.ts, mesh/barrier.ts: a router link's SOURCE state, its
- *   handshake and its flush barriers;
+ * - relay/forward.ts: its SENDs routed (the fast path, runs, the SEND -> DELIVER rewrite);
+ * - relay/outbox.ts, relay/unsent.ts, relay/backpressure.ts: it as a destination (what is
+ *   gathered for it, what it has not sent yet, who waits on it, the slow-consumer timer);
+ * - write.ts: the one writer to its stream (writes, replies, refusals, the turn's flush);
+ * - mesh/source.ts, mesh/link.ts, mesh/barrier.ts: a link's SOURCE state, handshake, barriers;
  * - handlers/: every other frame, by type, with the roles it is allowed in;
- * - handles.ts, keys.ts, parked.ts, stranger.ts: reply handles, the key directory, parked
- *   IDs and what a non-postern peer is told.
+ * - input-limits.ts, handles.ts, keys.ts, parked.ts, stranger.ts, conn-log.ts: rate limits,
+ *   reply handles, the key directory, parked IDs, strangers, and who it is in logs.
  */
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
