@@ -346,26 +346,26 @@ export class Forwarder {
       return;
     }
     // Across the mesh the handle travels as an anonymous SOURCE ahead of this one SEND.
-    const link = this.ctx.mesh.linkFor(buf.readUInt32BE(start + RELAY_ID_OFFSET))!;
+    const onward = this.ctx.mesh.linkFor(buf.readUInt32BE(start + RELAY_ID_OFFSET))!;
     this.flushRun();
     buf[start + 5] = flags & Flag.SEALED;
     const out = Buffer.allocUnsafe(SOURCE_SIZE + end - start);
     writeSource(out, 0, handle, 1, Flag.ANONYMOUS);
     buf.copy(out, SOURCE_SIZE, start, end);
     // Queued, not written: this runs inside another connection's read. [P-6.5]
-    link.out.enqueue(out, 0, out.length, self, seq, seq);
-    link.link!.heldBy = null; // the peer now holds the handle as its SOURCE
+    onward.out.enqueue(out, 0, out.length, self, seq, seq);
+    onward.link!.heldBy = null; // the peer now holds the handle as its SOURCE
     this.ctx.stats.relayed++;
-    self.usedLink(link);
+    self.usedLink(onward);
   }
 
   /** 0 when a SEND for another router may be forwarded, else the wire code refusing it. */
   private forwardCheck(buf: Buffer, start: number, end: number): number {
-    const link = this.ctx.mesh.linkFor(u32be(buf, start + RELAY_ID_OFFSET));
-    if (link === undefined) return WireCode.UNREACHABLE_ROUTER;
+    const onward = this.ctx.mesh.linkFor(u32be(buf, start + RELAY_ID_OFFSET));
+    if (onward === undefined) return WireCode.UNREACHABLE_ROUTER;
     const source = this.self.link;
     if (source !== null && source.hops >= this.ctx.options.meshHopLimit) return WireCode.HOP_LIMIT; // [P-10.4]
-    if (end - start > link.link!.peerMaxFrame) return WireCode.MESSAGE_TOO_LARGE;
+    if (end - start > onward.link!.peerMaxFrame) return WireCode.MESSAGE_TOO_LARGE;
     return 0;
   }
 
