@@ -9,9 +9,10 @@ import type { ConnState } from '../state.js';
 import type { Writer } from '../write.js';
 
 /**
- * What the frame handlers need of a connection: its state, the role objects they work
- * on, and the connection's own transitions (a handler decides, the connection changes
- * state). The router's connection implements it; handlers name no implementation.
+ * What the frame handlers need of a connection: its role data and role objects, which
+ * handlers set, and the transitions of its state machine, which only the connection makes
+ * (open, closedByPeer, close, fail). The router's connection implements it; handlers name
+ * no implementation.
  */
 export interface HandlerConn extends KeyAsker<HandlerConn>, Registered<HandlerConn> {
   readonly ctx: RouterContext<HandlerConn>;

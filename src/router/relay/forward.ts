@@ -28,7 +28,7 @@ import type { RelayPeer } from './peer.js';
  *   plain reference router, fast path on and off).
  * - The SEND -> DELIVER rewrite is {@link toDeliver}, and nothing else rewrites a SEND.
  * - The payload is never read.
- * - A destination is only ever a connection, always of one class, read for `state`,
+ * - A destination is only ever a connection, always of one class, read for `state`, `kind`,
  *   `idWords`, `link` and `out`: the hot lines see one object shape. Roles (link SOURCE
  *   state, outbox, backpressure) are objects in its fields, never subclasses.
  * - Refusing a SEND ({@link Forwarder.refuseSend}) ends the open run first and only

@@ -9,7 +9,7 @@ import type { Registered } from '../registry.js';
  * connection implements it; the relay names no implementation, so the relay and the
  * connection do not import each other.
  *
- * On the hot path a destination is read for `state`, `idWords`, `link` and `out` only,
+ * On the hot path a destination is read for `state`, `kind`, `idWords`, `link` and `out` only,
  * and every destination is the same class: one object shape.
  */
 export interface RelayPeer extends Registered<RelayPeer> {
