@@ -28,7 +28,7 @@ import { BarrierTokens, type PongQueue } from './mesh/barrier.js';
 import { LinkSource } from './mesh/source.js';
 import { Parked } from './parked.js';
 import { countCode } from './stats.js';
-import { HANDLERS, roleOf } from './handlers/index.js';
+import { dispatch } from './handlers/index.js';
 import { rejectStranger } from './stranger.js';
 import { Outbox } from './relay/outbox.js';
 import { Forwarder } from './relay/forward.js';
@@ -205,13 +205,13 @@ export class RouterConnection implements FrameSink {
     this.state = ConnState.HANDSHAKE;
   }
 
-  /** The relay hot path; everything else goes to {@link control}. */
+  /** A frame the decoder assembled: an open connection's SENDs to the relay, every other frame to its handler. */
   frame(buf: Buffer, start: number, end: number): void {
     this.ctx.stats.framesIn++;
     this.framesIn++;
     if (buf[start + 4] !== FrameType.SEND || this.state !== ConnState.OPEN) {
       this.relay.flushRun();
-      this.control(buf, start, end);
+      dispatch(this, buf, start, end);
       return;
     }
     this.relay.send(buf, start, end);
@@ -225,18 +225,6 @@ export class RouterConnection implements FrameSink {
   /** Tells the sender of a SEND that it was not delivered (see Writer.refuse). [P-7.1] [P-10.5] */
   refuse(code: number, seq: number, dest: Uint8Array, src: Buffer | null): void {
     this.writer.refuse(code, seq, dest, src);
-  }
-
-  /** Every frame but the relay's SENDs: to its handler, when allowed where this connection is. */
-  private control(buf: Buffer, start: number, end: number): void {
-    const type = buf[start + 4]!;
-    const h = HANDLERS[type];
-    if (h !== undefined && (h.roles & roleOf(this)) !== 0) {
-      h.handle(this, buf, start, end);
-      return;
-    }
-    // REGISTERED, DELIVER, ERROR are router-to-agent only; link frames belong on links. [P-3.4] [P-10.1]
-    this.close(WireCode.MALFORMED, `frame type 0x${type.toString(16).padStart(2, '0')} is not allowed here`);
   }
 
   /** Notes that this agent's requests went over `link`: its next PING waits for that link. [P-10.6-1] */

@@ -1,12 +1,12 @@
-import { FrameType } from '../../protocol/frame.js';
+import { FrameType, WireCode } from '../../protocol/frame.js';
 import { close } from './close.js';
-import type { FrameHandler } from './conn.js';
+import { roleOf, type FrameHandler, type HandlerConn } from './conn.js';
 import { linkAuth, linkChallenge, linkHello, linkReady, routeError, source } from './link.js';
 import { lookup, lookupResult } from './lookup.js';
 import { ping, pong } from './ping.js';
 import { register, sendUnregistered } from './register.js';
 
-export { roleOf, type HandlerConn } from './conn.js';
+export { roleOf, type HandlerConn };
 
 /**
  * The router's frame handlers, by frame type, one file per concern (as aedes'
@@ -32,3 +32,15 @@ export const HANDLERS: ReadonlyArray<FrameHandler | undefined> = (() => {
   table[FrameType.ROUTE_ERROR] = routeError;
   return table;
 })();
+
+/** Hands the frame at `start` to its handler when it is allowed where `c` is; else closes `c`. */
+export function dispatch(c: HandlerConn, buf: Buffer, start: number, end: number): void {
+  const type = buf[start + 4]!;
+  const h = HANDLERS[type];
+  if (h !== undefined && (h.roles & roleOf(c)) !== 0) {
+    h.handle(c, buf, start, end);
+    return;
+  }
+  // REGISTERED, DELIVER, ERROR are router-to-agent only; link frames belong on links. [P-3.4] [P-10.1]
+  c.close(WireCode.MALFORMED, `frame type 0x${type.toString(16).padStart(2, '0')} is not allowed here`);
+}
