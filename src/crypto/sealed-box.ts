@@ -1,7 +1,6 @@
 import nacl from 'tweetnacl';
-import { blake2b } from '@noble/hashes/blake2.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { secretbox, secretboxOpen } from './backend.js';
+import { nonceHash, secretboxInPlace, secretboxOpenInto } from './backend.js';
 import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519 } from './x25519.js';
 
 /**
@@ -101,7 +100,7 @@ export function hsalsaKey(shared: Uint8Array | undefined): Uint8Array | undefine
 
 /** The sealed-box nonce: BLAKE2b-192(epk || recipientPk), unkeyed. */
 export function sealNonce(ephemeralPk: Uint8Array, recipientPk: Uint8Array): Uint8Array {
-  return blake2b.create({ dkLen: NONCE_SIZE }).update(ephemeralPk).update(recipientPk).digest();
+  return nonceHash(ephemeralPk, recipientPk);
 }
 
 /** Throws INVALID_ARGUMENT unless `key` is a 32-byte Uint8Array. */
@@ -140,14 +139,27 @@ export function sealBoxWith(message: Uint8Array, recipientPk: Uint8Array, epheme
   if (!(message instanceof Uint8Array)) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'message must be a Uint8Array');
   }
+  const out = new Uint8Array(SEAL_OVERHEAD + message.length);
+  out.set(message, SEAL_OVERHEAD);
+  sealBoxInPlace(out, recipientPk, ephemeral);
+  return out;
+}
+
+/**
+ * Seals the message at `out[48..]` in place into the sealed box that is all of `out`: the
+ * ephemeral public key goes to `out[0, 32)`, the tag to `out[32, 48)`. `recipientPk`
+ * already checked. Internal (seal.ts builds an envelope's layers in one array this way).
+ *
+ * @throws PosternError INVALID_ARGUMENT when `recipientPk` has small order.
+ */
+export function sealBoxInPlace(out: Uint8Array, recipientPk: Uint8Array, ephemeral: Ephemeral): void {
   const key = hsalsaKey(ephemeral.agree(recipientPk));
   if (key === undefined) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipient public key has small order: nothing sealed to it is secret');
   }
-  const out = secretbox(message, sealNonce(ephemeral.publicKey, recipientPk), key, X25519_KEY_SIZE);
+  secretboxInPlace(out, X25519_KEY_SIZE, out.length - SEAL_OVERHEAD, sealNonce(ephemeral.publicKey, recipientPk), key);
   key.fill(0);
   out.set(ephemeral.publicKey, 0);
-  return out;
 }
 
 /**
@@ -183,9 +195,12 @@ export function openBoxWithEphemeral(
   if (key === undefined) {
     throw new PosternError(ErrorCode.SEAL_OPEN_FAILED, 'sealed box has an ephemeral key of small order');
   }
-  const message = secretboxOpen(sealed.subarray(X25519_KEY_SIZE), sealNonce(epk, recipientPk), key);
+  // Opened into an array of its own: `sealed` may be the caller's (or the socket's) memory,
+  // and the envelope's inner layer is then opened in place in this one.
+  const message = new Uint8Array(sealed.length - SEAL_OVERHEAD);
+  const ok = secretboxOpenInto(sealed, X25519_KEY_SIZE, message.length, message, 0, sealNonce(epk, recipientPk), key);
   key.fill(0);
-  if (message === null) {
+  if (!ok) {
     throw new PosternError(ErrorCode.SEAL_OPEN_FAILED, 'sealed box does not open with this key (altered, or sealed to another key)');
   }
   return { message, ephemeralPk: epk };
