@@ -202,4 +202,43 @@ for (const b of backends) {
   });
 }
 
+test('X25519 operations per message (native): seal 1 fixed-base + 1 variable, open 1; static keys cached', () => {
+  if (!installed) return;
+  // Counted by wrapping the addon's exports, which backend.ts looks up at each call.
+  const na = createRequire(import.meta.url)('sodium-native') as Record<string, (...a: unknown[]) => unknown>;
+  const count = { variable: 0, base: 0 };
+  const orig = { v: na['crypto_scalarmult']!, b: na['crypto_scalarmult_base']! };
+  na['crypto_scalarmult'] = (...a: unknown[]) => (count.variable++, orig.v(...a));
+  na['crypto_scalarmult_base'] = (...a: unknown[]) => (count.base++, orig.b(...a));
+  const ops = (fn: () => unknown): string => {
+    count.variable = 0;
+    count.base = 0;
+    fn();
+    return `${count.base} base + ${count.variable} variable`;
+  };
+  try {
+    using('native', () => {
+      const r = generateKeyPair();
+      const sender = { id: newAgentId(5), keyPair: generateKeyPair() };
+      const content = randomBytes(256);
+      const sealAnon = (): Uint8Array => seal({ content, recipientPublicKey: r.publicKey });
+      const sealProof = (): Uint8Array => seal({ content, recipientPublicKey: r.publicKey, sender });
+      assert.is(ops(sealAnon), '1 base + 1 variable', 'seal, anonymous');
+      // The first envelope between two key pairs checks the sender's pair (1 base) and
+      // computes the static box key (1 variable); later ones reuse both.
+      assert.is(ops(sealProof), '2 base + 2 variable', 'seal with sender, first');
+      assert.is(ops(sealProof), '1 base + 1 variable', 'seal with sender, later');
+      const a = sealAnon();
+      const p = sealProof();
+      assert.is(ops(() => open(a, r)), '0 base + 1 variable', 'open, anonymous');
+      // The static box key is cached per secret key: the recipient computes its side once.
+      assert.is(ops(() => open(p, r)), '0 base + 2 variable', 'open with sender, first');
+      assert.is(ops(() => open(p, r)), '0 base + 1 variable', 'open with sender, later');
+    });
+  } finally {
+    na['crypto_scalarmult'] = orig.v;
+    na['crypto_scalarmult_base'] = orig.b;
+  }
+});
+
 test.run();
