@@ -27,6 +27,10 @@ interface SodiumNative {
   crypto_secretbox_detached(c: Uint8Array, mac: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
   /** Checks the tag before it writes anything to `m`; `m` and `c` may be the same memory. */
   crypto_secretbox_open_detached(m: Uint8Array, c: Uint8Array, mac: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
+  /** libsodium's sealed box; `m` may be `c.subarray(48)` (sealed in place). Throws for a small-order `pk`. */
+  crypto_box_seal(c: Uint8Array, m: Uint8Array, pk: Uint8Array): void;
+  /** False when the box does not open (altered, another key, a small-order ephemeral key). */
+  crypto_box_seal_open(m: Uint8Array, c: Uint8Array, pk: Uint8Array, sk: Uint8Array): boolean;
   /** BLAKE2b, unkeyed when `key` is omitted; the output length is `out.length`. */
   crypto_generichash(out: Uint8Array, input: Uint8Array, key?: Uint8Array): void;
   /** Throws when the result is all zeros (a small-order point). */

@@ -10,6 +10,7 @@ import {
   staticBoxKey,
   checkKey,
   openBoxWithEphemeral,
+  sealBoxFresh,
   sealBoxInPlace,
 } from './sealed-box.js';
 import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519Base } from './x25519.js';
@@ -204,20 +205,23 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
   new DataView(env.buffer).setUint32(bodyAt + ID_SIZE, content.length);
   env.set(content, bodyAt + BODY_FIXED);
 
-  // Generated only once the arguments are known to be good.
-  const ephemeral = fixed ?? freshEphemeral();
   if (sender === undefined || senderId === undefined) {
     env[SEAL_OVERHEAD] = ENVELOPE_ANONYMOUS;
-  } else {
-    const key = staticBoxKey(rpk, sender.keyPair.secretKey);
-    if (key === undefined) {
-      throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipientPublicKey has small order: nothing sealed to it is secret');
-    }
-    env.set(senderId, innerAt + SECRETBOX_OVERHEAD); // I = senderId || B
-    secretboxInPlace(env, innerAt, total - innerAt - SECRETBOX_OVERHEAD, innerNonce(ephemeral.publicKey, rpk), key);
-    env[SEAL_OVERHEAD] = ENVELOPE_SENDER;
-    env.set(sender.keyPair.publicKey, SEAL_OVERHEAD + 1);
+    if (fixed === undefined) sealBoxFresh(env, rpk);
+    else sealBoxInPlace(env, rpk, fixed);
+    return env;
   }
+  // Generated only once the arguments are known to be good; the inner box's nonce needs
+  // its public key, so the outer box is sealed with it (not with crypto_box_seal's own).
+  const ephemeral = fixed ?? freshEphemeral();
+  const key = staticBoxKey(rpk, sender.keyPair.secretKey);
+  if (key === undefined) {
+    throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipientPublicKey has small order: nothing sealed to it is secret');
+  }
+  env.set(senderId, innerAt + SECRETBOX_OVERHEAD); // I = senderId || B
+  secretboxInPlace(env, innerAt, total - innerAt - SECRETBOX_OVERHEAD, innerNonce(ephemeral.publicKey, rpk), key);
+  env[SEAL_OVERHEAD] = ENVELOPE_SENDER;
+  env.set(sender.keyPair.publicKey, SEAL_OVERHEAD + 1);
   sealBoxInPlace(env, rpk, ephemeral);
   return env;
 }
