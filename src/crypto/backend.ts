@@ -22,7 +22,6 @@ import { blake2b } from '@noble/hashes/blake2.js';
 /** The part of sodium-native used here (its functions take Buffers or other Uint8Arrays). */
 interface SodiumNative {
   crypto_secretbox_easy(c: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
-  crypto_secretbox_open_easy(m: Uint8Array, c: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
   /** `c` and `m` may be the same memory (libsodium handles the overlap). */
   crypto_secretbox_detached(c: Uint8Array, mac: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
   /** Checks the tag before it writes anything to `m`; `m` and `c` may be the same memory. */
@@ -105,17 +104,6 @@ export function secretbox(message: Uint8Array, nonce: Uint8Array, key: Uint8Arra
   const out = new Uint8Array(prefix + boxed.length);
   out.set(boxed, prefix);
   return out;
-}
-
-/** Opens a {@link secretbox}: the message, or null when it does not authenticate. */
-export function secretboxOpen(box: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array | null {
-  const s = sodium();
-  if (s !== undefined) {
-    if (box.length < SECRETBOX_OVERHEAD) return null;
-    const out = new Uint8Array(box.length - SECRETBOX_OVERHEAD);
-    return s.crypto_secretbox_open_easy(out, box, nonce, key) ? out : null;
-  }
-  return nacl.secretbox.open(box, nonce, key);
 }
 
 /**
