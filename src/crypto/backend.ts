@@ -44,7 +44,9 @@ export type CryptoBackendName = 'native' | 'portable';
 function loadSodium(): SodiumNative | undefined {
   try {
     const s = createRequire(import.meta.url)('sodium-native') as SodiumNative;
-    return typeof s.crypto_secretbox_easy === 'function' && typeof s.crypto_scalarmult === 'function' ? s : undefined;
+    // Every function used here, so an addon without one falls back instead of failing later.
+    const used = ['crypto_secretbox_easy', 'crypto_secretbox_detached', 'crypto_secretbox_open_detached', 'crypto_box_seal', 'crypto_box_seal_open', 'crypto_generichash', 'crypto_scalarmult', 'crypto_scalarmult_base', 'randombytes_buf'];
+    return used.every((f) => typeof (s as unknown as Record<string, unknown>)[f] === 'function') ? s : undefined;
   } catch {
     // Not installed (an optional dependency), or no binary for this platform.
     return undefined;
