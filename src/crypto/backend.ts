@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import nacl from 'tweetnacl';
+import { blake2b } from '@noble/hashes/blake2.js';
 
 /**
  * Where the envelope's primitives run: XSalsa20-Poly1305 (secretbox) and X25519.
@@ -21,7 +22,16 @@ import nacl from 'tweetnacl';
 /** The part of sodium-native used here (its functions take Buffers or other Uint8Arrays). */
 interface SodiumNative {
   crypto_secretbox_easy(c: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
-  crypto_secretbox_open_easy(m: Uint8Array, c: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
+  /** `c` and `m` may be the same memory (libsodium handles the overlap). */
+  crypto_secretbox_detached(c: Uint8Array, mac: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
+  /** Checks the tag before it writes anything to `m`; `m` and `c` may be the same memory. */
+  crypto_secretbox_open_detached(m: Uint8Array, c: Uint8Array, mac: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
+  /** libsodium's sealed box; `m` may be `c.subarray(48)` (sealed in place). Throws for a small-order `pk`. */
+  crypto_box_seal(c: Uint8Array, m: Uint8Array, pk: Uint8Array): void;
+  /** False when the box does not open (altered, another key, a small-order ephemeral key). */
+  crypto_box_seal_open(m: Uint8Array, c: Uint8Array, pk: Uint8Array, sk: Uint8Array): boolean;
+  /** BLAKE2b, unkeyed when `key` is omitted; the output length is `out.length`. */
+  crypto_generichash(out: Uint8Array, input: Uint8Array, key?: Uint8Array): void;
   /** Throws when the result is all zeros (a small-order point). */
   crypto_scalarmult(q: Uint8Array, n: Uint8Array, p: Uint8Array): void;
   crypto_scalarmult_base(q: Uint8Array, n: Uint8Array): void;
@@ -34,7 +44,9 @@ export type CryptoBackendName = 'native' | 'portable';
 function loadSodium(): SodiumNative | undefined {
   try {
     const s = createRequire(import.meta.url)('sodium-native') as SodiumNative;
-    return typeof s.crypto_secretbox_easy === 'function' && typeof s.crypto_scalarmult === 'function' ? s : undefined;
+    // Every function used here, so an addon without one falls back instead of failing later.
+    const used = ['crypto_secretbox_easy', 'crypto_secretbox_detached', 'crypto_secretbox_open_detached', 'crypto_box_seal', 'crypto_box_seal_open', 'crypto_generichash', 'crypto_scalarmult', 'crypto_scalarmult_base', 'randombytes_buf'];
+    return used.every((f) => typeof (s as unknown as Record<string, unknown>)[f] === 'function') ? s : undefined;
   } catch {
     // Not installed (an optional dependency), or no binary for this platform.
     return undefined;
@@ -96,13 +108,74 @@ export function secretbox(message: Uint8Array, nonce: Uint8Array, key: Uint8Arra
   return out;
 }
 
-/** Opens a {@link secretbox}: the message, or null when it does not authenticate. */
-export function secretboxOpen(box: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array | null {
+/**
+ * XSalsa20-Poly1305 in place: the message at `buf[at + 16, at + 16 + length)` is replaced by
+ * its ciphertext and the tag is written to `buf[at, at + 16)`, giving nacl's `secretbox`
+ * layout with no buffer of its own. The envelope is built this way, layer by layer, in the
+ * one array that goes on the wire: a 64 KiB message is then encrypted twice (with the sender
+ * proof) but neither copied nor allocated again per layer.
+ */
+export function secretboxInPlace(buf: Uint8Array, at: number, length: number, nonce: Uint8Array, key: Uint8Array): void {
+  const s = sodium();
+  const m = buf.subarray(at + SECRETBOX_OVERHEAD, at + SECRETBOX_OVERHEAD + length);
+  if (s !== undefined) {
+    s.crypto_secretbox_detached(m, buf.subarray(at, at + SECRETBOX_OVERHEAD), m, nonce, key);
+    return;
+  }
+  buf.set(nacl.secretbox(m, nonce, key), at);
+}
+
+/**
+ * Opens the box at `src[at, at + 16 + length)` (tag first) into `dst[dstAt, dstAt + length)`,
+ * which may be the box's own ciphertext (`dst === src`, `dstAt === at + 16`: in place).
+ * False, with `dst` untouched, when it does not authenticate.
+ */
+export function secretboxOpenInto(
+  src: Uint8Array,
+  at: number,
+  length: number,
+  dst: Uint8Array,
+  dstAt: number,
+  nonce: Uint8Array,
+  key: Uint8Array,
+): boolean {
+  if (length < 0) return false;
   const s = sodium();
   if (s !== undefined) {
-    if (box.length < SECRETBOX_OVERHEAD) return null;
-    const out = new Uint8Array(box.length - SECRETBOX_OVERHEAD);
-    return s.crypto_secretbox_open_easy(out, box, nonce, key) ? out : null;
+    const c = src.subarray(at + SECRETBOX_OVERHEAD, at + SECRETBOX_OVERHEAD + length);
+    return s.crypto_secretbox_open_detached(dst.subarray(dstAt, dstAt + length), c, src.subarray(at, at + SECRETBOX_OVERHEAD), nonce, key);
   }
-  return nacl.secretbox.open(box, nonce, key);
+  const m = nacl.secretbox.open(src.subarray(at, at + SECRETBOX_OVERHEAD + length), nonce, key);
+  if (m === null) return false;
+  dst.set(m, dstAt);
+  return true;
+}
+
+/** Bytes of a box nonce: the output length of {@link nonceHash}. */
+const NONCE_BYTES = 24;
+// The input of one nonce hash (at most 16 + 32 + 32 bytes), so the native hash needs no
+// concatenation per call. Used synchronously only.
+const hashInput = new Uint8Array(96);
+
+/**
+ * BLAKE2b-192, unkeyed, of `a || b || c` (c optional; at most 96 bytes in all): the nonces of
+ * the sealed box and of the envelope's inner box. libsodium's BLAKE2b when native, else
+ * @noble/hashes; the same bytes. Measured here: about 3 µs per nonce native against 12-18 µs
+ * in JavaScript, and an envelope with the sender proof takes two nonces on each side, so the
+ * JavaScript hash cost about a third of an X25519 operation per message.
+ */
+export function nonceHash(a: Uint8Array, b: Uint8Array, c?: Uint8Array): Uint8Array {
+  const s = sodium();
+  if (s === undefined) {
+    const h = blake2b.create({ dkLen: NONCE_BYTES }).update(a).update(b);
+    if (c !== undefined) h.update(c);
+    return h.digest();
+  }
+  const n = a.length + b.length + (c === undefined ? 0 : c.length);
+  hashInput.set(a, 0);
+  hashInput.set(b, a.length);
+  if (c !== undefined) hashInput.set(c, a.length + b.length);
+  const out = new Uint8Array(NONCE_BYTES);
+  s.crypto_generichash(out, hashInput.subarray(0, n));
+  return out;
 }

@@ -1,18 +1,17 @@
 import nacl from 'tweetnacl';
-import { blake2b } from '@noble/hashes/blake2.js';
 import { ID_SIZE } from '../protocol/frame.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { secretbox, secretboxOpen } from './backend.js';
+import { SECRETBOX_OVERHEAD, nonceHash, secretboxInPlace, secretboxOpenInto } from './backend.js';
 import { parseId, routerIdOf } from '../protocol/id.js';
 import { type PadOption, paddedSize, resolveSizeClasses } from './padding.js';
 import {
   type KeyPair,
-  NONCE_SIZE,
   SEAL_OVERHEAD,
   staticBoxKey,
   checkKey,
   openBoxWithEphemeral,
-  sealBoxWith,
+  sealBoxFresh,
+  sealBoxInPlace,
 } from './sealed-box.js';
 import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519Base } from './x25519.js';
 
@@ -140,7 +139,7 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 function innerNonce(ephemeralPk: Uint8Array, recipientPk: Uint8Array): Uint8Array {
-  return blake2b.create({ dkLen: NONCE_SIZE }).update(INNER_NONCE_LABEL).update(ephemeralPk).update(recipientPk).digest();
+  return nonceHash(INNER_NONCE_LABEL, ephemeralPk, recipientPk);
 }
 
 function toBytes(content: Uint8Array | string): Uint8Array {
@@ -194,30 +193,37 @@ function sealWith(options: SealOptions, fixed: Ephemeral | undefined): Uint8Arra
   const classes = resolveSizeClasses(options.pad);
   const overhead = sender === undefined ? ANONYMOUS_OVERHEAD : SENDER_OVERHEAD;
   const total = classes === undefined ? overhead + content.length : paddedSize(overhead + content.length, classes);
-  // B: recipientId || length || content || zeros (fresh memory is zero-filled).
-  const body = new Uint8Array(total - overhead + BODY_FIXED + (sender === undefined ? 1 : ID_SIZE));
-  const bodyAt = sender === undefined ? 1 : ID_SIZE;
-  if (rid !== undefined) body.set(rid, bodyAt);
-  new DataView(body.buffer).setUint32(bodyAt + ID_SIZE, content.length);
-  body.set(content, bodyAt + BODY_FIXED);
+  // The envelope is built in the one array that is returned, each layer encrypted in place
+  // around the one before (no copy per layer):
+  //   epk (32) | tag (16) | 0x01 | B                                       anonymous
+  //   epk (32) | tag (16) | 0x02 | senderPk (32) | inner tag (16) | senderId | B
+  // B = recipientId || length || content || zeros (fresh memory is zero-filled).
+  const env = new Uint8Array(total);
+  const innerAt = SEAL_OVERHEAD + 1 + X25519_KEY_SIZE; // the inner box, when there is one
+  const bodyAt = sender === undefined ? SEAL_OVERHEAD + 1 : innerAt + SECRETBOX_OVERHEAD + ID_SIZE;
+  if (rid !== undefined) env.set(rid, bodyAt);
+  new DataView(env.buffer).setUint32(bodyAt + ID_SIZE, content.length);
+  env.set(content, bodyAt + BODY_FIXED);
 
-  // Generated only once the arguments are known to be good.
-  const ephemeral = fixed ?? freshEphemeral();
   if (sender === undefined || senderId === undefined) {
-    body[0] = ENVELOPE_ANONYMOUS;
-    return sealBoxWith(body, rpk, ephemeral);
+    env[SEAL_OVERHEAD] = ENVELOPE_ANONYMOUS;
+    if (fixed === undefined) sealBoxFresh(env, rpk);
+    else sealBoxInPlace(env, rpk, fixed);
+    return env;
   }
-
-  body.set(senderId, 0); // I = senderId || B
+  // Generated only once the arguments are known to be good; the inner box's nonce needs
+  // its public key, so the outer box is sealed with it (not with crypto_box_seal's own).
+  const ephemeral = fixed ?? freshEphemeral();
   const key = staticBoxKey(rpk, sender.keyPair.secretKey);
   if (key === undefined) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipientPublicKey has small order: nothing sealed to it is secret');
   }
-  // The inner box is made in place, behind the type byte and the sender key.
-  const plain = secretbox(body, innerNonce(ephemeral.publicKey, rpk), key, 1 + X25519_KEY_SIZE);
-  plain[0] = ENVELOPE_SENDER;
-  plain.set(sender.keyPair.publicKey, 1);
-  return sealBoxWith(plain, rpk, ephemeral);
+  env.set(senderId, innerAt + SECRETBOX_OVERHEAD); // I = senderId || B
+  secretboxInPlace(env, innerAt, total - innerAt - SECRETBOX_OVERHEAD, innerNonce(ephemeral.publicKey, rpk), key);
+  env[SEAL_OVERHEAD] = ENVELOPE_SENDER;
+  env.set(sender.keyPair.publicKey, SEAL_OVERHEAD + 1);
+  sealBoxInPlace(env, rpk, ephemeral);
+  return env;
 }
 
 /**
@@ -258,10 +264,13 @@ export function open(envelope: Uint8Array, recipientKeyPair: KeyPair, options: O
       const spk = plain.subarray(1, innerAt);
       const key = staticBoxKey(spk, rsk);
       // A small-order sender key gives a shared key anyone can compute: no proof at all.
-      const inner = key === undefined ? null : secretboxOpen(plain.subarray(innerAt), innerNonce(ephemeralPk, rpk), key);
-      if (inner === null) {
+      // `plain` is this call's own array: the inner box opens in place.
+      const innerLength = plain.length - innerAt - SECRETBOX_OVERHEAD;
+      const ok = key !== undefined && secretboxOpenInto(plain, innerAt, innerLength, plain, innerAt + SECRETBOX_OVERHEAD, innerNonce(ephemeralPk, rpk), key);
+      if (!ok) {
         throw new PosternError(ErrorCode.SENDER_UNVERIFIED, 'the sender key in this envelope did not make it');
       }
+      const inner = plain.subarray(innerAt + SECRETBOX_OVERHEAD);
       const sid = inner.subarray(0, ID_SIZE);
       sender = { publicKey: Uint8Array.from(spk) };
       if (sid.some((b) => b !== 0)) {

@@ -1,8 +1,7 @@
 import nacl from 'tweetnacl';
-import { blake2b } from '@noble/hashes/blake2.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { secretbox, secretboxOpen } from './backend.js';
-import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, x25519 } from './x25519.js';
+import { nonceHash, secretboxInPlace, secretboxOpenInto, sodium } from './backend.js';
+import { type Ephemeral, X25519_KEY_SIZE, fixedEphemeral, freshEphemeral, isSmallOrder, x25519 } from './x25519.js';
 
 /**
  * The outer layer of an envelope: a sealed box, byte for byte libsodium's
@@ -101,7 +100,7 @@ export function hsalsaKey(shared: Uint8Array | undefined): Uint8Array | undefine
 
 /** The sealed-box nonce: BLAKE2b-192(epk || recipientPk), unkeyed. */
 export function sealNonce(ephemeralPk: Uint8Array, recipientPk: Uint8Array): Uint8Array {
-  return blake2b.create({ dkLen: NONCE_SIZE }).update(ephemeralPk).update(recipientPk).digest();
+  return nonceHash(ephemeralPk, recipientPk);
 }
 
 /** Throws INVALID_ARGUMENT unless `key` is a 32-byte Uint8Array. */
@@ -120,7 +119,36 @@ export function checkKey(key: unknown, what: string): asserts key is Uint8Array 
  */
 export function sealBox(message: Uint8Array, recipientPk: Uint8Array): Uint8Array {
   checkKey(recipientPk, 'recipient public key');
-  return sealBoxWith(message, recipientPk, freshEphemeral());
+  if (!(message instanceof Uint8Array)) {
+    throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'message must be a Uint8Array');
+  }
+  const out = new Uint8Array(SEAL_OVERHEAD + message.length);
+  out.set(message, SEAL_OVERHEAD);
+  sealBoxFresh(out, recipientPk);
+  return out;
+}
+
+/**
+ * {@link sealBoxInPlace} with a fresh ephemeral key pair. With libsodium that is its own
+ * `crypto_box_seal`, in place: one call doing in C what sealBoxInPlace composes from five
+ * (measured here: about 54 against 64 µs of CPU per small box). The same bytes either way;
+ * spec/crypto/backend.test.ts opens each backend's boxes with the other.
+ *
+ * @throws PosternError INVALID_ARGUMENT when `recipientPk` has small order.
+ */
+export function sealBoxFresh(out: Uint8Array, recipientPk: Uint8Array): void {
+  const na = sodium();
+  if (na === undefined) {
+    sealBoxInPlace(out, recipientPk, freshEphemeral());
+    return;
+  }
+  // libsodium refuses these too, but by throwing from the addon, without our code.
+  if (isSmallOrder(recipientPk)) throw smallOrderRecipient();
+  na.crypto_box_seal(out, out.subarray(SEAL_OVERHEAD), recipientPk);
+}
+
+function smallOrderRecipient(): PosternError {
+  return new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipient public key has small order: nothing sealed to it is secret');
 }
 
 /**
@@ -140,14 +168,25 @@ export function sealBoxWith(message: Uint8Array, recipientPk: Uint8Array, epheme
   if (!(message instanceof Uint8Array)) {
     throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'message must be a Uint8Array');
   }
+  const out = new Uint8Array(SEAL_OVERHEAD + message.length);
+  out.set(message, SEAL_OVERHEAD);
+  sealBoxInPlace(out, recipientPk, ephemeral);
+  return out;
+}
+
+/**
+ * Seals the message at `out[48..]` in place into the sealed box that is all of `out`: the
+ * ephemeral public key goes to `out[0, 32)`, the tag to `out[32, 48)`. `recipientPk`
+ * already checked. Internal (seal.ts builds an envelope's layers in one array this way).
+ *
+ * @throws PosternError INVALID_ARGUMENT when `recipientPk` has small order.
+ */
+export function sealBoxInPlace(out: Uint8Array, recipientPk: Uint8Array, ephemeral: Ephemeral): void {
   const key = hsalsaKey(ephemeral.agree(recipientPk));
-  if (key === undefined) {
-    throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'recipient public key has small order: nothing sealed to it is secret');
-  }
-  const out = secretbox(message, sealNonce(ephemeral.publicKey, recipientPk), key, X25519_KEY_SIZE);
+  if (key === undefined) throw smallOrderRecipient();
+  secretboxInPlace(out, X25519_KEY_SIZE, out.length - SEAL_OVERHEAD, sealNonce(ephemeral.publicKey, recipientPk), key);
   key.fill(0);
   out.set(ephemeral.publicKey, 0);
-  return out;
 }
 
 /**
@@ -179,14 +218,29 @@ export function openBoxWithEphemeral(
     throw new PosternError(ErrorCode.SEAL_OPEN_FAILED, `sealed box too short: ${sealed.length} < ${SEAL_OVERHEAD} bytes`);
   }
   const epk = sealed.subarray(0, X25519_KEY_SIZE);
+  // Opened into an array of its own: `sealed` may be the caller's (or the socket's) memory,
+  // and the envelope's inner layer is then opened in place in this one. Not zero-filled
+  // (a pass over 64 KiB costs a few µs): a successful open writes every byte, and a failed
+  // one throws it away unseen. Not from Buffer's shared pool either, so the plaintext's
+  // `.buffer` holds nothing else.
+  const message = new Uint8Array(Buffer.allocUnsafeSlow(sealed.length - SEAL_OVERHEAD).buffer);
+  const na = sodium();
+  if (na !== undefined) {
+    // libsodium's own crypto_box_seal_open: the same steps as below in one call (about
+    // 37 against 46 µs of CPU per small box here); it refuses the same small-order keys.
+    if (!na.crypto_box_seal_open(message, sealed, recipientPk, recipientSk)) throw notOpened();
+    return { message, ephemeralPk: epk };
+  }
   const key = boxBeforeNm(epk, recipientSk, true);
   if (key === undefined) {
     throw new PosternError(ErrorCode.SEAL_OPEN_FAILED, 'sealed box has an ephemeral key of small order');
   }
-  const message = secretboxOpen(sealed.subarray(X25519_KEY_SIZE), sealNonce(epk, recipientPk), key);
+  const ok = secretboxOpenInto(sealed, X25519_KEY_SIZE, message.length, message, 0, sealNonce(epk, recipientPk), key);
   key.fill(0);
-  if (message === null) {
-    throw new PosternError(ErrorCode.SEAL_OPEN_FAILED, 'sealed box does not open with this key (altered, or sealed to another key)');
-  }
+  if (!ok) throw notOpened();
   return { message, ephemeralPk: epk };
+}
+
+function notOpened(): PosternError {
+  return new PosternError(ErrorCode.SEAL_OPEN_FAILED, 'sealed box does not open with this key (altered, or sealed to another key)');
 }
