@@ -186,6 +186,40 @@ test('a reader stopped longer than the router\'s slow-consumer timeout: its conn
   await waitFor(() => a.streamCount === 0 && b.streamCount === 0);
 });
 
+test('a full plain inbox left unread does not stall streams: data flows for 5 x the slow-consumer timeout, the connection is not cut', async () => {
+  const r = await router({ slowConsumerTimeout: 100, maxOutbound: 64 * 1024 });
+  const a = await agent(r);
+  const b = await agent(r, { maxQueue: 4 });
+  const statuses: string[] = [];
+  b.on('status', (st) => statuses.push(st.type));
+  for (let i = 0; i < 4; i++) a.send(b.id, `plain ${i}`);
+  await waitFor(() => b.queued === 4, 3000, 'the inbox to fill');
+  const got = new Promise<Stream>((resolve) => b.on('stream', resolve));
+  const s = a.openStream(b.id);
+  const t = await got;
+  const body = readAll(t);
+  // 64 KiB every 20 ms for 500 ms: far more than maxOutbound, spread over 5 timeouts.
+  const parts: Buffer[] = [];
+  const started = Date.now();
+  for (let i = 0; Date.now() - started < 500; i++) {
+    const p = Buffer.alloc(64 * 1024, i);
+    parts.push(p);
+    s.write(p);
+    await new Promise((r2) => setTimeout(r2, 20));
+  }
+  s.end();
+  assert.ok((await body).equals(Buffer.concat(parts)));
+  assert.equal(statuses, [], 'no disconnect');
+  assert.ok(b.connected);
+  assert.is(b.queued, 4, 'the plain messages still wait, unread');
+  assert.not.ok(b.receivePaused);
+  const it = b.messages();
+  for (let i = 0; i < 4; i++) assert.is((await it.next()).value!.data.toString(), `plain ${i}`);
+  t.end();
+  await readAll(s);
+  await waitFor(() => a.streamCount === 0 && b.streamCount === 0);
+});
+
 test('plain messages interleave with stream data; each goes its own way, in order', async () => {
   const r = await router();
   const a = await agent(r);
