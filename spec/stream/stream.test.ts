@@ -51,6 +51,21 @@ function errorOf(s: Stream): Promise<PosternError> {
   });
 }
 
+/** A TCP connection whose writes wait 2 ms before they reach the socket, holding their chunks meanwhile. */
+function laggingConnection(port: number): () => Socket {
+  return () => {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    type W = (chunk: Buffer, enc: BufferEncoding, cb: (err?: Error | null) => void) => void;
+    type Wv = (chunks: { chunk: Buffer; encoding: BufferEncoding }[], cb: (err?: Error | null) => void) => void;
+    const raw = socket as unknown as { _write: W; _writev: Wv };
+    const write = raw._write.bind(socket);
+    const writev = raw._writev.bind(socket);
+    raw._write = (chunk, enc, cb) => setTimeout(() => write(chunk, enc, cb), 2);
+    raw._writev = (chunks, cb) => setTimeout(() => writev(chunks, cb), 2);
+    return socket;
+  };
+}
+
 /** Reads a stream to its end; resolves with the bytes. */
 function readAll(s: Stream): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -218,6 +233,34 @@ test('a full plain inbox left unread does not stall streams: data flows for 5 x 
   t.end();
   await readAll(s);
   await waitFor(() => a.streamCount === 0 && b.streamCount === 0);
+});
+
+test('DATA is sent without copying the writer\'s chunk, and its write callback waits for the socket: a writer that reuses one buffer sends intact data', async () => {
+  const r = await router();
+  // The sender's socket holds each chunk for 2 ms before writing it, as a full socket would.
+  const a = await connect({ createConnection: laggingConnection(r.address()!.port) });
+  agents.push(a);
+  const b = await agent(r);
+  const got = new Promise<Stream>((resolve) => b.on('stream', resolve));
+  const s = a.openStream(b.id);
+  const t = await got;
+  const body = readAll(t);
+  const buf = Buffer.alloc(200 * 1024); // several DATA frames per write
+  const rounds = 64;
+  for (let i = 0; i < rounds; i++) {
+    buf.fill(i);
+    // Once the callback ran, the buffer is the writer's again: the next round overwrites it.
+    await new Promise<void>((resolve, reject) => s.write(buf, (err) => (err ? reject(err) : resolve())));
+  }
+  s.end();
+  const all = await body;
+  assert.is(all.length, rounds * buf.length);
+  for (let i = 0; i < rounds; i++) {
+    const part = all.subarray(i * buf.length, (i + 1) * buf.length);
+    assert.ok(part.every((x) => x === i), `round ${i} intact`);
+  }
+  t.end();
+  await readAll(s);
 });
 
 test('plain messages interleave with stream data; each goes its own way, in order', async () => {

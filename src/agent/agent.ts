@@ -288,16 +288,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
         payload = sealPayload(this.sealer, header.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE), payload, target.key!, options, target.bindByDefault);
       }
     }
-    const info = this.info!;
-    if (payload.length > info.maxPayload) {
-      throw new PosternError(ErrorCode.FRAME_TOO_LARGE, `payload of ${payload.length} bytes exceeds the router's limit of ${info.maxPayload}`);
-    }
-    const s = this.liveSession();
-    if (!(s instanceof Session)) throw s;
-    const buffered = s.writableLength;
-    if (buffered > 0 && buffered + RELAY_HEADER_SIZE + payload.length > this.opts.maxSendBuffer) {
-      throw new PosternError(ErrorCode.SEND_BUFFER_FULL, `${buffered} bytes already wait to be sent`);
-    }
+    const s = this.sendableSession(payload.length);
     let flags = 0;
     if (options !== undefined) {
       if (options.anonymous === true) flags |= Flag.ANONYMOUS;
@@ -309,6 +300,39 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     header.writeUInt32BE(seq, RELAY_SEQ_OFFSET);
     if (!s.writeSend(header, payload)) this.wantDrain = true;
     return seq;
+  }
+
+  /**
+   * @internal The stream layer's DATA: one SEND whose payload is `prefix` (copied at once)
+   * then `body`, which is never copied: `written` runs once the socket is done with it.
+   * Throws as {@link send} does.
+   */
+  sendPrefixed(to: string, prefix: Buffer, body: Buffer, written: (err?: Error | null) => void): void {
+    const closed = this.closedError();
+    if (closed !== undefined) throw closed;
+    const size = prefix.length + body.length;
+    const s = this.sendableSession(size);
+    const header = Buffer.allocUnsafe(RELAY_HEADER_SIZE + prefix.length);
+    writeDestination(header, to);
+    writeHeader(header, 0, FrameType.SEND, 0, RELAY_HEADER_SIZE - HEADER_SIZE + size);
+    header.writeUInt32BE(this.nextSeq(), RELAY_SEQ_OFFSET);
+    header.set(prefix, RELAY_HEADER_SIZE);
+    if (!s.writeSend(header, body, written)) this.wantDrain = true;
+  }
+
+  /** The session a SEND of `size` payload bytes may go to now; throws the reason it may not. */
+  private sendableSession(size: number): Session {
+    const info = this.info!;
+    if (size > info.maxPayload) {
+      throw new PosternError(ErrorCode.FRAME_TOO_LARGE, `payload of ${size} bytes exceeds the router's limit of ${info.maxPayload}`);
+    }
+    const s = this.liveSession();
+    if (!(s instanceof Session)) throw s;
+    const buffered = s.writableLength;
+    if (buffered > 0 && buffered + RELAY_HEADER_SIZE + size > this.opts.maxSendBuffer) {
+      throw new PosternError(ErrorCode.SEND_BUFFER_FULL, `${buffered} bytes already wait to be sent`);
+    }
+    return s;
   }
 
   /**
