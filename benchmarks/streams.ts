@@ -147,7 +147,7 @@ async function rpc(a: AgentT, b: AgentT, concurrency: number, ms: number): Promi
  * A paused reader costs other streams nothing: the throughput of a second stream while the
  * first one's reader is paused (its window full), against the same without the paused one.
  */
-async function pausedReader(a: AgentT, b: AgentT, bytes: number, pauseMs: number): Promise<StreamsBenchResult['paused']> {
+async function pausedReader(a: AgentT, b: AgentT, bytes: number, pauseMs: number, log?: (line: string) => void): Promise<StreamsBenchResult['paused']> {
   const baseline = await streamThroughput(a, b, bytes, 1);
   let stuck: StreamT | undefined;
   const first = new Promise<StreamT>((resolve) =>
@@ -170,6 +170,7 @@ async function pausedReader(a: AgentT, b: AgentT, bytes: number, pauseMs: number
     rates.push(await streamThroughput(a, b, bytes, 1));
   }
   during = median(rates);
+  log?.(`streams: paused reader: baseline ${baseline.toFixed(0)} MB/s, during the pause ${rates.map((x) => x.toFixed(0)).join(', ')}`);
   const rest = drain(stuck!);
   stuck!.resume();
   stuck!.end();
@@ -221,10 +222,10 @@ export async function streamsBench(o: StreamsBenchOptions): Promise<StreamsBench
     const par: number[] = [];
     for (let i = 0; i < o.repeats; i++) par.push(await streamThroughput(a, b, bytes, 64));
     const parallel64 = median(par);
-    log(`streams: 64 parallel ${parallel64.toFixed(0)} MB/s`);
+    log(`streams: 64 parallel ${parallel64.toFixed(0)} MB/s (repeats ${par.map((x) => x.toFixed(0)).join(', ')})`);
     const rpcRows = [await rpc(a, b, 1, o.rpcMs), await rpc(a, b, 32, o.rpcMs)];
     log(`streams: rpc ${rpcRows.map((r) => `${r.perSec}/s (c=${r.concurrency}, p50 ${r.p50us} us, p99 ${r.p99us} us)`).join(', ')}`);
-    const paused = await pausedReader(a, b, Math.max(8 * 1024 * 1024, bytes / 4), o.pauseMs);
+    const paused = await pausedReader(a, b, Math.max(8 * 1024 * 1024, bytes / 4), o.pauseMs, log);
     log(`streams: paused reader for ${o.pauseMs} ms: others at ${(paused.ratio * 100).toFixed(0)} % of baseline`);
     const targets = [
       { name: 'one stream / direct TCP', value: oneStream.postern / oneStream.direct, target: 0.5 },
