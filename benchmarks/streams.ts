@@ -146,9 +146,20 @@ async function rpc(a: AgentT, b: AgentT, concurrency: number, ms: number): Promi
 /**
  * A paused reader costs other streams nothing: the throughput of a second stream while the
  * first one's reader is paused (its window full), against the same without the paused one.
+ * The baseline is the median of runs for a third of the pause (at most 10 s) before it and
+ * as long after it (the paused stream read to its end), so that drift in the load of a
+ * shared machine hits both sides alike, and one lucky run cannot set the bar.
  */
 async function pausedReader(a: AgentT, b: AgentT, bytes: number, pauseMs: number, log?: (line: string) => void): Promise<StreamsBenchResult['paused']> {
-  const baseline = await streamThroughput(a, b, bytes, 1);
+  const baseMs = Math.min(pauseMs / 3, 10_000);
+  const runFor = async (ms: number): Promise<number[]> => {
+    const rates: number[] = [];
+    const started = performance.now();
+    do rates.push(await streamThroughput(a, b, bytes, 1));
+    while (performance.now() - started < ms);
+    return rates;
+  };
+  const before = await runFor(baseMs);
   let stuck: StreamT | undefined;
   const first = new Promise<StreamT>((resolve) =>
     b.once('stream', (s: StreamT) => {
@@ -163,18 +174,16 @@ async function pausedReader(a: AgentT, b: AgentT, bytes: number, pauseMs: number
   pump(slow, slowBytes);
   await first;
   await sleep(50); // its window is full now
-  const started = performance.now();
-  let during = 0;
-  const rates: number[] = [];
-  while (performance.now() - started < pauseMs) {
-    rates.push(await streamThroughput(a, b, bytes, 1));
-  }
-  during = median(rates);
-  log?.(`streams: paused reader: baseline ${baseline.toFixed(0)} MB/s, during the pause ${rates.map((x) => x.toFixed(0)).join(', ')}`);
+  const rates = await runFor(pauseMs);
   const rest = drain(stuck!);
   stuck!.resume();
   stuck!.end();
   const n = await rest;
+  const after = await runFor(baseMs);
+  const baseline = median([...before, ...after]);
+  const during = median(rates);
+  const show = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join(', ');
+  log?.(`streams: paused reader: before ${show(before)}; during the pause ${show(rates)}; after ${show(after)} MB/s`);
   return { pauseMs, baseline, duringPause: during, ratio: during / baseline, pausedStreamIntact: n === slowBytes };
 }
 
