@@ -39,7 +39,11 @@ export interface StreamsBenchResult {
   oneStream: { postern: number; direct: number; socat: number | null };
   parallel64: number;
   rpc: { concurrency: number; perSec: number; p50us: number; p99us: number }[];
-  paused: { pauseMs: number; baseline: number; duringPause: number; ratio: number; pausedStreamIntact: boolean };
+  /**
+   * `baseline`: the control pair's MB/s during the pause; `calibration`: pair / control with
+   * nothing paused; `ratio`: pair / control during the pause, over `calibration`.
+   */
+  paused: { pauseMs: number; baseline: number; duringPause: number; calibration: number; ratio: number; pausedStreamIntact: boolean };
   targets: { name: string; value: number; target: number; met: boolean }[];
   notes: string[];
 }
@@ -144,17 +148,41 @@ async function rpc(a: AgentT, b: AgentT, concurrency: number, ms: number): Promi
 }
 
 /**
- * A paused reader costs other streams nothing: the throughput of a second stream while the
- * first one's reader is paused (its window full), against the same without the paused one.
+ * A paused reader costs other streams nothing: the throughput of a second stream between the
+ * paused reader's agents while its reader is paused (its window full), against a control
+ * pair of agents on the same router with no paused stream. Runs alternate between the two
+ * pairs, so drift in the load of a shared machine (it moved by half within a minute) hits
+ * both alike; each run is compared with the control run beside it. Before the pause the same
+ * alternation, with nothing paused, calibrates any difference between the pairs themselves.
  */
-async function pausedReader(a: AgentT, b: AgentT, bytes: number, pauseMs: number): Promise<StreamsBenchResult['paused']> {
-  const baseline = await streamThroughput(a, b, bytes, 1);
+async function pausedReader(pair: [AgentT, AgentT], control: [AgentT, AgentT], bytes: number, pauseMs: number, log?: (line: string) => void): Promise<StreamsBenchResult['paused']> {
+  const [a, b] = pair;
+  const alternate = async (ms: number): Promise<{ x: number[]; y: number[]; ratios: number[] }> => {
+    const x: number[] = [];
+    const y: number[] = [];
+    const ratios: number[] = [];
+    const started = performance.now();
+    do {
+      // Which pair goes first alternates too: a run right after another may fare differently.
+      if (x.length % 2 === 0) {
+        x.push(await streamThroughput(a, b, bytes, 1));
+        y.push(await streamThroughput(control[0], control[1], bytes, 1));
+      } else {
+        y.push(await streamThroughput(control[0], control[1], bytes, 1));
+        x.push(await streamThroughput(a, b, bytes, 1));
+      }
+      ratios.push(x.at(-1)! / y.at(-1)!);
+    } while (performance.now() - started < ms);
+    return { x, y, ratios };
+  };
+  const show = (xs: number[]): string => xs.map((v) => v.toFixed(0)).join(', ');
+  const before = await alternate(Math.min(pauseMs / 3, 10_000));
   let stuck: StreamT | undefined;
   const first = new Promise<StreamT>((resolve) =>
-    b.once('stream', (s: StreamT) => {
-      s.pause();
-      stuck = s;
-      resolve(s);
+    b.once('stream', (st: StreamT) => {
+      st.pause();
+      stuck = st;
+      resolve(st);
     }),
   );
   const slow = a.openStream(b.id);
@@ -163,18 +191,22 @@ async function pausedReader(a: AgentT, b: AgentT, bytes: number, pauseMs: number
   pump(slow, slowBytes);
   await first;
   await sleep(50); // its window is full now
-  const started = performance.now();
-  let during = 0;
-  const rates: number[] = [];
-  while (performance.now() - started < pauseMs) {
-    rates.push(await streamThroughput(a, b, bytes, 1));
-  }
-  during = median(rates);
+  const during = await alternate(pauseMs);
   const rest = drain(stuck!);
   stuck!.resume();
   stuck!.end();
   const n = await rest;
-  return { pauseMs, baseline, duringPause: during, ratio: during / baseline, pausedStreamIntact: n === slowBytes };
+  const calibration = median(before.ratios);
+  log?.(`streams: paused reader: before the pause, pair ${show(before.x)} / control ${show(before.y)} MB/s (median ratio ${calibration.toFixed(2)})`);
+  log?.(`streams: paused reader: during the pause, pair ${show(during.x)} / control ${show(during.y)} MB/s (median ratio ${median(during.ratios).toFixed(2)})`);
+  return {
+    pauseMs,
+    baseline: median(during.y),
+    duringPause: median(during.x),
+    calibration,
+    ratio: median(during.ratios) / calibration,
+    pausedStreamIntact: n === slowBytes,
+  };
 }
 
 async function socatRelay(target: number): Promise<ServerChild | null> {
@@ -203,6 +235,9 @@ export async function streamsBench(o: StreamsBenchOptions): Promise<StreamsBench
   if (socat === null) notes.push('socat not on PATH: the relay anchor is missing (apt-get install socat)');
   const a = await connect({ router: `127.0.0.1:${router.port}` });
   const b = await connect({ router: `127.0.0.1:${router.port}` });
+  // The paused-reader measurement's control pair.
+  const ctlA = await connect({ router: `127.0.0.1:${router.port}` });
+  const ctlB = await connect({ router: `127.0.0.1:${router.port}` });
   try {
     // Warm-up: JIT and windows.
     await streamThroughput(a, b, Math.min(bytes, 32 * 1024 * 1024), 1);
@@ -212,30 +247,35 @@ export async function streamsBench(o: StreamsBenchOptions): Promise<StreamsBench
     const s: number[] = [];
     for (let i = 0; i < o.repeats; i++) {
       // Alternate the order so drift in machine load hits all three alike.
-      p.push(await streamThroughput(a, b, bytes, 1));
+      const runP = async (): Promise<void> => void p.push(await streamThroughput(a, b, bytes, 1));
+      const runS = async (): Promise<void> => void (socat !== null && s.push(await tcpThroughput(server, socat.port, bytes)));
+      await (i % 2 === 0 ? runP() : runS());
       d.push(await tcpThroughput(server, direct, bytes));
-      if (socat !== null) s.push(await tcpThroughput(server, socat.port, bytes));
+      await (i % 2 === 0 ? runS() : runP());
       log(`streams: repeat ${i + 1}: postern ${p.at(-1)!.toFixed(0)} MB/s, direct ${d.at(-1)!.toFixed(0)}, socat ${s.at(-1)?.toFixed(0) ?? '-'}`);
     }
     const oneStream = { postern: median(p), direct: median(d), socat: socat === null ? null : median(s) };
+    // The targets compare runs of one repeat (taken a few seconds apart), not medians of
+    // each path taken across a drifting machine.
+    const vsDirect = median(p.map((x, i) => x / d[i]!));
+    const vsSocat = socat === null ? null : median(p.map((x, i) => x / s[i]!));
     const par: number[] = [];
     for (let i = 0; i < o.repeats; i++) par.push(await streamThroughput(a, b, bytes, 64));
     const parallel64 = median(par);
-    log(`streams: 64 parallel ${parallel64.toFixed(0)} MB/s`);
+    log(`streams: 64 parallel ${parallel64.toFixed(0)} MB/s (repeats ${par.map((x) => x.toFixed(0)).join(', ')})`);
     const rpcRows = [await rpc(a, b, 1, o.rpcMs), await rpc(a, b, 32, o.rpcMs)];
     log(`streams: rpc ${rpcRows.map((r) => `${r.perSec}/s (c=${r.concurrency}, p50 ${r.p50us} us, p99 ${r.p99us} us)`).join(', ')}`);
-    const paused = await pausedReader(a, b, Math.max(8 * 1024 * 1024, bytes / 4), o.pauseMs);
+    const paused = await pausedReader([a, b], [ctlA, ctlB], Math.max(8 * 1024 * 1024, bytes / 4), o.pauseMs, log);
     log(`streams: paused reader for ${o.pauseMs} ms: others at ${(paused.ratio * 100).toFixed(0)} % of baseline`);
     const targets = [
-      { name: 'one stream / direct TCP', value: oneStream.postern / oneStream.direct, target: 0.5 },
-      ...(oneStream.socat === null ? [] : [{ name: 'one stream / socat relay', value: oneStream.postern / oneStream.socat, target: 1 }]),
+      { name: 'one stream / direct TCP', value: vsDirect, target: 0.5 },
+      ...(vsSocat === null ? [] : [{ name: 'one stream / socat relay', value: vsSocat, target: 1 }]),
       { name: '64 streams / one stream', value: parallel64 / oneStream.postern, target: 1 },
       { name: 'others during a paused reader / baseline', value: paused.ratio, target: 0.9 },
     ].map((t) => ({ ...t, met: t.value >= t.target }));
     return { mib: o.mib, oneStream, parallel64, rpc: rpcRows, paused, targets, notes };
   } finally {
-    await a.close();
-    await b.close();
+    await Promise.all([a, b, ctlA, ctlB].map((x) => x.close()));
     server.close();
     await router.stop();
     await socat?.stop();

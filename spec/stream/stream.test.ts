@@ -51,6 +51,21 @@ function errorOf(s: Stream): Promise<PosternError> {
   });
 }
 
+/** A TCP connection whose writes wait 2 ms before they reach the socket, holding their chunks meanwhile. */
+function laggingConnection(port: number): () => Socket {
+  return () => {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    type W = (chunk: Buffer, enc: BufferEncoding, cb: (err?: Error | null) => void) => void;
+    type Wv = (chunks: { chunk: Buffer; encoding: BufferEncoding }[], cb: (err?: Error | null) => void) => void;
+    const raw = socket as unknown as { _write: W; _writev: Wv };
+    const write = raw._write.bind(socket);
+    const writev = raw._writev.bind(socket);
+    raw._write = (chunk, enc, cb) => setTimeout(() => write(chunk, enc, cb), 2);
+    raw._writev = (chunks, cb) => setTimeout(() => writev(chunks, cb), 2);
+    return socket;
+  };
+}
+
 /** Reads a stream to its end; resolves with the bytes. */
 function readAll(s: Stream): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -184,6 +199,68 @@ test('a reader stopped longer than the router\'s slow-consumer timeout: its conn
   assert.is(rest.length, 2 * 1024 * 1024);
   for (const s of streams) s.end();
   await waitFor(() => a.streamCount === 0 && b.streamCount === 0);
+});
+
+test('a full plain inbox left unread does not stall streams: data flows for 5 x the slow-consumer timeout, the connection is not cut', async () => {
+  const r = await router({ slowConsumerTimeout: 100, maxOutbound: 64 * 1024 });
+  const a = await agent(r);
+  const b = await agent(r, { maxQueue: 4 });
+  const statuses: string[] = [];
+  b.on('status', (st) => statuses.push(st.type));
+  for (let i = 0; i < 4; i++) a.send(b.id, `plain ${i}`);
+  await waitFor(() => b.queued === 4, 3000, 'the inbox to fill');
+  const got = new Promise<Stream>((resolve) => b.on('stream', resolve));
+  const s = a.openStream(b.id);
+  const t = await got;
+  const body = readAll(t);
+  // 64 KiB every 20 ms for 500 ms: far more than maxOutbound, spread over 5 timeouts.
+  const parts: Buffer[] = [];
+  const started = Date.now();
+  for (let i = 0; Date.now() - started < 500; i++) {
+    const p = Buffer.alloc(64 * 1024, i);
+    parts.push(p);
+    s.write(p);
+    await new Promise((r2) => setTimeout(r2, 20));
+  }
+  s.end();
+  assert.ok((await body).equals(Buffer.concat(parts)));
+  assert.equal(statuses, [], 'no disconnect');
+  assert.ok(b.connected);
+  assert.is(b.queued, 4, 'the plain messages still wait, unread');
+  assert.not.ok(b.receivePaused);
+  const it = b.messages();
+  for (let i = 0; i < 4; i++) assert.is((await it.next()).value!.data.toString(), `plain ${i}`);
+  t.end();
+  await readAll(s);
+  await waitFor(() => a.streamCount === 0 && b.streamCount === 0);
+});
+
+test('DATA is sent without copying the writer\'s chunk, and its write callback waits for the socket: a writer that reuses one buffer sends intact data', async () => {
+  const r = await router();
+  // The sender's socket holds each chunk for 2 ms before writing it, as a full socket would.
+  const a = await connect({ createConnection: laggingConnection(r.address()!.port) });
+  agents.push(a);
+  const b = await agent(r);
+  const got = new Promise<Stream>((resolve) => b.on('stream', resolve));
+  const s = a.openStream(b.id);
+  const t = await got;
+  const body = readAll(t);
+  const buf = Buffer.alloc(200 * 1024); // several DATA frames per write
+  const rounds = 64;
+  for (let i = 0; i < rounds; i++) {
+    buf.fill(i);
+    // Once the callback ran, the buffer is the writer's again: the next round overwrites it.
+    await new Promise<void>((resolve, reject) => s.write(buf, (err) => (err ? reject(err) : resolve())));
+  }
+  s.end();
+  const all = await body;
+  assert.is(all.length, rounds * buf.length);
+  for (let i = 0; i < rounds; i++) {
+    const part = all.subarray(i * buf.length, (i + 1) * buf.length);
+    assert.ok(part.every((x) => x === i), `round ${i} intact`);
+  }
+  t.end();
+  await readAll(s);
 });
 
 test('plain messages interleave with stream data; each goes its own way, in order', async () => {

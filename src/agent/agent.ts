@@ -10,7 +10,7 @@ import { Inbound } from './inbound.js';
 import type { AgentEvents, RouterInfo, Status, StatusIterator } from './events.js';
 import type { Message, SendOptions } from './message.js';
 import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
-import { BoundedQueue } from './queue.js';
+import { BoundedQueue, FairQueue } from './queue.js';
 import { ReconnectLoop } from './reconnect.js';
 import { sealPayload, sealTarget, replyOptions, type SealTarget, type Sealer } from './sealing.js';
 import { Session } from './session.js';
@@ -81,7 +81,7 @@ export async function connect(options: AgentOptions = {}): Promise<Agent> {
 export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message> {
   private readonly opts: ResolvedAgentOptions;
   private readonly codec = new ControlCodec();
-  private readonly inbox: BoundedQueue<Message>;
+  private readonly inbox: FairQueue<Message>;
   private readonly statusSubs = new Set<BoundedQueue<Status>>();
   private readonly flushes = new Map<number, Deferred>();
   private readonly reconnector: ReconnectLoop;
@@ -128,11 +128,14 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     super();
     this.opts = opts;
     this.targets = [...opts.endpoints];
-    this.inbox = new BoundedQueue<Message>({
+    this.inbox = new FairQueue<Message>({
       capacity: opts.maxQueue,
       maxBytes: opts.maxQueueBytes,
       weigh: (m) => m.data.length,
-      overflow: 'backpressure',
+      // Round-robin per sender ID. Anonymous senders share one turn: without STICKY each of
+      // their messages has a fresh handle (§11.2), so a turn per handle would give one
+      // anonymous flood a turn per message, ahead of every registered sender.
+      key: (m) => (m.anonymous ? ANONYMOUS_SENDERS : m.from),
       onDrain: () => this.resumeReading(),
     });
     this.directory = new KeyDirectory(opts.keyCacheSize, (id) => {
@@ -220,7 +223,16 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     return this.inbox.length;
   }
 
-  /** True while reading from the router is paused because the message queue is full. */
+  /** Payload bytes of the messages waiting for the consumer (bounded by `maxQueueBytes`). */
+  get queuedBytes(): number {
+    return this.inbox.bytes;
+  }
+
+  /**
+   * True while reading from the router is paused: a message arrived while the queue already
+   * held `maxQueue` messages or `maxQueueBytes` bytes. Reading resumes once the consumer has
+   * taken the queue down to half of both. Streams on this connection wait meanwhile.
+   */
   get receivePaused(): boolean {
     return this.readPaused;
   }
@@ -276,16 +288,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
         payload = sealPayload(this.sealer, header.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE), payload, target.key!, options, target.bindByDefault);
       }
     }
-    const info = this.info!;
-    if (payload.length > info.maxPayload) {
-      throw new PosternError(ErrorCode.FRAME_TOO_LARGE, `payload of ${payload.length} bytes exceeds the router's limit of ${info.maxPayload}`);
-    }
-    const s = this.liveSession();
-    if (!(s instanceof Session)) throw s;
-    const buffered = s.writableLength;
-    if (buffered > 0 && buffered + RELAY_HEADER_SIZE + payload.length > this.opts.maxSendBuffer) {
-      throw new PosternError(ErrorCode.SEND_BUFFER_FULL, `${buffered} bytes already wait to be sent`);
-    }
+    const s = this.sendableSession(payload.length);
     let flags = 0;
     if (options !== undefined) {
       if (options.anonymous === true) flags |= Flag.ANONYMOUS;
@@ -297,6 +300,39 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     header.writeUInt32BE(seq, RELAY_SEQ_OFFSET);
     if (!s.writeSend(header, payload)) this.wantDrain = true;
     return seq;
+  }
+
+  /**
+   * @internal The stream layer's DATA: one SEND whose payload is `prefix` (copied at once)
+   * then `body`, which is never copied: `written` runs once the socket is done with it.
+   * Throws as {@link send} does.
+   */
+  sendPrefixed(to: string, prefix: Buffer, body: Buffer, written: (err?: Error | null) => void): void {
+    const closed = this.closedError();
+    if (closed !== undefined) throw closed;
+    const size = prefix.length + body.length;
+    const s = this.sendableSession(size);
+    const header = Buffer.allocUnsafe(RELAY_HEADER_SIZE + prefix.length);
+    writeDestination(header, to);
+    writeHeader(header, 0, FrameType.SEND, 0, RELAY_HEADER_SIZE - HEADER_SIZE + size);
+    header.writeUInt32BE(this.nextSeq(), RELAY_SEQ_OFFSET);
+    header.set(prefix, RELAY_HEADER_SIZE);
+    if (!s.writeSend(header, body, written)) this.wantDrain = true;
+  }
+
+  /** The session a SEND of `size` payload bytes may go to now; throws the reason it may not. */
+  private sendableSession(size: number): Session {
+    const info = this.info!;
+    if (size > info.maxPayload) {
+      throw new PosternError(ErrorCode.FRAME_TOO_LARGE, `payload of ${size} bytes exceeds the router's limit of ${info.maxPayload}`);
+    }
+    const s = this.liveSession();
+    if (!(s instanceof Session)) throw s;
+    const buffered = s.writableLength;
+    if (buffered > 0 && buffered + RELAY_HEADER_SIZE + size > this.opts.maxSendBuffer) {
+      throw new PosternError(ErrorCode.SEND_BUFFER_FULL, `${buffered} bytes already wait to be sent`);
+    }
+    return s;
   }
 
   /**
@@ -827,7 +863,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       this.emitMessage(m);
       return;
     }
-    // [P-9.3] a bounded inbound queue: stop reading rather than grow.
+    // [P-9.3] a bounded inbound queue: stop reading rather than grow, but only once a
+    // message does not fit. A full queue alone keeps reading, so stream frames (which never
+    // enter it) keep flowing while the application leaves its messages unread. [P-14.4]
     if (!this.inbox.push(m)) this.pauseReading();
   }
 
@@ -916,6 +954,9 @@ function writeDestination(header: Buffer, to: string | Uint8Array): void {
 }
 
 function noop(): void {}
+
+/** The inbox's turn shared by all anonymous senders (no agent ID is 9 characters long). */
+const ANONYMOUS_SENDERS = 'anonymous';
 
 function toPayload(data: Uint8Array | string): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');

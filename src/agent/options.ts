@@ -59,19 +59,28 @@ export interface AgentOptions {
   /** Time `close()` waits for the router to end the connection after our CLOSE before destroying it, in ms. Default `2000`. */
   closeTimeout?: number;
   /**
-   * Messages held for the consumer, in messages. When this many wait, the agent stops reading
-   * the socket (TCP backpressure reaches the router) and resumes when half have been taken.
-   * Frames already read in the same socket chunk are still queued, so the queue may exceed
-   * this by one chunk's worth. Also bounds the messages held back, in order, behind sealed
+   * Messages held for the consumer, in messages. The queue is fair across senders: each
+   * sender ID has its own turn (all anonymous senders share one), and the consumer gets one
+   * message per sender in turn, so a flooding sender delays another's next message by one
+   * of its own; order is kept per sender, not across senders. When a message arrives while
+   * this many already wait, the agent stops reading the socket (TCP backpressure reaches the
+   * router and the senders) and resumes when half have been taken. A full queue that gets
+   * no more messages keeps reading, so streams go on. Frames already read in the same socket
+   * chunk are still queued, so the queue may exceed this by one chunk's worth. While reading
+   * is paused, streams on the connection wait too, and a pause longer than the router's
+   * slow-consumer timeout (10 s by default) makes the router close the connection: its
+   * senders get `POSTERN_ERR_DESTINATION_SLOW` for what it dropped, and the agent
+   * reconnects. Also bounds the messages held back, in order, behind sealed
    * ones whose sender is being checked with the key directory: past it, the oldest check
    * gives up and its message is delivered with `verification: 'lookup-failed'` (reading
    * cannot pause for these: the answers come in behind the messages). Default `1024`.
    */
   maxQueue?: number;
   /**
-   * Bytes of message payload held for the consumer: the queue also counts as full (reading
-   * pauses) once its messages carry this many bytes, and resumes at half. Stream data is
-   * not queued here: each stream holds at most its own window. Default `67108864` (64 MiB).
+   * Bytes of message payload held for the consumer: the queue also counts as full once its
+   * messages carry this many bytes (the next message pauses reading, as with `maxQueue`),
+   * and reading resumes at half. Stream data is not queued here: each stream holds at most
+   * its own window. Default `67108864` (64 MiB).
    */
   maxQueueBytes?: number;
   /**

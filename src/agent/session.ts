@@ -190,10 +190,12 @@ export class Session {
    * SEND: the 26-byte header (copied: the caller may reuse it at once) and the payload, copied
    * into this turn's slab when small, else written as given (never copied; the caller must
    * not change it until written). Frames leave in call order, with `write()`'s between them.
+   * With `written`, the payload is never copied, and `written` runs once the socket is done
+   * with it (also when it failed), so the caller knows when it may reuse it.
    */
-  writeSend(header: Buffer, payload: Buffer): boolean {
+  writeSend(header: Buffer, payload: Buffer, written?: (err?: Error | null) => void): boolean {
     this.cork();
-    const small = payload.length <= COPY_MAX;
+    const small = written === undefined && payload.length <= COPY_MAX;
     const need = header.length + (small ? payload.length : 0);
     if (this.slab.length - this.slabEnd < need) {
       this.flushSlab();
@@ -213,7 +215,7 @@ export class Session {
     this.slabEnd = end;
     if (!small) {
       this.flushSlab();
-      const ok = this.socket.write(payload);
+      const ok = this.socket.write(payload, written);
       return ok || this.writableLength < this.writeWait;
     }
     return this.writableLength < Math.max(this.writeWait, this.socket.writableHighWaterMark);

@@ -37,6 +37,7 @@ export interface StreamHost {
   readonly writable: boolean;
   readonly routerInfo: { readonly maxPayload: number };
   send(to: string, data: Uint8Array, options?: SendOptions): number;
+  sendPrefixed(to: string, prefix: Buffer, body: Buffer, written: (err?: Error | null) => void): void;
   sendSealed(to: string, data: Uint8Array, options?: SendOptions): Promise<number>;
   on(event: 'drain', fn: () => void): unknown;
   on(event: 'undeliverable', fn: (err: PosternError) => void): unknown;
@@ -116,6 +117,8 @@ export class StreamMux implements StreamOwner {
   private readonly recent = new Set<string>();
   /** Streams lost with the router connection, to RESET(RECONNECTED) once registered again. */
   private lost: { peer: string; id: number; flags: number }[] = [];
+  /** DATA's stream header, rewritten per frame (`sendPrefixed` copies it at once). */
+  private readonly dataHead = Buffer.allocUnsafe(STREAM_HEADER_SIZE);
   private nextStream = 0;
   private nextRequest = 0;
   private nextProbe = 0;
@@ -325,11 +328,12 @@ export class StreamMux implements StreamOwner {
         return;
       }
       const n = Math.min(p.chunk.length - p.off, s._sendCredit, max);
-      const frame = Buffer.allocUnsafe(STREAM_HEADER_SIZE + n);
-      writeStreamHeader(frame, 0, StreamType.DATA, flagsOf(s), s.streamId, 0);
-      p.chunk.copy(frame, STREAM_HEADER_SIZE, p.off, p.off + n);
+      const last = p.off + n === p.chunk.length;
+      writeStreamHeader(this.dataHead, 0, StreamType.DATA, flagsOf(s), s.streamId, 0);
       try {
-        this.host.send(s.peer, frame);
+        // The body is a view of the writer's chunk, not a copy: the chunk's write callback
+        // waits until the socket is done with its last piece (pieces are written in order).
+        this.host.sendPrefixed(s.peer, this.dataHead, p.chunk.subarray(p.off, p.off + n), last ? () => p.cb() : noop);
       } catch (err) {
         s._noReset = true;
         s.destroy(err as Error);
@@ -340,7 +344,7 @@ export class StreamMux implements StreamOwner {
       if (!this.host.writable) this.overshoot += n;
     }
     s._pending = null;
-    p.cb();
+    if (p.chunk.length === 0) p.cb();
   }
 
   fin(s: Stream): void {
@@ -624,3 +628,5 @@ function toBytes(data: Uint8Array | string): Uint8Array {
   if (data instanceof Uint8Array) return data;
   throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'data must be a Uint8Array or a string');
 }
+
+function noop(): void {}
