@@ -309,6 +309,8 @@ const bump = (k: string, n = 1): void => {
   stats[k] = (stats[k] ?? 0) + n;
 };
 const sockets = new Set<Socket>();
+/** Ms from connect to the first answer, per registration attempt. */
+const answerMs: number[] = [];
 let stopping = false;
 
 function open(port: number, i: number): Socket {
@@ -369,9 +371,11 @@ function flood(s: Socket, batch: Buffer, counter: string): void {
 /** Connects, sends REGISTER, hangs up on the first answer; resolves when the socket is closed. */
 function registerOnce(port: number, i: number): Promise<void> {
   return new Promise<void>((resolve) => {
+    const t0 = performance.now();
     const s = open(port, i);
     s.write(HELLO);
     s.once('data', () => {
+      answerMs.push(performance.now() - t0);
       bump('answers');
       s.destroy();
     });
@@ -506,6 +510,11 @@ async function attackMain(name: string, port: number): Promise<void> {
     if (stopping) return;
     stopping = true;
     bump('open_at_end', sockets.size);
+    if (answerMs.length > 0) {
+      answerMs.sort((a, b) => a - b);
+      stats['answer_ms_p50'] = Math.round(answerMs[answerMs.length >> 1]! * 10) / 10;
+      stats['answer_ms_p99'] = Math.round(answerMs[Math.floor(answerMs.length * 0.99)]! * 10) / 10;
+    }
     stats['conn_per_s'] = Math.round(((stats['connections'] ?? 0) * 1000) / (performance.now() - started));
     process.stdout.write(`STATS ${JSON.stringify(stats)}\n`);
     for (const s of sockets) s.destroy();

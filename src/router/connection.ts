@@ -32,6 +32,7 @@ import {
 import { encodeClose, encodeError, encodePing, encodePong, encodePreamble, encodeRouteError, writeSource } from '../protocol/encoder.js';
 import { readRouteError, type LookupBody, type LookupResultBody, type RegisterRequest } from '../protocol/control.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
+import { corkForTurn } from '../net/cork.js';
 import { formatId, NO_ID, routerHex, routerIdOf } from '../protocol/id.js';
 import type { Timer } from '../net/clock.js';
 import { TokenBucket } from '../net/token-bucket.js';
@@ -493,6 +494,7 @@ export class RouterConnection implements FrameSink {
       return;
     }
     this.preambleSent = true;
+    corkForTurn(this.stream); // the preamble and the REGISTERED read with it: one write
     this.write(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
     this.state = ConnState.HANDSHAKE;
   }
