@@ -81,8 +81,8 @@ export interface AbuseRow extends PairFigures {
   attack: AttackName;
   what: string;
   /**
-   * The same attack against a null router (reads and drops, answers each preamble with one
-   * canned REGISTERED), while the pair goes through a plain forwarder in the same process on
+   * The same attack against a null router (answers each preamble with one canned REGISTERED,
+   * then reads at most 256 KiB more), while the pair goes through a plain forwarder in the same process on
    * the same core: what the attack costs on this machine with no postern work at all.
    */
   anchor: PairFigures | null;
@@ -293,7 +293,7 @@ export function abuseTable(rows: AbuseRow[], fmtRate: (x: number) => string, fmt
 export function abuseLegend(rows: AbuseRow[]): string[] {
   const legend = rows.map((r) => `  ${r.attack}: ${r.what}`);
   if (rows.some((r) => r.anchor !== null)) {
-    legend.push('  anchor: the same attack against a null router (reads and drops; one canned REGISTERED per preamble), the pair through a plain forwarder in that process: the cost of the attack on this machine without postern');
+    legend.push('  anchor: the same attack against a null router (one canned REGISTERED per preamble, then reads and drops 256 KiB at most; closes anything else after one read), the pair through a plain forwarder in that process: the cost of the attack on this machine without postern');
   }
   return legend;
 }

@@ -12,8 +12,9 @@ import { MAGIC, PROTOCOL_VERSION } from '../src/protocol/frame.js';
  *   it, as through the router.
  * - The null router, which the attacker hits: it does as little as lets every attack run
  *   its loop. A connection whose first bytes are a postern preamble gets one canned
- *   preamble + REGISTERED and from then on everything it sends is read and dropped; any
- *   other connection is closed after its first read (as the router turns strangers away).
+ *   preamble + REGISTERED, and what it sends next is read and dropped up to 256 KiB, then
+ *   left unread; any other connection is closed after its first read (as the router turns
+ *   strangers away).
  *
  * The pair's slowdown here is what the attack costs on this machine (kernel, accept,
  * reading its bytes, the attacker's own CPU) with no postern work at all; the router's
@@ -39,8 +40,15 @@ const nullRouter = createServer({ noDelay: true }, (sock) => {
   sock.once('data', (d: Buffer) => {
     if (d.length >= magic.length && d.subarray(0, magic.length).equals(magic)) {
       sock.write(ANSWER);
-      // Everything after the first read is read and dropped.
-      sock.on('data', () => {});
+      // What follows is read and dropped up to a socket buffer's worth, then no more: a
+      // server that does nothing leaves a flood in the kernel's buffers, as the router's
+      // limits and backpressure end it, rather than reading it at full speed. Reading that
+      // much still notices a peer that hangs up after its REGISTER.
+      let left = 256 * 1024;
+      sock.on('data', (c: Buffer) => {
+        left -= c.length;
+        if (left <= 0) sock.pause();
+      });
     } else {
       sock.destroy();
     }
