@@ -271,22 +271,35 @@ async function startAttacker(attack: AttackName, port: number, core: number): Pr
   };
 }
 
+/**
+ * Server CPU per attacker connection in µs (user + system, over the attack with no pair),
+ * for the attacks that are a stream of connections ("-" for the others). CPU time holds up
+ * on a busy machine far better than the pair's throughput does.
+ */
+const CONNECTION_FLOODS: readonly AttackName[] = ['random', 'register', 'register-max'];
+
+function usPerConnection(attack: AttackName, r: PairFigures): string {
+  const rate = r.attacker['conn_per_s'] ?? 0;
+  return CONNECTION_FLOODS.includes(attack) && rate > 0 ? ((r.cpuAttackOnly * 1e4) / rate).toFixed(0) : '-';
+}
+
 /** The section's table rows, for run.js's report: each attack through the router, then its anchor. */
 export function abuseTable(rows: AbuseRow[], fmtRate: (x: number) => string, fmtBytes: (x: number) => string): string[][] {
-  const line = (name: string, r: PairFigures): string[] => [
+  const line = (attack: AttackName, name: string, r: PairFigures): string[] => [
     name,
     fmtRate(r.alone),
     fmtRate(r.attacked),
     `${r.ratio.toFixed(2)}x`,
     r.ratios.map((x) => x.toFixed(2)).join(' '),
     `${r.cpuAlone.toFixed(0)} / ${r.cpuAttacked.toFixed(0)} / ${r.cpuAttackOnly.toFixed(0)}`,
+    usPerConnection(attack, r),
     `${r.genAlone.toFixed(0)} / ${r.genAttacked.toFixed(0)} / ${r.attackerCpu.toFixed(0)}`,
     `${fmtBytes(r.rssBefore)} / ${fmtBytes(r.rssPeak)} / ${fmtBytes(r.rssAfter)}`,
     Object.entries(r.attacker)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ') + (r.stoppedEarly ? ' (stopped at the RSS guard)' : ''),
   ];
-  return rows.flatMap((r) => (r.anchor === null ? [line(r.attack, r)] : [line(r.attack, r), line('  anchor', r.anchor)]));
+  return rows.flatMap((r) => (r.anchor === null ? [line(r.attack, r.attack, r)] : [line(r.attack, r.attack, r), line(r.attack, '  anchor', r.anchor)]));
 }
 
 /** Descriptions of the attacks, for the report. */

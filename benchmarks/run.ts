@@ -871,7 +871,7 @@ async function main(): Promise<number> {
   if (abuse.length > 0) {
     lines.push('');
     lines.push('abuse: a normal pair (256 B, K=1) alone and under each attack, same router, median of repeats (goal >= 0.90x; the anchor row below each is the same attack without postern)');
-    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'server cpu% alone / attacked / attack only', 'gen alone / attacked / attacker cpu%', 'server RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
+    lines.push(table(['attack', 'alone', 'attacked', 'ratio', 'each repeat', 'server cpu% alone / attacked / attack only', 'server µs/conn', 'gen alone / attacked / attacker cpu%', 'server RSS before / peak / after', 'attacker'], abuseTable(abuse, fmtRate, fmtBytes), 1));
     lines.push(...abuseLegend(abuse));
   }
   for (const [k, v] of Object.entries(notes)) lines.push(`${k}: ${v}`);
