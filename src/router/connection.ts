@@ -1077,7 +1077,8 @@ export class RouterConnection implements FrameSink {
         this.logLost();
         this.shutdown(true);
       }
-      this.stream.end();
+      // Not again when we ended first: Node builds an error (stack and all) for each extra end().
+      if (!this.stream.writableEnded) this.stream.end();
     } catch (err) {
       this.failSafely(err);
     }
