@@ -6,6 +6,12 @@
  * gets a fresh router with the default limits (keepalive 60 s), and comes from 127.0.0.2..17
  * while the pair comes from 127.0.0.1.
  *
+ * Each attack also runs against an anchor (null-router-process.js: a null router for the
+ * attacker and a plain forwarder for the pair, one process on the router's core): the
+ * pair's ratio there is what the attack costs on this machine (kernel, the attacker's CPU
+ * on the generator's core) with no postern work, so the router's ratio can be read against
+ * it. The goal stays the router's ratio: >= 0.9x.
+ *
  * Every attack is bounded: in count (connections), in time (the parent stops it after the
  * measured run; the child also exits when its stdin closes) and in memory (the parent stops
  * an attack whose router passes RSS_GUARD).
@@ -19,17 +25,18 @@ import { encodePing, encodePreamble, encodeSend } from '../src/protocol/encoder.
 import { FrameType, MAX_MAX_FRAME, PROTOCOL_VERSION, RELAY_HEADER_SIZE, WIRE_CODE_NAMES } from '../src/protocol/frame.js';
 import { cpuMsOf, rssOf, script, sleep, startChild, type ServerChild } from './lib/proc.js';
 import { runCell, type CellResult, type CellSpec } from './lib/load.js';
-import { posternWire } from './lib/wire.js';
+import { plainWire, posternWire, type Wire } from './lib/wire.js';
 import { median } from './lib/stats.js';
 
 /** The attacks, in the order they run. */
-export const ATTACKS = ['random', 'nonreading', 'register', 'idle', 'ping', 'trickle', 'trickle-unbounded'] as const;
+export const ATTACKS = ['random', 'nonreading', 'register', 'register-max', 'idle', 'ping', 'trickle', 'trickle-unbounded'] as const;
 export type AttackName = (typeof ATTACKS)[number];
 
 const DESCRIBE: Record<AttackName, string> = {
   random: '64 connections sending random bytes, ~200 new a second',
   nonreading: '20 receivers that never read, 20 senders flooding them',
-  register: 'registration flood: 64 loops from 16 addresses, connect, REGISTER, hang up',
+  register: 'registration flood from 16 addresses at 1,000 connections/s (at most 64 in flight): connect, REGISTER, hang up on the answer',
+  'register-max': 'the same as fast as answers come: 64 loops, connect, REGISTER, hang up on the answer (a faster server gets more connections)',
   idle: '15,000 registered idle connections',
   ping: '4 connections sending PINGs, never reading the PONGs',
   trickle: '300 x 1 MiB SEND 16 bytes short, a byte every 5 s',
@@ -39,24 +46,27 @@ const DESCRIBE: Record<AttackName, string> = {
 /** Router RSS at which an attack is stopped early (the machine is shared). */
 const RSS_GUARD = 1.5 * 2 ** 30;
 
-/** One row of the section. */
-export interface AbuseRow {
-  attack: AttackName;
-  what: string;
-  /** The pair alone and under the attack, messages/s, medians. */
+/** The pair's figures under one attack against one server (the router, or the anchor), medians of repeats. */
+export interface PairFigures {
+  /** The pair alone and under the attack, messages/s. */
   alone: number;
   attacked: number;
-  /** Median of the per-repeat ratios attacked / alone. */
+  /** Median of the per-repeat ratios attacked / alone, and each of them. */
   ratio: number;
   ratios: number[];
-  /** Router CPU (% of a core) over the pair's window, alone and attacked, medians. */
+  /** Server CPU (% of a core) over the pair's window, alone and attacked. */
   cpuAlone: number;
   cpuAttacked: number;
-  /** The pair's generator CPU (% of a core) alone and attacked, and the attacker's, medians: on a busy machine the generator, not the router, may be what starves. */
+  /** The pair's generator CPU (% of a core) alone and attacked, and the attacker's: on a busy machine the generator, not the server, may be what starves. */
   genAlone: number;
   genAttacked: number;
   attackerCpu: number;
-  /** Router RSS before the first attack, its peak under attack, and 2 s after the last one ended. */
+  /**
+   * Server CPU (% of a core) over 1 s of the attack with no pair: what the attack alone
+   * costs the server, and the attacker's connections per second then (from its counters).
+   */
+  cpuAttackOnly: number;
+  /** Server RSS before the first attack, its peak under attack, and 2 s after the last one ended. */
   rssBefore: number;
   rssPeak: number;
   rssAfter: number;
@@ -66,15 +76,31 @@ export interface AbuseRow {
   inOrder: boolean;
 }
 
+/** One row of the section: the pair through the router, and through the anchor (when measured). */
+export interface AbuseRow extends PairFigures {
+  attack: AttackName;
+  what: string;
+  /**
+   * The same attack against a null router (answers each preamble with one canned REGISTERED,
+   * then reads at most 256 KiB more), while the pair goes through a plain forwarder in the same process on
+   * the same core: what the attack costs on this machine with no postern work at all.
+   */
+  anchor: PairFigures | null;
+}
+
 /** What the section needs from run.js. */
 export interface AbuseContext {
   startRouter(options: Record<string, unknown>, profileName?: string): Promise<ServerChild>;
+  /** The generator's core (the attacker runs there too) and the servers' core (the anchor runs there). */
   core: number;
+  serverCore: number;
   repeats: number;
   warmupMs: number;
   durationMs: number;
   quick: boolean;
   attacks: AttackName[];
+  /** Also run each attack against the anchor. */
+  anchor: boolean;
   /** Write a CPU profile of each attack's router (node --cpu-prof) into benchmarks/results. */
   profile: boolean;
   progress(text: string): void;
@@ -94,19 +120,38 @@ function routerOptions(attack: AttackName): Record<string, unknown> {
   return base;
 }
 
-/** Runs the section: one fresh router per attack. */
+/** Where the pair and the attacker go: the router (one port for both) or the anchor. */
+interface Target {
+  label: string;
+  wire: Wire;
+  pid: number;
+  attackPort: number;
+}
+
+/** Runs the section: one fresh router (and anchor) per attack. */
 export async function abuseSection(ctx: AbuseContext): Promise<AbuseRow[]> {
   const rows: AbuseRow[] = [];
   for (const attack of ctx.attacks) {
     // One attack that fails (e.g. the pair cannot register on a starved machine) is reported
     // and the others still run.
     try {
+      let figures: PairFigures;
       const router = await ctx.startRouter(routerOptions(attack), ctx.profile ? `abuse-${attack}-${Date.now()}.cpuprofile` : undefined);
       try {
-        rows.push(await measure(ctx, attack, router));
+        figures = await measure(ctx, attack, { label: `abuse ${attack}`, wire: posternWire('127.0.0.1', router.port), pid: router.pid, attackPort: router.port });
       } finally {
         await router.stop();
       }
+      let anchor: PairFigures | null = null;
+      if (ctx.anchor && attack !== 'trickle-unbounded') {
+        const nul = await startChild(process.execPath, [script('null-router-process.js')], { core: ctx.serverCore, ready: /READY (\d+) (\d+)/ });
+        try {
+          anchor = await measure(ctx, attack, { label: `abuse ${attack} anchor`, wire: plainWire('127.0.0.1', nul.port), pid: nul.pid, attackPort: Number(nul.announced[2]) });
+        } finally {
+          await nul.stop();
+        }
+      }
+      rows.push({ attack, what: DESCRIBE[attack], ...figures, anchor });
     } catch (err) {
       ctx.fail(`abuse ${attack}: ${(err as Error).message}`);
     }
@@ -114,13 +159,12 @@ export async function abuseSection(ctx: AbuseContext): Promise<AbuseRow[]> {
   return rows;
 }
 
-async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChild): Promise<AbuseRow> {
-  const wire = posternWire('127.0.0.1', router.port);
-  const cell: CellSpec = { pattern: 'pairs', size: 256, k: 1, warmupMs: ctx.warmupMs, durationMs: ctx.durationMs, serverPid: router.pid };
-  const label = `abuse ${attack}`;
-  // Warm the router's JIT first.
+async function measure(ctx: AbuseContext, attack: AttackName, target: Target): Promise<PairFigures> {
+  const { wire, label } = target;
+  const cell: CellSpec = { pattern: 'pairs', size: 256, k: 1, warmupMs: ctx.warmupMs, durationMs: ctx.durationMs, serverPid: target.pid };
+  // Warm the server's JIT first.
   ctx.record(`${label} warm-up`, await runCell(wire, { ...cell, warmupMs: 0, durationMs: ctx.quick ? 200 : 1000 }));
-  const rssBefore = rssOf(router.pid);
+  const rssBefore = rssOf(target.pid);
   let rssPeak = rssBefore;
   const alone: number[] = [];
   const attacked: number[] = [];
@@ -130,6 +174,7 @@ async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChil
   const genAlone: number[] = [];
   const genAttacked: number[] = [];
   const attackerCpu: number[] = [];
+  const cpuAttackOnly: number[] = [];
   let attacker: Record<string, number> = {};
   let stoppedEarly = false;
   let inOrder = true;
@@ -138,17 +183,17 @@ async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChil
     const a = await runCell(wire, { ...cell, progress: (x) => ctx.progress(`${label} rep ${rep + 1} alone: ${Math.round(x)} msg/s`) });
     ctx.record(`${label} alone`, a);
     ctx.progress(`${label} rep ${rep + 1}: starting the attack`);
-    const child = await startAttacker(attack, router.port, ctx.core);
+    const child = await startAttacker(attack, target.attackPort, ctx.core);
     const watch = setInterval(() => {
       try {
-        const rss = rssOf(router.pid);
+        const rss = rssOf(target.pid);
         if (rss > rssPeak) rssPeak = rss;
         if (rss > RSS_GUARD && !stoppedEarly) {
           stoppedEarly = true;
           void child.stop(2000);
         }
       } catch {
-        // the router is gone: the run reports it
+        // the server is gone: the run reports it
       }
     }, 100);
     let b: CellResult;
@@ -157,6 +202,11 @@ async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChil
     try {
       b = await runCell(wire, { ...cell, progress: (x) => ctx.progress(`${label} rep ${rep + 1} attacked: ${Math.round(x)} msg/s`) });
       attackerCpu.push(((cpuMsOf(child.pid) - c0) * 100) / (performance.now() - t0));
+      // The attack with no pair: the server's CPU for the attack alone.
+      const s0 = cpuMsOf(target.pid);
+      const t1 = performance.now();
+      await sleep(ctx.quick ? 300 : 1000);
+      cpuAttackOnly.push(((cpuMsOf(target.pid) - s0) * 100) / (performance.now() - t1));
     } finally {
       attacker = await child.finish();
       clearInterval(watch);
@@ -170,13 +220,11 @@ async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChil
     cpuAttacked.push(b.serverCpu);
     genAlone.push(a.genCpu);
     genAttacked.push(b.genCpu);
-    // Let the router see the attackers go before the next pair runs alone.
+    // Let the server see the attackers go before the next pair runs alone.
     await sleep(ctx.quick ? 200 : 1000);
   }
   await sleep(1000);
   return {
-    attack,
-    what: DESCRIBE[attack],
     alone: median(alone),
     attacked: median(attacked),
     ratio: median(ratios),
@@ -186,9 +234,10 @@ async function measure(ctx: AbuseContext, attack: AttackName, router: ServerChil
     genAlone: median(genAlone),
     genAttacked: median(genAttacked),
     attackerCpu: median(attackerCpu),
+    cpuAttackOnly: median(cpuAttackOnly),
     rssBefore,
     rssPeak,
-    rssAfter: rssOf(router.pid),
+    rssAfter: rssOf(target.pid),
     attacker,
     stoppedEarly,
     inOrder,
@@ -222,26 +271,44 @@ async function startAttacker(attack: AttackName, port: number, core: number): Pr
   };
 }
 
-/** The section's table rows, for run.js's report. */
+/**
+ * Server CPU per attacker connection in µs (user + system, over the attack with no pair),
+ * for the attacks that are a stream of connections ("-" for the others). CPU time holds up
+ * on a busy machine far better than the pair's throughput does.
+ */
+const CONNECTION_FLOODS: readonly AttackName[] = ['random', 'register', 'register-max'];
+
+function usPerConnection(attack: AttackName, r: PairFigures): string {
+  const rate = r.attacker['conn_per_s'] ?? 0;
+  return CONNECTION_FLOODS.includes(attack) && rate > 0 ? ((r.cpuAttackOnly * 1e4) / rate).toFixed(0) : '-';
+}
+
+/** The section's table rows, for run.js's report: each attack through the router, then its anchor. */
 export function abuseTable(rows: AbuseRow[], fmtRate: (x: number) => string, fmtBytes: (x: number) => string): string[][] {
-  return rows.map((r) => [
-    r.attack,
+  const line = (attack: AttackName, name: string, r: PairFigures): string[] => [
+    name,
     fmtRate(r.alone),
     fmtRate(r.attacked),
     `${r.ratio.toFixed(2)}x`,
     r.ratios.map((x) => x.toFixed(2)).join(' '),
-    `${r.cpuAlone.toFixed(0)} / ${r.cpuAttacked.toFixed(0)}`,
+    `${r.cpuAlone.toFixed(0)} / ${r.cpuAttacked.toFixed(0)} / ${r.cpuAttackOnly.toFixed(0)}`,
+    usPerConnection(attack, r),
     `${r.genAlone.toFixed(0)} / ${r.genAttacked.toFixed(0)} / ${r.attackerCpu.toFixed(0)}`,
     `${fmtBytes(r.rssBefore)} / ${fmtBytes(r.rssPeak)} / ${fmtBytes(r.rssAfter)}`,
     Object.entries(r.attacker)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ') + (r.stoppedEarly ? ' (stopped at the RSS guard)' : ''),
-  ]);
+  ];
+  return rows.flatMap((r) => (r.anchor === null ? [line(r.attack, r.attack, r)] : [line(r.attack, r.attack, r), line(r.attack, '  anchor', r.anchor)]));
 }
 
 /** Descriptions of the attacks, for the report. */
 export function abuseLegend(rows: AbuseRow[]): string[] {
-  return rows.map((r) => `  ${r.attack}: ${r.what}`);
+  const legend = rows.map((r) => `  ${r.attack}: ${r.what}`);
+  if (rows.some((r) => r.anchor !== null)) {
+    legend.push('  anchor: the same attack against a null router (one canned REGISTERED per preamble, then reads and drops 256 KiB at most; closes anything else after one read), the pair through a plain forwarder in that process: the cost of the attack on this machine without postern');
+  }
+  return legend;
 }
 
 // ------------------------------------------------------------------------------ attacker
@@ -255,6 +322,8 @@ const bump = (k: string, n = 1): void => {
   stats[k] = (stats[k] ?? 0) + n;
 };
 const sockets = new Set<Socket>();
+/** Ms from connect to the first answer, per registration attempt. */
+const answerMs: number[] = [];
 let stopping = false;
 
 function open(port: number, i: number): Socket {
@@ -312,6 +381,21 @@ function flood(s: Socket, batch: Buffer, counter: string): void {
   go();
 }
 
+/** Connects, sends REGISTER, hangs up on the first answer; resolves when the socket is closed. */
+function registerOnce(port: number, i: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t0 = performance.now();
+    const s = open(port, i);
+    s.write(HELLO);
+    s.once('data', () => {
+      answerMs.push(performance.now() - t0);
+      bump('answers');
+      s.destroy();
+    });
+    s.once('close', () => resolve());
+  });
+}
+
 async function inBatches(n: number, concurrency: number, f: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(
@@ -363,18 +447,27 @@ const attacks: Record<string, (port: number) => Promise<void>> = {
   },
 
   async register(port) {
-    const loop = async (i: number): Promise<void> => {
-      while (!stopping) {
-        await new Promise<void>((resolve) => {
-          const s = open(port, i);
-          s.write(HELLO);
-          s.once('data', () => {
-            bump('answers');
-            s.destroy();
-          });
-          s.once('close', () => resolve());
-        });
+    // Open loop at a fixed rate: the router and the anchor get the same offered load, however
+    // fast each answers (a closed loop gives a faster server more connections to handle).
+    const rate = 1000;
+    const t0 = performance.now();
+    let opened = 0;
+    let live = 0;
+    setInterval(() => {
+      const due = Math.floor(((performance.now() - t0) * rate) / 1000);
+      while (!stopping && opened < due && live < 64) {
+        opened++;
+        live++;
+        registerOnce(port, opened).then(() => live--, () => live--);
       }
+      // Behind by more than the cap: the missed ones are not made up in a burst.
+      if (due - opened > 64) opened = due - 64;
+    }, 5);
+  },
+
+  async 'register-max'(port) {
+    const loop = async (i: number): Promise<void> => {
+      while (!stopping) await registerOnce(port, i);
     };
     for (let i = 0; i < 64; i++) void loop(i);
   },
@@ -421,6 +514,8 @@ const attacks: Record<string, (port: number) => Promise<void>> = {
   },
 };
 
+const started = performance.now();
+
 async function attackMain(name: string, port: number): Promise<void> {
   const f = attacks[name];
   if (f === undefined) throw new Error(`unknown attack ${name}`);
@@ -428,6 +523,12 @@ async function attackMain(name: string, port: number): Promise<void> {
     if (stopping) return;
     stopping = true;
     bump('open_at_end', sockets.size);
+    if (answerMs.length > 0) {
+      answerMs.sort((a, b) => a - b);
+      stats['answer_ms_p50'] = Math.round(answerMs[answerMs.length >> 1]! * 10) / 10;
+      stats['answer_ms_p99'] = Math.round(answerMs[Math.floor(answerMs.length * 0.99)]! * 10) / 10;
+    }
+    stats['conn_per_s'] = Math.round(((stats['connections'] ?? 0) * 1000) / (performance.now() - started));
     process.stdout.write(`STATS ${JSON.stringify(stats)}\n`);
     for (const s of sockets) s.destroy();
     setTimeout(() => process.exit(0), 50);

@@ -13,13 +13,21 @@ type RouterCtor = new (options: Record<string, unknown>) => RouterLike;
 const options = JSON.parse(process.argv[2] ?? '{}') as Record<string, unknown>;
 // Loaded by path so this file builds even while the router is being written.
 const mod = (await import(new URL('../src/router/router.js', import.meta.url).href)) as { Router: RouterCtor };
+// The router's own logger at info, writing to stdout (a pipe the parent drains) as an
+// operator runs it, so the cost of per-connection log lines (summarised by the router's log
+// limit) is in every figure. Warnings and errors also go to stderr when BENCH_ROUTER_LOG=1
+// (errors always).
+const log = (await import(new URL('../src/net/log.js', import.meta.url).href)) as { createLogger(o: { level: string }): Record<'debug' | 'info' | 'warn' | 'error', (msg: string, fields?: unknown) => void> };
+const base = log.createLogger({ level: 'info' });
 const logger = {
-  debug() {},
-  info() {},
+  debug: base.debug,
+  info: base.info,
   warn(msg: string, fields?: unknown) {
+    base.warn(msg, fields);
     if (process.env['BENCH_ROUTER_LOG'] === '1') process.stderr.write(`router warn: ${msg} ${JSON.stringify(fields ?? {})}\n`);
   },
   error(msg: string, fields?: unknown) {
+    base.error(msg, fields);
     process.stderr.write(`router error: ${msg} ${JSON.stringify(fields ?? {})}\n`);
   },
 };

@@ -61,6 +61,8 @@ export interface ServerChild {
   readonly child: ChildProcess;
   readonly pid: number;
   readonly port: number;
+  /** What `ready` matched (all groups), when the child announced itself; group 1 is {@link port}. */
+  readonly announced: readonly string[];
   /** Asks the child to stop (SIGTERM; it closes cleanly, which writes a CPU profile when asked for) and waits. */
   stop(timeoutMs?: number): Promise<void>;
 }
@@ -96,6 +98,7 @@ export async function startChild(cmd: string, args: string[], options: StartOpti
   children.add(child);
   child.on('exit', () => children.delete(child));
   const timeoutMs = options.timeoutMs ?? 15_000;
+  let announced: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`${cmd} not ready after ${timeoutMs} ms: ${out.slice(-500)}`)), timeoutMs);
@@ -113,6 +116,7 @@ export async function startChild(cmd: string, args: string[], options: StartOpti
       const m = options.ready.exec(out);
       if (m !== null) {
         clearTimeout(timer);
+        announced = [...m];
         resolve(Number(m[1]));
       }
     });
@@ -137,6 +141,7 @@ export async function startChild(cmd: string, args: string[], options: StartOpti
     child,
     pid: child.pid!,
     port,
+    announced,
     stop: (ms = 10_000) =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();

@@ -110,10 +110,10 @@ export function addRouterCommand(program: Command): void {
       'after',
       `
 Logs one line per event on stdout. The first is always the listening line, e.g.
-  2026-01-01T00:00:00.000Z INFO  listening host=0.0.0.0 port=7447 router=3054 version=0.1.0
+  2026-01-01T00:00:00.000Z INFO  listening host=0.0.0.0 port=7447 router=00000bee version=0.1.0
 or with --log-format json
-  {"time":"…","level":"info","msg":"listening","host":"0.0.0.0","port":7447,"router":3054,"version":"0.1.0"}
-(router is the router ID, in decimal; agent IDs start with it as 8 hex digits). With a
+  {"time":"…","level":"info","msg":"listening","host":"0.0.0.0","port":7447,"router":"00000bee","version":"0.1.0"}
+(router is the router ID as 8 hex digits, as in every log line and at the start of its agents' IDs). With a
 metrics listener a second line follows: "metrics listening" with its host and port.
 Under systemd (stdout is the journal) each line starts with its syslog priority, <3>
 error to <7> debug, which journald strips and files, so "journalctl -p warning" works.

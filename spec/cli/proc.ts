@@ -131,10 +131,10 @@ export interface RouterProc {
 export async function startRouter(extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<RouterProc> {
   const proc = new Proc(['router', '--host', '127.0.0.1', '--port', '0', '--log-format', 'json', ...extra], env);
   const line = await proc.line((l) => l.includes('"listening"'));
-  const rec = JSON.parse(line) as { msg: string; port: number; router: number };
+  const rec = JSON.parse(line) as { msg: string; port: number; router: string };
   assert.is(rec.msg, 'listening');
   assert.ok(rec.port > 0);
-  return { proc, port: rec.port, routerId: rec.router, address: `127.0.0.1:${rec.port}` };
+  return { proc, port: rec.port, routerId: parseInt(rec.router, 16), address: `127.0.0.1:${rec.port}` };
 }
 
 /** Starts `postern listen --json` and resolves with its ID once registered. */

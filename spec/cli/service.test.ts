@@ -39,9 +39,9 @@ function exampleConfig(changes: Record<string, unknown> = {}): string {
 /** Starts `postern router --config FILE` (JSON logs); resolves with its agent and metrics ports. */
 async function startConfigured(config: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<RouterProc & { metrics: number }> {
   const proc = new Proc(['router', '--config', config, '--log-format', 'json', ...extra], env);
-  const rec = JSON.parse(await proc.line((l) => l.includes('"listening"'))) as { port: number; router: number };
+  const rec = JSON.parse(await proc.line((l) => l.includes('"listening"'))) as { port: number; router: string };
   const m = JSON.parse(await proc.line((l) => l.includes('"metrics listening"'))) as { port: number };
-  return { proc, port: rec.port, routerId: rec.router, address: `127.0.0.1:${rec.port}`, metrics: m.port };
+  return { proc, port: rec.port, routerId: parseInt(rec.router, 16), address: `127.0.0.1:${rec.port}`, metrics: m.port };
 }
 
 function get(port: number, path: string): Promise<{ status: number; type: string; body: string }> {

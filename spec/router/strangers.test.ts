@@ -34,4 +34,25 @@ S('every stranger gets the same reply buffer, built once, and the same coded CLO
   assert.is(r.stats.closes[WireCode.BAD_MAGIC], 4);
 });
 
+S('a stranger is ended once: no second end() when the peer FIN follows ours', async () => {
+  // Each end() on an ended stream makes Node build an error with its stack: during a flood
+  // of strangers that was a tenth of what each cost the router.
+  const r = new Router({ routerId: 3, clock: new ManualClock() });
+  const [mine, theirs] = duplexPair();
+  let ends = 0;
+  const end = theirs.end.bind(theirs);
+  theirs.end = ((...args: Parameters<typeof theirs.end>) => {
+    ends++;
+    return end(...args);
+  }) as typeof theirs.end;
+  r.handle(theirs, undefined, '');
+  mine.on('error', () => {});
+  mine.resume();
+  mine.write(Buffer.from([0x00, 1, 2, 3]));
+  await eventually(() => ends > 0, 2000, 'the router ends');
+  mine.end();
+  await eventually(() => r.connections === 0, 2000, 'the connection is gone');
+  assert.is(ends, 1);
+});
+
 S.run();

@@ -74,7 +74,7 @@ J('postern router: <6> before each line when stdout is the journal, none otherwi
   try {
     const version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
     const journal = await routerLines(dir, true);
-    assert.match(journal[0]!, new RegExp(`^<6>\\S+ INFO  listening host=127\\.0\\.0\\.1 port=\\d+ router=\\d+ version=${version.replaceAll('.', '\\.')}$`));
+    assert.match(journal[0]!, new RegExp(`^<6>\\S+ INFO  listening host=127\\.0\\.0\\.1 port=\\d+ router=[0-9a-f]{8} version=${version.replaceAll('.', '\\.')}$`));
     assert.match(journal[1]!, /^<6>\S+ INFO  metrics listening /);
     const file = await routerLines(dir, false);
     assert.match(file[0]!, /^\d{4}-\S+ INFO  listening .* version=/, 'INVOCATION_ID alone is not the journal');

@@ -12,6 +12,7 @@ import { encodeFrame } from './encoder.js';
 import { ErrorCode, PosternError } from './errors.js';
 import { isValidRouterId } from './id.js';
 import { readMap } from './msgpack.js';
+import { RegisteredTemplate } from './registered-template.js';
 
 /**
  * Bodies of control frames. REGISTER and REGISTERED carry a MessagePack map with string
@@ -124,8 +125,16 @@ export class ControlCodec {
     return encodeFrame(FrameType.REGISTER, this.packr.pack(body));
   }
 
-  /** The REGISTERED frame's chunks. */
+  // A router's REGISTERED differ only in the ID and the resume token: see registered-template.ts.
+  private readonly registered = new RegisteredTemplate((body) => this.encodeRegisteredPlain(body));
+
+  /** The REGISTERED frame's chunks (for the common shape, one buffer from a template: the same bytes). */
   encodeRegistered(body: RegisteredBody): Buffer[] {
+    return this.registered.encode(body) ?? this.encodeRegisteredPlain(body);
+  }
+
+  /** @internal The REGISTERED frame's chunks, packed from scratch: the reference the template is built and tested against. */
+  encodeRegisteredPlain(body: RegisteredBody): Buffer[] {
     // Key order fixed so the bytes match the vectors in PROTOCOL.md.
     const ordered: Record<string, unknown> = {
       id: Buffer.from(body.id),

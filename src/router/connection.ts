@@ -18,6 +18,7 @@ import { Decoder, type FrameSink } from '../protocol/decoder.js';
 import { FrameType, MAGIC, MIN_PROTOCOL_VERSION, PRE_REGISTER_MAX_FRAME, PROTOCOL_VERSION, WIRE_CODE_NAMES, WireCode } from '../protocol/frame.js';
 import { encodeClose, encodePing, encodePreamble } from '../protocol/encoder.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
+import { corkForTurn } from '../net/cork.js';
 import { NO_ID } from '../protocol/id.js';
 import type { StableChallenge } from '../protocol/stable-id.js';
 import type { Timer } from '../net/clock.js';
@@ -201,6 +202,7 @@ export class RouterConnection implements FrameSink {
       return;
     }
     this.preambleSent = true;
+    corkForTurn(this.stream); // the preamble and the REGISTERED read with it: one write
     this.writer.write(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
     this.state = ConnState.HANDSHAKE;
   }
@@ -303,7 +305,8 @@ export class RouterConnection implements FrameSink {
         logLost(this);
         this.shutdown(true);
       }
-      this.stream.end();
+      // Not again when we ended first: Node builds an error (stack and all) for each extra end().
+      if (!this.stream.writableEnded) this.stream.end();
     } catch (err) {
       this.failSafely(err);
     }

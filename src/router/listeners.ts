@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import type { WebSocketServer } from 'ws';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
+import { routerHex } from '../protocol/id.js';
 import type { Logger } from '../net/log.js';
 import { DEFAULT_PATH } from '../net/address.js';
 import { ALPN } from '../net/dial.js';
@@ -334,7 +335,7 @@ export class ListenerSet {
       await this.close();
       throw err;
     }
-    this.all.forEach((l, i) => this.log.info('listening', { host: addrs[i]!.address, port: addrs[i]!.port, transport: l.kind, router: routerId }));
+    this.all.forEach((l, i) => this.log.info('listening', { host: addrs[i]!.address, port: addrs[i]!.port, transport: l.kind, router: routerHex(routerId) }));
     return addrs[0]!;
   }
 

@@ -1,6 +1,6 @@
 import { ID_SIZE } from '../protocol/frame.js';
 import { randomBytes } from 'node:crypto';
-import { idEquals, newAgentId } from '../protocol/id.js';
+import { idEquals } from '../protocol/id.js';
 
 /** What the registry stores: a 16-byte ID and the connection it routes to. */
 export interface Registered<C = unknown> {
@@ -45,14 +45,13 @@ export class Registry<C> {
 
   /** A fresh ID for `routerId`, distinct from every live one. [P-5.3] */
   newId(routerId: number): Buffer {
-    for (;;) {
-      const id = newAgentId(routerId, Buffer.allocUnsafe(ID_SIZE));
-      if (this.lookup(id, 0) === undefined) return id;
-    }
+    // The same pool as reply handles: a registration flood otherwise pays one CSPRNG call
+    // (a few µs of native crossing) per connection.
+    return this.newHandleId(routerId);
   }
 
-  // Reply handles are made per message, so their randomness comes from a pool refilled
-  // 4 KiB at a time rather than one CSPRNG call each.
+  // Reply handles are made per message, and IDs per registration (floods included), so their
+  // randomness comes from a pool refilled 4 KiB at a time rather than one CSPRNG call each.
   private pool = Buffer.alloc(0);
   private poolOff = 0;
 

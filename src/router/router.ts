@@ -24,7 +24,7 @@ import { createHash } from 'node:crypto';
 function sha256(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
-import { routerIdOf } from '../protocol/id.js';
+import { routerHex, routerIdOf } from '../protocol/id.js';
 
 const RESUME_LABEL = Buffer.from('postern resume v1');
 /** Most stand-ins a restarted router keeps for IDs that may resume. */
@@ -239,7 +239,7 @@ export class Router extends EventEmitter<RouterEvents> {
     };
     return bindServer(server, this.options.port, this.options.host, onError).then(
       (addr) => {
-        this.log.info('listening', { host: addr.address, port: addr.port, router: this.routerId });
+        this.log.info('listening', { host: addr.address, port: addr.port, router: routerHex(this.routerId) });
         this.warnPlainTokens();
         if (this.fdLimit !== null && this.options.maxConnections > connectionsWithin(this.fdLimit)) {
           this.log.warn('maxConnections is above what the file descriptor limit allows', {
