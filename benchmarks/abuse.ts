@@ -1,5 +1,5 @@
 /**
- * The `abuse` section (issue 10, item 6): one normal pair's throughput through the router
+ * The `abuse` section: one normal pair's throughput through the router
  * alone and under each attack, as a ratio within one run (median of repeats). The attacks
  * run in a child process of their own (`node abuse.js attack <name> <port>`, pinned to the
  * generator core), so their JavaScript does not stall the pair's generator loop; each attack

@@ -1,5 +1,5 @@
 /**
- * Stream benchmarks (issue 13, item 6): one stream's MB/s through a postern router next to
+ * Stream benchmarks: one stream's MB/s through a postern router next to
  * direct loopback TCP and a socat TCP relay (anchors, same run); 64 parallel streams;
  * request/reply round trips per second with p50/p99; and what a reader paused for a while
  * costs the other streams.

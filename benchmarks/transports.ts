@@ -1,5 +1,5 @@
 /**
- * The transports section of `npm run bench` (issue 12, item 6): the same throughput cells
+ * The transports section of `npm run bench`: the same throughput cells
  * over plain TCP, TLS and WebSocket (wss) through ONE router process with three listeners,
  * nats-server over plain TCP and over TLS as the anchor, in the same run; and the TLS
  * handshake rate (new agents per second, TLS handshake + REGISTER) beside plain TCP's.

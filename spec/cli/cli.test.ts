@@ -268,7 +268,7 @@ e2e('send of a payload over the announced limit exits 3 with POSTERN_ERR_FRAME_T
   const listener = await startListener(router);
   const r = await run(['send', '--router', router.address, listener.id], { stdin: randomBytes(2048 - 26 + 1) });
   assert.is(r.code, 3, r.stderr);
-  // The error names the size and the router's limit (issue 10, item 11), as does --help.
+  // The error names the size and the router's limit, as does --help.
   assert.match(r.stderr, /^error: POSTERN_ERR_FRAME_TOO_LARGE: the message is 2023 bytes; this router takes at most 2022 bytes per message/m);
   assert.match((await run(['send', '--help'])).stdout, /< photo\.jpg\n.*1048550 bytes/);
   // Exactly the limit goes through.

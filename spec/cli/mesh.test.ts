@@ -71,7 +71,7 @@ M('a router with another mesh secret gets no link; a secret shorter than 16 char
   const a = await startRouter(['--router-id', '0xa1'], { POSTERN_MESH_SECRET: SECRET });
   const c = await startRouter(['--router-id', '0xc3', '--peer', a.address], { POSTERN_MESH_SECRET: 'a different secret entirely' });
   await c.proc.line((l) => l.includes('LINK_AUTH_FAILED'));
-  // The dialling side says it at error level, naming what to check (issue 10, item 9).
+  // The dialling side says it at error level, naming what to check.
   const refused = JSON.parse(await c.proc.line((l) => l.includes('"link refused"'))) as { level: string; code: string; hint: string };
   assert.is(refused.level, 'warn');
   assert.is(refused.code, 'LINK_AUTH_FAILED');

@@ -114,7 +114,7 @@ errors('exit statuses by code', () => {
   assert.is(status(ErrorCode.SEAL_OPEN_FAILED), ExitStatus.FAILURE);
   assert.is(status(ErrorCode.INTERNAL), ExitStatus.FAILURE);
   assert.is(exitStatusFor(Object.assign(new Error('x'), { code: 'EADDRINUSE' })), ExitStatus.CONNECTION);
-  // Issue 10, item 9: a wrong token is a refusal (a retrying script must not spin on it).
+  // A wrong token is a refusal (a retrying script must not spin on it).
   assert.is(status(ErrorCode.ADMISSION_DENIED), ExitStatus.REFUSED);
   assert.is(status(ErrorCode.UNKNOWN_HOST), ExitStatus.USAGE);
   assert.is(status(ErrorCode.CONNECT_FAILED), ExitStatus.CONNECTION);

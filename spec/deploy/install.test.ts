@@ -1,5 +1,5 @@
 /**
- * The documented install, as far as this machine allows (issue 10, items 7 and 11): the
+ * The documented install, as far as this machine allows: the
  * package is packed (`npm pack`), installed from the tarball into a temporary global
  * prefix with no registry (`npm install -g --offline`: the runtime dependencies travel in
  * the tarball), `postern systemd-unit` writes the unit, `systemd-analyze verify` checks it,

@@ -34,7 +34,7 @@ test('systemd-analyze verify accepts the unit (where systemd-analyze exists)', (
 test('the shipped example config is valid and uses the defaults a user expects', () => {
   const c = resolveConfig(loadConfig('example.json'));
   assert.is(c.router.port, 7447);
-  // No fixed routerId: copied to every host of a mesh, one ID would clash (issue 10, item 8).
+  // No fixed routerId: copied to every host of a mesh, one ID would clash.
   assert.not.ok('routerId' in (JSON.parse(readFileSync('example.json', 'utf8')) as object));
   assert.equal(c.metrics, { host: '127.0.0.1', port: 9447 });
 });

@@ -1,5 +1,5 @@
 /**
- * ssh to a host that accepts no inbound connection (issue 13, item 5), for real, in network
+ * ssh to a host that accepts no inbound connection, for real, in network
  * namespaces:
  *
  *      S 10.79.1.2 ──veth── 10.79.1.1  R  10.79.2.1 ──veth── C 10.79.2.2

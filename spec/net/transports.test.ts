@@ -1,5 +1,5 @@
 /**
- * Through firewalls, for real (issue 12, item 5): agents in network namespaces whose
+ * Through firewalls, for real: agents in network namespaces whose
  * nftables rules let out only TCP 443 to the routers, only the proxy host, or only the web
  * host, reach routers over TLS, WebSocket, HTTP CONNECT and SOCKS5 proxies and an nginx
  * that terminates TLS; and an agent fails over from a killed router to the next.

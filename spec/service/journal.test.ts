@@ -1,5 +1,5 @@
 /**
- * Logs an operator can use under systemd (issue 10, item 10): each line carries its syslog
+ * Logs an operator can use under systemd: each line carries its syslog
  * priority when stdout is the journal (JOURNAL_STREAM names stdout), so `journalctl -p`
  * filters; never when stdout is something else; and the first line names the version.
  */
