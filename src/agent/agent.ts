@@ -4,13 +4,14 @@ import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { Flag, FrameType, HEADER_SIZE, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET } from '../protocol/frame.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { formatId } from '../protocol/id.js';
+import { Delivery, guard } from './delivery.js';
 import { KeyDirectory } from './directory.js';
 import { Inbound } from './inbound.js';
 import type { AgentEvents, RouterInfo, Status, StatusIterator } from './events.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Message, SendOptions } from './message.js';
 import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
-import { BoundedQueue, FairQueue } from './queue.js';
+import { BoundedQueue } from './queue.js';
 import { sealPayload, sealTarget, replyOptions, type SealTarget, type Sealer } from './sealing.js';
 import { Session } from './session.js';
 import { isStreamPayload } from '../stream/frame.js';
@@ -61,12 +62,12 @@ export async function connect(options: AgentOptions = {}): Promise<Agent> {
 export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message> {
   private readonly opts: ResolvedAgentOptions;
   private readonly codec = new ControlCodec();
-  private readonly inbox: FairQueue<Message>;
+  /** The inbox, its listeners and paused reading. */
+  private readonly delivery: Delivery;
   private readonly statusSubs = new Set<BoundedQueue<Status>>();
   /** State, the current connection, reconnecting and pending flushes. */
   private readonly life: Lifecycle;
   private seq = 0;
-  private readPaused = false;
   private readonly directory: KeyDirectory;
   private readonly inbound: Inbound;
   private readonly sealer: Sealer;
@@ -79,16 +80,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   constructor(opts: ResolvedAgentOptions) {
     super();
     this.opts = opts;
-    this.inbox = new FairQueue<Message>({
-      capacity: opts.maxQueue,
-      maxBytes: opts.maxQueueBytes,
-      weigh: (m) => m.data.length,
-      // Round-robin per sender ID. Anonymous senders share one turn: without STICKY each of
-      // their messages has a fresh handle (§11.2), so a turn per handle would give one
-      // anonymous flood a turn per message, ahead of every registered sender.
-      key: (m) => (m.anonymous ? ANONYMOUS_SENDERS : m.from),
-      onDrain: () => this.resumeReading(),
-    });
+    this.delivery = new Delivery(opts, this, () => this.life.session);
     this.directory = new KeyDirectory(opts.keyCacheSize, (id) => {
       const s = this.life.liveSession();
       if (!(s instanceof Session)) return s;
@@ -111,7 +103,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     };
     this.life = new Lifecycle(opts, this.codec, this.directory, this.inbound, {
       get readPaused() {
-        return agent.readPaused;
+        return agent.delivery.readPaused;
       },
       status: (s) => this.emitStatus(s),
       routerError: (err) => {
@@ -120,7 +112,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       },
       drained: () => guard(() => this.emit('drain')),
       ended: (err) => {
-        this.inbox.end();
+        this.delivery.inbox.end();
         this.emitStatus({ type: 'closed', error: err });
         for (const q of this.statusSubs) q.end();
         this.statusSubs.clear();
@@ -129,7 +121,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       // Like a stream's 'data': a 'message' listener takes over delivery, starting with
       // whatever waits in the queue (after the listener is actually attached).
-      if (event === 'message') queueMicrotask(() => this.drainToListeners());
+      if (event === 'message') queueMicrotask(() => this.delivery.drainToListeners());
     });
   }
 
@@ -169,12 +161,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
 
   /** Messages waiting for the consumer. */
   get queued(): number {
-    return this.inbox.length;
+    return this.delivery.inbox.length;
   }
 
   /** Payload bytes of the messages waiting for the consumer (bounded by `maxQueueBytes`). */
   get queuedBytes(): number {
-    return this.inbox.bytes;
+    return this.delivery.inbox.bytes;
   }
 
   /**
@@ -183,7 +175,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * taken the queue down to half of both. Streams on this connection wait meanwhile.
    */
   get receivePaused(): boolean {
-    return this.readPaused;
+    return this.delivery.readPaused;
   }
 
   /** This agent's X25519 public key (the `keyPair` option), or undefined. */
@@ -369,7 +361,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * instead, so use one style. Breaking out of `for await` does not close the agent.
    */
   messages(): AsyncIterableIterator<Message, undefined> {
-    const inbox = this.inbox;
+    const inbox = this.delivery.inbox;
     const token = {};
     let done = false;
     const it: AsyncIterableIterator<Message, undefined> = {
@@ -487,43 +479,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       if (r === undefined) return;
       m = r;
     }
-    if (this.inbox.length === 0 && this.listenerCount('message') > 0) {
-      this.emitMessage(m);
-      return;
-    }
-    // [P-9.3] a bounded inbound queue: stop reading rather than grow, but only once a
-    // message does not fit. A full queue alone keeps reading, so stream frames (which never
-    // enter it) keep flowing while the application leaves its messages unread. [P-14.4]
-    if (!this.inbox.push(m)) this.pauseReading();
-  }
-
-  private emitMessage(m: Message): void {
-    // guard() inline: this runs per message, and a closure per message shows in the profile.
-    try {
-      this.emit('message', m);
-    } catch (err) {
-      rethrowLater(err);
-    }
-  }
-
-  private drainToListeners(): void {
-    while (this.listenerCount('message') > 0) {
-      const m = this.inbox.shift();
-      if (m === undefined) break;
-      this.emitMessage(m);
-    }
-  }
-
-  private pauseReading(): void {
-    if (this.readPaused) return;
-    this.readPaused = true;
-    this.life.session?.pause();
-  }
-
-  private resumeReading(): void {
-    if (!this.readPaused) return;
-    this.readPaused = false;
-    this.life.session?.resume();
+    this.delivery.deliver(m);
   }
 
   private emitStatus(s: Status): void {
@@ -548,31 +504,8 @@ function writeDestination(header: Buffer, to: string | Uint8Array): void {
 
 function noop(): void {}
 
-/** The inbox's turn shared by all anonymous senders (no agent ID is 9 characters long). */
-const ANONYMOUS_SENDERS = 'anonymous';
-
 function toPayload(data: Uint8Array | string): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
   if (data instanceof Uint8Array) return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'data must be a Uint8Array or a string');
-}
-
-/**
- * Runs a user listener. Listeners run inside the frame loop; a throwing one must not cut the
- * connection or skip the frames after it, so its error is rethrown outside, as an uncaught
- * exception (what Node does for a throwing stream 'data' listener).
- */
-function guard(emit: () => unknown): void {
-  try {
-    emit();
-  } catch (err) {
-    rethrowLater(err);
-  }
-}
-
-/** Rethrows a listener's error outside the frame loop, as an uncaught exception. */
-function rethrowLater(err: unknown): void {
-  queueMicrotask(() => {
-    throw err;
-  });
 }
