@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { ControlCodec } from '../protocol/control.js';
-import { ErrorCode, PosternError } from '../protocol/errors.js';
+import type { PosternError } from '../protocol/errors.js';
 import { Flag, FrameType, HEADER_SIZE, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET } from '../protocol/frame.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { formatId } from '../protocol/id.js';
+import { textAgentId, toPayload, writeDestination } from './arguments.js';
 import { Delivery, guard } from './delivery.js';
 import { KeyDirectory } from './directory.js';
 import { Inbound } from './inbound.js';
@@ -36,7 +37,6 @@ export type { AgentEvents, RouterInfo, Status, StatusIterator } from './events.j
 
 export { isPermanentError } from './lifecycle.js';
 
-const HEX_ID = /^[0-9a-fA-F]{32}$/;
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 
 /**
@@ -440,8 +440,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   openStream(to: string, options: OpenStreamOptions = {}): Stream {
     const closed = this.life.closedError();
     if (closed !== undefined) throw closed;
-    if (typeof to !== 'string' || !HEX_ID.test(to)) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits');
-    return this.streamMux().open(to.toLowerCase(), options, this.opts.keyPair !== undefined);
+    return this.streamMux().open(textAgentId(to), options, this.opts.keyPair !== undefined);
   }
 
   /**
@@ -453,8 +452,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   request(to: string, payload: Uint8Array | string, options: RequestOptions = {}): Promise<Message> {
     const closed = this.life.closedError();
     if (closed !== undefined) return Promise.reject(closed);
-    if (typeof to !== 'string' || !HEX_ID.test(to)) return Promise.reject(new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits'));
-    return this.streamMux().request(to.toLowerCase(), payload, options);
+    let id: string;
+    try {
+      id = textAgentId(to);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.streamMux().request(id, payload, options);
   }
 
   /** Streams open now (both directions). */
@@ -488,24 +492,4 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 }
 
-/** Writes and checks the destination ID at offset 6 of a SEND header. */
-function writeDestination(header: Buffer, to: string | Uint8Array): void {
-  if (typeof to === 'string') {
-    if (!HEX_ID.test(to)) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits');
-    header.write(to, RELAY_ID_OFFSET, ID_SIZE, 'hex');
-  } else if (to instanceof Uint8Array && to.length === ID_SIZE) {
-    header.set(to, RELAY_ID_OFFSET);
-  } else {
-    throw new PosternError(ErrorCode.INVALID_ID, `an agent ID is 32 hex digits or ${ID_SIZE} bytes`);
-  }
-  // Router ID 0 is issued by no router, so such an ID is a caller's mistake, not a destination.
-  if (header.readUInt32BE(RELAY_ID_OFFSET) === 0) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID never has router ID 0');
-}
-
 function noop(): void {}
-
-function toPayload(data: Uint8Array | string): Buffer {
-  if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (data instanceof Uint8Array) return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'data must be a Uint8Array or a string');
-}
