@@ -23,10 +23,11 @@ import type { Stream } from '../stream/stream.js';
  * The agent: one logical endpoint that stays registered with a router across connections.
  *
  * This file is the public facade (send, receive, lookup, flush, status, close, with the
- * TSDoc users read) and the delivery of received messages to the consumer; the rest lives
- * beside it: the connection lifecycle (`lifecycle.ts`: dial, register, lose, drain,
- * reconnect), the inbound pipeline (`inbound.ts`), key directory lookups (`directory.ts`),
- * sealing options (`sealing.ts`), one connection (`session.ts`).
+ * TSDoc users read); the rest lives beside it: the connection lifecycle (`lifecycle.ts`:
+ * dial, register, lose, drain, reconnect, pending flushes in `flushes.ts`), one connection
+ * (`session.ts`), the inbound pipeline (`inbound.ts`), delivery to the consumer
+ * (`delivery.ts`), key directory lookups (`directory.ts`), sealing options (`sealing.ts`)
+ * and argument checks (`arguments.ts`).
  *
  * @module
  */
@@ -35,7 +36,7 @@ export type { Message, MessageSender, RejectedMessage, SealTo, SendOptions, Veri
 
 export type { AgentEvents, RouterInfo, Status, StatusIterator } from './events.js';
 
-export { isPermanentError } from './lifecycle.js';
+export { isPermanentError } from './reconnect.js';
 
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 

@@ -11,7 +11,7 @@ import type { RouterInfo, Status } from './events.js';
 import { Flushes } from './flushes.js';
 import type { Inbound } from './inbound.js';
 import type { ResolvedAgentOptions } from './options.js';
-import { ReconnectLoop } from './reconnect.js';
+import { isPermanentError, ReconnectLoop } from './reconnect.js';
 import { Session } from './session.js';
 
 /**
@@ -43,14 +43,6 @@ export interface LifecycleHost {
 
 /** Bytes waiting to be sent before `writable` goes false (at most half of maxSendBuffer). */
 const WRITE_WAIT = 256 * 1024;
-
-/** Codes after which reconnecting is pointless: the peer is not a postern router we can speak to. */
-const PERMANENT = new Set<string>([ErrorCode.BAD_MAGIC, ErrorCode.UNSUPPORTED_VERSION, ErrorCode.ADMISSION_DENIED]);
-
-/** True when an error ends the agent instead of triggering a reconnect. */
-export function isPermanentError(err: unknown): boolean {
-  return err instanceof PosternError && PERMANENT.has(err.code);
-}
 
 /** The connection lifecycle of one agent (see the module note). */
 export class Lifecycle {
