@@ -1,23 +1,21 @@
 import { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
-import { ControlCodec, type DrainBody, type RegisteredBody } from '../protocol/control.js';
-import { ErrorCode, PosternError } from '../protocol/errors.js';
-import { Flag, FrameType, HEADER_SIZE, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET, WireCode } from '../protocol/frame.js';
+import { ControlCodec } from '../protocol/control.js';
+import type { PosternError } from '../protocol/errors.js';
+import { Flag, FrameType, HEADER_SIZE, ID_SIZE, RELAY_HEADER_SIZE, RELAY_ID_OFFSET, RELAY_SEQ_OFFSET } from '../protocol/frame.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { formatId } from '../protocol/id.js';
-import { KeyDirectory, toPosternError } from './directory.js';
+import { textAgentId, toPayload, writeDestination } from './arguments.js';
+import { Delivery, guard } from './delivery.js';
+import { KeyDirectory } from './directory.js';
 import { Inbound } from './inbound.js';
 import type { AgentEvents, RouterInfo, Status, StatusIterator } from './events.js';
+import { Lifecycle } from './lifecycle.js';
 import type { Message, SendOptions } from './message.js';
 import { resolveAgentOptions, type AgentOptions, type ResolvedAgentOptions } from './options.js';
-import { BoundedQueue, FairQueue } from './queue.js';
-import { ReconnectLoop } from './reconnect.js';
+import { BoundedQueue } from './queue.js';
 import { sealPayload, sealTarget, replyOptions, type SealTarget, type Sealer } from './sealing.js';
 import { Session } from './session.js';
-import { parseEndpoint, type Endpoint } from '../net/address.js';
-import { openTransport } from '../net/dial.js';
 import { isStreamPayload } from '../stream/frame.js';
-import { stableProof } from '../protocol/stable-id.js';
 import { StreamMux, type OpenStreamOptions, type RequestOptions } from '../stream/mux.js';
 import type { Stream } from '../stream/stream.js';
 
@@ -25,10 +23,11 @@ import type { Stream } from '../stream/stream.js';
  * The agent: one logical endpoint that stays registered with a router across connections.
  *
  * This file is the public facade (send, receive, lookup, flush, status, close, with the
- * TSDoc users read) and the connection lifecycle (dial, register, lose, drain, reconnect);
- * the rest lives beside it: the inbound pipeline (`inbound.ts`), key directory lookups
- * (`directory.ts`), sealing options (`sealing.ts`), one connection (`session.ts`). It is
- * longer than 500 lines because the facade's documentation is most of it.
+ * TSDoc users read); the rest lives beside it: the connection lifecycle (`lifecycle.ts`:
+ * dial, register, lose, drain, reconnect, pending flushes in `flushes.ts`), one connection
+ * (`session.ts`), the inbound pipeline (`inbound.ts`), delivery to the consumer
+ * (`delivery.ts`), key directory lookups (`directory.ts`), sealing options (`sealing.ts`)
+ * and argument checks (`arguments.ts`).
  *
  * @module
  */
@@ -37,26 +36,9 @@ export type { Message, MessageSender, RejectedMessage, SealTo, SendOptions, Veri
 
 export type { AgentEvents, RouterInfo, Status, StatusIterator } from './events.js';
 
-type AgentState = 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed';
+export { isPermanentError } from './reconnect.js';
 
-interface Deferred {
-  resolve(): void;
-  reject(err: unknown): void;
-}
-
-const HEX_ID = /^[0-9a-fA-F]{32}$/;
-const FLUSH_TAG = 0x66; // 'f'
-/** Bytes waiting to be sent before `writable` goes false (at most half of maxSendBuffer). */
-const WRITE_WAIT = 256 * 1024;
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
-
-/** Codes after which reconnecting is pointless: the peer is not a postern router we can speak to. */
-const PERMANENT = new Set<string>([ErrorCode.BAD_MAGIC, ErrorCode.UNSUPPORTED_VERSION, ErrorCode.ADMISSION_DENIED]);
-
-/** True when an error ends the agent instead of triggering a reconnect. */
-export function isPermanentError(err: unknown): boolean {
-  return err instanceof PosternError && PERMANENT.has(err.code);
-}
 
 /**
  * Connects to a router and resolves once registered. Makes one attempt: a failure rejects
@@ -81,20 +63,12 @@ export async function connect(options: AgentOptions = {}): Promise<Agent> {
 export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Message> {
   private readonly opts: ResolvedAgentOptions;
   private readonly codec = new ControlCodec();
-  private readonly inbox: FairQueue<Message>;
+  /** The inbox, its listeners and paused reading. */
+  private readonly delivery: Delivery;
   private readonly statusSubs = new Set<BoundedQueue<Status>>();
-  private readonly flushes = new Map<number, Deferred>();
-  private readonly reconnector: ReconnectLoop;
-  private readonly closedPromise: Promise<PosternError | undefined>;
-  private resolveClosed!: (err: PosternError | undefined) => void;
-  private state: AgentState = 'connecting';
-  private session: Session | null = null;
+  /** State, the current connection, reconnecting and pending flushes. */
+  private readonly life: Lifecycle;
   private seq = 0;
-  private flushSeq = 0;
-  private idBuf: Buffer = Buffer.alloc(ID_SIZE);
-  private idText = '';
-  private info: RouterInfo | null = null;
-  private readPaused = false;
   private readonly directory: KeyDirectory;
   private readonly inbound: Inbound;
   private readonly sealer: Sealer;
@@ -102,51 +76,21 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   /** `sendSealed()` calls not yet sent; they go out in call order. */
   private sealedTail: Promise<unknown> = Promise.resolve();
   private sealedPending = 0;
-  private wantDrain = false;
-  /** Where to dial: the configured router, or a draining router's alternates. */
-  private targets: Endpoint[];
-  private targetIndex = 0;
-  /** Resume state of the last registration: token, grace, which target issued it, when it was lost. */
-  private resumeToken: Buffer | null = null;
-  private resumeGrace = 0;
-  private resumeTarget: Endpoint | null = null;
-  private lostAt = 0;
-  /** Why the last connection or attempt ended; carried by the next `reconnecting` status. */
-  private lastError: PosternError = new PosternError(ErrorCode.CONNECTION_LOST, 'not connected');
-  /**
-   * Holds the process open while reconnecting. Connected, the socket does that; between
-   * attempts only a (possibly unref'd) backoff timer exists, and a program blocked in
-   * `for await (const m of agent)` would otherwise exit in the middle of a router restart.
-   */
-  private hold: NodeJS.Timeout | null = null;
-  private readonly onAbort = (): void => {
-    void this.close();
-  };
 
   /** Not for callers: use {@link connect}, which validates the options and dials. */
   constructor(opts: ResolvedAgentOptions) {
     super();
     this.opts = opts;
-    this.targets = [...opts.endpoints];
-    this.inbox = new FairQueue<Message>({
-      capacity: opts.maxQueue,
-      maxBytes: opts.maxQueueBytes,
-      weigh: (m) => m.data.length,
-      // Round-robin per sender ID. Anonymous senders share one turn: without STICKY each of
-      // their messages has a fresh handle (§11.2), so a turn per handle would give one
-      // anonymous flood a turn per message, ahead of every registered sender.
-      key: (m) => (m.anonymous ? ANONYMOUS_SENDERS : m.from),
-      onDrain: () => this.resumeReading(),
-    });
+    this.delivery = new Delivery(opts, this, () => this.life.session);
     this.directory = new KeyDirectory(opts.keyCacheSize, (id) => {
-      const s = this.liveSession();
+      const s = this.life.liveSession();
       if (!(s instanceof Session)) return s;
       // LOOKUP refs share the SEND seq space, so an ERROR's seq names exactly one of them.
       const ref = this.nextSeq();
       s.write(this.codec.encodeLookup({ ref, id }));
       return ref;
     });
-    this.inbound = new Inbound(opts, this.directory, this, () => this.idBuf, {
+    this.inbound = new Inbound(opts, this.directory, this, () => this.life.idBuf, {
       message: (m) => this.onMessage(m),
       rejected: (r) => guard(() => this.emit('rejected', r)),
     });
@@ -155,58 +99,56 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       keyPair: opts.keyPair,
       anonymous: opts.anonymous,
       get id() {
-        return agent.idBuf;
+        return agent.life.idBuf;
       },
     };
-    this.closedPromise = new Promise((resolve) => {
-      this.resolveClosed = resolve;
+    this.life = new Lifecycle(opts, this.codec, this.directory, this.inbound, {
+      get readPaused() {
+        return agent.delivery.readPaused;
+      },
+      status: (s) => this.emitStatus(s),
+      routerError: (err) => {
+        if ((err.seq ?? 0) !== 0) guard(() => this.emit('undeliverable', err));
+        else guard(() => this.emit('warning', err));
+      },
+      drained: () => guard(() => this.emit('drain')),
+      ended: (err) => {
+        this.delivery.inbox.end();
+        this.emitStatus({ type: 'closed', error: err });
+        for (const q of this.statusSubs) q.end();
+        this.statusSubs.clear();
+      },
     });
-    this.reconnector = new ReconnectLoop(
-      {
-        clock: opts.clock,
-        policy: { initialDelay: opts.reconnectDelay, maxDelay: opts.reconnectMaxDelay, jitter: opts.reconnectJitter },
-        maxAttempts: opts.maxReconnectAttempts,
-        random: opts.random,
-      },
-      {
-        attempt: (n) => this.dial(n),
-        isPermanent: isPermanentError,
-        onWait: (n, delayMs) => {
-          this.emitStatus({ type: 'reconnecting', attempt: n, delayMs, error: this.lastError });
-        },
-        onGiveUp: (err) => this.finish(toPosternError(err)),
-      },
-    );
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       // Like a stream's 'data': a 'message' listener takes over delivery, starting with
       // whatever waits in the queue (after the listener is actually attached).
-      if (event === 'message') queueMicrotask(() => this.drainToListeners());
+      if (event === 'message') queueMicrotask(() => this.delivery.drainToListeners());
     });
   }
 
   /** The current agent ID, text form. A reconnect changes it. */
   get id(): string {
-    return this.idText;
+    return this.life.idText;
   }
 
   /** The current agent ID, 16 bytes (a copy). */
   get idBytes(): Buffer {
-    return Buffer.from(this.idBuf);
+    return Buffer.from(this.life.idBuf);
   }
 
   /** What the router announced at the last registration. */
   get routerInfo(): RouterInfo {
-    return this.info!;
+    return this.life.info!;
   }
 
   /** True while registered (send() works). */
   get connected(): boolean {
-    return this.state === 'open';
+    return this.life.state === 'open';
   }
 
   /** True once closed (by `close()` or for good after an error). */
   get isClosed(): boolean {
-    return this.state === 'closed';
+    return this.life.state === 'closed';
   }
 
   /**
@@ -215,17 +157,17 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * to `maxSendBuffer` bytes).
    */
   get writable(): boolean {
-    return this.state === 'open' && !this.wantDrain;
+    return this.life.state === 'open' && !this.life.wantDrain;
   }
 
   /** Messages waiting for the consumer. */
   get queued(): number {
-    return this.inbox.length;
+    return this.delivery.inbox.length;
   }
 
   /** Payload bytes of the messages waiting for the consumer (bounded by `maxQueueBytes`). */
   get queuedBytes(): number {
-    return this.inbox.bytes;
+    return this.delivery.inbox.bytes;
   }
 
   /**
@@ -234,7 +176,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * taken the queue down to half of both. Streams on this connection wait meanwhile.
    */
   get receivePaused(): boolean {
-    return this.readPaused;
+    return this.delivery.readPaused;
   }
 
   /** This agent's X25519 public key (the `keyPair` option), or undefined. */
@@ -275,7 +217,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * `prove` or `bind` without `seal`).
    */
   send(to: string | Uint8Array, data: Uint8Array | string, options?: SendOptions): number {
-    const closed = this.closedError();
+    const closed = this.life.closedError();
     if (closed !== undefined) throw closed;
     // One header buffer for every send: the session copies it before send() returns.
     const header = this.sendHeader;
@@ -288,7 +230,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
         payload = sealPayload(this.sealer, header.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE), payload, target.key!, options, target.bindByDefault);
       }
     }
-    const s = this.sendableSession(payload.length);
+    const s = this.life.sendableSession(payload.length);
     let flags = 0;
     if (options !== undefined) {
       if (options.anonymous === true) flags |= Flag.ANONYMOUS;
@@ -298,7 +240,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     const seq = this.nextSeq();
     writeHeader(header, 0, FrameType.SEND, flags, RELAY_HEADER_SIZE - HEADER_SIZE + payload.length);
     header.writeUInt32BE(seq, RELAY_SEQ_OFFSET);
-    if (!s.writeSend(header, payload)) this.wantDrain = true;
+    if (!s.writeSend(header, payload)) this.life.wantDrain = true;
     return seq;
   }
 
@@ -308,31 +250,16 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * Throws as {@link send} does.
    */
   sendPrefixed(to: string, prefix: Buffer, body: Buffer, written: (err?: Error | null) => void): void {
-    const closed = this.closedError();
+    const closed = this.life.closedError();
     if (closed !== undefined) throw closed;
     const size = prefix.length + body.length;
-    const s = this.sendableSession(size);
+    const s = this.life.sendableSession(size);
     const header = Buffer.allocUnsafe(RELAY_HEADER_SIZE + prefix.length);
     writeDestination(header, to);
     writeHeader(header, 0, FrameType.SEND, 0, RELAY_HEADER_SIZE - HEADER_SIZE + size);
     header.writeUInt32BE(this.nextSeq(), RELAY_SEQ_OFFSET);
     header.set(prefix, RELAY_HEADER_SIZE);
-    if (!s.writeSend(header, body, written)) this.wantDrain = true;
-  }
-
-  /** The session a SEND of `size` payload bytes may go to now; throws the reason it may not. */
-  private sendableSession(size: number): Session {
-    const info = this.info!;
-    if (size > info.maxPayload) {
-      throw new PosternError(ErrorCode.FRAME_TOO_LARGE, `payload of ${size} bytes exceeds the router's limit of ${info.maxPayload}`);
-    }
-    const s = this.liveSession();
-    if (!(s instanceof Session)) throw s;
-    const buffered = s.writableLength;
-    if (buffered > 0 && buffered + RELAY_HEADER_SIZE + size > this.opts.maxSendBuffer) {
-      throw new PosternError(ErrorCode.SEND_BUFFER_FULL, `${buffered} bytes already wait to be sent`);
-    }
-    return s;
+    if (!s.writeSend(header, body, written)) this.life.wantDrain = true;
   }
 
   /**
@@ -354,7 +281,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
     let id: string;
     let target: SealTarget;
     try {
-      const closed = this.closedError();
+      const closed = this.life.closedError();
       if (closed !== undefined) throw closed;
       const scratch = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
       writeDestination(scratch, to);
@@ -397,7 +324,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * the key that ID registered.
    */
   lookup(id: string | Uint8Array): Promise<Buffer> {
-    const closed = this.closedError();
+    const closed = this.life.closedError();
     if (closed !== undefined) return Promise.reject(closed);
     const idBuf = Buffer.allocUnsafe(RELAY_HEADER_SIZE);
     try {
@@ -409,26 +336,6 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       const err = this.directory.lookup(idBuf.subarray(RELAY_ID_OFFSET, RELAY_ID_OFFSET + ID_SIZE), { resolve, reject });
       if (err !== undefined) reject(err);
     });
-  }
-
-  /** CLOSED while the agent is closing or closed, else undefined. */
-  private closedError(): PosternError | undefined {
-    return this.state === 'closed' || this.state === 'closing' ? new PosternError(ErrorCode.CLOSED, 'the agent is closed') : undefined;
-  }
-
-  /**
-   * The session to write to, or why there is none: CLOSED (closing or closed), NOT_CONNECTED
-   * (reconnecting: nothing is queued, the router gives no receipt across connections). The
-   * one check of "usable" for every write.
-   */
-  private liveSession(): Session | PosternError {
-    const closed = this.closedError();
-    if (closed !== undefined) return closed;
-    const s = this.session;
-    if (this.state !== 'open' || s === null || s.state !== 'open') {
-      return new PosternError(ErrorCode.NOT_CONNECTED, 'not connected to a router (reconnecting)');
-    }
-    return s;
   }
 
   /** @internal {@link Message.reply}. */
@@ -445,25 +352,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * reading is paused (`receivePaused`), the PONG waits behind the unread messages.
    */
   flush(): Promise<void> {
-    const s = this.liveSession();
-    if (!(s instanceof Session)) return Promise.reject(s);
-    const n = this.nextFlush();
-    return new Promise<void>((resolve, reject) => {
-      this.flushes.set(n, { resolve, reject });
-      s.ping(this.flushPayload(n));
-    });
-  }
-
-  private nextFlush(): number {
-    this.flushSeq = (this.flushSeq + 1) >>> 0;
-    return this.flushSeq;
-  }
-
-  private flushPayload(n: number): Buffer {
-    const payload = Buffer.allocUnsafe(5);
-    payload[0] = FLUSH_TAG;
-    payload.writeUInt32BE(n, 1);
-    return payload;
+    return this.life.flush();
   }
 
   /**
@@ -473,7 +362,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * instead, so use one style. Breaking out of `for await` does not close the agent.
    */
   messages(): AsyncIterableIterator<Message, undefined> {
-    const inbox = this.inbox;
+    const inbox = this.delivery.inbox;
     const token = {};
     let done = false;
     const it: AsyncIterableIterator<Message, undefined> = {
@@ -500,7 +389,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    */
   status(): StatusIterator {
     const q = new BoundedQueue<Status>({ capacity: this.opts.maxStatusQueue, overflow: 'drop-oldest' });
-    if (this.state === 'closed') q.end();
+    if (this.life.state === 'closed') q.end();
     else this.statusSubs.add(q);
     const subs = this.statusSubs;
     const it: StatusIterator = {
@@ -522,22 +411,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * for it to close (at most `closeTimeout` ms). Message iterators finish once the queued
    * messages are taken; pending `flush()`es reject with POSTERN_ERR_CLOSED. Idempotent.
    */
-  async close(): Promise<void> {
-    if (this.state === 'closing' || this.state === 'closed') {
-      await this.closedPromise;
-      return;
-    }
-    this.state = 'closing';
-    this.reconnector.stop();
-    const s = this.session;
-    this.session = null;
-    if (s !== null) {
-      const err = new PosternError(ErrorCode.CLOSED, 'the agent was closed');
-      if (s.state === 'open') s.close(WireCode.NORMAL, '', err);
-      else s.abort(err);
-      await s.done;
-    }
-    this.finish(undefined);
+  close(): Promise<void> {
+    return this.life.close();
   }
 
   /**
@@ -545,7 +420,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * after `close()`. Never rejects.
    */
   closed(): Promise<PosternError | undefined> {
-    return this.closedPromise;
+    return this.life.done;
   }
 
   // --- streams (PROTOCOL.md §14, src/stream/): the agent only routes frames to the mux ---
@@ -564,9 +439,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * later failures destroy the stream with a coded error (see {@link Stream}).
    */
   openStream(to: string, options: OpenStreamOptions = {}): Stream {
-    if (this.state === 'closed' || this.state === 'closing') throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
-    if (typeof to !== 'string' || !HEX_ID.test(to)) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits');
-    return this.streamMux().open(to.toLowerCase(), options, this.opts.keyPair !== undefined);
+    const closed = this.life.closedError();
+    if (closed !== undefined) throw closed;
+    return this.streamMux().open(textAgentId(to), options, this.opts.keyPair !== undefined);
   }
 
   /**
@@ -576,9 +451,15 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
    * undeliverable request (POSTERN_ERR_UNKNOWN_DESTINATION ...), or like `send()`.
    */
   request(to: string, payload: Uint8Array | string, options: RequestOptions = {}): Promise<Message> {
-    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new PosternError(ErrorCode.CLOSED, 'the agent is closed'));
-    if (typeof to !== 'string' || !HEX_ID.test(to)) return Promise.reject(new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits'));
-    return this.streamMux().request(to.toLowerCase(), payload, options);
+    const closed = this.life.closedError();
+    if (closed !== undefined) return Promise.reject(closed);
+    let id: string;
+    try {
+      id = textAgentId(to);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.streamMux().request(id, payload, options);
   }
 
   /** Streams open now (both directions). */
@@ -587,269 +468,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
   }
 
   /** @internal The first connection attempt (see {@link connect}). */
-  async _start(): Promise<void> {
-    const signal = this.opts.signal;
-    if (signal !== undefined) {
-      if (signal.aborted) {
-        const err = new PosternError(ErrorCode.CLOSED, 'aborted before connecting', { cause: signal.reason });
-        this.finish(err);
-        throw err;
-      }
-      signal.addEventListener('abort', this.onAbort, { once: true });
-    }
-    try {
-      // One attempt per configured router: the first that registers wins. [P-13.7]
-      for (let i = 1; ; i++) {
-        try {
-          await this.dial(i);
-          break;
-        } catch (err) {
-          if (i >= this.opts.endpoints.length || this.opts.createConnection !== undefined || isPermanentError(err) || this.state !== 'connecting') throw err;
-        }
-      }
-    } catch (err) {
-      const e = this.state === 'closing' || this.state === 'closed'
-        ? new PosternError(ErrorCode.CLOSED, 'closed while connecting', { cause: signal?.reason ?? err })
-        : toPosternError(err);
-      this.finish(e);
-      throw e;
-    }
+  _start(): Promise<void> {
+    return this.life.start();
   }
 
   private nextSeq(): number {
     this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
     return this.seq;
-  }
-
-  /** The REGISTER body for an attempt at `target`. [P-4.1] [P-11.1] [P-12.3] [P-12.7] */
-  private registerBody(target: Endpoint): Record<string, unknown> {
-    const body: Record<string, unknown> = {};
-    if (this.opts.token !== undefined) body['token'] = this.opts.token;
-    if (this.opts.anonymous) body['anonymous'] = true;
-    // An anonymous connection publishes no key: it would link its messages to one identity.
-    if (this.opts.publicKey !== undefined && !this.opts.anonymous) body['key'] = Buffer.from(this.opts.publicKey);
-    if (this.opts.stableId) body['stable'] = true; // [P-15.2] proven in the second REGISTER
-    // The token goes back only to the router that issued it (another could replay it there
-    // to take our ID), and only within the grace it announced.
-    if (
-      this.opts.resume &&
-      this.resumeToken !== null &&
-      this.resumeTarget === target &&
-      this.opts.clock.now() - this.lostAt < this.resumeGrace
-    ) {
-      body['id'] = Buffer.from(this.idBuf);
-      body['resume'] = this.resumeToken;
-    }
-    return body;
-  }
-
-  /** One connection attempt: resolves when registered, rejects with why it failed. */
-  private dial(attempt: number): Promise<void> {
-    const closed = this.closedError();
-    if (closed !== undefined) return Promise.reject(closed);
-    this.emitStatus({ type: 'connecting', attempt });
-    const target = this.targets[this.targetIndex % this.targets.length]!;
-    let opened: Duplex | Promise<Duplex>;
-    try {
-      opened = this.opts.createConnection !== undefined ? this.opts.createConnection() : openTransport(target, this.opts.transport, this.opts.connectTimeout);
-    } catch (err) {
-      this.targetIndex++;
-      return Promise.reject(err instanceof PosternError ? err : new PosternError(ErrorCode.CONNECTION_LOST, 'could not open a connection', { cause: err }));
-    }
-    if (!(opened instanceof Promise)) return this.startSession(opened, target);
-    // TLS, upgrades and proxies first finish their own handshakes (PROTOCOL.md §13).
-    return opened.then(
-      (socket) => {
-        if (this.state !== 'closing' && this.state !== 'closed') return this.startSession(socket, target);
-        socket.destroy();
-        throw new PosternError(ErrorCode.CLOSED, 'the agent is closed');
-      },
-      (err: unknown) => {
-        this.targetIndex++;
-        this.lastError = toPosternError(err);
-        throw this.lastError;
-      },
-    );
-  }
-
-  /** Runs the postern handshake on an open transport: resolves when registered, rejects with why it failed. */
-  private startSession(socket: Duplex, target: Endpoint): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      let registered = false;
-      const session: Session = new Session(
-        socket,
-        {
-          clock: this.opts.clock,
-          connectTimeout: this.opts.connectTimeout,
-          closeTimeout: this.opts.closeTimeout,
-          codec: this.codec,
-          register: this.registerBody(target),
-          // A stream of large messages should not stop for 'drain' after each one.
-          writeWait: Math.min(WRITE_WAIT, this.opts.maxSendBuffer >> 1),
-          prove: this.opts.stableId ? (nonce) => stableProof(this.opts.keyPair!.secretKey, this.opts.keyPair!.publicKey, nonce) : undefined,
-        },
-        {
-          registered: (body) => {
-            registered = true;
-            this.onRegistered(session, body, target);
-            resolve();
-          },
-          ended: (err) => {
-            if (this.session === session) this.session = null;
-            if (!registered) {
-              this.lastError = err;
-              this.targetIndex++;
-              reject(err);
-            } else if (this.drainDone !== null && this.draining === session) {
-              this.drainDone();
-            } else {
-              this.onLost(err);
-            }
-          },
-          message: (from, data, flags) => {
-            // A session left after DRAIN still hands over what the router had sent it.
-            if (this.session === session || session.isLingering) {
-              this.inbound.deliver(from, data, flags);
-            }
-          },
-          errorFrame: (err) => {
-            if (this.session !== session) return;
-            const seq = err.seq ?? 0;
-            if (this.directory.onError(seq, err)) return;
-            if (seq !== 0) guard(() => this.emit('undeliverable', err));
-            else guard(() => this.emit('warning', err));
-          },
-          pong: (payload) => this.onPong(payload),
-          routerDrain: (body) => this.onRouterDrain(session, body),
-          lookupResult: (body) => this.directory.onResult(body),
-          writeDrained: () => {
-            if (this.session === session && this.wantDrain) {
-              this.wantDrain = false;
-              guard(() => this.emit('drain'));
-            }
-          },
-        },
-      );
-      this.session = session;
-      if (this.readPaused) session.pause();
-      session.start();
-      // A stream whose handshake read an HTTP head was left paused: data flows from here.
-      if (!this.readPaused) socket.resume();
-    });
-  }
-
-  private onRegistered(session: Session, body: RegisteredBody, target: Endpoint): void {
-    if (this.state === 'closing' || this.state === 'closed') return;
-    // [P-4.4] a registration brings a new ID unless it resumed the old one [P-12.3].
-    const resumed = body.resumed === true;
-    this.resumeToken = body.resume === undefined ? null : Buffer.from(body.resume);
-    this.resumeGrace = body.resumeGrace ?? 0;
-    this.resumeTarget = target;
-    // After a loss, this router first (to resume), then the configured list in order. [P-13.7]
-    const i = this.opts.endpoints.indexOf(target);
-    this.targets = i >= 0 ? [...this.opts.endpoints] : [target, ...this.opts.endpoints];
-    this.targetIndex = Math.max(i, 0);
-    // Alternates the router announced come after the configured list. [P-13.7]
-    if (this.opts.createConnection === undefined) {
-      for (const a of body.alternates ?? []) {
-        try {
-          const e = parseEndpoint(a, 'alternates');
-          if (!this.targets.some((t) => t.url === e.url)) this.targets.push(e);
-        } catch {
-          // A bad entry is skipped, as in DRAIN.
-        }
-      }
-    }
-    this.idBuf = Buffer.from(body.id);
-    this.idText = formatId(this.idBuf);
-    this.info = Object.freeze({
-      routerId: body.router,
-      maxFrame: body.maxFrame,
-      maxPayload: body.maxFrame - RELAY_HEADER_SIZE, // [P-4.2]
-      keepalive: body.keepalive,
-      timeout: body.timeout,
-    });
-    this.state = 'open';
-    this.session = session;
-    this.release();
-    this.emitStatus({ type: 'registered', id: this.idText, router: this.info, resumed });
-    if (this.wantDrain) {
-      // The old socket's backlog is gone with it; the new one is empty.
-      this.wantDrain = false;
-      guard(() => this.emit('drain'));
-    }
-  }
-
-  private onLost(err: PosternError): void {
-    if (this.state !== 'open') return;
-    this.lastError = err;
-    this.lostAt = this.opts.clock.now();
-    this.failPending(new PosternError(ErrorCode.NOT_SENT, 'the connection was lost before the router answered', { cause: err }));
-    this.emitStatus({ type: 'disconnected', error: err });
-    this.reconnectOrFinish(err);
-  }
-
-  private reconnectOrFinish(err: PosternError, firstDelay?: number): void {
-    if (this.opts.reconnect && this.opts.maxReconnectAttempts > 0 && !isPermanentError(err)) {
-      this.state = 'reconnecting';
-      this.hold ??= setInterval(noop, 0x7fffffff);
-      void this.reconnector.start(firstDelay);
-    } else {
-      this.finish(err);
-    }
-  }
-
-  private draining: Session | null = null;
-  private drainDone: (() => void) | null = null;
-
-  /**
-   * [P-12.2-1] The router is draining: stop sending, flush so everything sent so far is routed,
-   * CLOSE(NORMAL) (so the router does not park us), then reconnect after a random delay in
-   * 0..`after` ms to one of the alternates (or the same router).
-   */
-  private onRouterDrain(session: Session, body: DrainBody): void {
-    if (this.state !== 'open' || this.session !== session) return;
-    const err = new PosternError(ErrorCode.DRAINING, 'the router is draining');
-    this.state = 'reconnecting';
-    this.lastError = err;
-    this.hold ??= setInterval(noop, 0x7fffffff);
-    if (this.opts.createConnection === undefined) {
-      const alternates: Endpoint[] = [];
-      for (const a of body.alternates) {
-        try {
-          alternates.push(parseEndpoint(a, 'alternates'));
-        } catch {
-          // A bad entry is skipped; the others (or the same router) still serve.
-        }
-      }
-      if (alternates.length > 0) {
-        this.targets = alternates;
-        this.targetIndex = Math.floor(clampRandom(this.opts.random()) * alternates.length);
-      }
-    }
-    this.emitStatus({ type: 'disconnected', error: err });
-    this.draining = session;
-    let done = false;
-    this.drainDone = () => {
-      if (done) return;
-      done = true;
-      this.draining = null;
-      this.drainDone = null;
-      if (this.session === session) this.session = null;
-      this.lostAt = this.opts.clock.now();
-      session.close(WireCode.NORMAL, 'drained', err, true);
-      this.failPending(new PosternError(ErrorCode.NOT_SENT, 'the connection closed before the router answered', { cause: err }));
-      if (this.state !== 'reconnecting') return;
-      this.reconnectOrFinish(err, Math.floor(clampRandom(this.opts.random()) * (body.after + 1)));
-    };
-    // The PONG comes after every earlier SEND was routed; the session's end also finishes.
-    this.flushes.set(this.nextFlush(), { resolve: this.drainDone, reject: this.drainDone });
-    session.ping(this.flushPayload(this.flushSeq));
-  }
-
-  private release(): void {
-    if (this.hold !== null) clearInterval(this.hold);
-    this.hold = null;
   }
 
   private onMessage(m: Message): void {
@@ -859,131 +484,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AsyncIterable<Me
       if (r === undefined) return;
       m = r;
     }
-    if (this.inbox.length === 0 && this.listenerCount('message') > 0) {
-      this.emitMessage(m);
-      return;
-    }
-    // [P-9.3] a bounded inbound queue: stop reading rather than grow, but only once a
-    // message does not fit. A full queue alone keeps reading, so stream frames (which never
-    // enter it) keep flowing while the application leaves its messages unread. [P-14.4]
-    if (!this.inbox.push(m)) this.pauseReading();
-  }
-
-  private emitMessage(m: Message): void {
-    // guard() inline: this runs per message, and a closure per message shows in the profile.
-    try {
-      this.emit('message', m);
-    } catch (err) {
-      rethrowLater(err);
-    }
-  }
-
-  private drainToListeners(): void {
-    while (this.listenerCount('message') > 0) {
-      const m = this.inbox.shift();
-      if (m === undefined) break;
-      this.emitMessage(m);
-    }
-  }
-
-  private pauseReading(): void {
-    if (this.readPaused) return;
-    this.readPaused = true;
-    this.session?.pause();
-  }
-
-  private resumeReading(): void {
-    if (!this.readPaused) return;
-    this.readPaused = false;
-    this.session?.resume();
-  }
-
-  private onPong(payload: Buffer): void {
-    if (payload.length !== 5 || payload[0] !== FLUSH_TAG) return;
-    const n = payload.readUInt32BE(1);
-    const d = this.flushes.get(n);
-    if (d === undefined) return;
-    this.flushes.delete(n);
-    d.resolve();
-  }
-
-  /** Rejects every pending flush and lookup. */
-  private failPending(err: PosternError): void {
-    const ds = [...this.flushes.values()];
-    this.flushes.clear();
-    for (const d of ds) d.reject(err);
-    this.directory.failAll(err);
+    this.delivery.deliver(m);
   }
 
   private emitStatus(s: Status): void {
     for (const q of this.statusSubs) q.push(s);
     guard(() => this.emit('status', s));
   }
-
-  /** Ends the agent for good (idempotent). */
-  private finish(err: PosternError | undefined): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    this.reconnector.stop();
-    this.release();
-    this.opts.signal?.removeEventListener('abort', this.onAbort);
-    const s = this.session;
-    this.session = null;
-    s?.abort(err ?? new PosternError(ErrorCode.CLOSED, 'the agent was closed'));
-    this.failPending(new PosternError(ErrorCode.CLOSED, 'the agent was closed', { cause: err }));
-    this.inbox.end();
-    this.emitStatus({ type: 'closed', error: err });
-    for (const q of this.statusSubs) q.end();
-    this.statusSubs.clear();
-    this.resolveClosed(err);
-  }
-}
-
-/** Writes and checks the destination ID at offset 6 of a SEND header. */
-function writeDestination(header: Buffer, to: string | Uint8Array): void {
-  if (typeof to === 'string') {
-    if (!HEX_ID.test(to)) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID is 32 hex digits');
-    header.write(to, RELAY_ID_OFFSET, ID_SIZE, 'hex');
-  } else if (to instanceof Uint8Array && to.length === ID_SIZE) {
-    header.set(to, RELAY_ID_OFFSET);
-  } else {
-    throw new PosternError(ErrorCode.INVALID_ID, `an agent ID is 32 hex digits or ${ID_SIZE} bytes`);
-  }
-  // Router ID 0 is issued by no router, so such an ID is a caller's mistake, not a destination.
-  if (header.readUInt32BE(RELAY_ID_OFFSET) === 0) throw new PosternError(ErrorCode.INVALID_ID, 'an agent ID never has router ID 0');
 }
 
 function noop(): void {}
-
-/** The inbox's turn shared by all anonymous senders (no agent ID is 9 characters long). */
-const ANONYMOUS_SENDERS = 'anonymous';
-
-function toPayload(data: Uint8Array | string): Buffer {
-  if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (data instanceof Uint8Array) return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  throw new PosternError(ErrorCode.INVALID_ARGUMENT, 'data must be a Uint8Array or a string');
-}
-
-/**
- * Runs a user listener. Listeners run inside the frame loop; a throwing one must not cut the
- * connection or skip the frames after it, so its error is rethrown outside, as an uncaught
- * exception (what Node does for a throwing stream 'data' listener).
- */
-function guard(emit: () => unknown): void {
-  try {
-    emit();
-  } catch (err) {
-    rethrowLater(err);
-  }
-}
-
-/** Rethrows a listener's error outside the frame loop, as an uncaught exception. */
-function rethrowLater(err: unknown): void {
-  queueMicrotask(() => {
-    throw err;
-  });
-}
-
-function clampRandom(r: number): number {
-  return Number.isFinite(r) ? Math.min(Math.max(r, 0), 0.9999999999) : 0;
-}

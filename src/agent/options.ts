@@ -9,6 +9,7 @@ import type { JitterMode } from '../net/backoff.js';
 import { parseEndpoints, parseRouterAddress, type Endpoint } from '../net/address.js';
 import { resolveTransport, type ResolvedTransport } from '../net/dial.js';
 import { resolveStreamOptions, type ResolvedStreamOptions, type StreamOptions } from '../stream/options.js';
+import { HEX_ID } from './arguments.js';
 
 export { parseRouterAddress };
 
@@ -343,8 +344,6 @@ function resolveKeyPair(kp: KeyPair | undefined): Readonly<KeyPair> | undefined 
   if (!Buffer.from(x25519Base(secretKey)).equals(publicKey)) bad('keyPair', 'publicKey does not belong to secretKey');
   return Object.freeze({ publicKey: Uint8Array.from(publicKey), secretKey: Uint8Array.from(secretKey) });
 }
-
-const HEX_ID = /^[0-9a-fA-F]{32}$/;
 
 /** Normalizes pinned keys to a map from lowercase text ID to a 32-byte key. */
 function resolveTrustedKeys(

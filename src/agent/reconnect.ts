@@ -1,13 +1,23 @@
 import type { Clock, Timer } from '../net/clock.js';
 import { backoffDelay, type BackoffPolicy } from '../net/backoff.js';
+import { ErrorCode, PosternError } from '../protocol/errors.js';
 
 /**
- * Reconnect timing: one single-flight retry loop over the pure backoff of `net/backoff`.
+ * Reconnect timing: one single-flight retry loop over the pure backoff of `net/backoff`, and
+ * which errors end it ({@link isPermanentError}).
  *
  * @module
  */
 
 export { backoffDelay, type BackoffPolicy, type JitterMode } from '../net/backoff.js';
+
+/** Codes after which reconnecting is pointless: the peer is not a postern router we can speak to. */
+const PERMANENT = new Set<string>([ErrorCode.BAD_MAGIC, ErrorCode.UNSUPPORTED_VERSION, ErrorCode.ADMISSION_DENIED]);
+
+/** True when an error ends the agent instead of triggering a reconnect. */
+export function isPermanentError(err: unknown): boolean {
+  return err instanceof PosternError && PERMANENT.has(err.code);
+}
 
 /** What a {@link ReconnectLoop} drives. */
 export interface ReconnectHooks {
