@@ -20,6 +20,7 @@ import {
   WireCode,
 } from '../protocol/frame.js';
 import { formatId } from '../protocol/id.js';
+import { directReaderOf } from '../net/reader.js';
 import { Heartbeat } from './heartbeat.js';
 
 /**
@@ -157,6 +158,14 @@ export class Session {
   start(): void {
     const s = this.socket;
     s.on('data', (chunk: Buffer) => this.onData(chunk));
+    // Plain TCP from dial.ts: reads come here without 'data' events (src/net/reader.ts).
+    directReaderOf(s)?.bind({
+      rest: () => (this.reading ? this.decoder.partialRest : null),
+      atFrameStart: () => this.reading && this.decoder.atFrameStart,
+      adopt: (buf, n) => this.onAdopt(buf, n),
+      filled: (rest, n) => this.onFilled(rest, n),
+      data: (chunk) => this.onData(chunk),
+    });
     s.on('end', () => this.onEnd());
     s.on('error', (err: Error) => this.onSocketError(err));
     s.on('close', () => this.onClose());
@@ -331,6 +340,45 @@ export class Session {
       if (off < chunk.length) this.decoder.push(off === 0 ? chunk : chunk.subarray(off));
     } catch (err) {
       // Frames after a preamble of another version may not even parse as ours.
+      this.violation(this.badVersion ?? err);
+      return;
+    }
+    if (this.badVersion !== null) this.violation(this.badVersion);
+  }
+
+  /** False once input is ignored: closed, or closing without lingering. */
+  private get reading(): boolean {
+    return !(this.state === 'closed' || (this.state === 'closing' && !this.lingering));
+  }
+
+  /**
+   * `buf[0, n)` was read at a frame start into a buffer of a guessed frame size; the decoder
+   * takes it as that frame's buffer when its header says so (see `Decoder.adopt`).
+   */
+  private onAdopt(buf: Buffer, n: number): boolean {
+    if (!this.reading) return false;
+    try {
+      if (!this.decoder.adopt(buf, n)) return false;
+    } catch (err) {
+      this.violation(this.badVersion ?? err);
+      return true;
+    }
+    this.heartbeat?.received();
+    if (this.badVersion !== null) this.violation(this.badVersion);
+    return true;
+  }
+
+  /**
+   * `n` bytes were read straight into the rest of the frame in progress (see
+   * `Decoder.partialRest`): the decoder counts them and emits the frame once complete.
+   */
+  private onFilled(rest: Buffer, n: number): void {
+    if (!this.reading) return;
+    this.heartbeat?.received();
+    try {
+      // False only when the decoder was stopped since the read began: the bytes belong to no frame.
+      this.decoder.filledRest(rest, n);
+    } catch (err) {
       this.violation(this.badVersion ?? err);
       return;
     }

@@ -14,6 +14,7 @@ import { ErrorCode, PosternError } from '../protocol/errors.js';
 import { hostPort, usesTls, type Endpoint } from './address.js';
 import { openTunnel, parseProxy, proxyFromEnv, type ProxySpec } from './proxy.js';
 import { clientUpgrade, UPGRADE_TOKEN } from './upgrade.js';
+import { DirectReader, setDirectReader } from './reader.js';
 import { MAX_WS_MESSAGE, WebSocketDuplex } from './ws-stream.js';
 
 /** The ALPN protocol ID of a postern stream directly inside TLS. [P-13.2] */
@@ -234,7 +235,11 @@ export function openTransport(ep: Endpoint, t: ResolvedTransport, timeout: numbe
   }
   const proxy = proxyFor(ep, t);
   if (proxy === null && ep.scheme === 'tcp') {
-    const socket = net.connect({ host: ep.host, port: ep.port });
+    // Plain TCP reads into buffers the session picks (src/net/reader.ts): a large frame
+    // goes straight into its own buffer instead of being copied out of Node's chunks.
+    const reader = new DirectReader();
+    const socket = net.connect({ host: ep.host, port: ep.port, onread: reader.onread });
+    setDirectReader(socket, reader);
     // Frames are coalesced per tick by cork(); Nagle would only add latency on top.
     socket.setNoDelay(true);
     return socket;

@@ -122,6 +122,57 @@ export class Decoder {
     return 0;
   }
 
+  /**
+   * The unfilled rest of the frame in progress, as a view of the buffer allocated for it
+   * (after its header passed every check), or null when no frame body is in progress. A
+   * reader may have the kernel read the frame's remaining bytes straight into it, then call
+   * {@link filledRest}: a large frame is then never copied after the kernel. Nothing else
+   * may write to the view.
+   */
+  get partialRest(): Buffer | null {
+    const p = this.partial;
+    return p === null ? null : p.subarray(this.partialLen);
+  }
+
+  /**
+   * `n` bytes were written at the start of `rest`, a view {@link partialRest} returned;
+   * emits the frame once it is complete. Returns false, and takes nothing, when `rest` is
+   * no longer where the frame in progress continues (the decoder was stopped since) or `n`
+   * runs past the frame: the bytes then belong to no frame and the caller drops them.
+   */
+  filledRest(rest: Uint8Array, n: number): boolean {
+    const p = this.partial;
+    if (p === null || rest.buffer !== p.buffer || rest.byteOffset !== p.byteOffset + this.partialLen || n > p.length - this.partialLen) return false;
+    this.partialLen += n;
+    if (this.partialLen === p.length) {
+      this.partial = null;
+      this.partialLen = 0;
+      this.sink.frame(p, 0, p.length);
+    }
+    return true;
+  }
+
+  /**
+   * Takes `buf[0, n)` as the start of the next frame without copying it, when that frame
+   * is exactly `buf.length` bytes long: `buf` becomes the frame's buffer (the rest then
+   * goes through {@link partialRest}), or, when all of it is there, the frame is emitted
+   * at once. The header is checked first, as by {@link push}. Returns false, having taken
+   * nothing, when not at a frame start, when fewer than 6 bytes are there, or when the frame
+   * is of another size or one to skip: the caller then pushes the bytes as usual.
+   */
+  adopt(buf: Buffer, n: number): boolean {
+    if (!this.atFrameStart || n < HEADER_SIZE) return false;
+    const total = (((buf[0]! << 24) | (buf[1]! << 16) | (buf[2]! << 8) | buf[3]!) >>> 0) + LENGTH_SIZE;
+    if (total !== buf.length || !this.check(total, buf[LENGTH_SIZE]!)) return false;
+    if (n === total) {
+      this.sink.frame(buf, 0, total);
+    } else {
+      this.partial = buf;
+      this.partialLen = n;
+    }
+    return true;
+  }
+
   /** Bytes held for an incomplete frame (for memory accounting and tests). */
   get buffered(): number {
     return this.partial !== null ? this.partialLen : this.headLen;
