@@ -74,6 +74,7 @@ interface Plan {
 
 function plan(seed: number, count: number): Plan {
   const r = prng(seed);
+  const r2 = prng(seed ^ 0x5a5a5a5a);
   const int = (n: number): number => Math.floor(r() * n);
   const pick = <T>(a: readonly T[]): T => a[int(a.length)]!;
   const bytes = (n: number): Buffer => {
@@ -171,7 +172,10 @@ function plan(seed: number, count: number): Plan {
         // Now and then one SEND in the run goes elsewhere, or has other flags; on links a
         // SOURCE may change the sender in the middle of a run.
         if (link && r() < 0.05) out.push(source());
-        const to = r() < 0.1 ? anyDest() : dest;
+        let to = r() < 0.1 ? anyDest() : dest;
+        // On a link, a run to an agent here broken by a SEND for another agent here (drawn
+        // from a stream of its own, so the mixes of the main stream stay as they were).
+        if (link && to === dest && r2() < 0.08) to = dests[Math.floor(r2() * 5)]!;
         out.push(send(i, to, r() < 0.1 ? (link ? linkFlags() : agentFlags()) : flags, max));
       }
     } else if (roll < 0.65) {

@@ -131,7 +131,15 @@ export class Forwarder {
       if (d !== null && this.runEnd === off && this.runBuf === chunk && d.state === ConnState.OPEN) {
         if (this.runById) {
           // A run to an agent reached by its own ID (an anonymous agent, reached through a
-          // reply handle, has no ID to compare with: its words are zeros).
+          // reply handle, has no ID to compare with: its words are zeros). The ID's last word
+          // (random; the first is the router's) tells most SENDs for another agent without
+          // the run loop's set-up.
+          if (dv.getInt32(off + RELAY_ID_OFFSET + 12, true) !== d.idWords[3]) {
+            this.route(chunk, off, off + total, dv.getUint32(off + RELAY_SEQ_OFFSET), source !== null ? source.sender : this.self.id);
+            off += total;
+            n++;
+            continue;
+          }
           const before = this.runCount;
           const o = this.extendAgentRun(chunk, dv, off, max, d);
           if (o !== off) {
@@ -230,13 +238,14 @@ export class Forwarder {
     const cache = this.destCache;
     const slot = buf[at + 15]! & (DEST_CACHE_SLOTS - 1);
     const c = cache === null ? null : cache[slot]!;
+    const cw = c === null ? null : c.idWords;
     if (
-      c !== null &&
-      c.state === ConnState.OPEN &&
-      dv.getInt32(at, true) === c.idWords[0] &&
-      dv.getInt32(at + 4, true) === c.idWords[1] &&
-      dv.getInt32(at + 8, true) === c.idWords[2] &&
-      dv.getInt32(at + 12, true) === c.idWords[3]
+      cw !== null &&
+      c!.state === ConnState.OPEN &&
+      dv.getInt32(at, true) === cw[0] &&
+      dv.getInt32(at + 4, true) === cw[1] &&
+      dv.getInt32(at + 8, true) === cw[2] &&
+      dv.getInt32(at + 12, true) === cw[3]
     ) {
       // An agent sent to lately (an open agent is always registered under its ID).
       dest = c;
