@@ -7,6 +7,7 @@
  * vector section; the test (vectors.test.ts) fails if either copy drifts from the code.
  */
 import { writeFileSync } from 'node:fs';
+import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
 import { openBox, sealBoxWithEphemeral } from '../../src/crypto/sealed-box.js';
 import { open, sealWithEphemeral, type SealOptions } from '../../src/crypto/seal.js';
@@ -195,6 +196,40 @@ export function buildVectors(): EnvelopeVectors {
 }
 
 const wrap = (h: string, width = 64): string => (h.match(new RegExp(`.{1,${width}}`, 'g')) ?? ['']).join('\n');
+
+/**
+ * Opens every stored vector with the code as it is (under whichever crypto backend is set)
+ * and asserts the stated outcome: the content and what it says of sender and recipient, or
+ * the error code.
+ */
+export function checkStoredVectors(stored: EnvelopeVectors): void {
+  for (const v of stored.vectors) {
+    const k = stored.keys[v.recipient]!;
+    const kp = { publicKey: unhex(k.publicKey), secretKey: unhex(k.secretKey) };
+    const env = unhex(v.envelope);
+    if (v.layer === 'sealed-box') {
+      assert.is(hex(openBox(env, kp.publicKey, kp.secretKey)), v.plain, v.name);
+      continue;
+    }
+    const opts = v.open.recipientId === null ? {} : { recipientId: v.open.recipientId };
+    if ('error' in v.expect) {
+      let code: string | undefined;
+      try {
+        open(env, kp, opts);
+      } catch (err) {
+        code = (err as PosternError).code;
+      }
+      assert.is(code, v.expect.error, v.name);
+    } else {
+      const got = open(env, kp, opts);
+      assert.is(hex(got.content), v.expect.content, v.name);
+      assert.is(got.sender?.id ? hex(got.sender.id) : null, v.expect.senderId, v.name);
+      assert.is(got.sender ? hex(got.sender.publicKey) : null, v.expect.senderPublicKey, v.name);
+      assert.is(got.recipientId ? hex(got.recipientId) : null, v.expect.recipientId, v.name);
+      assert.is(got.verified, v.expect.verified, v.name);
+    }
+  }
+}
 
 /** The Markdown of the vector section (one heading and one hex block per vector). */
 export function vectorsMarkdown(doc: EnvelopeVectors): string {

@@ -31,7 +31,7 @@ import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Helper, type Line, prerequisites, removeNamespaces, run } from './netns.js';
+import { cleanUpOnExit, Helper, type Line, prerequisites, removeNamespaces, run } from './netns.js';
 
 const PREFIX = 'postern-net-';
 const RUN = `${PREFIX}${process.pid}-`;
@@ -160,25 +160,18 @@ if (typeof tools === 'string') {
     for (const h of helpers) h.kill();
     removeNamespaces(t.ip, PREFIX);
   };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    onExit();
-    process.kill(process.pid, signal);
-  };
+  let release = (): void => undefined;
 
   test.before(() => {
     removeNamespaces(t.ip, PREFIX);
-    process.on('exit', onExit);
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    release = cleanUpOnExit(onExit);
   });
 
   /** Stops every helper and removes this run's namespaces (and their veths); idempotent. */
   const cleanUp = async (): Promise<string[]> => {
     await Promise.all(helpers.map((h) => h.stop()));
     removeNamespaces(t.ip, PREFIX);
-    process.off('exit', onExit);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    release();
     return listNamespaces(t.ip).filter((n) => n.startsWith(RUN));
   };
 

@@ -234,3 +234,22 @@ export function removeNamespaces(ip: string, prefix: string): void {
     }
   }
 }
+
+/**
+ * Runs `onExit` (kill this run's processes, remove its namespaces) if the process exits or
+ * is interrupted before the tests clean up themselves. Returns the undo, for that clean-up.
+ */
+export function cleanUpOnExit(onExit: () => void): () => void {
+  const onSignal = (signal: NodeJS.Signals): void => {
+    onExit();
+    process.kill(process.pid, signal);
+  };
+  process.on('exit', onExit);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return () => {
+    process.off('exit', onExit);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}

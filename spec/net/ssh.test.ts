@@ -24,7 +24,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { removeNamespaces, which } from './netns.js';
+import { cleanUpOnExit, removeNamespaces, which } from './netns.js';
 
 const RUN = `ps-${process.pid}-`;
 const NS = { r: `${RUN}r`, s: `${RUN}s`, c: `${RUN}c` };
@@ -86,10 +86,7 @@ if (typeof tools === 'string') {
     removeNamespaces(t.ip, 'ps-');
     rmSync(dir, { recursive: true, force: true });
   };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    onExit();
-    process.kill(process.pid, signal);
-  };
+  let release = (): void => undefined;
 
   /** A long-running process in a namespace; its output is collected. */
   function spawnIn(ns: string, file: string, args: string[]): { child: ChildProcess; out: () => string } {
@@ -112,16 +109,12 @@ if (typeof tools === 'string') {
 
   test.before(async () => {
     removeNamespaces(t.ip, 'ps-');
-    process.on('exit', onExit);
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    release = cleanUpOnExit(onExit);
   });
 
   test.after(() => {
     onExit();
-    process.off('exit', onExit);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    release();
   });
 
   test('ssh through postern to a host that accepts no inbound connection', async () => {

@@ -24,7 +24,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Daemon, Helper, prerequisites, removeNamespaces, run, waitListening, which, type Line } from './netns.js';
+import { cleanUpOnExit, Daemon, Helper, prerequisites, removeNamespaces, run, waitListening, which, type Line } from './netns.js';
 import { makePki, type TestPki } from '../helpers/certs.js';
 
 const PREFIX = 'pt-';
@@ -121,24 +121,17 @@ if (typeof tools === 'string' || openssl === undefined) {
     removeNamespaces(t.ip, PREFIX);
     rmSync(dir, { recursive: true, force: true });
   };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    onExit();
-    process.kill(process.pid, signal);
-  };
+  let release = (): void => undefined;
 
   test.before(() => {
     removeNamespaces(t.ip, PREFIX);
-    process.on('exit', onExit);
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    release = cleanUpOnExit(onExit);
   });
 
   const cleanUp = async (): Promise<string[]> => {
     await Promise.all([...helpers.map((h) => h.stop()), ...daemons.map((d) => d.stop())]);
     removeNamespaces(t.ip, PREFIX);
-    process.off('exit', onExit);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    release();
     rmSync(dir, { recursive: true, force: true });
     const left = execFileSync(t.ip, ['netns', 'list'], { encoding: 'utf8', timeout: 5000 });
     return left.split('\n').filter((l) => l.startsWith(RUN));

@@ -1,7 +1,7 @@
 // Over 500 lines because the stream layer's receive dispatch, credit, window growth, reset
 // and keepalive rules (PROTOCOL.md §14) share one state per stream and read best side by side.
 import type { Clock, Timer } from '../net/clock.js';
-import type { Message, MessageSender, SendOptions, Verification } from '../agent/message.js';
+import { IncomingMessage, type Message, type MessageSender, type SendOptions, type Verification } from '../agent/message.js';
 import { ErrorCode, PosternError } from '../protocol/errors.js';
 import {
   decodeStreamFrame,
@@ -85,27 +85,21 @@ interface PendingRequest {
   timer: Timer;
 }
 
-/** @internal A request or reply delivered to the application. */
-export class StreamMessage implements Message {
+/** @internal A request or reply delivered to the application: a message whose reply goes through the stream layer. */
+export class StreamMessage extends IncomingMessage {
   constructor(
-    readonly from: string,
-    readonly data: Buffer,
-    readonly anonymous: boolean,
-    readonly sealed: boolean,
-    readonly sender: MessageSender | undefined,
-    readonly verification: Verification,
+    from: string,
+    data: Buffer,
+    anonymous: boolean,
+    sealed: boolean,
+    sender: MessageSender | undefined,
+    verification: Verification,
     /** The request ID of a REQUEST (replying answers it), or undefined for a reply. */
     readonly requestId: number | undefined,
-    private readonly replyFn: (data: Uint8Array | string, options?: SendOptions) => number,
-  ) {}
-
-  get verified(): boolean {
-    return this.verification === 'pinned' || this.verification === 'directory';
-  }
-
-  /** For a request: sends the REPLY. For a reply: a plain message back. */
-  reply(data: Uint8Array | string, options?: SendOptions): number {
-    return this.replyFn(data, options);
+    /** For a request: sends the REPLY. For a reply: a plain message back. */
+    replyFn: (data: Uint8Array | string, options?: SendOptions) => number,
+  ) {
+    super({ _reply: (_m, d, o) => replyFn(d, o) }, from, data, anonymous, sealed, sender, verification);
   }
 }
 

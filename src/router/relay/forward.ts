@@ -133,19 +133,15 @@ export class Forwarder {
           // A run to an agent reached by its own ID (an anonymous agent, reached through a
           // reply handle, has no ID to compare with: its words are zeros). The ID's last word
           // (random; the first is the router's) tells most SENDs for another agent without
-          // the run loop's set-up.
-          if (dv.getInt32(off + RELAY_ID_OFFSET + 12, true) !== d.idWords[3]) {
-            this.route(chunk, off, off + total, dv.getUint32(off + RELAY_SEQ_OFFSET), source !== null ? source.sender : this.self.id);
-            off += total;
-            n++;
-            continue;
-          }
-          const before = this.runCount;
-          const o = this.extendAgentRun(chunk, dv, off, max, d);
-          if (o !== off) {
-            n += this.runCount - before;
-            off = o;
-            continue;
+          // the run loop's set-up: those go to route() below.
+          if (dv.getInt32(off + RELAY_ID_OFFSET + 12, true) === d.idWords[3]) {
+            const before = this.runCount;
+            const o = this.extendAgentRun(chunk, dv, off, max, d);
+            if (o !== off) {
+              n += this.runCount - before;
+              off = o;
+              continue;
+            }
           }
         } else if (source === null && d.link !== null && dv.getUint32(off + RELAY_ID_OFFSET) === d.link.peerRouter && total <= d.link.peerMaxFrame) {
           // A run over the link to the destination's own router: forwarded untouched. [P-10.4]
